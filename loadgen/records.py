@@ -1,0 +1,126 @@
+"""RequestRecord and the append-only JSONL sink: the one hand-off format between client and metrics.
+
+Every time is integer nanoseconds on the run's monotonic clock: ``perf_counter_ns() - t0_ns`` where ``t0_ns`` is
+taken once when the run starts (``summary.json`` keeps ``t0_ns`` together with the wall-clock anchor
+``t0_unix_ns``). Server-metric samples (``server_metrics.jsonl``) are stamped on the same clock, so a request and the
+server's state can be lined up without any conversion.
+
+A record is written once, when its request finishes (successfully or not), and never rewritten: a run killed half-way
+leaves every finished request on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_CANCELLED = "cancelled"
+
+# Where a record's token counts came from.
+COUNT_USAGE = "usage"  # the server's final usage block
+COUNT_CONTINUOUS_USAGE = "continuous_usage"  # per-chunk cumulative usage (vLLM stream_options.continuous_usage_stats)
+COUNT_ESTIMATED_CHUNKS = "estimated:one_token_per_chunk"
+COUNT_ESTIMATED_CHARS = "estimated:chars_per_token"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Everything measured about one request; times are ns since the run's t0, ``None`` when never reached."""
+
+    index: int
+    warmup: bool = False
+    api: str = "chat"
+    # tags copied from the workload (dataset name, domain, difficulty, token budget, ...), closed vocabulary.
+    tags: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int | None = None
+
+    # lifecycle, in order
+    intended_ns: int = 0  # when the schedule wanted it sent
+    dispatched_ns: int | None = None  # when the dispatcher actually handled it (send lag = dispatched - intended)
+    slot_ns: int | None = None  # when a concurrency slot was granted (queue wait = slot - dispatched)
+    send_ns: int | None = None  # just before the request bytes were handed to the connection
+    first_byte_ns: int | None = None  # response status line and headers received
+    first_chunk_ns: int | None = None  # first SSE data event of any kind (may carry no token: role chunk)
+    first_token_ns: int | None = None  # first event carrying reasoning or answer text
+    first_reasoning_ns: int | None = None  # first reasoning token
+    first_content_ns: int | None = None  # first visible (answer) token: TTFVT's end point
+    last_token_ns: int | None = None  # last event carrying a token
+    end_ns: int | None = None  # stream closed / request finished
+
+    # token-bearing chunks, in arrival order: time, tokens in it, and kind ('r' reasoning, 'c' content)
+    chunk_ns: list[int] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    chunk_kind: str = ""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None  # as the server's usage reported it
+    reasoning_tokens_stream: int | None = None  # as counted from the stream
+    token_count_source: str = COUNT_USAGE
+    count_notes: list[str] = field(default_factory=list)  # e.g. usage and stream disagree
+
+    status: str = STATUS_OK
+    http_status: int | None = None
+    finish_reason: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    server_request_id: str | None = None
+
+    output_text: str | None = None  # the visible answer (kept for accuracy scoring)
+    reasoning_chars: int = 0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({f: getattr(self, f) for f in _FIELD_NAMES})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(RequestRecord))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+
+
+class RecordSink:
+    """Append-only JSONL writer; each record is flushed to the OS as soon as it is written."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
+        self.count = 0
+
+    def write(self, record: RequestRecord) -> None:
+        self._fh.write(record.to_json() + b"\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> RecordSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: str | os.PathLike[str]) -> list[RequestRecord]:
+    """Read a ``requests.jsonl``; a torn last line (the run was killed mid-write) is skipped."""
+    out: list[RequestRecord] = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(RequestRecord.from_dict(orjson.loads(line)))
+            except orjson.JSONDecodeError:
+                continue
+    return out
