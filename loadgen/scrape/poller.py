@@ -1,0 +1,169 @@
+"""MetricsPoller: an asyncio task that scrapes each /metrics URL on a fixed grid and appends one JSON line per scrape.
+
+Why it is built this way:
+
+* Ticks are absolute deadlines ``t0 + k * interval`` on the run's clock. After a slow scrape the poller jumps to the
+  next future tick (missed ticks are counted, never replayed in a burst), so the grid never drifts.
+* Each sample carries ``t_start_ns`` (just before the GET) and ``t_ns`` (response body complete): the server's state
+  was read somewhere in between, and that span is the sample's time uncertainty.
+* Each URL has its own loop, so one slow server cannot hold back another; the HTTP session is the poller's own
+  (one connection per URL, short timeouts), so it shares no connection pool with the load-generating client.
+* The text is filtered and parsed in a worker thread (``asyncio.to_thread``): the event loop that timestamps the
+  client's stream chunks only ever awaits.
+* Failures are data: counted by kind (``connect``, ``timeout``, ``http``, ``parse``, ``other``), written to the
+  sink as an ``error`` line so the timeline shows the gap, and never raised into the run.
+
+Sink lines (``server_metrics.jsonl``)::
+
+    {"t_ns", "t_start_ns", "url", "dialect", "values": {vocabulary name: {label string: value | histogram}}}
+    {"t_ns", "t_start_ns", "url", "error": kind, "message"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from loadgen.scrape.dialects import DIALECTS, detect_dialect
+from loadgen.scrape.parse import Values, parse_text
+
+logger = logging.getLogger(__name__)
+
+FAILURE_KINDS = ("connect", "timeout", "http", "parse", "other")
+
+
+def default_metrics_url(base_url: str) -> str:
+    """``/metrics`` at the endpoint's origin: ``http://h:8000/v1`` -> ``http://h:8000/metrics``."""
+    parts = urlsplit(base_url)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"not an absolute http(s) URL: {base_url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, "/metrics", "", ""))
+
+
+class MetricsPoller:
+    """Scrape ``urls`` every ``interval_s`` on the run clock (``perf_counter_ns() - t0_ns``) into ``sink_path``."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        interval_s: float = 0.5,
+        *,
+        sink_path: Path,
+        t0_ns: int,
+        dialect: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        if dialect is not None and dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; known: {sorted(DIALECTS)}")
+        if not urls:
+            raise ValueError("no /metrics URL to poll")
+        self.urls = list(urls)
+        self.interval_ns = int(interval_s * 1e9)
+        self.sink_path = Path(sink_path)
+        self.t0_ns = t0_ns
+        self.dialect = dialect
+        # A scrape may take at most most of one interval, and never more than 5 s.
+        self.timeout_s = timeout_s if timeout_s is not None else min(5.0, max(0.2, 0.9 * interval_s))
+        self._dialects: dict[str, str] = {}
+        self.stats: dict[str, Any] = {
+            "scrapes": 0,
+            "ok": 0,
+            "failures": dict.fromkeys(FAILURE_KINDS, 0),
+            "missed_ticks": 0,
+            "last_error": None,
+            "parse_ns_total": 0,
+            "parse_ns_max": 0,
+            "bytes_total": 0,
+        }
+
+    def _now(self) -> int:
+        return time.perf_counter_ns() - self.t0_ns
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; returns promptly (an in-flight scrape is cancelled)."""
+        self.sink_path.parent.mkdir(parents=True, exist_ok=True)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=self.timeout_s)
+        connector = aiohttp.TCPConnector(limit=len(self.urls), limit_per_host=1, force_close=False)
+        with open(self.sink_path, "ab", buffering=0) as sink:
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+                loops = [asyncio.create_task(self._loop(session, url, sink, stop)) for url in self.urls]
+                try:
+                    await stop.wait()
+                finally:
+                    for task in loops:
+                        task.cancel()
+                    await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _loop(self, session: aiohttp.ClientSession, url: str, sink: Any, stop: asyncio.Event) -> None:
+        k = max(0, -(-self._now() // self.interval_ns))  # first tick not in the past
+        while not stop.is_set():
+            wait_ns = self.t0_ns + k * self.interval_ns - time.perf_counter_ns()
+            if wait_ns > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), wait_ns / 1e9)
+                    return
+                except TimeoutError:
+                    pass
+            line = await self._scrape(session, url)
+            sink.write(orjson.dumps(line) + b"\n")
+            due = -(-self._now() // self.interval_ns)  # next tick strictly in the future
+            if due > k + 1:
+                self.stats["missed_ticks"] += due - k - 1
+            k = max(k + 1, due)
+
+    async def _scrape(self, session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+        self.stats["scrapes"] += 1
+        t_start = self._now()
+        try:
+            async with session.get(url) as resp:
+                body = await resp.read()
+                t_end = self._now()
+                if resp.status != 200:
+                    return self._fail("http", f"HTTP {resp.status}", url, t_start, t_end)
+        except TimeoutError:
+            return self._fail("timeout", f"no complete answer within {self.timeout_s:.2f} s", url, t_start)
+        except aiohttp.ClientConnectorError as exc:
+            return self._fail("connect", str(exc), url, t_start)
+        except (aiohttp.ClientError, OSError) as exc:
+            return self._fail("other", f"{type(exc).__name__}: {exc}", url, t_start)
+        self.stats["bytes_total"] += len(body)
+        try:
+            dialect, values, parse_ns = await asyncio.to_thread(self._parse, url, body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._fail("parse", f"{type(exc).__name__}: {exc}", url, t_start, t_end)
+        self.stats["ok"] += 1
+        self.stats["parse_ns_total"] += parse_ns
+        self.stats["parse_ns_max"] = max(self.stats["parse_ns_max"], parse_ns)
+        return {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect, "values": values}
+
+    def _parse(self, url: str, body: bytes) -> tuple[str, Values, int]:
+        """Runs in a worker thread: decode, detect the dialect once per URL, filter, parse."""
+        t = time.perf_counter_ns()
+        text = body.decode("utf-8")
+        name = self.dialect or self._dialects.get(url)
+        if name is None:
+            name = detect_dialect(text)
+            if name is None:
+                raise ValueError("no vLLM, SGLang or TGI metric names in the text")
+            self._dialects[url] = name
+        values = parse_text(text, DIALECTS[name])
+        return name, values, time.perf_counter_ns() - t
+
+    def _fail(
+        self, kind: str, message: str, url: str, t_start: int, t_end: int | None = None
+    ) -> dict[str, Any]:
+        self.stats["failures"][kind] += 1
+        self.stats["last_error"] = f"{kind}: {message}"
+        if self.stats["failures"][kind] == 1:
+            logger.warning("scraping %s failed (%s): %s", url, kind, message)
+        t = t_end if t_end is not None else self._now()
+        return {"t_ns": t, "t_start_ns": t_start, "url": url, "error": kind, "message": message[:300]}

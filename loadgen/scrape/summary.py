@@ -1,0 +1,182 @@
+"""server_summary: what the server itself saw over the measured window, in the common vocabulary.
+
+Everything is computed over ``window`` only (warm-up and drain excluded by the caller's choice of window):
+gauges time-weighted over the window, counters and histograms as deltas between the samples that bound it.
+Engines (label sets) are aggregated as documented in ``series``: counts summed, KV usage averaged (``mean``) with
+the most loaded engine's value beside it (``max_engine``).
+
+``available`` lists the vocabulary names the server exposed in the window; ``missing`` the others, with the
+dialect's reason where it has one, so a report can print "TTFT: not exposed by TGI" rather than a zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadgen.scrape.dialects import DIALECTS, VOCABULARY
+from loadgen.scrape.series import CounterSeries, GaugeSeries, HistogramSeries, KvCacheSeries, Sample
+
+KV_HIGH = 0.9  # "near full": the share of time above this is reported
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+LATENCIES = ("ttft", "itl", "tpot", "e2e", "queue_time")
+
+
+def _round(x: float | None, nd: int = 6) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def server_summary(samples: list[Sample], window: tuple[int, int], url: str | None = None) -> dict[str, Any]:
+    """Summary of one server (``url``; may be omitted when the samples hold only one) over ``window`` (ns)."""
+    urls = sorted({s.url for s in samples})
+    if url is None and len(urls) > 1:
+        raise ValueError(f"samples from {len(urls)} servers; pass url= one of {urls}")
+    if url is not None:
+        samples = [s for s in samples if s.url == url]
+    start, end = window
+    if end <= start:
+        raise ValueError("window end must be after its start")
+    dialect = samples[0].dialect if samples else ""
+    in_window = [s for s in samples if start <= s.t_ns <= end]
+    exposed = {name for s in samples for name in s.values}
+    notes: list[str] = []
+    out: dict[str, Any] = {
+        "url": url or (urls[0] if urls else None),
+        "dialect": dialect,
+        "window_s": (end - start) / 1e9,
+        "samples_in_window": len(in_window),
+    }
+
+    kv = KvCacheSeries.from_samples(samples)
+    if len(kv):
+        kv_max_engine = KvCacheSeries.from_samples(samples, agg="max")
+        above_ns, above_share = kv.time_above(KV_HIGH, start, end)
+        out["kv_cache_usage"] = {
+            "mean": _round(kv.mean(start, end)),
+            "p50": _round(kv.quantile(0.5, start, end)),
+            "p99": _round(kv.quantile(0.99, start, end)),
+            "max": _round(kv.max(start, end)),
+            "max_engine": _round(kv_max_engine.max(start, end)),
+            f"time_above_{int(KV_HIGH * 100)}pct_s": round(above_ns / 1e9, 3),
+            f"share_above_{int(KV_HIGH * 100)}pct": round(above_share, 4),
+            "aggregation": "time-weighted; mean across engines (max_engine: most loaded engine)",
+        }
+
+    for name in ("num_running", "num_waiting"):
+        g = GaugeSeries.from_samples(samples, name, "sum")
+        if len(g):
+            out[name] = {"mean": _round(g.mean(start, end), 3), "max": _round(g.max(start, end), 3)}
+
+    counters = {
+        name: CounterSeries.from_samples(samples, name)
+        for name, (kind, _) in VOCABULARY.items()
+        if kind == "counter" and name in exposed
+    }
+    deltas = {name: c.delta(start, end) for name, c in counters.items()}
+    resets = sum(c.resets for c in counters.values())
+    if resets:
+        notes.append(f"{resets} counter reset(s) seen (server restart?); deltas were reset-corrected")
+
+    if "preemptions" in deltas:
+        out["preemptions"] = deltas["preemptions"]
+
+    hits, queries = deltas.get("prefix_cache_hits"), deltas.get("prefix_cache_queries")
+    if hits is not None and queries is not None:
+        out["prefix_cache"] = {
+            "hit_rate": _round(_ratio(hits, queries)),
+            "hits": hits,
+            "queries": queries,
+            "source": "counters",
+        }
+    elif "prefix_cache_hit_rate" in exposed:
+        g = GaugeSeries.from_samples(samples, "prefix_cache_hit_rate", "mean")
+        out["prefix_cache"] = {"hit_rate": _round(g.mean(start, end)), "source": "gauge"}
+        notes.append("prefix-cache hit rate is the time-weighted mean of the engine's last-interval gauge")
+
+    drafts = deltas.get("spec_num_drafts")
+    draft_tokens = deltas.get("spec_draft_tokens")
+    accepted = deltas.get("spec_accepted_tokens")
+    if drafts or draft_tokens:
+        out["spec_decode"] = {
+            "acceptance_rate": _round(_ratio(accepted, draft_tokens)),
+            # vLLM's definition (spec_decode/metrics.py): the bonus token included, 1 + accepted / drafts
+            "mean_accepted_length": _round(
+                1 + accepted / drafts if accepted is not None and drafts else None
+            ),
+            "drafts": drafts,
+            "draft_tokens": draft_tokens,
+            "accepted_tokens": accepted,
+            "source": "counters",
+        }
+    elif "spec_accept_length" in exposed or "spec_accept_rate" in exposed:
+        rate = GaugeSeries.from_samples(samples, "spec_accept_rate", "mean")
+        length = GaugeSeries.from_samples(samples, "spec_accept_length", "mean")
+        out["spec_decode"] = {
+            "acceptance_rate": _round(rate.mean(start, end)) if len(rate) else None,
+            "mean_accepted_length": _round(length.mean(start, end)) if len(length) else None,
+            "source": "gauge",
+        }
+        notes.append(
+            "speculative-decoding figures are time-weighted means of the engine's last-interval gauges"
+        )
+
+    prompt, gen = deltas.get("prompt_tokens"), deltas.get("generation_tokens")
+    if prompt is not None or gen is not None:
+        span_s = (
+            max(
+                (
+                    c.span_ns(start, end)
+                    for n, c in counters.items()
+                    if n in ("prompt_tokens", "generation_tokens")
+                ),
+                default=0,
+            )
+            / 1e9
+        )
+        out["tokens"] = {
+            "prompt": prompt,
+            "generation": gen,
+            "prompt_per_s": _round(_ratio(prompt, span_s), 3),
+            "generation_per_s": _round(_ratio(gen, span_s), 3),
+            "span_s": round(span_s, 3),
+        }
+
+    latency: dict[str, Any] = {}
+    for name in LATENCIES:
+        if name not in exposed:
+            continue
+        h = HistogramSeries.from_samples(samples, name)
+        d = h.delta(start, end)
+        if d is None:
+            continue
+        entry: dict[str, Any] = {"count": d.count, "mean": _round(d.mean)}
+        for label, q in QUANTILES.items():
+            entry[label] = _round(d.quantile(q))
+        latency[name] = entry
+        if h.skipped_series:
+            notes.append(f"{name}: {h.skipped_series} series with other bucket bounds were left out")
+    if latency:
+        out["latency_s"] = latency
+
+    table = DIALECTS.get(dialect)
+    out["available"] = sorted(n for n in VOCABULARY if n in exposed)
+    out["missing"] = {
+        n: (
+            table.unavailable.get(n, "not exposed (feature off or no traffic yet)")
+            if table
+            else "not exposed"
+        )
+        for n in VOCABULARY
+        if n not in exposed
+    }
+    if table is not None:
+        notes += [
+            f"{n}: {table.table[n].note}"
+            for n in out["available"]
+            if table.table.get(n) and table.table[n].note
+        ]
+    out["notes"] = notes
+    return out
