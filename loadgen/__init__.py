@@ -1,0 +1,52 @@
+"""loadgen: an open-loop, reasoning-aware load generator and measurement instrument for LLM inference servers.
+
+Public API::
+
+    from loadgen import RunConfig, EndpointConfig, run
+    result = run(RunConfig(endpoint=EndpointConfig(base_url="http://127.0.0.1:8000")))
+
+Everything else is internal and may change.
+"""
+
+__version__ = "0.1.0"
+
+from loadgen.config import (  # noqa: E402
+    AnalysisConfig,
+    EndpointConfig,
+    LengthDist,
+    OutputConfig,
+    RunConfig,
+    SamplingConfig,
+    ScheduleConfig,
+    ScrapeConfig,
+    SimConfig,
+    Slo,
+    WorkloadConfig,
+)
+from loadgen.records import RequestRecord, read_records  # noqa: E402
+
+
+def run(config: RunConfig, **kwargs):  # type: ignore[no-untyped-def]
+    """Run one measurement (see :func:`loadgen.run.run`); imported lazily to keep ``import loadgen`` light."""
+    from loadgen.run import run as _run
+
+    return _run(config, **kwargs)
+
+
+__all__ = [
+    "AnalysisConfig",
+    "EndpointConfig",
+    "LengthDist",
+    "OutputConfig",
+    "RequestRecord",
+    "RunConfig",
+    "SamplingConfig",
+    "ScheduleConfig",
+    "ScrapeConfig",
+    "SimConfig",
+    "Slo",
+    "WorkloadConfig",
+    "read_records",
+    "run",
+    "__version__",
+]

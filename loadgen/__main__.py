@@ -1,0 +1,386 @@
+"""``python -m loadgen``: argparse → RunConfig → run(). Heavy imports happen only after the flags are valid.
+
+Precedence for every option: command line > ``LOADGEN_*`` environment variable > ``--config FILE.toml`` > default.
+Subcommands (``fit``, ``report``, ...) are recognised by the first word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from loadgen.errors import ConfigError, LoadgenError
+
+DEFAULTS: dict[str, Any] = {
+    "base_url": None,
+    "api": "chat",
+    "model": None,
+    "api_key": None,
+    "header": [],
+    "timeout": 600.0,
+    "arrival": "gamma",
+    "rate": 4.0,
+    "cv": 1.0,
+    "seed": 0,
+    "trace": None,
+    "trace_speedup": 1.0,
+    "num_requests": None,
+    "duration": None,
+    "warmup": 0,
+    "max_concurrency": None,
+    "input_len": "256",
+    "output_len": None,
+    "prefix_len": 0,
+    "prompts": None,
+    "max_tokens": None,
+    "ignore_eos": False,
+    "temperature": None,
+    "top_p": None,
+    "extra_body": None,
+    "no_continuous_usage": False,
+    "metrics_url": [],
+    "scrape_interval": 0.5,
+    "no_scrape": False,
+    "slo": None,
+    "straggler_k": 3.0,
+    "send_lag_limit_ms": 5.0,
+    "cpu_limit": 0.9,
+    "output_dir": None,
+    "label": None,
+    "quiet": False,
+    "json": False,
+    "no_live": False,
+    "sim_profile": None,
+    "sim_arg": [],
+    "log_level": "warning",
+}
+
+# environment variables that also feed an option (besides LOADGEN_<OPTION>)
+ENV_ALIASES = {"base_url": ("OPENAI_BASE_URL",), "api_key": ("OPENAI_API_KEY",)}
+
+SUBCOMMANDS = ("run", "fit")
+
+
+def _rate(text: str) -> float:
+    if text.strip().lower() in ("inf", "infinite", "infinity"):
+        return math.inf
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number of requests/s, or inf)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    S = argparse.SUPPRESS
+    p = argparse.ArgumentParser(
+        prog="python -m loadgen",
+        description="Open-loop, reasoning-aware load generator for OpenAI-compatible LLM servers. "
+        "Without --base-url (or OPENAI_BASE_URL) it runs against the built-in simulated server.",
+        argument_default=S,
+    )
+    p.add_argument("--config", help="TOML file of options (keys as the long flag names, with _ or -)")
+    g = p.add_argument_group("target")
+    g.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000 (or /v1); env OPENAI_BASE_URL")
+    g.add_argument(
+        "--api", choices=("chat", "completions"), help="endpoint: /v1/chat/completions or /v1/completions"
+    )
+    g.add_argument("--model", help="model id; default: the first id of /v1/models")
+    g.add_argument("--api-key", help="bearer token; env OPENAI_API_KEY (never written to results)")
+    g.add_argument("--header", action="append", metavar="NAME:VALUE", help="extra HTTP header (repeatable)")
+    g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 600)")
+    g = p.add_argument_group("arrivals")
+    g.add_argument(
+        "--arrival", choices=("constant", "poisson", "gamma", "trace"), help="arrival process (gamma)"
+    )
+    g.add_argument("--rate", type=_rate, help="mean requests per second, or inf (default 4)")
+    g.add_argument("--cv", type=float, help="coefficient of variation of the gaps: 1 Poisson, 0 constant (1)")
+    g.add_argument("--seed", type=int, help="seed for arrivals and synthetic lengths (0)")
+    g.add_argument(
+        "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
+    )
+    g.add_argument("--trace-speedup", type=float, help="divide the trace's gaps by this factor")
+    g.add_argument(
+        "--num-requests", "-n", type=int, help="requests to measure (default 100 without --duration)"
+    )
+    g.add_argument("--duration", type=float, metavar="S", help="send for at most S seconds")
+    g.add_argument("--warmup", type=int, help="extra requests sent first and kept out of the statistics")
+    g.add_argument(
+        "--max-concurrency", type=int, help="cap on requests in flight (waiting ones keep their start)"
+    )
+    g = p.add_argument_group("workload")
+    g.add_argument(
+        "--input-len", help="prompt tokens: N, uniform:LO,HI, normal:MEAN,SD, lognormal:MEDIAN,SIGMA"
+    )
+    g.add_argument("--output-len", help="per-request max_tokens drawn like --input-len")
+    g.add_argument("--prefix-len", type=int, help="tokens of a prefix shared by every synthetic prompt")
+    g.add_argument(
+        "--prompts", metavar="FILE", help="JSONL of {prompt|messages, max_tokens?, reference?, tags?}"
+    )
+    g = p.add_argument_group("sampling")
+    g.add_argument(
+        "--max-tokens", type=int, help="max_tokens for every request (unless the workload sets it)"
+    )
+    g.add_argument("--ignore-eos", action="store_true", help="ask the server to ignore EOS (vLLM extension)")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--extra-body", metavar="JSON", help="JSON object merged into every request body")
+    g.add_argument(
+        "--no-continuous-usage",
+        action="store_true",
+        help="don't ask for per-chunk usage (stream_options.continuous_usage_stats) on servers that reject it",
+    )
+    g = p.add_argument_group("server metrics")
+    g.add_argument(
+        "--metrics-url", action="append", help="Prometheus /metrics URL (repeatable); default: origin"
+    )
+    g.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between scrapes (0.5)")
+    g.add_argument("--no-scrape", action="store_true", help="don't scrape /metrics")
+    g = p.add_argument_group("analysis")
+    g.add_argument(
+        "--slo", help="goodput objectives, e.g. ttft=500ms,tpot=50ms (ttft, ttfvt, tpot, itl, e2e)"
+    )
+    g.add_argument("--straggler-k", type=float, help="stragglers: e2e > p50 + K x IQR (default 3)")
+    g.add_argument(
+        "--send-lag-limit-ms", type=float, help="send lag p99 above this marks the run untrustworthy"
+    )
+    g.add_argument(
+        "--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy (0.9)"
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--output-dir", help="results folder (default results/<UTC time>-<label>/)")
+    g.add_argument("--label", help="a name for this run")
+    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g.add_argument("--json", action="store_true", help="print summary.json to stdout (nothing else)")
+    g.add_argument("--no-live", action="store_true", help="no live progress view")
+    g.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    g = p.add_argument_group("built-in simulator (used when no endpoint is given)")
+    g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
+    g.add_argument("--sim-arg", action="append", help="extra argument passed to the simulator (repeatable)")
+    return p
+
+
+def _env_value(key: str) -> str | None:
+    for name in ("LOADGEN_" + key.upper(), *ENV_ALIASES.get(key, ())):
+        v = os.environ.get(name)
+        if v:
+            return v
+    return None
+
+
+def _coerce(key: str, raw: Any) -> Any:
+    """Turn an environment or file value into the option's type."""
+    default = DEFAULTS[key]
+    if key == "rate":
+        return _rate(str(raw))
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, list):
+        return list(raw) if isinstance(raw, list) else [s for s in str(raw).split(",") if s]
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, int) or key in ("num_requests", "max_concurrency", "max_tokens"):
+        return int(raw)
+    if key in ("duration", "temperature", "top_p"):
+        return float(raw)
+    return raw
+
+
+def resolve_options(ns: argparse.Namespace) -> dict[str, Any]:
+    """Merge command line, environment and config file into one plain dict of options."""
+    cli = vars(ns)
+    file_opts: dict[str, Any] = {}
+    if "config" in cli:
+        try:
+            with open(cli["config"], "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --config {cli['config']}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config {cli['config']}: {exc}") from None
+        for k, v in raw.items():
+            key = k.replace("-", "_")
+            if key not in DEFAULTS:
+                raise ConfigError(f"--config {cli['config']}: unknown option {k!r}")
+            file_opts[key] = v
+    opts: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        if key in cli:
+            opts[key] = cli[key]
+            continue
+        env = _env_value(key)
+        try:
+            if env is not None:
+                opts[key] = _coerce(key, env)
+            elif key in file_opts:
+                opts[key] = _coerce(key, file_opts[key])
+            else:
+                opts[key] = default
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            src = f"environment LOADGEN_{key.upper()}" if env is not None else f"--config {key}"
+            raise ConfigError(f"{src}: invalid value") from None
+    if opts["trace"] and opts["arrival"] == "gamma" and "arrival" not in cli:
+        opts["arrival"] = "trace"
+    return opts
+
+
+def build_config(opts: dict[str, Any]) -> Any:
+    from loadgen.config import (
+        AnalysisConfig,
+        EndpointConfig,
+        LengthDist,
+        OutputConfig,
+        RunConfig,
+        SamplingConfig,
+        ScheduleConfig,
+        ScrapeConfig,
+        SimConfig,
+        Slo,
+        WorkloadConfig,
+    )
+
+    headers = []
+    for h in opts["header"]:
+        if ":" not in h:
+            raise ConfigError(f"--header {h.split(':')[0][:30]!r}: expected NAME:VALUE")
+        k, v = h.split(":", 1)
+        headers.append((k.strip(), v.strip()))
+    extra: tuple[tuple[str, Any], ...] = ()
+    if opts["extra_body"]:
+        try:
+            obj = (
+                json.loads(opts["extra_body"]) if isinstance(opts["extra_body"], str) else opts["extra_body"]
+            )
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ConfigError("--extra-body must be a JSON object")
+        extra = tuple(obj.items())
+    simulated = not opts["base_url"]
+    endpoint = EndpointConfig(
+        base_url=opts["base_url"] or "http://127.0.0.1:0",
+        api=opts["api"],
+        model=opts["model"],
+        api_key=opts["api_key"],
+        headers=tuple(headers),
+        timeout_s=opts["timeout"],
+        simulated=simulated,
+    )
+    schedule = ScheduleConfig(
+        arrival=opts["arrival"],
+        rate=opts["rate"],
+        cv=opts["cv"],
+        seed=opts["seed"],
+        trace_path=opts["trace"],
+        trace_speedup=opts["trace_speedup"],
+        num_requests=opts["num_requests"],
+        duration_s=opts["duration"],
+        warmup=opts["warmup"],
+        max_concurrency=opts["max_concurrency"],
+    )
+    workload = WorkloadConfig(
+        kind="file" if opts["prompts"] else "synthetic",
+        input_len=LengthDist.parse(str(opts["input_len"]), "--input-len"),
+        output_len=LengthDist.parse(str(opts["output_len"]), "--output-len") if opts["output_len"] else None,
+        prefix_len=opts["prefix_len"],
+        path=opts["prompts"],
+        seed=opts["seed"],
+    )
+    if workload.prefix_len < 0:
+        raise ConfigError("--prefix-len must be >= 0")
+    sampling = SamplingConfig(
+        max_tokens=opts["max_tokens"],
+        ignore_eos=opts["ignore_eos"],
+        temperature=opts["temperature"],
+        top_p=opts["top_p"],
+        extra_body=extra,
+        continuous_usage=not opts["no_continuous_usage"],
+    )
+    return RunConfig(
+        endpoint=endpoint,
+        schedule=schedule,
+        workload=workload,
+        sampling=sampling,
+        scrape=ScrapeConfig(
+            enabled=not opts["no_scrape"], urls=tuple(opts["metrics_url"]), interval_s=opts["scrape_interval"]
+        ),
+        output=OutputConfig(
+            output_dir=opts["output_dir"],
+            label=opts["label"],
+            quiet=opts["quiet"],
+            json=opts["json"],
+            live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
+        ),
+        analysis=AnalysisConfig(
+            slo=Slo.parse(opts["slo"]),
+            straggler_iqr_k=opts["straggler_k"],
+            send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
+            client_cpu_limit=opts["cpu_limit"],
+        ),
+        sim=SimConfig(profile=opts["sim_profile"], args=tuple(opts["sim_arg"])),
+    )
+
+
+def _run_main(argv: Sequence[str]) -> int:
+    ns = build_parser().parse_args(argv)
+    opts = resolve_options(ns)
+    logging.basicConfig(level=opts["log_level"].upper(), format="%(levelname)s %(name)s: %(message)s")
+    cfg = build_config(opts)
+
+    from rich.console import Console
+
+    from loadgen.report.console import print_summary
+    from loadgen.run import run
+
+    quiet = cfg.output.quiet or cfg.output.json
+    console = Console(stderr=True, quiet=quiet)
+    if cfg.endpoint.simulated and not quiet:
+        console.print("[cyan]no --base-url / OPENAI_BASE_URL: starting the built-in simulated server[/]")
+    result = run(cfg, console=console)
+    if cfg.output.json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif not cfg.output.quiet:
+        print_summary(result.summary, Console())
+    return 130 if result.interrupted else 0
+
+
+def _fit_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadgen fit", description="Fit Gamma arrivals to a trace")
+    p.add_argument("trace", help="timestamps file, BurstGPT CSV or Azure trace CSV")
+    p.add_argument("--window", type=float, metavar="S", help="also fit per window of S seconds")
+    p.add_argument("--format", choices=("auto", "timestamps", "burstgpt", "azure"), default="auto")
+    ns = p.parse_args(argv)
+    from loadgen.fit import fit_trace, format_fit
+    from loadgen.workload.traces import load_trace_timestamps
+
+    ts = load_trace_timestamps(ns.trace, ns.format)
+    print(format_fit(fit_trace(ts, window_s=ns.window)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "fit":
+            return _fit_main(args[1:])
+        if args and args[0] == "run":
+            args = args[1:]
+        return _run_main(args)
+    except LoadgenError as exc:
+        print(f"loadgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("loadgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

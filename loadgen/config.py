@@ -1,0 +1,275 @@
+"""Run configuration: frozen dataclasses, validated once. Nothing downstream of the CLI sees argparse."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from loadgen.errors import ConfigError
+
+SLO_METRICS = ("ttft", "ttfvt", "tpot", "itl", "e2e")
+
+
+@dataclass(frozen=True, slots=True)
+class LengthDist:
+    """A token-length distribution: fixed, uniform(lo, hi), normal(mean, sd) or lognormal(median, sigma)."""
+
+    kind: str = "fixed"
+    a: float = 256
+    b: float = 0
+    max_value: int = 1_000_000
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> LengthDist:
+        m = re.fullmatch(
+            r"\s*(?:(fixed|uniform|normal|lognormal):)?\s*([0-9.eE+-]+)\s*(?:,\s*([0-9.eE+-]+))?\s*", text
+        )
+        if not m:
+            raise ConfigError(
+                f"{flag} {text!r}: expected N, uniform:LO,HI, normal:MEAN,SD or lognormal:MEDIAN,SIGMA"
+            )
+        kind = m.group(1) or "fixed"
+        try:
+            a = float(m.group(2))
+            b = float(m.group(3)) if m.group(3) is not None else None
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r}: not a number") from None
+        if kind == "fixed":
+            if b is not None:
+                raise ConfigError(f"{flag} {text!r}: a fixed length takes one number")
+            b = 0.0
+        elif b is None:
+            raise ConfigError(f"{flag} {text!r}: {kind} takes two numbers")
+        dist = cls(kind, a, b)
+        dist.validate(flag)
+        return dist
+
+    def validate(self, flag: str) -> None:
+        if self.kind == "fixed" and (self.a < 1 or self.a != int(self.a)):
+            raise ConfigError(f"{flag}: a fixed length must be a whole number >= 1, got {self.a}")
+        if self.kind == "uniform" and not (1 <= self.a <= self.b):
+            raise ConfigError(f"{flag}: uniform needs 1 <= LO <= HI, got {self.a},{self.b}")
+        if self.kind == "normal" and not (self.a >= 1 and self.b >= 0):
+            raise ConfigError(f"{flag}: normal needs MEAN >= 1 and SD >= 0, got {self.a},{self.b}")
+        if self.kind == "lognormal" and not (self.a >= 1 and self.b >= 0):
+            raise ConfigError(f"{flag}: lognormal needs MEDIAN >= 1 and SIGMA >= 0, got {self.a},{self.b}")
+
+    def describe(self) -> str:
+        return f"{self.a:g}" if self.kind == "fixed" else f"{self.kind}:{self.a:g},{self.b:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    """Service-level objectives in ms; a request is 'good' when it meets every one that is set."""
+
+    limits_ms: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> Slo:
+        if not text:
+            return cls()
+        out: list[tuple[str, float]] = []
+        for part in text.split(","):
+            part = part.strip()
+            m = re.fullmatch(r"(\w+)\s*[=<:]\s*([0-9.]+)\s*(ms|s|us)?", part)
+            if not m or m.group(1) not in SLO_METRICS:
+                raise ConfigError(
+                    f"--slo {part!r}: expected METRIC=VALUE[ms|s] with METRIC one of {', '.join(SLO_METRICS)}"
+                )
+            scale = {"ms": 1.0, None: 1.0, "s": 1000.0, "us": 0.001}[m.group(3)]
+            out.append((m.group(1), float(m.group(2)) * scale))
+        return cls(tuple(out))
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.limits_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """Where requests go and how they are authenticated. The API key is never printed or written."""
+
+    base_url: str
+    api: str = "chat"  # chat | completions
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 600.0
+    simulated: bool = False
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^https?://[^/\s]+", self.base_url):
+            raise ConfigError(f"--base-url {self.base_url!r}: expected http://HOST[:PORT][/v1]")
+        if self.api not in ("chat", "completions"):
+            raise ConfigError(f"--api must be chat or completions, got {self.api!r}")
+        if not (self.timeout_s > 0):
+            raise ConfigError(f"--timeout must be > 0, got {self.timeout_s}")
+
+    @property
+    def api_root(self) -> str:
+        """The URL ending in /v1 (accepts a base URL given with or without it)."""
+        url = self.base_url.rstrip("/")
+        return url if url.endswith("/v1") else url + "/v1"
+
+    @property
+    def origin(self) -> str:
+        m = re.match(r"^(https?://[^/]+)", self.base_url)
+        assert m
+        return m.group(1)
+
+    @property
+    def request_url(self) -> str:
+        return self.api_root + ("/chat/completions" if self.api == "chat" else "/completions")
+
+    def public_dict(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "api": self.api,
+            "model": self.model,
+            "api_key": "set" if self.api_key else None,
+            "header_names": [k for k, _ in self.headers],
+            "timeout_s": self.timeout_s,
+            "simulated": self.simulated,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingConfig:
+    """What goes into every request body besides the prompt."""
+
+    max_tokens: int | None = None
+    ignore_eos: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    extra_body: tuple[tuple[str, Any], ...] = ()
+    continuous_usage: bool = True  # ask for per-chunk usage (vLLM/SGLang) to count tokens per chunk exactly
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"--max-tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.top_p is not None and not (0 < self.top_p <= 1):
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    arrival: str = "gamma"  # constant | poisson | gamma | trace
+    rate: float = 4.0
+    cv: float = 1.0
+    seed: int = 0
+    trace_path: str | None = None
+    trace_speedup: float = 1.0
+    num_requests: int | None = None
+    duration_s: float | None = None
+    warmup: int = 0
+    max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.arrival not in ("constant", "poisson", "gamma", "trace"):
+            raise ConfigError(f"--arrival must be constant, poisson, gamma or trace, got {self.arrival!r}")
+        if self.arrival == "trace" and not self.trace_path:
+            raise ConfigError("--arrival trace needs --trace FILE")
+        if not (self.rate > 0):
+            raise ConfigError(f"--rate must be > 0 (or inf), got {self.rate}")
+        if not (self.cv >= 0) or math.isinf(self.cv):
+            raise ConfigError(f"--cv must be a finite number >= 0, got {self.cv}")
+        if self.num_requests is not None and self.num_requests < 1:
+            raise ConfigError(f"--num-requests must be >= 1, got {self.num_requests}")
+        if self.duration_s is not None and not (self.duration_s > 0):
+            raise ConfigError(f"--duration must be > 0, got {self.duration_s}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
+        if math.isinf(self.rate) and self.num_requests is None:
+            raise ConfigError("--rate inf needs --num-requests")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadConfig:
+    kind: str = "synthetic"  # synthetic | file
+    input_len: LengthDist = LengthDist("fixed", 256)
+    output_len: LengthDist | None = None  # per-request max_tokens drawn from this, when set
+    prefix_len: int = 0  # tokens of a prefix shared by every synthetic prompt
+    path: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeConfig:
+    enabled: bool = True
+    urls: tuple[str, ...] = ()  # empty: the endpoint's origin + /metrics
+    interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s > 0):
+            raise ConfigError(f"--scrape-interval must be > 0, got {self.interval_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    output_dir: str | None = None
+    label: str | None = None
+    quiet: bool = False
+    json: bool = False
+    live: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    slo: Slo = Slo()
+    straggler_iqr_k: float = 3.0
+    send_lag_p99_limit_ms: float = 5.0
+    client_cpu_limit: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not (self.straggler_iqr_k > 0):
+            raise ConfigError(f"--straggler-k must be > 0, got {self.straggler_iqr_k}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """The built-in simulated server, used when no endpoint is given."""
+
+    profile: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    endpoint: EndpointConfig
+    schedule: ScheduleConfig = ScheduleConfig()
+    workload: WorkloadConfig = WorkloadConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    scrape: ScrapeConfig = ScrapeConfig()
+    output: OutputConfig = OutputConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    sim: SimConfig = SimConfig()
+
+    def public_dict(self) -> dict[str, Any]:
+        """The configuration as written to summary.json: everything except secrets."""
+        d = {
+            "endpoint": self.endpoint.public_dict(),
+            "schedule": asdict(self.schedule),
+            "workload": {
+                **asdict(self.workload),
+                "input_len": self.workload.input_len.describe(),
+                "output_len": self.workload.output_len.describe() if self.workload.output_len else None,
+            },
+            "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
+            "scrape": asdict(self.scrape),
+            "output": asdict(self.output),
+            "analysis": {
+                "slo_ms": self.analysis.slo.as_dict(),
+                "straggler_iqr_k": self.analysis.straggler_iqr_k,
+                "send_lag_p99_limit_ms": self.analysis.send_lag_p99_limit_ms,
+                "client_cpu_limit": self.analysis.client_cpu_limit,
+            },
+            "sim": asdict(self.sim),
+        }
+        if math.isinf(self.schedule.rate):
+            d["schedule"]["rate"] = "inf"
+        return d

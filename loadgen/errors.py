@@ -1,0 +1,58 @@
+"""The error tree.
+
+Setup problems are exceptions, caught once in ``__main__`` and printed as one line with exit code 2::
+
+    LoadgenError
+    ├── ConfigError        a bad flag value or an inconsistent combination
+    ├── WorkloadError      an unreadable dataset or a malformed line in it
+    └── EndpointError      the server is unreachable, refuses the key (401/403), or lacks the model (404)
+
+Per-request failures are never exceptions that escape: they become data, an :class:`ErrorKind` and a message on
+the request's record.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class LoadgenError(Exception):
+    """A setup problem the user can fix; its message is one line."""
+
+    exit_code = 2
+
+
+class ConfigError(LoadgenError):
+    pass
+
+
+class WorkloadError(LoadgenError):
+    pass
+
+
+class EndpointError(LoadgenError):
+    pass
+
+
+class ErrorKind(StrEnum):
+    """Why one request failed; a closed set so statistics keys never come from messages or URLs."""
+
+    CONNECT = "connect"  # connection refused / reset before a response
+    TIMEOUT = "timeout"  # the per-request timeout expired
+    HTTP_429 = "http_429"  # rate limited
+    HTTP_4XX = "http_4xx"  # other client errors (400, 401, 403, 404, 413, ...)
+    HTTP_5XX = "http_5xx"  # server errors (500, 502, 503, ...)
+    STREAM_ERROR = "stream_error"  # the server sent an error event inside the stream
+    DISCONNECT = "disconnect"  # the connection dropped mid-stream
+    MALFORMED = "malformed"  # the response was not the SSE/JSON it should be
+    EMPTY = "empty"  # the stream finished without producing a single token
+    CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C) while the request was in flight
+    CLIENT = "client"  # an unexpected failure inside loadgen itself (a bug: please report)
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    if status == 429:
+        return ErrorKind.HTTP_429
+    if 400 <= status < 500:
+        return ErrorKind.HTTP_4XX
+    return ErrorKind.HTTP_5XX

@@ -1,0 +1,124 @@
+"""The final console report: one table of latency distributions, then throughput, stragglers, server, verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_ROWS = (
+    ("ttft", "TTFT (from send)"),
+    ("ttft_from_intended", "TTFT (from intended)"),
+    ("ttfvt", "TTFVT (first answer token)"),
+    ("ttfvt_from_intended", "TTFVT (from intended)"),
+    ("reasoning_phase", "reasoning phase"),
+    ("tpot", "TPOT"),
+    ("itl_per_token", "ITL per token"),
+    ("itl_per_chunk", "ITL per chunk"),
+    ("e2e", "E2E (from send)"),
+    ("e2e_from_intended", "E2E (from intended)"),
+    ("queue_wait", "client queue wait"),
+    ("send_lag", "send lag"),
+)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:,.2f}"
+    return str(v)
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    m = summary["metrics"]
+    req = m["requests"]
+    head = summary.get("target", {})
+    console.print(
+        f"[bold]loadgen[/] {head.get('kind', '')} {head.get('model', '')} — "
+        f"{summary['schedule']['arrival']} rate {summary['schedule'].get('rate')} cv {summary['schedule'].get('cv')}"
+        f" — {req['ok']}/{req['measured']} ok" + (f", {req['warmup']} warm-up" if req["warmup"] else "")
+    )
+    t = Table(title="latency (ms)", show_lines=False, header_style="bold")
+    t.add_column("metric")
+    for col in ("count", "mean", "p50", "p90", "p99", "p99_9", "max"):
+        t.add_column(col.replace("_", "."), justify="right")
+    lat = m["latency_ms"]
+    for key, label in _ROWS:
+        d = lat.get(key)
+        if not d or not d.get("count"):
+            continue
+        t.add_row(label, *(_fmt(d.get(c)) for c in ("count", "mean", "p50", "p90", "p99", "p99_9", "max")))
+    console.print(t)
+
+    thr = m["throughput"]
+    rate = m["rate"]
+    console.print(
+        f"throughput: {thr['requests_per_s']:.2f} req/s, {thr['output_tokens_per_s']:,.0f} output tok/s, "
+        f"{thr['total_tokens_per_s']:,.0f} total tok/s over {m['window']['duration_s']:.1f} s; "
+        f"rate target {_fmt(rate['target'])}, planned {_fmt(rate['planned'])}, achieved {_fmt(rate['achieved_send'])}"
+    )
+    tok = m["tokens"]
+    console.print(
+        f"tokens: {tok['prompt']:,} prompt, {tok['completion']:,} completion ({tok['reasoning']:,} reasoning), "
+        f"{_fmt(tok['mean_tokens_per_chunk'])} tokens/chunk; counts from {', '.join(tok['count_sources']) or '-'}"
+    )
+    if tok.get("count_notes"):
+        console.print(f"[yellow]token count notes:[/] {tok['count_notes']}")
+    gp = m["goodput"]
+    if gp["slo_ms"]:
+        console.print(
+            f"goodput: {gp['good_requests']} requests met {gp['slo_ms']} ({_fmt(gp['fraction'])} of measured), "
+            f"{gp['requests_per_s']:.2f} req/s"
+        )
+    if req["errors_by_kind"]:
+        console.print(f"[red]errors:[/] {req['errors_by_kind']}")
+    st = m["stragglers"]
+    console.print(
+        f"stragglers ({st['rule']}, threshold {_fmt(st['threshold_ms'])} ms): {st['count']} "
+        f"({st['share_of_requests']:.1%} of requests, {st['share_of_output_tokens']:.1%} of output tokens, "
+        f"{st['makespan_share']:.1%} of the makespan)"
+    )
+    for s in summary.get("straggler_explanations", [])[:5]:
+        console.print(f"  #{s.get('index')}: {s.get('verdict', '')} — {s.get('detail', '')}")
+    server = summary.get("server")
+    if server:
+        _print_server(server, console)
+    acc = summary.get("accuracy")
+    if acc:
+        console.print(f"accuracy: {acc.get('overall', acc)}")
+    check = summary["client_check"]
+    if check["trustworthy"]:
+        console.print(
+            f"[green]client check: ok[/] — send lag p99 {_fmt(check['send_lag_ms']['p99'])} ms, "
+            f"CPU peak {check['cpu_peak_1s']:.0%} of a core"
+        )
+    else:
+        console.print("[bold red]client check: NOT TRUSTWORTHY[/] — " + "; ".join(check["reasons"]))
+    console.print(f"results: {summary['output_dir']}")
+
+
+def _print_server(server: dict[str, Any], console: Console) -> None:
+    kv = server.get("kv_cache_usage") or {}
+    parts = [f"dialect {server.get('dialect')}"]
+    if kv:
+        parts.append(
+            f"KV usage mean {_pct(kv.get('mean'))} p99 {_pct(kv.get('p99'))} max {_pct(kv.get('max'))}, "
+            f">90% for {_fmt(kv.get('time_above_90_s'))} s"
+        )
+    for key, label in (("num_running", "running"), ("num_waiting", "waiting")):
+        d = server.get(key) or {}
+        if d:
+            parts.append(f"{label} mean {_fmt(d.get('mean'))} max {_fmt(d.get('max'))}")
+    if server.get("preemptions") is not None:
+        parts.append(f"preemptions {server['preemptions']}")
+    if server.get("prefix_cache_hit_rate") is not None:
+        parts.append(f"prefix hit rate {_pct(server['prefix_cache_hit_rate'])}")
+    if server.get("spec_acceptance_rate") is not None:
+        parts.append(f"spec acceptance {_pct(server['spec_acceptance_rate'])}")
+    console.print("server: " + "; ".join(parts))
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.1%}"

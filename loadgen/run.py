@@ -1,0 +1,413 @@
+"""The composition root of one run: target, workload, schedule, dispatcher, scraper, sink, summary.
+
+``run(config)`` is the library entry point; the CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import platform
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+import orjson
+
+from loadgen.client import StreamingClient
+from loadgen.config import RunConfig
+from loadgen.dispatch import Dispatcher
+from loadgen.errors import ConfigError
+from loadgen.metrics import summarize
+from loadgen.records import RecordSink, RequestRecord
+from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.selfcheck import SelfCheck
+from loadgen.target import SimulatorProcess
+from loadgen.workload.prompts_file import load_prompts_file
+from loadgen.workload.spec import RequestSpec
+from loadgen.workload.synthetic import synthetic_specs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NUM_REQUESTS = 100
+STOP_GRACE_S = 5.0
+START_LEAD_NS = 5_000_000
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    summary: dict[str, Any]
+    records: list[RequestRecord] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def default_output_dir(label: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")[:60] or "run"
+    base = Path("results") / f"{stamp}-{safe}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def build_schedule(cfg: RunConfig) -> GammaSchedule | TraceSchedule:
+    s = cfg.schedule
+    if s.arrival == "trace":
+        assert s.trace_path
+        return TraceSchedule.from_file(s.trace_path, s.trace_speedup)
+    return make_schedule(s.arrival, s.rate, s.cv, s.seed)
+
+
+def plan(cfg: RunConfig) -> tuple[GammaSchedule | TraceSchedule, list[int]]:
+    """The schedule and its offsets for warm-up + measured requests."""
+    s = cfg.schedule
+    sched = build_schedule(cfg)
+    n = s.num_requests
+    if n is None and s.duration_s is None:
+        n = DEFAULT_NUM_REQUESTS
+    total = None if n is None else n + s.warmup
+    offsets = sched.offsets_ns(total, s.duration_s)
+    if len(offsets) == 0:
+        raise ConfigError("the schedule plans no requests: raise --duration or --num-requests")
+    return sched, [int(x) for x in offsets]
+
+
+def build_specs(cfg: RunConfig, n: int) -> list[RequestSpec]:
+    w = cfg.workload
+    if w.kind == "file":
+        assert w.path
+        base = load_prompts_file(w.path)
+        return [base[i % len(base)] for i in range(n)]
+    return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)
+
+
+def _versions() -> dict[str, str]:
+    import aiohttp
+    import numpy
+
+    from loadgen import __version__
+
+    out = {
+        "loadgen": __version__,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "numpy": numpy.__version__,
+        "orjson": orjson.__version__,
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        out["uvloop"] = uvloop.__version__
+    return out
+
+
+async def run_async(
+    cfg: RunConfig,
+    *,
+    specs: list[RequestSpec] | None = None,
+    console: Any = None,
+    install_signal_handlers: bool = True,
+) -> RunResult:
+    """Run one measurement; records are appended as they finish, the summary is written at the end."""
+    sched, offsets = plan(cfg)
+    if specs is None:
+        specs = build_specs(cfg, len(offsets))
+    elif len(specs) < len(offsets):
+        raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
+
+    endpoint = cfg.endpoint
+    sim: SimulatorProcess | None = None
+    label = cfg.output.label or (
+        "sim" if endpoint.simulated else re.sub(r"^https?://", "", endpoint.base_url)
+    )
+    out_dir = Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if endpoint.simulated:
+        sim = SimulatorProcess(
+            profile=cfg.sim.profile,
+            seed=cfg.schedule.seed,
+            args=cfg.sim.args,
+            ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
+        )
+        base_url = await sim.start()
+        from dataclasses import replace
+
+        endpoint = replace(endpoint, base_url=base_url)
+        if console is not None:
+            console.print(f"[cyan]no endpoint given: using the built-in simulated server at {base_url}[/]")
+
+    stop = asyncio.Event()
+    aux_stop = asyncio.Event()
+    interrupted = False
+    loop = asyncio.get_running_loop()
+    sink = RecordSink(out_dir / "requests.jsonl")
+    records: list[RequestRecord] = []
+    client = StreamingClient(endpoint, cfg.sampling, t0_ns=0)
+    live = None
+    aux_tasks: list[asyncio.Task[Any]] = []
+    poller = None
+    try:
+        await client.open()
+        model = await client.resolve_model()
+        if console is not None and not endpoint.simulated:
+            console.print(f"target {endpoint.base_url} model {model}")
+
+        if cfg.output.live and console is not None and console.is_terminal:
+            from loadgen.report.live import LiveView
+
+            live = LiveView(console, len(offsets))
+
+        def on_done(rec: RequestRecord) -> None:
+            sink.write(rec)
+            records.append(rec)
+            if live is not None:
+                live.observe(rec)
+
+        # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
+        t0 = perf_counter_ns() + START_LEAD_NS
+        t0_unix = time.time_ns() + START_LEAD_NS
+        client.t0_ns = t0
+        dispatcher = Dispatcher(
+            client,
+            t0,
+            offsets,
+            specs,
+            cfg.schedule.warmup,
+            cfg.schedule.max_concurrency,
+            on_done,
+            stop,
+            api=endpoint.api,
+        )
+        check = SelfCheck()
+        aux_tasks.append(loop.create_task(check.run(aux_stop)))
+        if live is not None:
+            live.stats = dispatcher.stats
+            aux_tasks.append(loop.create_task(live.run(aux_stop)))
+        if cfg.scrape.enabled:
+            poller = _start_poller(cfg, endpoint.base_url, out_dir, t0, aux_stop, aux_tasks, loop)
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            if not interrupted:
+                interrupted = True
+                stop.set()
+                if console is not None:
+                    console.print(
+                        f"[yellow]interrupted: no new requests; waiting up to {STOP_GRACE_S:g} s for "
+                        f"{dispatcher.stats.in_flight} in flight (Ctrl-C again to stop now)[/]"
+                    )
+            else:
+                for t in list(dispatcher.tasks):
+                    t.cancel()
+
+        if install_signal_handlers:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+                loop.add_signal_handler(signal.SIGTERM, on_sigint)
+
+        await dispatcher.run()
+        if stop.is_set():
+            await dispatcher.drain(STOP_GRACE_S)
+        else:
+            drain = loop.create_task(dispatcher.drain())
+            stop_wait = loop.create_task(stop.wait())
+            await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not drain.done():
+                await dispatcher.drain(STOP_GRACE_S)
+                drain.cancel()
+            stop_wait.cancel()
+        if install_signal_handlers:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+                loop.remove_signal_handler(signal.SIGTERM)
+        aux_stop.set()
+        await asyncio.gather(*aux_tasks, return_exceptions=True)
+        check.finish()
+
+        summary = build_summary(
+            cfg,
+            sched,
+            records,
+            check,
+            dispatcher.stats.spin_ns / 1e9,
+            endpoint=endpoint,
+            model=model,
+            t0_ns=t0,
+            t0_unix_ns=t0_unix,
+            out_dir=out_dir,
+            interrupted=interrupted,
+            poller=poller,
+        )
+        (out_dir / "summary.json").write_bytes(
+            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+        )
+        return RunResult(out_dir, summary, records, interrupted)
+    finally:
+        aux_stop.set()
+        for t in aux_tasks:
+            t.cancel()
+        sink.close()
+        await client.close()
+        if sim is not None:
+            await sim.stop()
+
+
+def _start_poller(
+    cfg: RunConfig,
+    base_url: str,
+    out_dir: Path,
+    t0: int,
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[Any]],
+    loop: asyncio.AbstractEventLoop,
+) -> Any:
+    from loadgen.scrape.poller import MetricsPoller, default_metrics_url
+
+    urls = list(cfg.scrape.urls) or [default_metrics_url(base_url)]
+    poller = MetricsPoller(
+        urls, interval_s=cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl", t0_ns=t0
+    )
+    tasks.append(loop.create_task(poller.run(stop)))
+    return poller
+
+
+def build_summary(
+    cfg: RunConfig,
+    sched: GammaSchedule | TraceSchedule,
+    records: list[RequestRecord],
+    check: SelfCheck,
+    spin_s: float,
+    *,
+    endpoint: Any,
+    model: str,
+    t0_ns: int,
+    t0_unix_ns: int,
+    out_dir: Path,
+    interrupted: bool,
+    poller: Any = None,
+) -> dict[str, Any]:
+    records = sorted(records, key=lambda r: r.index)
+    target_rate = (
+        None if math.isinf(cfg.schedule.rate) or cfg.schedule.arrival == "trace" else cfg.schedule.rate
+    )
+    metrics = summarize(
+        records,
+        slo_ms=cfg.analysis.slo.as_dict(),
+        straggler_k=cfg.analysis.straggler_iqr_k,
+        target_rate=target_rate,
+    )
+    client_check = check.report(
+        metrics["latency_ms"]["send_lag"],
+        spin_s,
+        cfg.analysis.send_lag_p99_limit_ms,
+        cfg.analysis.client_cpu_limit,
+    )
+    rate = metrics["rate"]
+    if target_rate and rate["achieved_send"] and metrics["requests"]["measured"] >= 50:
+        miss = abs(rate["achieved_send"] - (rate["planned"] or target_rate)) / (
+            rate["planned"] or target_rate
+        )
+        if miss > 0.05:
+            client_check["trustworthy"] = False
+            client_check["reasons"].append(
+                f"achieved send rate {rate['achieved_send']:.2f}/s is {miss:.0%} off the planned "
+                f"{rate['planned']:.2f}/s"
+            )
+    summary: dict[str, Any] = {
+        "loadgen_summary_version": 1,
+        "output_dir": str(out_dir),
+        "label": cfg.output.label,
+        "interrupted": interrupted,
+        "target": {
+            "kind": "simulated" if endpoint.simulated else "endpoint",
+            "base_url": endpoint.base_url,
+            "model": model,
+            "api": endpoint.api,
+        },
+        "config": cfg.public_dict(),
+        "schedule": sched.describe(),
+        "clock": {
+            "t0_ns": t0_ns,
+            "t0_unix_ns": t0_unix_ns,
+            "note": "record and server-metric times are ns since t0 on the monotonic perf_counter clock",
+        },
+        "versions": _versions(),
+        "argv": _safe_argv(),
+        "metrics": metrics,
+        "client_check": client_check,
+    }
+    if poller is not None:
+        summary.update(_server_sections(poller, out_dir, metrics))
+    return summary
+
+
+def _server_sections(poller: Any, out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The `server` section and straggler explanations from the scraped series; never fails the run."""
+    try:
+        from loadgen.scrape.explain import explain_requests
+        from loadgen.scrape.series import load_samples
+        from loadgen.scrape.summary import server_summary
+
+        samples = load_samples(out_dir / "server_metrics.jsonl")
+        w = metrics["window"]
+        server = server_summary(samples, (w["start_ns"], w["end_ns"]))
+        server["scrape"] = (
+            poller.stats_dict() if hasattr(poller, "stats_dict") else dict(getattr(poller, "stats", {}))
+        )
+        strag = metrics["stragglers"]["requests"]
+        explained = explain_requests(samples, [(s["index"], s["start_ns"], s["end_ns"]) for s in strag])
+        by_index = {s["index"]: s for s in strag}
+        for e in explained:
+            own = by_index.get(e.get("index"), {})
+            e.setdefault(
+                "detail",
+                f"e2e {own.get('e2e_ms', 0):,.0f} ms, {own.get('reasoning_tokens', 0)} reasoning / "
+                f"{own.get('completion_tokens', 0)} output tokens, client queue {own.get('queue_wait_ms', 0):,.0f} ms",
+            )
+        return {"server": server, "straggler_explanations": explained}
+    except Exception as exc:  # the scrape is auxiliary: report it, keep the run
+        log.warning("server metrics summary failed: %s", exc)
+        return {"server": {"error": f"{type(exc).__name__}: {exc}"}}
+
+
+_SECRET_FLAGS = {"--api-key", "--header"}
+
+
+def _safe_argv() -> list[str]:
+    out, hide = [], False
+    for a in sys.argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif a in _SECRET_FLAGS:
+            out.append(a)
+            hide = True
+        elif any(a.startswith(f + "=") for f in _SECRET_FLAGS):
+            out.append(a.split("=", 1)[0] + "=***")
+        else:
+            out.append(a)
+    return out
+
+
+def run(cfg: RunConfig, **kwargs: Any) -> RunResult:
+    """Synchronous entry point: runs under uvloop when available."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.run(run_async(cfg, **kwargs))
+    if os.environ.get("LOADGEN_NO_UVLOOP"):
+        return asyncio.run(run_async(cfg, **kwargs))
+    return uvloop.run(run_async(cfg, **kwargs))

@@ -1,0 +1,320 @@
+"""Turn the timestamped raw reads of one streamed response into token events on its record.
+
+The client only timestamps bytes as they arrive; this runs once the stream is over, so no JSON is decoded while
+a response is still being read. It copes with what real servers send: several SSE events in one read and one event
+split across reads, CRLF or LF framing, several tokens in one chunk (speculative decoding, a server under load),
+reasoning in ``delta.reasoning_content`` (DeepSeek, SGLang, older vLLM) or ``delta.reasoning`` (vLLM >= 0.10),
+usage only on the final chunk or on every chunk (vLLM's ``continuous_usage_stats``), no ``[DONE]`` line
+(transformers serve), error events, and a stream that simply stops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from loadgen.errors import ErrorKind
+from loadgen.records import (
+    COUNT_CONTINUOUS_USAGE,
+    COUNT_ESTIMATED_CHARS,
+    COUNT_ESTIMATED_CHUNKS,
+    COUNT_USAGE,
+    STATUS_ERROR,
+    STATUS_OK,
+    RequestRecord,
+)
+
+Reads = list[tuple[int, bytes]]
+
+
+class _Acc:
+    """Per-stream accumulator; plain attributes beat dict lookups in the per-event loop."""
+
+    __slots__ = (
+        "chunk_ns",
+        "kinds",
+        "cum_tokens",
+        "chars",
+        "content",
+        "reasoning_chars",
+        "usage",
+        "finish_reason",
+        "done",
+        "error",
+        "first_chunk_ns",
+        "continuous",
+        "malformed",
+    )
+
+    def __init__(self) -> None:
+        self.chunk_ns: list[int] = []
+        self.kinds: list[str] = []
+        self.cum_tokens: list[int | None] = []  # cumulative completion tokens reported with each chunk
+        self.chars: list[int] = []
+        self.content: list[str] = []
+        self.reasoning_chars = 0
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error: str | None = None
+        self.first_chunk_ns: int | None = None
+        self.continuous = True  # every token chunk carried a cumulative usage
+        self.malformed: str | None = None
+
+
+def _error_text(obj: Any) -> str:
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("msg") or orjson.dumps(err).decode()
+        code = err.get("code") or err.get("type")
+        return f"{code}: {msg}" if code else str(msg)
+    if isinstance(err, str):
+        return err
+    if isinstance(obj, dict) and obj.get("object") == "error":
+        return str(obj.get("message", "error"))
+    return str(obj)[:300]
+
+
+def _handle_data(acc: _Acc, data: bytes, ts: int) -> None:
+    if data == b"[DONE]":
+        acc.done = True
+        return
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if acc.malformed is None:
+            acc.malformed = f"invalid JSON in SSE data: {data[:80]!r}"
+        return
+    if not isinstance(obj, dict):
+        if acc.malformed is None:
+            acc.malformed = f"SSE data is not a JSON object: {data[:80]!r}"
+        return
+    if "error" in obj or obj.get("object") == "error":
+        acc.error = _error_text(obj)
+        return
+    if acc.first_chunk_ns is None:
+        acc.first_chunk_ns = ts
+    usage = obj.get("usage")
+    if usage:
+        acc.usage = usage
+    choices = obj.get("choices")
+    if not choices:
+        return
+    choice = choices[0]
+    delta = choice.get("delta")
+    reasoning = None
+    if delta is not None:
+        content = delta.get("content")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    else:
+        content = choice.get("text")
+    fr = choice.get("finish_reason")
+    if fr:
+        acc.finish_reason = fr
+    if not content and not reasoning:
+        return
+    acc.chunk_ns.append(ts)
+    if content:
+        acc.content.append(content)
+        acc.kinds.append("c")
+        acc.chars.append(len(content) + (len(reasoning) if reasoning else 0))
+        if reasoning:
+            acc.reasoning_chars += len(reasoning)
+    else:
+        acc.kinds.append("r")
+        acc.chars.append(len(reasoning))
+        acc.reasoning_chars += len(reasoning)
+    if usage and usage.get("completion_tokens") is not None:
+        acc.cum_tokens.append(int(usage["completion_tokens"]))
+    else:
+        acc.cum_tokens.append(None)
+        acc.continuous = False
+
+
+def _handle_event(acc: _Acc, event: bytes, ts: int) -> None:
+    """One SSE event (lines up to a blank line): join its data lines; note `event: error`."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        data = event[5:]
+        _handle_data(acc, data[1:] if data[:1] == b" " else data, ts)
+        return
+    data_lines: list[bytes] = []
+    event_type = b""
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            v = line[5:]
+            data_lines.append(v[1:] if v[:1] == b" " else v)
+        elif line.startswith(b"event:"):
+            event_type = line[6:].strip()
+    if not data_lines:
+        return
+    data = b"\n".join(data_lines)
+    if event_type == b"error":
+        try:
+            acc.error = _error_text(orjson.loads(data))
+        except orjson.JSONDecodeError:
+            acc.error = data[:300].decode(errors="replace")
+        return
+    _handle_data(acc, data, ts)
+
+
+def split_events(reads: Reads, acc: _Acc) -> None:
+    """Split reads into SSE events; each event is stamped with the read that completed it."""
+    pending = bytearray()
+    last_ts = 0
+    for ts, data in reads:
+        last_ts = ts
+        pending += data
+        if b"\r" in data:
+            tail_cr = pending.endswith(b"\r")
+            body = bytes(pending[:-1] if tail_cr else pending).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            pending = bytearray(body + (b"\r" if tail_cr else b""))
+        start = 0
+        while True:
+            i = pending.find(b"\n\n", start)
+            if i < 0:
+                break
+            if i > start:
+                _handle_event(acc, bytes(pending[start:i]), ts)
+            start = i + 2
+        if start:
+            del pending[:start]
+    rest = bytes(pending).strip()
+    if rest:
+        _handle_event(acc, rest, last_ts)
+
+
+def _distribute(total: int, chars: list[int]) -> list[int]:
+    """Share ``total`` tokens over chunks: one each at least, the rest in proportion to their text length."""
+    n = len(chars)
+    extra = total - n
+    out = [1] * n
+    if extra <= 0:
+        return out
+    weight = sum(chars) or n
+    shares = [extra * (c or 1) / weight for c in chars] if sum(chars) else [extra / n] * n
+    floors = [int(s) for s in shares]
+    for i in range(n):
+        out[i] += floors[i]
+    left = extra - sum(floors)
+    order = sorted(range(n), key=lambda i: shares[i] - floors[i], reverse=True)
+    for i in order[:left]:
+        out[i] += 1
+    return out
+
+
+def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
+    """Fill ``rec``'s token fields, counts, finish reason and (unless already failed) its status from ``reads``."""
+    acc = _Acc()
+    split_events(reads, acc)
+    rec.first_chunk_ns = acc.first_chunk_ns
+    rec.chunk_ns = acc.chunk_ns
+    rec.chunk_kind = "".join(acc.kinds)
+    rec.finish_reason = acc.finish_reason
+    rec.reasoning_chars = acc.reasoning_chars
+    if keep_text:
+        rec.output_text = "".join(acc.content)
+    n_chunks = len(acc.chunk_ns)
+    if n_chunks:
+        rec.first_token_ns = acc.chunk_ns[0]
+        rec.last_token_ns = acc.chunk_ns[-1]
+        for kind, ts in zip(acc.kinds, acc.chunk_ns, strict=True):
+            if kind == "r" and rec.first_reasoning_ns is None:
+                rec.first_reasoning_ns = ts
+            elif kind == "c":
+                rec.first_content_ns = ts
+                break
+        if rec.first_reasoning_ns is None and "r" in rec.chunk_kind:
+            rec.first_reasoning_ns = acc.chunk_ns[rec.chunk_kind.index("r")]
+
+    usage = acc.usage or {}
+    if usage:
+        rec.prompt_tokens = usage.get("prompt_tokens")
+        rec.completion_tokens = usage.get("completion_tokens")
+        details = usage.get("completion_tokens_details") or {}
+        rt = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        rec.reasoning_tokens = rt if rt is not None else usage.get("reasoning_tokens")
+
+    # Tokens per chunk: exact from cumulative per-chunk usage; otherwise estimated, and the record says how.
+    if n_chunks and acc.continuous:
+        prev = 0
+        tokens = []
+        for cum in acc.cum_tokens:
+            assert cum is not None
+            tokens.append(max(cum - prev, 0))
+            prev = max(prev, cum)
+        rec.chunk_tokens = tokens
+        rec.token_count_source = COUNT_CONTINUOUS_USAGE
+        if rec.completion_tokens is None:
+            rec.completion_tokens = prev
+    elif n_chunks:
+        total = rec.completion_tokens
+        if total is None:
+            rec.chunk_tokens = [1] * n_chunks
+            rec.completion_tokens = n_chunks
+            rec.token_count_source = COUNT_ESTIMATED_CHUNKS
+            rec.count_notes.append("server sent no usage: one token per chunk assumed")
+        elif total == n_chunks:
+            rec.chunk_tokens = [1] * n_chunks
+            rec.token_count_source = COUNT_USAGE
+        else:
+            rec.chunk_tokens = _distribute(total, acc.chars)
+            rec.token_count_source = COUNT_ESTIMATED_CHARS
+            if total < n_chunks:
+                rec.count_notes.append(
+                    f"usage says {total} tokens but the stream had {n_chunks} token chunks"
+                )
+    else:
+        rec.chunk_tokens = []
+
+    if rec.chunk_tokens:
+        r = sum(t for t, k in zip(rec.chunk_tokens, rec.chunk_kind, strict=True) if k == "r")
+        rec.reasoning_tokens_stream = r
+        if rec.reasoning_tokens is not None and rec.reasoning_tokens != r and r > 0:
+            rec.count_notes.append(
+                f"usage reasoning_tokens={rec.reasoning_tokens} but the stream carried {r} reasoning tokens"
+            )
+
+    if rec.status != STATUS_OK:
+        return
+    if acc.error is not None:
+        _fail(rec, ErrorKind.STREAM_ERROR, acc.error)
+    elif acc.malformed is not None:
+        _fail(rec, ErrorKind.MALFORMED, acc.malformed)
+    elif acc.finish_reason is None and not acc.done:
+        _fail(rec, ErrorKind.DISCONNECT, "stream ended without finish_reason or [DONE]")
+    elif not n_chunks:
+        _fail(rec, ErrorKind.EMPTY, "stream finished without a single token")
+
+
+def _fail(rec: RequestRecord, kind: ErrorKind, message: str) -> None:
+    rec.status = STATUS_ERROR
+    rec.error_kind = kind.value
+    rec.error_message = message[:500]
+
+
+def apply_json_body(rec: RequestRecord, body: bytes, end_ns: int) -> None:
+    """A non-streamed response (a server that ignored ``stream: true``): one chunk holding every token."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        _fail(rec, ErrorKind.MALFORMED, f"response is neither SSE nor JSON: {body[:80]!r}")
+        return
+    if not isinstance(obj, dict) or "error" in obj or obj.get("object") == "error":
+        _fail(rec, ErrorKind.STREAM_ERROR, _error_text(obj))
+        return
+    choice = (obj.get("choices") or [{}])[0]
+    msg = choice.get("message") or {}
+    text = msg.get("content") if msg else choice.get("text")
+    usage = obj.get("usage") or {}
+    rec.prompt_tokens = usage.get("prompt_tokens")
+    rec.completion_tokens = usage.get("completion_tokens")
+    rec.finish_reason = choice.get("finish_reason")
+    rec.output_text = text or ""
+    rec.first_chunk_ns = rec.first_token_ns = rec.last_token_ns = end_ns
+    if text:
+        rec.first_content_ns = end_ns
+    rec.chunk_ns = [end_ns]
+    rec.chunk_tokens = [rec.completion_tokens or 1]
+    rec.chunk_kind = "c"
+    rec.count_notes.append("server did not stream: TTFT equals end-to-end latency")

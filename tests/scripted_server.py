@@ -1,0 +1,182 @@
+"""A real HTTP/1.1 server on loopback that plays scripted byte streams, for testing the client on the wire.
+
+Each POST looks up a script by the request body's ``model`` (or the default script): a status, headers and a list
+of (delay_s, bytes) writes. It can send chunked or close-delimited bodies, split SSE events anywhere, cut the
+connection mid-stream, and it records when each request arrived (``perf_counter_ns``), so tests can compare the
+client's timestamps with the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+
+import orjson
+
+
+@dataclass
+class Script:
+    writes: list[tuple[float, bytes]]
+    status: int = 200
+    content_type: str = "text/event-stream"
+    chunked: bool = True
+    cut: bool = False  # close the connection without finishing the body
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Arrival:
+    t_ns: int
+    path: str
+    body: dict
+    headers: dict[str, str]
+    first_write_ns: int | None = None
+    last_write_ns: int | None = None
+
+
+class ScriptedServer:
+    def __init__(self, models: tuple[str, ...] = ("scripted",)) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.default: Script | None = None
+        self.models = models
+        self.arrivals: list[Arrival] = []
+        self.models_status = 200
+        self._server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                t = perf_counter_ns()
+                lines = head.decode().split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(n) if n else b""
+                obj = orjson.loads(body) if body else {}
+                arrival = Arrival(t, path, obj, headers)
+                self.arrivals.append(arrival)
+                if method == "GET" and path.endswith("/models"):
+                    payload = orjson.dumps(
+                        {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+                    )
+                    await self._respond(writer, self.models_status, "application/json", payload)
+                    continue
+                script = self.scripts.get(obj.get("model", ""), self.default)
+                if script is None:
+                    await self._respond(writer, 404, "application/json", b'{"error":{"message":"no script"}}')
+                    continue
+                keep = await self._play(writer, script, arrival)
+                if not keep:
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, writer: asyncio.StreamWriter, status: int, ctype: str, payload: bytes) -> None:
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        await writer.drain()
+
+    async def _play(self, writer: asyncio.StreamWriter, s: Script, arrival: Arrival) -> bool:
+        hdr = [f"HTTP/1.1 {s.status} X", f"Content-Type: {s.content_type}", "x-request-id: req-1"]
+        hdr += [f"{k}: {v}" for k, v in s.extra_headers.items()]
+        if s.chunked:
+            hdr.append("Transfer-Encoding: chunked")
+        else:
+            hdr.append("Connection: close")
+        writer.write(("\r\n".join(hdr) + "\r\n\r\n").encode())
+        await writer.drain()
+        for delay, data in s.writes:
+            if delay:
+                await asyncio.sleep(delay)
+            if s.chunked:
+                writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            else:
+                writer.write(data)
+            await writer.drain()
+            now = perf_counter_ns()
+            if arrival.first_write_ns is None:
+                arrival.first_write_ns = now
+            arrival.last_write_ns = now
+        if s.cut:
+            writer.transport.abort()
+            return False
+        if s.chunked:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        return False
+
+
+def chat_chunk(
+    content: str | None = None,
+    reasoning: str | None = None,
+    finish: str | None = None,
+    usage: dict | None = None,
+    role: bool = False,
+    field: str = "reasoning",
+) -> bytes:
+    delta: dict = {}
+    if role:
+        delta["role"] = "assistant"
+        delta["content"] = ""
+    if content is not None:
+        delta["content"] = content
+    if reasoning is not None:
+        delta[field] = reasoning
+    obj: dict = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "scripted",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if usage is not None:
+        obj["usage"] = usage
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def usage_chunk(prompt: int, completion: int, reasoning: int | None = None) -> bytes:
+    usage: dict = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    obj = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "scripted",
+        "choices": [],
+        "usage": usage,
+    }
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
