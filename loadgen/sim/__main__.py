@@ -1,0 +1,93 @@
+"""``python -m loadgen.sim``: run the simulated server until SIGTERM/SIGINT.
+
+With ``--port 0`` the bound port is announced on stdout as exactly one line,
+``loadgen.sim listening on http://HOST:PORT``, so a parent process can start it and read where it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from loadgen.sim.config import METRICS_DIALECTS, PROFILES, REASONING_FIELDS, SimConfig, load_config, parse_set
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadgen.sim", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: reasoning-7b")
+    p.add_argument("--config", metavar="FILE", help="TOML file with sim settings (top level or [sim])")
+    p.add_argument(
+        "--set", metavar="NAME=VALUE", action="append", default=[], help="override any SimConfig field"
+    )
+    p.add_argument("--seed", type=int)
+    p.add_argument("--model-name")
+    p.add_argument("--reasoning-field", choices=REASONING_FIELDS)
+    p.add_argument("--metrics-dialect", choices=METRICS_DIALECTS)
+    p.add_argument(
+        "--ground-truth", metavar="FILE", help="append one JSON line per request (perf_counter_ns stamps)"
+    )
+    p.add_argument("--spec", choices=("off", "ngram"), dest="spec_method")
+    p.add_argument("--no-prefix-caching", action="store_true")
+    for name in ("429", "500", "503", "cut", "stall", "slow_first_byte", "malformed"):
+        p.add_argument(f"--fault-{name.replace('_', '-')}", type=float, metavar="SHARE", dest=f"fault_{name}")
+    p.add_argument("--stall-ms", type=float)
+    p.add_argument("--slow-first-byte-ms", type=float)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = parse_set(args.set)
+        for name in ("seed", "model_name", "reasoning_field", "metrics_dialect", "ground_truth", "spec_method",
+                     "stall_ms", "slow_first_byte_ms", "fault_429", "fault_500", "fault_503", "fault_cut",
+                     "fault_stall", "fault_slow_first_byte", "fault_malformed"):  # fmt: skip
+            value = getattr(args, name)
+            if value is not None:
+                overrides.setdefault(name, value)
+        if args.no_prefix_caching:
+            overrides.setdefault("enable_prefix_caching", False)
+        config = load_config(args.profile, args.config, overrides)
+    except (ValueError, OSError) as e:
+        print(f"loadgen.sim: {e}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(_serve(config, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        print(f"loadgen.sim: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _serve(config: SimConfig, host: str, port: int) -> None:
+    from loadgen.sim.server import SimServer
+
+    server = SimServer(config)
+    bound = await server.start(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    shown = f"[{host}]" if ":" in host else host
+    sys.stdout.write(f"loadgen.sim listening on http://{shown}:{bound}\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

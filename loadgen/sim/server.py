@@ -1,0 +1,570 @@
+"""SimServer: the OpenAI-compatible HTTP front of the engine model, with faults and a ground-truth log.
+
+Wire format follows vLLM's OpenAI server: ``/v1/chat/completions`` and ``/v1/completions`` (streaming SSE and not),
+``stream_options.include_usage`` and ``continuous_usage_stats``, reasoning text in ``delta.reasoning`` (or
+``reasoning_content``), errors as ``{"error": {"message", "type", "param", "code"}}``.
+
+Timing: one engine loop steps the engine on absolute deadlines (``deadline += step duration``, never
+``sleep(duration)``); a step's tokens are written when its deadline passes, one chunk per request per step. If the
+loop falls more than ``MAX_LATENESS_NS`` behind (a stalled process), it re-anchors instead of bursting, and counts it.
+
+Ground truth: with ``ground_truth`` set, one JSON line per request with ``time.perf_counter_ns()`` stamps taken right
+after the bytes were handed to the socket: the same CLOCK_MONOTONIC a client in another process reads on Linux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+from loadgen.sim.config import SimConfig
+from loadgen.sim.engine import Engine, SimRequest
+from loadgen.sim.http11 import Connection, Request, frame
+from loadgen.sim.metrics import SimMetrics
+from loadgen.sim.text import answer_text, block_hashes, reasoning_text, render_chat, text_digest, tokenize
+
+log = logging.getLogger(__name__)
+
+MAX_LATENESS_NS = 50_000_000
+SSE_HEADERS = [("cache-control", "no-cache")]
+_DONE = frame(b"data: [DONE]\n\n")
+
+clock = time.perf_counter_ns
+
+
+def error_body(message: str, err_type: str, code: int, param: str | None = None) -> bytes:
+    """vLLM's ErrorResponse: ``{"error": {"message", "type", "param", "code"}}``."""
+    return orjson.dumps({"error": {"message": message, "type": err_type, "param": param, "code": code}})
+
+
+class _BadRequest(Exception):
+    def __init__(
+        self, message: str, status: int = 400, err_type: str = "BadRequestError", param: str | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.err_type = err_type
+        self.param = param
+
+
+class Stream:
+    """Per-request server state: how to frame its output, what was sent when, which fault it carries."""
+
+    __slots__ = (
+        "conn", "req", "server_id", "chat", "stream", "continuous", "include_usage", "prefix", "created",
+        "received_ns", "headers_ns", "first_token_ns", "last_token_ns", "end_ns", "last_out_ns", "fault",
+        "fault_at", "held", "stall_until", "status", "http_status", "client_id", "reasoning_chars", "sent",
+    )  # fmt: skip
+
+    def __init__(self, conn: Connection, server_id: str, chat: bool, stream: bool, received_ns: int) -> None:
+        self.conn = conn
+        self.req: SimRequest | None = None
+        self.server_id = server_id
+        self.chat = chat
+        self.stream = stream
+        self.continuous = False
+        self.include_usage = False
+        self.prefix = b""
+        self.created = int(time.time())
+        self.received_ns = received_ns
+        self.headers_ns: int | None = None
+        self.first_token_ns: int | None = None
+        self.last_token_ns: int | None = None
+        self.end_ns: int | None = None
+        self.last_out_ns = 0
+        self.fault: str | None = None
+        self.fault_at = 0
+        self.held: list[bytes] | None = None
+        self.stall_until = 0
+        self.status = "ok"
+        self.http_status = 200
+        self.client_id: str | None = None
+        self.sent = 0
+
+
+class SimServer:
+    """The simulated server. ``await start()`` binds and starts the engine loop; ``await stop()`` undoes it."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.engine = Engine(self.config)
+        self.metrics = SimMetrics(
+            self.config.metrics_dialect, self.config.model_name, self.config.max_model_len
+        )
+        self.late_resets = 0
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._gt = open(self.config.ground_truth, "ab") if self.config.ground_truth else None  # noqa: SIM115
+        self._nonce = os.urandom(4).hex()
+        self._created = int(time.time())
+        self._fault_serial = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Bind, start serving and return the bound port."""
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._server = await loop.create_server(
+            lambda: Connection(self._handle, clock), host, port, backlog=4096, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._loop_task = asyncio.create_task(self._engine_loop(), name="loadgen.sim engine")
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, cancel the engine loop, flush the ground-truth log."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+            self._loop_task = None
+        if self._gt is not None:
+            self._gt.close()
+            self._gt = None
+
+    # -- engine loop -----------------------------------------------------------------------------------------
+    async def _engine_loop(self) -> None:
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        deadline = clock()
+        while True:
+            if not engine.has_work:
+                self._wake.clear()
+                await self._wake.wait()
+                deadline = clock()
+            now = clock()
+            if now - deadline > MAX_LATENESS_NS:
+                self.late_resets += 1
+                deadline = now
+            result = engine.step(deadline)
+            if result.num_scheduled == 0:
+                await asyncio.sleep(0.001)
+                continue
+            deadline += result.duration_ns
+            delay = (deadline - clock()) / 1e9
+            if delay > 0:
+                fut = loop.create_future()
+                loop.call_at(loop.time() + delay, _set_done, fut)
+                await fut
+            self._deliver(result.outputs, result.finished)
+
+    def _deliver(self, outputs: list[tuple[SimRequest, int]], finished: list[SimRequest]) -> None:
+        metrics = self.metrics
+        done = {id(r) for r in finished}
+        for req, n in outputs:
+            st: Stream = req.handle
+            if st is None or st.conn.closed:
+                continue
+            now = clock()
+            start = req.output_tokens - n
+            if st.first_token_ns is None:
+                metrics.observe("ttft", (now - st.received_ns) / 1e9)
+            else:
+                metrics.observe("itl", (now - st.last_out_ns) / 1e9)
+            st.last_out_ns = now
+            is_last = id(req) in done
+            if st.stream:
+                data = self._chunk(st, req, start, n, is_last)
+                if st.fault == "malformed" and start < st.fault_at <= req.output_tokens:
+                    data = frame(st.prefix + b'"choices":[{"index":0,"delta":{"content":"\n\n') + data
+                if st.held is not None:
+                    st.held.append(data)
+                    if is_last:
+                        st.held.append(b"")  # marker: finished while held
+                    continue
+                st.conn.write(data)
+                stamp = clock()
+                if st.first_token_ns is None:
+                    st.first_token_ns = stamp
+                st.last_token_ns = stamp
+                if is_last:
+                    self._end_stream(st)
+                    continue
+                if st.fault_at and start < st.fault_at <= req.output_tokens:
+                    if st.fault == "cut":
+                        self._cut(st)
+                    elif st.fault == "stall":
+                        st.held = []
+                        asyncio.get_running_loop().call_later(
+                            self.config.stall_ms / 1000.0, self._release, st
+                        )
+            else:
+                if st.first_token_ns is None:
+                    st.first_token_ns = now
+                st.last_token_ns = now
+                if is_last:
+                    if st.fault == "stall":
+                        asyncio.get_running_loop().call_later(
+                            self.config.stall_ms / 1000.0, self._send_full, st
+                        )
+                    else:
+                        self._send_full(st)
+
+    def _release(self, st: Stream) -> None:
+        held, st.held = st.held, None
+        if not held or st.conn.closed:
+            return
+        finished = held[-1] == b""
+        st.conn.write(b"".join(held))
+        st.last_token_ns = clock()
+        if finished:
+            self._end_stream(st)
+
+    # -- framing ---------------------------------------------------------------------------------------------
+    def _usage(self, req: SimRequest, final: bool) -> bytes:
+        c = req.output_tokens
+        u: dict[str, Any] = {"prompt_tokens": req.prompt_tokens, "total_tokens": req.prompt_tokens + c,
+                             "completion_tokens": c}  # fmt: skip
+        if final:
+            u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens or 0}
+            u["completion_tokens_details"] = {"reasoning_tokens": req.reasoning_emitted}
+        return orjson.dumps(u)
+
+    def _chunk(self, st: Stream, req: SimRequest, start: int, n: int, is_last: bool) -> bytes:
+        r, a = req.split(start, n)
+        fr = b'"' + req.stop_reason.encode() + b'"' if is_last else b"null"
+        if st.chat:
+            parts = []
+            if r:
+                parts.append(b'"' + self._rfield + b'":' + orjson.dumps(reasoning_text(req.offset, start, r)))
+            if a:
+                a_start = max(0, start - req.reasoning_tokens)
+                text = answer_text(req.offset, a_start, a, req.answer_tokens, req.final_token)
+                parts.append(b'"content":' + orjson.dumps(text))
+            body = (
+                b'"choices":[{"index":0,"delta":{'
+                + b",".join(parts)
+                + b'},"logprobs":null,"finish_reason":'
+                + fr
+            )
+        else:
+            body = (
+                b'"choices":[{"index":0,"text":'
+                + orjson.dumps(self._text(req, start, n))
+                + (b',"logprobs":null,"finish_reason":' + fr)
+            )
+        body += b',"stop_reason":null}]' if is_last else b"}]"
+        if st.continuous:
+            body += b',"usage":' + self._usage(req, False)
+        out = frame(st.prefix + body + b"}\n\n")
+        if start == 0 and st.chat:
+            role = b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
+            if st.continuous:
+                role += b',"usage":{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":0}' % (
+                    req.prompt_tokens,
+                    req.prompt_tokens,
+                )
+            out = frame(st.prefix + role + b"}\n\n") + out
+        if is_last:
+            if st.include_usage:
+                tail = b'"choices":[],"usage":' + self._usage(req, True) + b"}\n\n"
+                out += frame(st.prefix + tail)
+            out += _DONE
+        return out
+
+    def _text(self, req: SimRequest, start: int, n: int) -> str:
+        r, a = req.split(start, n)
+        text = reasoning_text(req.offset, start, r) if r else ""
+        if a:
+            text += answer_text(
+                req.offset, max(0, start - req.reasoning_tokens), a, req.answer_tokens, req.final_token
+            )
+        return text
+
+    @property
+    def _rfield(self) -> bytes:
+        return self.config.reasoning_field.encode()
+
+    def _send_full(self, st: Stream) -> None:
+        req = st.req
+        assert req is not None
+        if st.conn.closed:
+            return
+        fr = req.stop_reason
+        usage = orjson.loads(self._usage(req, True))
+        r = req.reasoning_emitted
+        if st.chat:
+            content = None
+            if req.output_tokens > r:
+                content = answer_text(
+                    req.offset, 0, req.output_tokens - r, req.answer_tokens, req.final_token
+                )
+            message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": None,
+                                       "audio": None, "function_call": None, "tool_calls": []}  # fmt: skip
+            message[self.config.reasoning_field] = reasoning_text(req.offset, 0, r) if r else None
+            choice = {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": fr,
+                "stop_reason": None,
+            }
+            obj = "chat.completion"
+            rid = "chatcmpl-" + st.server_id
+        else:
+            choice = {"index": 0, "text": self._text(req, 0, req.output_tokens), "logprobs": None,
+                      "finish_reason": fr, "stop_reason": None, "prompt_logprobs": None}  # fmt: skip
+            obj = "text_completion"
+            rid = "cmpl-" + st.server_id
+        body = {"id": rid, "object": obj, "created": st.created, "model": self.config.model_name,
+                "choices": [choice], "usage": usage}  # fmt: skip
+        data = orjson.dumps(body)
+        if st.fault == "malformed":
+            data = data[: len(data) // 2]
+        if st.fault == "cut":
+            st.status = "cut"
+            st.conn.write(self._resp_head(st, data, full_length=True) + data[: len(data) // 2])
+            st.end_ns = clock()
+            st.conn.abort_close()
+        else:
+            st.conn.send(200, data, extra=[("x-request-id", st.server_id)])
+            st.end_ns = clock()
+        self._finish(st)
+
+    def _resp_head(self, st: Stream, data: bytes, full_length: bool) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: "
+            + st.server_id.encode()
+            + b"\r\ncontent-length: %d\r\n\r\n" % len(data)
+        )
+
+    def _end_stream(self, st: Stream) -> None:
+        st.conn.end_chunked()
+        st.end_ns = clock()
+        self._finish(st)
+
+    def _cut(self, st: Stream) -> None:
+        st.status = "cut"
+        st.end_ns = clock()
+        st.conn.abort_close()
+        if st.req is not None:
+            self.engine.abort(st.req)
+        self._finish(st)
+
+    def _on_lost(self, st: Stream) -> None:
+        if st.end_ns is not None:
+            return
+        st.status = "client_disconnect"
+        st.end_ns = clock()
+        if st.req is not None:
+            self.engine.abort(st.req)
+        self._finish(st)
+
+    def _finish(self, st: Stream) -> None:
+        req = st.req
+        if req is not None:
+            if st.status == "ok":
+                e2e = (st.end_ns - st.received_ns) / 1e9 if st.end_ns else 0.0
+                self.metrics.observe("e2e", e2e)
+                if req.first_scheduled_ns is not None:
+                    self.metrics.observe("queue", max(0, req.first_scheduled_ns - st.received_ns) / 1e9)
+                self.metrics.observe("input_length", req.prompt_tokens)
+                self.metrics.observe("generated_tokens", req.output_tokens)
+                if req.output_tokens > 1 and st.first_token_ns and st.last_token_ns:
+                    self.metrics.observe(
+                        "tpot", (st.last_token_ns - st.first_token_ns) / 1e9 / (req.output_tokens - 1)
+                    )
+            req.handle = None
+        if self._gt is not None:
+            self._write_ground_truth(st)
+
+    def _write_ground_truth(self, st: Stream) -> None:
+        req = st.req
+        rec: dict[str, Any] = {
+            "id": st.server_id, "client_request_id": st.client_id, "api": "chat" if st.chat else "completions",
+            "stream": st.stream, "status": st.status, "http_status": st.http_status, "fault": st.fault,
+            "received_ns": st.received_ns, "headers_ns": st.headers_ns, "first_token_ns": st.first_token_ns,
+            "last_token_ns": st.last_token_ns, "end_ns": st.end_ns,
+        }  # fmt: skip
+        if req is not None:
+            rec.update(
+                serial=req.serial, prompt_tokens=req.prompt_tokens, completion_tokens=req.output_tokens,
+                reasoning_tokens=req.reasoning_emitted, cached_tokens=req.cached_tokens,
+                preemptions=req.preemptions, finish_reason=req.finish_reason, max_tokens=req.max_tokens,
+                difficulty=req.difficulty, natural_reasoning_tokens=req.natural_reasoning, correct=req.correct,
+                first_scheduled_ns=req.first_scheduled_ns,
+            )  # fmt: skip
+        assert self._gt is not None
+        self._gt.write(orjson.dumps(rec) + b"\n")
+        self._gt.flush()
+
+    # -- request handling ------------------------------------------------------------------------------------
+    def _handle(self, conn: Connection, r: Request) -> None:
+        path = r.path
+        try:
+            if path in ("/v1/chat/completions", "/v1/completions"):
+                if r.method != "POST":
+                    conn.send(405, b'{"detail":"Method Not Allowed"}')
+                    return
+                self._generate(conn, r, chat=path == "/v1/chat/completions")
+            elif path == "/health":
+                conn.send(200, b"", content_type=b"application/json")
+            elif path == "/metrics":
+                conn.send(
+                    200,
+                    self.metrics.render(self.engine),
+                    content_type=b"text/plain; version=0.0.4; charset=utf-8",
+                )
+            elif path == "/v1/models":
+                conn.send(200, self._models())
+            else:
+                conn.send(404, b'{"detail":"Not Found"}')
+        except _BadRequest as e:
+            conn.send(e.status, error_body(str(e), e.err_type, e.status, e.param))
+
+    def _models(self) -> bytes:
+        m = self.config.model_name
+        card = {"id": m, "object": "model", "created": self._created, "owned_by": "vllm", "root": m, "parent": None,
+                "max_model_len": self.config.max_model_len,
+                "permission": [{"id": "modelperm-" + self._nonce, "object": "model_permission",
+                                "created": self._created, "allow_create_engine": False, "allow_sampling": True,
+                                "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
+                                "allow_fine_tuning": False, "organization": "*", "group": None,
+                                "is_blocking": False}]}  # fmt: skip
+        return orjson.dumps({"object": "list", "data": [card]})
+
+    def _generate(self, conn: Connection, r: Request, chat: bool) -> None:
+        cfg = self.config
+        try:
+            body = orjson.loads(r.body)
+        except orjson.JSONDecodeError as e:
+            raise _BadRequest(f"Invalid JSON body: {e}") from None
+        if not isinstance(body, dict):
+            raise _BadRequest("The request body must be a JSON object")
+        model = body.get("model")
+        if model is not None and model != cfg.model_name:
+            raise _BadRequest(f"The model `{model}` does not exist.", 404, "NotFoundError", "model")
+        if chat:
+            messages = body.get("messages")
+            if (
+                not isinstance(messages, list)
+                or not messages
+                or not all(isinstance(m, dict) for m in messages)
+            ):
+                raise _BadRequest("'messages' must be a non-empty list of objects", param="messages")
+            prompt_text = render_chat(messages)
+        else:
+            prompt = body.get("prompt")
+            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+                prompt = prompt[0]
+            if not isinstance(prompt, str):
+                raise _BadRequest("'prompt' must be a string", param="prompt")
+            prompt_text = prompt
+        tokens = tokenize(prompt_text)
+        n_prompt = len(tokens)
+        max_tokens = body.get("max_completion_tokens") if chat else None
+        if max_tokens is None:
+            max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            raise _BadRequest("max_tokens must be at least 1, got " + repr(max_tokens), param="max_tokens")
+        if n_prompt >= cfg.max_model_len or (
+            max_tokens is not None and n_prompt + max_tokens > cfg.max_model_len
+        ):
+            raise _BadRequest(
+                f"This model's maximum context length is {cfg.max_model_len} tokens. However, you requested "
+                f"{max_tokens or 0} output tokens and your prompt contains {n_prompt} input tokens, for a total of "
+                f"{n_prompt + (max_tokens or 0)} tokens. Please reduce the length of the input prompt or the "
+                "number of requested output tokens.",
+                param="max_tokens" if max_tokens else "input_tokens",
+            )
+        if max_tokens is None:
+            max_tokens = cfg.max_model_len - n_prompt
+        sim = body.get("sim") if isinstance(body.get("sim"), dict) else None
+        stream = bool(body.get("stream", False))
+        opts = body.get("stream_options") or {}
+        if opts and not stream:
+            raise _BadRequest(
+                "Stream options can only be defined when `stream=True`.", param="stream_options"
+            )
+
+        self._fault_serial += 1
+        self.metrics.requests_received += 1
+        frng = np.random.default_rng([cfg.seed, self._fault_serial, 0xFA17])
+        u = frng.random()
+        status = 0
+        if u < cfg.fault_429:
+            status = 429
+        elif u < cfg.fault_429 + cfg.fault_500:
+            status = 500
+        elif u < cfg.fault_429 + cfg.fault_500 + cfg.fault_503:
+            status = 503
+        server_id = f"{self._nonce}{self._fault_serial:012x}"
+        st = Stream(conn, server_id, chat, stream, r.received_ns)
+        st.client_id = r.headers.get("x-request-id")
+        if status:
+            st.status = "error"
+            st.http_status = status
+            st.fault = str(status)
+            kinds = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
+            conn.send(status, error_body(f"Simulated fault {status}", kinds[status], status),
+                      extra=[("x-request-id", server_id)])  # fmt: skip
+            st.headers_ns = st.end_ns = clock()
+            self._finish(st)
+            return
+        for name in ("cut", "stall", "malformed", "slow_first_byte"):
+            if frng.random() < getattr(cfg, "fault_" + name):
+                st.fault = name
+                break
+
+        digest = text_digest(prompt_text)
+        hashes = block_hashes(tokens, cfg.block_size) if cfg.enable_prefix_caching else []
+        req = self.engine.new_request(
+            n_prompt, hashes, digest, max_tokens, bool(body.get("ignore_eos", False)), sim
+        )
+        req.handle = st
+        st.req = req
+        if st.fault in ("cut", "stall", "malformed"):
+            st.fault_at = max(
+                1, req.target_tokens // 2 if st.fault != "malformed" else req.target_tokens // 3
+            )
+        st.continuous = bool(opts.get("continuous_usage_stats", False))
+        st.include_usage = bool(opts.get("include_usage", False)) or st.continuous
+        rid = ("chatcmpl-" if chat else "cmpl-") + server_id
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        st.prefix = (
+            b'data: {"id":"'
+            + rid.encode()
+            + b'","object":"'
+            + obj.encode()
+            + b'","created":%d,"model":' % st.created
+            + orjson.dumps(cfg.model_name)
+            + b","
+        )
+        conn.on_lost = lambda: self._on_lost(st)
+        if st.fault == "slow_first_byte":
+            asyncio.get_running_loop().call_later(cfg.slow_first_byte_ms / 1000.0, self._admit, st)
+        else:
+            self._admit(st)
+
+    def _admit(self, st: Stream) -> None:
+        if st.conn.closed or st.req is None:
+            return
+        if st.stream:
+            # Headers go out at once; vLLM's role chunk comes with the first output (see _chunk).
+            extra = [("x-request-id", st.server_id), *SSE_HEADERS]
+            st.conn.start_chunked(200, b"text/event-stream; charset=utf-8", extra)
+            st.headers_ns = clock()
+        self.engine.add(st.req)
+        assert self._wake is not None
+        self._wake.set()
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
