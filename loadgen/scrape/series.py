@@ -234,63 +234,77 @@ class HistogramDelta:
 
 
 class HistogramSeries:
-    """A histogram summed across label sets (only sets with identical bucket bounds are summed)."""
+    """A histogram summed across label sets after per-series reset correction.
+
+    Only label sets whose bucket bounds equal the first one seen are summed (``skipped_series`` counts the rest).
+    """
 
     def __init__(
-        self, times_ns: np.ndarray, snaps: list[HistogramDelta], name: str = "", skipped: int = 0
+        self,
+        times_ns: np.ndarray,
+        snaps: list[HistogramDelta],
+        name: str = "",
+        skipped: int = 0,
+        resets: int = 0,
     ) -> None:
         self.name = name
         self.times_ns = np.asarray(times_ns, dtype=np.int64)
-        self.snaps = snaps  # raw cumulative snapshots, per sample
+        self.snaps = snaps  # reset-corrected cumulative snapshots, one per sample
         self.skipped_series = skipped
+        self.resets = resets
 
     @classmethod
     def from_samples(cls, samples: list[Sample], name: str) -> HistogramSeries:
         times: list[int] = []
         snaps: list[HistogramDelta] = []
         le_ref: list[float] | None = None
-        skipped = 0
+        last: dict[str, HistogramDelta] = {}
+        offset: dict[str, HistogramDelta] = {}
+        skipped_keys: set[str] = set()
+        resets = 0
         for s in samples:
             series = s.values.get(name)
             if not series:
                 continue
-            merged: HistogramDelta | None = None
-            for h in series.values():
+            for key, h in series.items():
                 le_ref = le_ref if le_ref is not None else list(h["le"])
                 if list(h["le"]) != le_ref:
-                    skipped += 1
+                    skipped_keys.add(key)
                     continue
-                if merged is None:
-                    merged = HistogramDelta(list(h["le"]), list(h["cum"]), h["sum"], h["count"])
-                else:
-                    merged.cum = [a + b for a, b in zip(merged.cum, h["cum"], strict=True)]
-                    merged.sum += h["sum"]
-                    merged.count += h["count"]
-            if merged is not None:
-                times.append(s.t_ns)
-                snaps.append(merged)
-        return cls(np.array(times, dtype=np.int64), snaps, name, skipped)
+                cur = HistogramDelta(le_ref, list(h["cum"]), h["sum"], h["count"])
+                prev = last.get(key)
+                if prev is not None and cur.count < prev.count:  # the server restarted this series from zero
+                    offset[key] = _add(offset[key], prev) if key in offset else prev
+                    resets += 1
+                last[key] = cur
+            if not last or le_ref is None:
+                continue
+            merged = HistogramDelta(le_ref, [0.0] * len(le_ref), 0.0, 0.0)
+            for key, h in last.items():
+                merged = _add(merged, h)
+                if key in offset:
+                    merged = _add(merged, offset[key])
+            times.append(s.t_ns)
+            snaps.append(merged)
+        return cls(np.array(times, dtype=np.int64), snaps, name, len(skipped_keys), resets)
 
     def __len__(self) -> int:
         return len(self.times_ns)
 
     def delta(self, start_ns: int, end_ns: int) -> HistogramDelta | None:
-        """Observations between the bounding samples, summing per-step increments so a reset costs nothing."""
+        """Observations between the samples that bound the window."""
         if len(self) < 2:
             return None
         i0, i1 = _window_indices(self.times_ns, start_ns, end_ns)
         if i1 <= i0:
             return None
-        first = self.snaps[i0]
-        cum = [0.0] * len(first.le)
-        total_sum = total_count = 0.0
-        for a, b in zip(self.snaps[i0:i1], self.snaps[i0 + 1 : i1 + 1], strict=True):
-            if b.count < a.count:  # reset: the server restarted this histogram from zero
-                step_cum, step_sum, step_count = b.cum, b.sum, b.count
-            else:
-                step_cum = [y - x for x, y in zip(a.cum, b.cum, strict=True)]
-                step_sum, step_count = b.sum - a.sum, b.count - a.count
-            cum = [c + d for c, d in zip(cum, step_cum, strict=True)]
-            total_sum += step_sum
-            total_count += step_count
-        return HistogramDelta(list(first.le), cum, total_sum, total_count)
+        a, b = self.snaps[i0], self.snaps[i1]
+        return HistogramDelta(
+            list(a.le), [y - x for x, y in zip(a.cum, b.cum, strict=True)], b.sum - a.sum, b.count - a.count
+        )
+
+
+def _add(a: HistogramDelta, b: HistogramDelta) -> HistogramDelta:
+    return HistogramDelta(
+        a.le, [x + y for x, y in zip(a.cum, b.cum, strict=True)], a.sum + b.sum, a.count + b.count
+    )

@@ -156,6 +156,8 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
         for label, q in QUANTILES.items():
             entry[label] = _round(d.quantile(q))
         latency[name] = entry
+        if h.resets:
+            notes.append(f"{name}: {h.resets} histogram reset(s) seen; the delta was reset-corrected")
         if h.skipped_series:
             notes.append(f"{name}: {h.skipped_series} series with other bucket bounds were left out")
     if latency:
