@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from loadgen.scrape import VERDICTS, Sample, explain_requests
 
 S = 1_000_000_000
@@ -54,7 +56,7 @@ def test_verdicts_follow_the_documented_rules() -> None:
     assert out[3]["verdict"] == "preempted" and out[3]["preemptions"] == 7
     assert out[4]["verdict"] == "no server data" and out[4]["coverage"] == 0
     assert out[5]["verdict"] == "queued behind others" and out[5]["waiting_share"] == 0.5
-    assert out[5]["kv_mean"] == (0.1 * 5 + 0.97 * 5) / 10
+    assert out[5]["kv_mean"] == pytest.approx((0.1 * 5 + 0.97 * 5) / 10)
     assert {r["verdict"] for r in out.values()} <= set(VERDICTS)
 
 
