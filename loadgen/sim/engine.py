@@ -88,7 +88,7 @@ class SimRequest:
             self.stop_reason = "stop"
         self.offset = digest % 997
         self.correct: bool | None = None
-        self.final_token = "."
+        self.final_token = " done."
         reference = sim.get("reference")
         if reference is not None:
             reference = str(reference)

@@ -163,6 +163,7 @@ DIALECTS: dict[str, dict[str, MetricName]] = {
         "used_tokens": MetricName(
             "tgi_batch_current_max_tokens", "gauge", "Maximum tokens for the current batch"
         ),
+        "max_tokens": MetricName("tgi_batch_max_total_tokens", "gauge", "Maximum amount of tokens in total."),
         "request_count": MetricName("tgi_request_count", "counter", "Total number of requests"),
         "request_success": MetricName("tgi_request_success", "counter", "Number of successful requests"),
         "e2e": MetricName("tgi_request_duration", "histogram", "Request duration", TGI_DURATION_BUCKETS),
