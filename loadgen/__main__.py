@@ -77,9 +77,17 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number of requests/s, or inf)") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """One line for a bad flag instead of argparse's usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"loadgen: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m loadgen",
         description="Open-loop, reasoning-aware load generator for OpenAI-compatible LLM servers. "
         "Without --base-url (or OPENAI_BASE_URL) it runs against the built-in simulated server.",
@@ -353,7 +361,7 @@ def _run_main(argv: Sequence[str]) -> int:
 
 
 def _fit_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadgen fit", description="Fit Gamma arrivals to a trace")
+    p = _Parser(prog="python -m loadgen fit", description="Fit Gamma arrivals to a trace")
     p.add_argument("trace", help="timestamps file, BurstGPT CSV or Azure trace CSV")
     p.add_argument("--window", type=float, metavar="S", help="also fit per window of S seconds")
     p.add_argument("--format", choices=("auto", "timestamps", "burstgpt", "azure"), default="auto")

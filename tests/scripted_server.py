@@ -33,6 +33,7 @@ class Arrival:
     headers: dict[str, str]
     first_write_ns: int | None = None
     last_write_ns: int | None = None
+    writes_ns: list[int] = field(default_factory=list)
 
 
 class ScriptedServer:
@@ -119,6 +120,7 @@ class ScriptedServer:
                 writer.write(data)
             await writer.drain()
             now = perf_counter_ns()
+            arrival.writes_ns.append(now)
             if arrival.first_write_ns is None:
                 arrival.first_write_ns = now
             arrival.last_write_ns = now

@@ -1,0 +1,189 @@
+"""The command line as a user meets it: one-line errors, exit codes, Ctrl-C, secrets, --json."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.scripted_server import DONE, Script, ScriptedServer, chat_chunk, usage_chunk
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, env=None, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class ThreadedServer:
+    """A scripted server in a background thread, for tests that run loadgen as a subprocess."""
+
+    def __init__(self, script: Script) -> None:
+        self.server = ScriptedServer()
+        self.server.default = script
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        self.ready.wait(5)
+        return self.server
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def slow_stream(seconds: float, tokens: int = 10) -> Script:
+    w = [(0, chat_chunk(role=True))]
+    for i in range(tokens):
+        w.append(
+            (
+                seconds / tokens,
+                chat_chunk(
+                    content="x", usage={"prompt_tokens": 1, "completion_tokens": i + 1, "total_tokens": i + 2}
+                ),
+            )
+        )
+    w.append((0, chat_chunk(finish="stop") + usage_chunk(1, tokens) + DONE))
+    return Script(w)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rate", "abc"], "rate"),
+        (["--cv", "-1"], "--cv must be"),
+        (["--num-requests", "0"], "--num-requests must be"),
+        (["--input-len", "uniform:5"], "--input-len"),
+        (["--slo", "latency=5"], "--slo"),
+        (["--extra-body", "{bad"], "--extra-body"),
+        (["--base-url", "http://127.0.0.1:9"], "cannot reach"),
+        (["--base-url", "ftp://x"], "--base-url"),
+        (
+            ["--prompts", "/nonexistent/prompts.jsonl", "--base-url", "http://127.0.0.1:9"],
+            "cannot read prompts file",
+        ),
+        (["--arrival", "trace"], "--trace"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
+    r = cli(*args, "--output-dir", str(tmp_path / "o"), "--no-scrape")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert any(needle in ln for ln in lines), r.stderr
+    assert len([ln for ln in lines if "error" in ln]) == 1, r.stderr
+
+
+def test_malformed_dataset_line_names_the_line(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "hi"}\n{"prompt": \n')
+    with ThreadedServer(slow_stream(0.01)) as srv:
+        r = cli(
+            "--base-url",
+            srv.base_url,
+            "--prompts",
+            str(f),
+            "-n",
+            "2",
+            "--no-scrape",
+            "--output-dir",
+            str(tmp_path / "o"),
+        )
+    assert r.returncode == 2 and f"{f}:2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_json_output_and_secrets_stay_out_of_files(tmp_path):
+    with ThreadedServer(slow_stream(0.02, 4)) as srv:
+        r = cli(
+            "--base-url",
+            srv.base_url,
+            "-n",
+            "5",
+            "--rate",
+            "50",
+            "--no-scrape",
+            "--json",
+            "--api-key",
+            "sk-argv-secret",
+            "--header",
+            "X-Token: hdr-secret",
+            "--output-dir",
+            str(tmp_path / "o"),
+            env={"OPENAI_API_KEY": "sk-env-secret"},
+        )
+        assert r.returncode == 0, r.stderr
+        assert srv.arrivals[-1].headers["authorization"] == "Bearer sk-argv-secret"
+    summary = json.loads(r.stdout)
+    assert summary["metrics"]["requests"]["ok"] == 5
+    assert summary["config"]["endpoint"]["api_key"] == "set"
+    for f in (tmp_path / "o").iterdir():
+        data = f.read_text()
+        for secret in ("sk-argv-secret", "sk-env-secret", "hdr-secret"):
+            assert secret not in data, (f, secret)
+    for secret in ("sk-argv-secret", "sk-env-secret", "hdr-secret"):
+        assert secret not in r.stderr
+
+
+def test_ctrl_c_stops_sending_and_keeps_what_finished(tmp_path):
+    out = tmp_path / "o"
+    with ThreadedServer(slow_stream(1.0)) as srv:
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "loadgen",
+                "--base-url",
+                srv.base_url,
+                "-n",
+                "200",
+                "--rate",
+                "10",
+                "--no-scrape",
+                "--output-dir",
+                str(out),
+                "--no-live",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            f = out / "requests.jsonl"
+            if f.exists() and f.read_text().count("\n") >= 5:
+                break
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=20)
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = (out / "requests.jsonl").read_text().splitlines()
+    assert 5 <= len(lines) < 200
+    recs = [json.loads(x) for x in lines]
+    assert sum(r["status"] == "ok" for r in recs) >= 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["metrics"]["requests"]["total"] == len(lines)
