@@ -19,7 +19,10 @@ dtype                  --dtype                     --dtype                      
 quantization fp8       --quantization fp8          --quantization fp8                --quantize fp8
 quantization gptq      --quantization gptq_marlin  --quantization gptq_marlin        --quantize gptq
 quantization awq       --quantization awq_marlin   --quantization awq_marlin         --quantize awq
-bitsandbytes-4bit      --quantization bitsandbytes --quantization bitsandbytes       --quantize bitsandbytes-nf4
+compressed-tensors     --quantization compressed-  same                              --quantize compressed-tensors
+                       tensors
+bitsandbytes-4bit      unsupported (0.32 has no   --quantization bitsandbytes       --quantize bitsandbytes-nf4
+                       bitsandbytes method)
 bitsandbytes-8bit      unsupported                 unsupported                       --quantize bitsandbytes
 kv_cache_dtype fp8     --kv-cache-dtype fp8        --kv-cache-dtype fp8_e4m3         --kv-cache-dtype fp8_e4m3fn
 kv fp8_e4m3/fp8_e5m2   same spelling               same spelling                     fp8_e4m3fn / fp8_e5m2
@@ -80,7 +83,7 @@ class Rendered:
 
 
 # --------------------------------------------------------------------------------------- vLLM
-_VLLM_QUANT = {"fp8": "fp8", "gptq": "gptq_marlin", "awq": "awq_marlin", "bitsandbytes-4bit": "bitsandbytes"}
+_VLLM_QUANT = {"fp8": "fp8", "gptq": "gptq_marlin", "awq": "awq_marlin", "compressed-tensors": "compressed-tensors"}  # fmt: skip
 
 
 def _vllm_speculative_config(spec: LaunchSpec) -> dict:
@@ -112,7 +115,8 @@ def vllm_engine_args(spec: LaunchSpec) -> list[str]:
         if spec.quantization not in _VLLM_QUANT:
             raise UnsupportedOnEngine(
                 "vllm", spec.name, f"weight quantization {spec.quantization!r}",
-                "vLLM quantizes bitsandbytes in flight to 4 bit only; use bitsandbytes-4bit or a pre-quantized model",
+                f"vLLM {VLLM_VERSION} has no bitsandbytes method (its QUANTIZATION_METHODS); use fp8, gptq, awq or a "
+                "compressed-tensors checkpoint",
             )  # fmt: skip
         args += ["--quantization", _VLLM_QUANT[spec.quantization]]
     if spec.kv_cache_dtype != "auto":
@@ -151,6 +155,7 @@ _SGLANG_QUANT = {
     "fp8": "fp8",
     "gptq": "gptq_marlin",
     "awq": "awq_marlin",
+    "compressed-tensors": "compressed-tensors",
     "bitsandbytes-4bit": "bitsandbytes",
 }
 _SGLANG_KV = {"fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"}
@@ -225,7 +230,7 @@ def _sglang_serve_args(spec: LaunchSpec, host: str, port: int) -> list[str]:
 
 # --------------------------------------------------------------------------------------- TGI
 _TGI_QUANT = {
-    "fp8": "fp8", "gptq": "gptq", "awq": "awq",
+    "fp8": "fp8", "gptq": "gptq", "awq": "awq", "compressed-tensors": "compressed-tensors",
     "bitsandbytes-4bit": "bitsandbytes-nf4", "bitsandbytes-8bit": "bitsandbytes",
 }  # fmt: skip
 _TGI_KV = {"fp8": "fp8_e4m3fn", "fp8_e4m3": "fp8_e4m3fn", "fp8_e5m2": "fp8_e5m2"}

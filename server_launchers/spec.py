@@ -29,7 +29,15 @@ from typing import Any
 
 ENGINES = ("vllm", "sglang", "tgi")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-WEIGHT_QUANTIZATIONS = ("none", "fp8", "gptq", "awq", "bitsandbytes-4bit", "bitsandbytes-8bit")
+WEIGHT_QUANTIZATIONS = (
+    "none",
+    "fp8",
+    "gptq",
+    "awq",
+    "compressed-tensors",
+    "bitsandbytes-4bit",
+    "bitsandbytes-8bit",
+)
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 SPECULATIVE_METHODS = ("none", "ngram", "eagle", "eagle3", "draft_model")
 

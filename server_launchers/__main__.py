@@ -1,0 +1,224 @@
+"""python -m server_launchers render|start|stop|status SPEC.toml [--name N] [--engine E] [--docker|--host|--local]
+
+render  print the command (docker run by default; --host: bare command; --local: LocalVllmServer args)
+start   start it, wait until GET /health answers 200, print the endpoint (detached; state kept on disk)
+stop    stop what ``start`` started (docker rm -f / SIGTERM the process group)
+status  health and served models of the endpoint
+
+GPU selection: --gpus 0,1 > LOADGEN_GPUS > CUDA_VISIBLE_DEVICES > the spec's ``gpus``.
+Setup problems print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from server_launchers.engines import (
+    HEALTH_PATH,
+    MODELS_PATH,
+    container_name,
+    docker_command,
+    endpoint,
+    host_command,
+    local_vllm_args,
+)
+from server_launchers.spec import ENGINES, LaunchSpec, LaunchSpecError, load_spec
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("LOADGEN_CACHE", Path.home() / ".cache" / "loadgen")) / "launchers"
+
+
+def resolve_spec(ns: argparse.Namespace, environ: dict[str, str] | None = None) -> LaunchSpec:
+    """The spec from the file with CLI and environment overrides applied (CLI > LOADGEN_* env > file)."""
+    environ = dict(os.environ if environ is None else environ)
+    overrides: dict = {}
+    gpus = ns.gpus or environ.get("LOADGEN_GPUS") or environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus:
+        overrides["gpus"] = gpus
+    if ns.port is not None:
+        overrides["port"] = ns.port
+    if ns.image_tag:
+        overrides["image_tag"] = ns.image_tag
+    spec = load_spec(ns.spec, ns.name, overrides=overrides)
+    engine = ns.engine or environ.get("LOADGEN_ENGINE")
+    if engine:
+        spec = spec.with_engine(engine)
+    env_tag = environ.get(f"LOADGEN_{spec.engine.upper()}_IMAGE_TAG")
+    if env_tag and not ns.image_tag:
+        spec = LaunchSpec.from_dict({**_as_dict(spec), "image_tag": env_tag}, name=spec.name)
+    return spec
+
+
+def _as_dict(spec: LaunchSpec) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(spec)
+    d["env"] = dict(spec.env)
+    return d
+
+
+def wait_healthy(url: str, timeout_s: float, proc_alive=lambda: True) -> float:
+    """Poll ``url`` until it answers 200; return the seconds it took. Raises TimeoutError/RuntimeError."""
+    import httpx
+
+    t0 = time.monotonic()
+    with httpx.Client(timeout=5.0) as client:
+        while True:
+            try:
+                if client.get(url).status_code == 200:
+                    return time.monotonic() - t0
+            except httpx.TransportError:
+                pass
+            if not proc_alive():
+                raise RuntimeError(f"the server exited before {url} answered")
+            if time.monotonic() - t0 > timeout_s:
+                raise TimeoutError(f"{url} not healthy after {timeout_s:.0f} s")
+            time.sleep(1.0)
+
+
+def _state_path(spec: LaunchSpec) -> Path:
+    return state_dir() / f"{container_name(spec)}.json"
+
+
+def cmd_render(spec: LaunchSpec, mode: str) -> int:
+    if mode == "local":
+        print(shlex.join(local_vllm_args(spec)))
+    elif mode == "host":
+        print(host_command(spec).shell())
+    else:
+        print(docker_command(spec).shell())
+    return 0
+
+
+def cmd_start(spec: LaunchSpec, mode: str, timeout_s: float) -> int:
+    state = {"mode": mode, "engine": spec.engine, "name": spec.name, "endpoint": endpoint(spec)}
+    if mode == "local":
+        try:
+            from server_launchers.local_vllm import LocalVllmServer  # the CPU route, owned by local_vllm.py
+        except ImportError as exc:
+            raise LaunchSpecError(f"local CPU vLLM launcher unavailable ({exc})") from None
+        server = LocalVllmServer(local_vllm_args(spec), port=spec.port, startup_timeout_s=timeout_s)
+        server.start(detach=True)
+        state.update(pgid=server.pgid, endpoint=server.root_url, log=str(server.log_path))
+    elif mode == "host":
+        rendered = host_command(spec)
+        log_path = state_dir() / f"{container_name(spec)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as logf:
+            proc = subprocess.Popen(
+                rendered.argv, env={**os.environ, **rendered.env}, stdin=subprocess.DEVNULL,
+                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        state.update(pgid=proc.pid, log=str(log_path))
+        _state_path(spec).write_text(json.dumps(state))
+        wait_healthy(state["endpoint"] + HEALTH_PATH, timeout_s, lambda: proc.poll() is None)
+    else:
+        rendered = docker_command(spec)
+        subprocess.run(rendered.argv, check=True, stdout=subprocess.DEVNULL)
+        state.update(container=container_name(spec))
+        _state_path(spec).parent.mkdir(parents=True, exist_ok=True)
+        _state_path(spec).write_text(json.dumps(state))
+        wait_healthy(state["endpoint"] + HEALTH_PATH, timeout_s)
+    _state_path(spec).parent.mkdir(parents=True, exist_ok=True)
+    _state_path(spec).write_text(json.dumps(state))
+    print(state["endpoint"])
+    return 0
+
+
+def cmd_stop(spec: LaunchSpec) -> int:
+    path = _state_path(spec)
+    if not path.exists():
+        print(f"nothing started for {container_name(spec)}", file=sys.stderr)
+        return 0
+    state = json.loads(path.read_text())
+    if state.get("container"):
+        subprocess.run(["docker", "rm", "-f", state["container"]], check=False, stdout=subprocess.DEVNULL)
+    elif state.get("pgid"):
+        _stop_group(int(state["pgid"]))
+    path.unlink()
+    return 0
+
+
+def _stop_group(pgid: int, grace_s: float = 15.0) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def cmd_status(spec: LaunchSpec) -> int:
+    import httpx
+
+    path = _state_path(spec)
+    url = json.loads(path.read_text())["endpoint"] if path.exists() else endpoint(spec)
+    try:
+        health = httpx.get(url + HEALTH_PATH, timeout=5.0).status_code
+        models = [m["id"] for m in httpx.get(url + MODELS_PATH, timeout=5.0).json().get("data", [])]
+    except httpx.HTTPError as exc:
+        print(f"{url}: down ({type(exc).__name__})")
+        return 1
+    print(f"{url}: health {health}; models {', '.join(models) or '-'}")
+    return 0 if health == 200 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m server_launchers", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=("render", "start", "stop", "status"))
+    p.add_argument("spec", help="launch spec TOML (one spec, or a preset file with [specs.<name>])")
+    p.add_argument("--name", help="which spec of a preset file")
+    p.add_argument("--engine", choices=ENGINES, help="render/run the spec on another engine")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--docker", dest="mode", action="store_const", const="docker", help="official image (default)"
+    )
+    mode.add_argument(
+        "--host", dest="mode", action="store_const", const="host", help="engine installed on this host"
+    )
+    mode.add_argument(
+        "--local", dest="mode", action="store_const", const="local", help="local CPU vLLM (tiny model)"
+    )
+    p.add_argument("--gpus", help="device ids, e.g. 0,1 (else LOADGEN_GPUS, CUDA_VISIBLE_DEVICES, the spec)")
+    p.add_argument("--port", type=int, help="host port")
+    p.add_argument("--image-tag", help="override the pinned image tag")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for /health (default 1800)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    mode = ns.mode or os.environ.get("LOADGEN_LAUNCH_MODE", "docker")
+    try:
+        spec = resolve_spec(ns)
+        if ns.command == "render":
+            return cmd_render(spec, mode)
+        if ns.command == "start":
+            return cmd_start(spec, mode, ns.timeout)
+        if ns.command == "stop":
+            return cmd_stop(spec)
+        return cmd_status(spec)
+    except (LaunchSpecError, TimeoutError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"server_launchers: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
