@@ -34,9 +34,10 @@ class Histogram:
 
 
 def _labels(pairs: dict[str, str], extra: str = "") -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in pairs.items())
+    items = [f'{k}="{v}"' for k, v in pairs.items()]
     if extra:
-        inner = f"{inner},{extra}" if inner else extra
+        items.append(extra)
+    inner = ",".join(sorted(items))
     return "{" + inner + "}" if inner else ""
 
 
@@ -49,7 +50,7 @@ class SimMetrics:
         self.model_name = model_name
         self.created = time.time()
         if dialect == "vllm":
-            self.labels = {"model_name": model_name, "engine": "0"}
+            self.labels = {"engine": "0", "model_name": model_name}  # sorted, as vLLM's exposition shows them
         elif dialect == "sglang":
             self.labels = {"model_name": model_name}
         else:

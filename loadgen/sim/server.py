@@ -32,7 +32,8 @@ from loadgen.sim.text import answer_text, block_hashes, reasoning_text, render_c
 log = logging.getLogger(__name__)
 
 MAX_LATENESS_NS = 50_000_000
-SSE_HEADERS = [("cache-control", "no-cache")]
+SSE_HEADERS: list[tuple[str, str]] = []
+FINGERPRINT = "vllm-0.32.0-loadgen.sim"
 _DONE = frame(b"data: [DONE]\n\n")
 
 clock = time.perf_counter_ns
@@ -103,7 +104,7 @@ class SimServer:
         self._loop_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._gt = open(self.config.ground_truth, "ab") if self.config.ground_truth else None  # noqa: SIM115
-        self._nonce = os.urandom(4).hex()
+        self._nonce = os.urandom(2).hex()
         self._created = int(time.time())
         self._fault_serial = 0
 
@@ -225,18 +226,24 @@ class SimServer:
             self._end_stream(st)
 
     # -- framing ---------------------------------------------------------------------------------------------
-    def _usage(self, req: SimRequest, final: bool) -> bytes:
+    def _usage(self, req: SimRequest, chat: bool, cached: bool = False) -> dict[str, Any]:
+        """vLLM 0.32's usage block: chat adds ``completion_tokens_details.reasoning_tokens`` (vLLM itself reports 0
+        there; the simulator reports the true count)."""
         c = req.output_tokens
         u: dict[str, Any] = {"prompt_tokens": req.prompt_tokens, "total_tokens": req.prompt_tokens + c,
                              "completion_tokens": c}  # fmt: skip
-        if final:
-            u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens or 0}
+        if cached:
+            u["prompt_tokens_details"] = None
+        if chat:
             u["completion_tokens_details"] = {"reasoning_tokens": req.reasoning_emitted}
-        return orjson.dumps(u)
+        elif cached:
+            u["completion_tokens_details"] = None
+        return u
 
     def _chunk(self, st: Stream, req: SimRequest, start: int, n: int, is_last: bool) -> bytes:
+        """All frames one step produces for one request, in vLLM 0.32's key order."""
         r, a = req.split(start, n)
-        fr = b'"' + req.stop_reason.encode() + b'"' if is_last else b"null"
+        fr = b'"' + req.stop_reason.encode() + b'","stop_reason":null' if is_last else b"null"
         if st.chat:
             parts = []
             if r:
@@ -251,28 +258,30 @@ class SimServer:
                 + b'},"logprobs":null,"finish_reason":'
                 + fr
             )
+            body += b',"token_ids":null}]'
         else:
-            body = (
-                b'"choices":[{"index":0,"text":'
-                + orjson.dumps(self._text(req, start, n))
-                + (b',"logprobs":null,"finish_reason":' + fr)
+            body = b'"choices":[{"index":0,"text":' + orjson.dumps(self._text(req, start, n))
+            body += b',"logprobs":null,"finish_reason":' + fr
+            body += (
+                b',"prompt_token_ids":null,"token_ids":null}]'
+                if is_last
+                else (b',"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]')
             )
-        body += b',"stop_reason":null}]' if is_last else b"}]"
         if st.continuous:
-            body += b',"usage":' + self._usage(req, False)
+            body += b',"usage":' + orjson.dumps(self._usage(req, st.chat))
         out = frame(st.prefix + body + b"}\n\n")
         if start == 0 and st.chat:
             role = b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
             if st.continuous:
-                role += b',"usage":{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":0}' % (
-                    req.prompt_tokens,
-                    req.prompt_tokens,
-                )
+                u = {"prompt_tokens": req.prompt_tokens, "total_tokens": req.prompt_tokens, "completion_tokens": 0,
+                     "completion_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
+                role += b',"usage":' + orjson.dumps(u)
+            role += b',"prompt_token_ids":null,"prompt_text":null'
             out = frame(st.prefix + role + b"}\n\n") + out
         if is_last:
             if st.include_usage:
-                tail = b'"choices":[],"usage":' + self._usage(req, True) + b"}\n\n"
-                out += frame(st.prefix + tail)
+                tail = b'"choices":[],"usage":' + orjson.dumps(self._usage(req, st.chat))
+                out += frame(st.prefix + tail + b',"system_fingerprint":' + self._fingerprint + b"}\n\n")
             out += _DONE
         return out
 
@@ -286,6 +295,12 @@ class SimServer:
         return text
 
     @property
+    def config_fingerprint(self) -> str:
+        return FINGERPRINT
+
+    _fingerprint = orjson.dumps(FINGERPRINT)
+
+    @property
     def _rfield(self) -> bytes:
         return self.config.reasoning_field.encode()
 
@@ -295,7 +310,7 @@ class SimServer:
         if st.conn.closed:
             return
         fr = req.stop_reason
-        usage = orjson.loads(self._usage(req, True))
+        usage = self._usage(req, st.chat, cached=True)
         r = req.reasoning_emitted
         if st.chat:
             content = None
@@ -304,7 +319,7 @@ class SimServer:
                     req.offset, 0, req.output_tokens - r, req.answer_tokens, req.final_token
                 )
             message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": None,
-                                       "audio": None, "function_call": None, "tool_calls": []}  # fmt: skip
+                                       "audio": None, "function_call": None}  # fmt: skip
             message[self.config.reasoning_field] = reasoning_text(req.offset, 0, r) if r else None
             choice = {
                 "index": 0,
@@ -312,16 +327,23 @@ class SimServer:
                 "logprobs": None,
                 "finish_reason": fr,
                 "stop_reason": None,
+                "token_ids": None,
+                "routed_experts": None,
             }
             obj = "chat.completion"
             rid = "chatcmpl-" + st.server_id
         else:
             choice = {"index": 0, "text": self._text(req, 0, req.output_tokens), "logprobs": None,
-                      "finish_reason": fr, "stop_reason": None, "prompt_logprobs": None}  # fmt: skip
+                      "finish_reason": fr, "stop_reason": None, "token_ids": None, "prompt_logprobs": None,
+                      "prompt_token_ids": None, "routed_experts": None}  # fmt: skip
             obj = "text_completion"
             rid = "cmpl-" + st.server_id
-        body = {"id": rid, "object": obj, "created": st.created, "model": self.config.model_name,
-                "choices": [choice], "usage": usage}  # fmt: skip
+        body: dict[str, Any] = {"id": rid, "object": obj, "created": st.created, "model": self.config.model_name,
+                                "choices": [choice], "service_tier": None,
+                                "system_fingerprint": self.config_fingerprint, "usage": usage}  # fmt: skip
+        if st.chat:
+            body.update(prompt_logprobs=None, prompt_token_ids=None, prompt_text=None)
+        body.update(kv_transfer_params=None, ec_transfer_params=None, metrics=None)
         data = orjson.dumps(body)
         if st.fault == "malformed":
             data = data[: len(data) // 2]
@@ -417,7 +439,7 @@ class SimServer:
                 conn.send(
                     200,
                     self.metrics.render(self.engine),
-                    content_type=b"text/plain; version=0.0.4; charset=utf-8",
+                    content_type=b"text/plain; version=1.0.0; charset=utf-8",
                 )
             elif path == "/v1/models":
                 conn.send(200, self._models())
@@ -447,7 +469,12 @@ class SimServer:
             raise _BadRequest("The request body must be a JSON object")
         model = body.get("model")
         if model is not None and model != cfg.model_name:
-            raise _BadRequest(f"The model `{model}` does not exist.", 404, "NotFoundError", "model")
+            raise _BadRequest(
+                f"The model `{model}` does not exist. Valid aliases: {cfg.model_name}.",
+                404,
+                "NotFoundError",
+                "model",
+            )
         if chat:
             messages = body.get("messages")
             if (
@@ -472,16 +499,24 @@ class SimServer:
         if max_tokens is not None and (
             not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
         ):
-            raise _BadRequest("max_tokens must be at least 1, got " + repr(max_tokens), param="max_tokens")
-        if n_prompt >= cfg.max_model_len or (
-            max_tokens is not None and n_prompt + max_tokens > cfg.max_model_len
-        ):
+            raise _BadRequest(
+                f"max_tokens must be at least 1, got {max_tokens}. (parameter=max_tokens, value={max_tokens})",
+                param="max_tokens",
+            )
+        if n_prompt >= cfg.max_model_len:
+            raise _BadRequest(
+                f"This model's maximum context length is {cfg.max_model_len} tokens. However, your prompt contains at "
+                f"least {n_prompt} input tokens, which exceeds this limit even without any output tokens. Please "
+                f"reduce the length of the input prompt. (parameter=input_tokens, value={n_prompt})",
+                param="input_tokens",
+            )
+        if max_tokens is not None and n_prompt + max_tokens > cfg.max_model_len:
             raise _BadRequest(
                 f"This model's maximum context length is {cfg.max_model_len} tokens. However, you requested "
-                f"{max_tokens or 0} output tokens and your prompt contains {n_prompt} input tokens, for a total of "
-                f"{n_prompt + (max_tokens or 0)} tokens. Please reduce the length of the input prompt or the "
-                "number of requested output tokens.",
-                param="max_tokens" if max_tokens else "input_tokens",
+                f"{max_tokens} output tokens and your prompt contains {n_prompt} input tokens, for a total of "
+                f"{n_prompt + max_tokens} tokens. Please reduce the length of the input prompt or the number of "
+                f"requested output tokens. (parameter=max_tokens, value={max_tokens})",
+                param="max_tokens",
             )
         if max_tokens is None:
             max_tokens = cfg.max_model_len - n_prompt
