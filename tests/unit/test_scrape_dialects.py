@@ -56,8 +56,29 @@ def test_detects_dialect_and_filtered_parse_equals_full_parse(name: str, dialect
     text = _read(name)
     assert detect_dialect(text) == dialect
     d = DIALECTS[dialect]
-    assert parse_text(text, d) == parse_text(text, d, prefiltered=True)
+    fast = parse_text(text, d)
+    assert fast == parse_text(text, d, prefiltered=True)  # filtering loses nothing that is mapped
+    assert fast == parse_text(text, d, reference=True)  # the fast reader agrees with prometheus_client
     assert len(filter_text(text, d)) < len(text)
+
+
+def test_unusual_lines_fall_back_to_the_reference_parser() -> None:
+    text = "\n".join(
+        [
+            "# TYPE vllm:num_requests_running gauge",
+            'vllm:num_requests_running{engine="0",model_name="a}b \\"q\\""} 3.0',
+            'vllm:num_requests_waiting{engine="0"} 2 1700000000000',
+        ]
+    )
+    v = parse_text(text, DIALECTS["vllm"])
+    assert v["num_running"] == {'engine="0",model_name="a}b \\"q\\""': 3.0}
+    assert v["num_waiting"] == {'engine="0"': 2.0}
+    assert v == parse_text(text, DIALECTS["vllm"], reference=True)
+
+
+def test_invalid_text_raises_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_text('vllm:num_requests_running{engine="0" 3', DIALECTS["vllm"])
 
 
 def test_detect_dialect_none_for_foreign_text() -> None:
@@ -92,7 +113,8 @@ def test_real_vllm_capture_maps_every_core_series(path: Path) -> None:
     assert all("model_name=" in key for key in values["num_running"])
     if "spec" in path.name:
         assert all(n in values for n in SPEC)
-    assert parse_text(text, DIALECTS["vllm"]) == parse_text(text, DIALECTS["vllm"], prefiltered=True)
+    assert values == parse_text(text, DIALECTS["vllm"], prefiltered=True)
+    assert values == parse_text(text, DIALECTS["vllm"], reference=True)
 
 
 def test_vllm_old_names_map_to_same_vocabulary() -> None:
