@@ -9,7 +9,8 @@ reading the p-values as verdicts.
 
 Ties: trace timestamps are often quantised (BurstGPT logs whole seconds), which turns many gaps into exact zeros
 that a Gamma cannot produce. When most gaps are multiples of one tick and ties are common, each timestamp is
-spread uniformly inside its tick (seeded) before fitting; otherwise zero gaps are raised to a 1 µs floor. Either
+spread uniformly inside its tick (seeded) before fitting; otherwise zero gaps are raised to 1 µs (or to the
+smallest positive gap, if smaller). Either
 way the share of ties is reported. Burstiness below the tick cannot be recovered from such a trace.
 
 Drift: the trace is cut into windows (``window_s``, or up to 20 equal ones) and the arrival counts are tested
@@ -169,7 +170,7 @@ def fit_trace(
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF17]))
         ts = np.sort(ts + rng.uniform(0.0, tick, size=ts.size))
         gaps = np.diff(ts)
-        gaps = np.maximum(gaps, FLOOR_S)
+        gaps[gaps <= 0] = FLOOR_S  # a tie left by the jitter has probability 0; guard anyway
         notes.append(
             f"timestamps are quantised to {tick:g} s ({100 * share:.1f}% of gaps are ties): each was spread "
             f"uniformly within its tick before fitting (seed {seed}); burstiness below {tick:g} s is not "
@@ -177,9 +178,12 @@ def fit_trace(
         )
     else:
         tick = None
-        gaps = np.maximum(raw_gaps, FLOOR_S)
+        gaps = raw_gaps.copy()
         if zero:
-            notes.append(f"{zero} zero gaps ({100 * share:.2f}%) raised to {FLOOR_S:g} s")
+            positive = raw_gaps[raw_gaps > 0]
+            floor = min(FLOOR_S, float(positive.min())) if positive.size else FLOOR_S
+            gaps[gaps <= 0] = floor  # only the ties: genuine sub-µs gaps of a bursty process stay as they are
+            notes.append(f"{zero} zero gaps ({100 * share:.2f}%, ties) raised to {floor:.3g} s")
     overall = fit_gaps(gaps)
     duration = float(ts[-1] - ts[0])
 
@@ -190,7 +194,7 @@ def fit_trace(
         mask = (ts >= a) & ((ts <= b) if last else (ts < b))
         n = int(mask.sum())
         wg = np.diff(ts[mask])
-        wg = np.maximum(wg, FLOOR_S)
+        wg[wg <= 0] = FLOOR_S
         fit = fit_gaps(wg) if wg.size >= MIN_GAPS_TO_FIT else None
         windows.append(WindowFit(a - ts[0], b - ts[0], n, n / (b - a) if b > a else float("nan"), fit))
 
