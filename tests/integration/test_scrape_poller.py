@@ -143,39 +143,53 @@ def test_failures_are_counted_by_kind_and_never_raised(server: MetricsServer, tm
     assert len(load_samples(sink)) == poller.stats["ok"]
 
 
-def test_scraping_never_stalls_a_concurrent_timer(tmp_path: Path) -> None:
-    """A 1 ms ticker runs beside the poller scraping a real-size text every 50 ms; its lateness is measured.
+async def _ticker(seconds: float) -> list[float]:
+    """Lateness (ms) of a 1 ms asyncio sleep, repeated for ``seconds``, sorted."""
+    late: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        await asyncio.sleep(0.001)
+        late.append((time.perf_counter() - t - 0.001) * 1e3)
+    return sorted(late)
 
-    The bound is on p99 (the worst single tick also catches the OS scheduling other engineers' processes on
-    this shared 2-core machine); measured here: p50 0.1 ms, p99 3-4 ms, max 6-8 ms, with ~2.5 ms of parsing per scrape.
+
+def _pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def test_scraping_never_stalls_a_concurrent_timer(tmp_path: Path) -> None:
+    """A 1 ms ticker runs alone, then beside the poller scraping a real-size text every 50 ms.
+
+    Other processes share this 2-core machine, so the ticker alone is the baseline and the poller is judged by
+    what it adds. Measured here: alone p99 ~0.5-2 ms; with the poller p50 0.1 ms, p95 < 1 ms, p99 3-4 ms
+    (~2.5 ms of parsing per scrape, in a worker thread).
     """
     srv = MetricsServer(body=STANDIN.read_text()).start()
     try:
 
-        async def main() -> tuple[list[float], MetricsPoller]:
+        async def main() -> tuple[list[float], list[float], MetricsPoller]:
+            alone = await _ticker(0.5)
             poller = MetricsPoller(
                 [srv.url], interval_s=0.05, sink_path=tmp_path / "m.jsonl", t0_ns=time.perf_counter_ns()
             )
             stop = asyncio.Event()
             task = asyncio.create_task(poller.run(stop))
-            late_ms: list[float] = []
-            end = time.perf_counter() + 1.0
-            while time.perf_counter() < end:
-                t = time.perf_counter()
-                await asyncio.sleep(0.001)
-                late_ms.append((time.perf_counter() - t - 0.001) * 1e3)
+            beside = await _ticker(1.0)
             stop.set()
             await task
-            return late_ms, poller
+            return alone, beside, poller
 
-        late, poller = asyncio.run(main())
+        alone, beside, poller = asyncio.run(main())
     finally:
         srv.stop()
-    late.sort()
-    p99, worst = late[int(0.99 * len(late))], late[-1]
+    ok = poller.stats["ok"]
     print(
-        f"timer lateness p50 {late[len(late) // 2]:.2f} ms p99 {p99:.2f} ms max {worst:.2f} ms; "
-        f"{poller.stats['ok']} scrapes, parse mean {poller.stats['parse_ns_total'] / max(1, poller.stats['ok']) / 1e6:.2f} ms"
+        f"ticker alone p99 {_pct(alone, 0.99):.2f} ms; beside the poller p50 {_pct(beside, 0.5):.2f} "
+        f"p95 {_pct(beside, 0.95):.2f} p99 {_pct(beside, 0.99):.2f} max {beside[-1]:.2f} ms; "
+        f"{ok} scrapes, parse mean {poller.stats['parse_ns_total'] / max(1, ok) / 1e6:.2f} ms"
     )
-    assert poller.stats["ok"] >= 15
-    assert p99 < 8.0
+    assert ok >= 15
+    assert _pct(beside, 0.5) < 1.0
+    assert _pct(beside, 0.95) < _pct(alone, 0.95) + 3.0
+    assert _pct(beside, 0.99) < _pct(alone, 0.99) + 8.0
