@@ -355,7 +355,12 @@ def checker_name() -> str:
     """Which maths checker scores this run: math-verify (with the fallback beside it) or the fallback alone."""
     mv = _math_verify()
     if mv:
-        version = getattr(mv, "__version__", "")
+        try:
+            from importlib.metadata import version as _version
+
+            version = _version("math-verify")
+        except Exception:
+            version = getattr(mv, "__version__", "")
         return f"math-verify {version}".strip() + " (built-in fallback also accepts)"
     return FALLBACK_NAME + "; pip install 'loadgen[accuracy]' for math-verify"
 
