@@ -100,24 +100,40 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 
 
 def _print_server(server: dict[str, Any], console: Console) -> None:
+    if "error" in server:
+        console.print(f"[yellow]server metrics: {server['error']}[/]")
+        return
     kv = server.get("kv_cache_usage") or {}
     parts = [f"dialect {server.get('dialect')}"]
     if kv:
         parts.append(
             f"KV usage mean {_pct(kv.get('mean'))} p99 {_pct(kv.get('p99'))} max {_pct(kv.get('max'))}, "
-            f">90% for {_fmt(kv.get('time_above_90_s'))} s"
+            f"above 90% for {_fmt(kv.get('time_above_90pct_s'))} s"
         )
     for key, label in (("num_running", "running"), ("num_waiting", "waiting")):
         d = server.get(key) or {}
         if d:
             parts.append(f"{label} mean {_fmt(d.get('mean'))} max {_fmt(d.get('max'))}")
     if server.get("preemptions") is not None:
-        parts.append(f"preemptions {server['preemptions']}")
-    if server.get("prefix_cache_hit_rate") is not None:
-        parts.append(f"prefix hit rate {_pct(server['prefix_cache_hit_rate'])}")
-    if server.get("spec_acceptance_rate") is not None:
-        parts.append(f"spec acceptance {_pct(server['spec_acceptance_rate'])}")
+        parts.append(f"preemptions {server['preemptions']:g}")
+    pc = server.get("prefix_cache") or {}
+    if pc.get("hit_rate") is not None:
+        parts.append(f"prefix-cache hit rate {_pct(pc['hit_rate'])}")
+    sd = server.get("spec_decode") or {}
+    if sd.get("acceptance_rate") is not None:
+        parts.append(
+            f"speculative acceptance {_pct(sd['acceptance_rate'])}, mean accepted length "
+            f"{_fmt(sd.get('mean_accepted_length'))}"
+        )
     console.print("server: " + "; ".join(parts))
+    lat = server.get("latency_s") or {}
+    if lat.get("ttft") or lat.get("e2e"):
+        bits = []
+        for key in ("ttft", "e2e"):
+            d = lat.get(key) or {}
+            if d.get("p50") is not None:
+                bits.append(f"{key.upper()} p50 {d['p50'] * 1000:,.0f} / p99 {d['p99'] * 1000:,.0f} ms")
+        console.print("server's own histograms: " + ", ".join(bits))
 
 
 def _pct(v: Any) -> str:
