@@ -32,7 +32,9 @@ async def serve(**kw: object):
             await server.stop()
 
 
-async def _stream(s: aiohttp.ClientSession, body: dict = BODY) -> tuple[int, list[tuple[float, bytes]], float, str]:
+async def _stream(
+    s: aiohttp.ClientSession, body: dict = BODY
+) -> tuple[int, list[tuple[float, bytes]], float, str]:
     """(status, [(t, event)], seconds to headers, outcome) where outcome is 'done' or the exception's name."""
     t0 = time.perf_counter()
     async with s.post("/v1/completions", json=body) as resp:
