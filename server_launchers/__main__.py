@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from server_launchers.engines import (
@@ -28,6 +29,7 @@ from server_launchers.engines import (
     container_name,
     docker_command,
     endpoint,
+    engine_args,
     host_command,
     local_vllm_args,
 )
@@ -47,24 +49,15 @@ def resolve_spec(ns: argparse.Namespace, environ: dict[str, str] | None = None) 
         overrides["gpus"] = gpus
     if ns.port is not None:
         overrides["port"] = ns.port
-    if ns.image_tag:
-        overrides["image_tag"] = ns.image_tag
     spec = load_spec(ns.spec, ns.name, overrides=overrides)
     engine = ns.engine or environ.get("LOADGEN_ENGINE")
     if engine:
-        spec = spec.with_engine(engine)
-    env_tag = environ.get(f"LOADGEN_{spec.engine.upper()}_IMAGE_TAG")
-    if env_tag and not ns.image_tag:
-        spec = LaunchSpec.from_dict({**_as_dict(spec), "image_tag": env_tag}, name=spec.name)
+        spec = spec.with_engine(engine)  # resets image/tag to that engine's: tag overrides come after
+    tag = ns.image_tag or environ.get(f"LOADGEN_{spec.engine.upper()}_IMAGE_TAG")
+    if tag:
+        spec = replace(spec, image_tag=tag)
+        spec.validate()
     return spec
-
-
-def _as_dict(spec: LaunchSpec) -> dict:
-    from dataclasses import asdict
-
-    d = asdict(spec)
-    d["env"] = dict(spec.env)
-    return d
 
 
 def wait_healthy(url: str, timeout_s: float, proc_alive=lambda: True) -> float:
@@ -90,8 +83,10 @@ def _state_path(spec: LaunchSpec) -> Path:
     return state_dir() / f"{container_name(spec)}.json"
 
 
-def cmd_render(spec: LaunchSpec, mode: str) -> int:
-    if mode == "local":
+def cmd_render(spec: LaunchSpec, mode: str, args_only: bool = False) -> int:
+    if args_only:  # the engine flags alone, e.g. for docker/compose.*.yaml's ENGINE_ARGS
+        print(shlex.join(engine_args(spec)))
+    elif mode == "local":
         print(shlex.join(local_vllm_args(spec)))
     elif mode == "host":
         print(host_command(spec).shell())
@@ -199,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", help="device ids, e.g. 0,1 (else LOADGEN_GPUS, CUDA_VISIBLE_DEVICES, the spec)")
     p.add_argument("--port", type=int, help="host port")
     p.add_argument("--image-tag", help="override the pinned image tag")
+    p.add_argument("--args-only", action="store_true", help="render: only the engine flags (for ENGINE_ARGS)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for /health (default 1800)")
     return p
 
@@ -209,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = resolve_spec(ns)
         if ns.command == "render":
-            return cmd_render(spec, mode)
+            return cmd_render(spec, mode, ns.args_only)
         if ns.command == "start":
             return cmd_start(spec, mode, ns.timeout)
         if ns.command == "stop":

@@ -1,0 +1,169 @@
+"""docker/: compose files parse and hold together (engine GPU reservation + health check, loadgen waits for a
+healthy engine and writes to a mounted folder, Prometheus scrapes the engine, Grafana is provisioned with real
+PromQL), optionally against the compose-spec JSON schema; the Dockerfile's steps work on this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+ENGINES = ("vllm", "sglang", "tgi")
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((DOCKER / name).read_text())
+
+
+def merged(engine: str) -> dict:
+    """``docker compose -f compose.yaml -f compose.<engine>.yaml``: services merge key by key."""
+    base, over = load("compose.yaml"), load(f"compose.{engine}.yaml")
+    services = dict(base["services"])
+    for name, svc in over["services"].items():
+        services[name] = {**services.get(name, {}), **svc}
+    return {**base, "services": services}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_compose_full_run_structure(engine):
+    doc = merged(engine)
+    svc = doc["services"]
+    assert set(svc) == {"engine", "loadgen", "prometheus", "grafana"}
+    eng = svc["engine"]
+    devices = eng["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    assert "/health" in " ".join(eng["healthcheck"]["test"]) and eng["healthcheck"]["retries"] >= 1
+    assert eng["environment"][0] == "HF_TOKEN"  # by name: compose copies it from the caller's environment
+    assert not any("hf_" in str(e) for e in eng["environment"])
+    assert {"8000" in eng["command"], "--port 8000" in eng["command"]} == {True}
+    lg = svc["loadgen"]
+    assert lg["depends_on"]["engine"]["condition"] == "service_healthy"
+    assert any(v.endswith(":/results") for v in lg["volumes"]) and "--output-dir /results" in lg["command"]
+    assert "http://engine:8000" in lg["command"]
+    assert lg["build"]["dockerfile"] == "docker/Dockerfile"
+    # every host-side path the stack mounts exists in the repository
+    for s in svc.values():
+        for v in s.get("volumes", []):
+            src = v.split(":")[0]
+            if src.startswith("./"):
+                assert (DOCKER / src).exists(), src
+    if engine == "sglang":
+        assert "--enable-metrics" in eng["command"]
+    if engine == "tgi":
+        assert any(str(e).startswith("PREFIX_CACHING=") for e in eng["environment"])
+
+
+def test_compose_engine_defaults_match_pinned_images():
+    from server_launchers.spec import DEFAULT_IMAGES
+
+    for engine in ENGINES:
+        image = load(f"compose.{engine}.yaml")["services"]["engine"]["image"]
+        repo, tag = DEFAULT_IMAGES[engine]
+        assert repo in image and tag in image, (engine, image)
+
+
+def test_compose_against_schema_if_available():
+    """The compose-spec JSON schema ships in PyPI's docker-compose (compose/config/compose_spec.json); point
+    LOADGEN_COMPOSE_SCHEMA at it, or install docker-compose, to validate each file against it."""
+    jsonschema = pytest.importorskip("jsonschema")
+    path = os.environ.get("LOADGEN_COMPOSE_SCHEMA")
+    if not path:
+        try:
+            import compose.config  # type: ignore[import-not-found]
+
+            path = str(Path(compose.config.__file__).parent / "compose_spec.json")
+        except ImportError:
+            pytest.skip("no compose-spec schema (set LOADGEN_COMPOSE_SCHEMA or pip install docker-compose)")
+    schema = json.loads(Path(path).read_text())
+    validator = jsonschema.Draft201909Validator(schema)
+    for name in ["compose.yaml", *(f"compose.{e}.yaml" for e in ENGINES)]:
+        errors = [e.message for e in validator.iter_errors(load(name))]
+        assert errors == [], (name, errors)
+    for engine in ENGINES:
+        assert [e.message for e in validator.iter_errors(merged(engine))] == []
+
+
+def test_prometheus_scrapes_the_engine():
+    cfg = load("prometheus/prometheus.yml")
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["engine"]["static_configs"][0]["targets"] == ["engine:8000"]
+    assert jobs["engine"]["metrics_path"] == "/metrics"
+
+
+def test_grafana_provisioning_and_dashboard_promql():
+    ds = load("grafana/provisioning/datasources/prometheus.yml")["datasources"][0]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    prov = load("grafana/provisioning/dashboards/loadgen.yml")["providers"][0]
+    assert prov["options"]["path"] == "/var/lib/grafana/dashboards"
+    dash = json.loads((DOCKER / "grafana" / "dashboards" / "loadgen-engine.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    joined = "\n".join(exprs)
+    for metric in (
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_requests_waiting",
+        "vllm:time_to_first_token_seconds_bucket",
+    ):
+        assert metric in joined
+    for e in exprs:  # balanced parentheses; histogram_quantile only over _bucket series
+        assert e.count("(") == e.count(")"), e
+        if e.startswith("histogram_quantile"):
+            assert re.search(r"rate\([a-z:_]+_bucket\[\d+m\]\)", e) and "by (le)" in e, e
+    titles = " ".join(p["title"] for p in dash["panels"])
+    assert "KV" in titles and "Queue" in titles and "TTFT" in titles
+    assert all(p["datasource"]["uid"] == ds["uid"] for p in dash["panels"])
+
+
+def test_dockerfile_steps_work_on_this_checkout(tmp_path):
+    text = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^USER loadgen$", text, re.M), "must run as non-root"
+    assert 'ENTRYPOINT ["python", "-m", "loadgen"]' in text and "slim" in text
+    copied = set(re.findall(r"^COPY (?!--from)(\S+)", text, re.M))
+    for src in copied:
+        assert (ROOT / src).exists(), f"COPY {src}: missing from the build context"
+    # setuptools' package discovery must find everything it needs in what is copied
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
+        "include"
+    ]
+    assert {p.rstrip("*") for p in include} <= copied
+    ignore = (DOCKER / "Dockerfile.dockerignore").read_text()
+    for src in copied:
+        assert f"!{src}" in ignore or f"!{src}/**" in ignore, f"{src} is excluded from the build context"
+    # the install step builds from exactly what is copied: an sdist of a copy of the build context
+    # (pyproject parses, package discovery finds both packages, package data comes along). PEP 517's
+    # build_sdist needs no network and no `wheel`, unlike `pip install --dry-run` without build isolation.
+    ctx = tmp_path / "ctx"
+    for src in copied:
+        if (ROOT / src).is_dir():
+            shutil.copytree(ROOT / src, ctx / src, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            ctx.mkdir(exist_ok=True)
+            shutil.copy2(ROOT / src, ctx / src)
+    code = "import setuptools.build_meta as b, sys; print(b.build_sdist(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ctx, capture_output=True,
+                         text=True, timeout=240)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    sdist = tmp_path / "dist" / out.stdout.strip().splitlines()[-1]
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    for needed in (
+        "loadgen/__main__.py",
+        "server_launchers/spec.py",
+        "server_launchers/flags/sglang-0.5.23.json",
+    ):
+        assert needed in names, needed
+    # ... and the entry point runs
+    ran = subprocess.run(
+        [sys.executable, "-m", "loadgen", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert ran.returncode == 0 and "usage" in ran.stdout
