@@ -24,7 +24,7 @@ STATUS_CANCELLED = "cancelled"
 
 # Where a record's token counts came from.
 COUNT_USAGE = "usage"  # the server's final usage block
-COUNT_CONTINUOUS_USAGE = "continuous_usage"  # per-chunk cumulative usage (vLLM stream_options.continuous_usage_stats)
+COUNT_CONTINUOUS_USAGE = "continuous_usage"  # per-chunk cumulative usage (continuous_usage_stats)
 COUNT_ESTIMATED_CHUNKS = "estimated:one_token_per_chunk"
 COUNT_ESTIMATED_CHARS = "estimated:chars_per_token"
 
@@ -42,7 +42,7 @@ class RequestRecord:
 
     # lifecycle, in order
     intended_ns: int = 0  # when the schedule wanted it sent
-    dispatched_ns: int | None = None  # when the dispatcher actually handled it (send lag = dispatched - intended)
+    dispatched_ns: int | None = None  # when the dispatcher handled it (send lag = dispatched - intended)
     slot_ns: int | None = None  # when a concurrency slot was granted (queue wait = slot - dispatched)
     send_ns: int | None = None  # just before the request bytes were handed to the connection
     first_byte_ns: int | None = None  # response status line and headers received
