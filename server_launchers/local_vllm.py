@@ -226,9 +226,34 @@ def ensure_venv(path: Path | str | None = None, *, python: str | None = None) ->
     return venv
 
 
+def _adopt_existing(venv: Path, python: str) -> bool:
+    """A venv made by hand (or before the marker existed) with the right vLLM: mark it ready, keep it."""
+    py = venv_python(venv)
+    if not py.exists():
+        return False
+    check = "import torch, transformers, tokenizers, safetensors, vllm; print(vllm.__version__)"
+    try:
+        out = subprocess.run([str(py), "-c", check], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if out.returncode != 0 or out.stdout.strip().splitlines()[-1:] != [VLLM_VERSION]:
+        return False
+    info = {"vllm": VLLM_VERSION, "package": VLLM_PACKAGE, "python": python, "adopted": True}
+    (venv / READY_MARKER).write_text(json.dumps(info) + "\n")
+    log.info("adopted existing %s (vLLM %s imports fine)", venv, VLLM_VERSION)
+    return True
+
+
 def _create_venv(venv: Path, python: str) -> None:
     log_path = venv.parent / f"{venv.name}.install.log"
-    if venv.exists():  # a previous attempt died half-way: start over
+    if venv.exists():
+        if _adopt_existing(venv, python):
+            return
+        if not (venv / "pyvenv.cfg").is_file():
+            raise LocalVllmUnavailable(
+                f"{venv} exists and is not a virtualenv; move it away or pass another path"
+            )
+        log.warning("%s is incomplete (an earlier attempt died half-way?); recreating it", venv)
         shutil.rmtree(venv)
     find_links = _find_links()
     if _local_torch_wheel() is None:
