@@ -580,9 +580,13 @@ def _cmd_setup(_args) -> int:
     venv_existed = _venv_ready(default_venv_path())
     t0 = time.monotonic()
     venv = ensure_venv()
-    print(
-        f"venv: {venv} ({'already there' if venv_existed else f'created in {time.monotonic() - t0:.0f} s'})"
-    )
+    if venv_existed:
+        what = "already there"
+    elif json.loads((venv / READY_MARKER).read_text()).get("adopted"):
+        what = "existing venv checked and adopted"
+    else:
+        what = f"created in {time.monotonic() - t0:.0f} s"
+    print(f"venv: {venv} ({what})")
     p = dict(tiny_model.DEFAULT_PARAMS)
     model_existed = tiny_model.is_complete(models_dir() / tiny_model.model_dir_name(p))
     t0 = time.monotonic()
