@@ -8,10 +8,13 @@ delay the timestamp of a later byte.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import Mapping
 from time import perf_counter_ns
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -87,6 +90,16 @@ class StreamingClient:
         self.headers = _headers(endpoint)
         self.model: str = endpoint.model or ""
         self._session: aiohttp.ClientSession | None = None
+        u = urlsplit(self.url)
+        self._https = u.scheme == "https"
+        self._host = u.hostname or "127.0.0.1"
+        self._port = u.port or (443 if self._https else 80)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        head = [f"POST {path} HTTP/1.1", f"Host: {u.netloc}"]
+        head += [f"{k}: {v}" for k, v in self.headers.items()]
+        # the request head is built once; per request only Content-Length and the body are added
+        self._req_head = ("\r\n".join(head) + "\r\nContent-Length: ").encode("latin-1")
+        self._pool: _Pool | None = None
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None, keepalive_timeout=60)
@@ -99,6 +112,9 @@ class StreamingClient:
         )
 
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -156,73 +172,107 @@ class StreamingClient:
     def body_bytes(self, spec: RequestSpec) -> bytes:
         return orjson.dumps(build_body(spec, self.endpoint, self.sampling, self.model))
 
+    def _pool_for(self) -> _Pool:
+        if self._pool is None:
+            ssl_ctx: Any = None
+            if self._https:
+                import ssl
+
+                ssl_ctx = ssl.create_default_context()
+            self._pool = _Pool(self._host, self._port, ssl_ctx)
+        return self._pool
+
     async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool = True) -> None:
         """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises."""
         t0 = self.t0_ns
         body = self.body_bytes(spec)
-        reads: list[tuple[int, bytes]] = []
-        append = reads.append
-        streamed = False
-        json_body: bytes | None = None
+        request = b"%s%d\r\n\r\n%s" % (self._req_head, len(body), body)
+        pool = self._pool or self._pool_for()
+        loop = asyncio.get_running_loop()
+        conn: _Conn | None = None
+        timer = None
         rec.send_ns = perf_counter_ns() - t0
+        deadline = loop.time() + self.endpoint.timeout_s
         try:
-            async with self.session.post(self.url, data=body, headers=self.headers) as resp:
-                rec.first_byte_ns = perf_counter_ns() - t0
-                rec.http_status = resp.status
-                rec.server_request_id = resp.headers.get("x-request-id")
-                if resp.status != 200:
-                    raw = await resp.content.read(_ERROR_BODY_LIMIT)
-                    rec.end_ns = perf_counter_ns() - t0
-                    _fail(rec, kind_for_status(resp.status), f"HTTP {resp.status}: {_error_message(raw)}")
-                    return
-                ctype = resp.headers.get("Content-Type", "")
-                content = resp.content
-                if "json" in ctype and "event-stream" not in ctype:
-                    json_body = await content.read()
-                    rec.end_ns = perf_counter_ns() - t0
+            for attempt in (0, 1):
+                conn, reused = await pool.acquire()
+                waiter = conn.waiter = loop.create_future()
+                if timer is None:
+                    timer = loop.call_at(deadline, _expire, waiter)
                 else:
-                    streamed = True
-                    while True:
-                        data = await content.readany()
-                        if not data:
-                            break
-                        append((perf_counter_ns() - t0, data))
-                    rec.end_ns = perf_counter_ns() - t0
+                    timer.cancel()
+                    timer = loop.call_at(deadline, _expire, waiter)
+                conn.transport.write(request)  # type: ignore[union-attr]
+                try:
+                    await waiter
+                    break
+                except _H1Error as exc:
+                    # a kept-alive connection the server had already closed: nothing was read, send again once
+                    if attempt or not reused or exc.kind is not ErrorKind.CONNECT or conn.first_byte_ns:
+                        raise
+                    conn = None
+            assert conn is not None
+            timer.cancel()
+            rec.first_byte_ns = conn.first_byte_ns - t0
+            rec.end_ns = perf_counter_ns() - t0
+            status = conn.status
+            rec.http_status = status
+            rec.server_request_id = conn.headers.get("x-request-id")
+            reads = conn.body_reads()
+            pool.release(conn)
+            if status != 200:
+                raw = b"".join(d for _, d in reads)[:_ERROR_BODY_LIMIT]
+                _fail(rec, kind_for_status(status), f"HTTP {status}: {_error_message(raw)}")
+                return
+            ctype = conn.headers.get("content-type", "")
+            if "json" in ctype and "event-stream" not in ctype:
+                apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
+            else:
+                apply_stream(rec, [(ts - t0, d) for ts, d in reads], keep_text)
+            return
         except asyncio.CancelledError:
             rec.end_ns = perf_counter_ns() - t0
             rec.status = STATUS_CANCELLED
             rec.error_kind = ErrorKind.CANCELLED.value
             rec.error_message = "run interrupted while the request was in flight"
-            apply_stream(rec, reads, keep_text)
+            if conn is not None:
+                if conn.first_byte_ns and rec.first_byte_ns is None:
+                    rec.first_byte_ns = conn.first_byte_ns - t0
+                reads = conn.body_reads()
+                if conn.transport is not None:
+                    conn.transport.abort()
+                apply_stream(rec, [(ts - t0, d) for ts, d in reads], keep_text)
             raise
-        except TimeoutError:
+        except _H1Error as exc:
             rec.end_ns = perf_counter_ns() - t0
-            _fail(rec, ErrorKind.TIMEOUT, f"no complete response within {self.endpoint.timeout_s:g} s")
-        except aiohttp.ClientPayloadError as exc:
-            rec.end_ns = perf_counter_ns() - t0
-            _fail(rec, ErrorKind.DISCONNECT, _describe_exc(exc))
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
-            rec.end_ns = perf_counter_ns() - t0
-            kind = ErrorKind.CONNECT if rec.first_byte_ns is None else ErrorKind.DISCONNECT
-            _fail(rec, kind, _describe_exc(exc))
-        except aiohttp.ClientResponseError as exc:
-            rec.end_ns = perf_counter_ns() - t0
-            _fail(rec, ErrorKind.MALFORMED, _describe_exc(exc))
-        except aiohttp.ClientError as exc:
-            rec.end_ns = perf_counter_ns() - t0
-            _fail(
-                rec,
-                ErrorKind.CONNECT if rec.first_byte_ns is None else ErrorKind.DISCONNECT,
-                _describe_exc(exc),
-            )
+            kind = exc.kind
+            if conn is not None and conn.first_byte_ns:
+                rec.first_byte_ns = conn.first_byte_ns - t0
+                rec.http_status = conn.status or None
+                rec.server_request_id = conn.headers.get("x-request-id")
+            if kind is ErrorKind.TIMEOUT:
+                _fail(rec, kind, f"no complete response within {self.endpoint.timeout_s:g} s")
+            else:
+                _fail(rec, kind, str(exc))
+            if conn is not None:
+                if conn.transport is not None:
+                    conn.transport.abort()
+                if conn.first_byte_ns and conn.status == 200:
+                    apply_stream(rec, [(ts - t0, d) for ts, d in conn.body_reads()], keep_text)
         except Exception as exc:  # a bug in loadgen must not lose the record
             rec.end_ns = perf_counter_ns() - t0
             log.exception("unexpected client failure")
             _fail(rec, ErrorKind.CLIENT, _describe_exc(exc))
-        if json_body is not None:
-            apply_json_body(rec, json_body, rec.end_ns or 0)
-        elif streamed or reads:
-            apply_stream(rec, reads, keep_text)
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_H1Error(ErrorKind.TIMEOUT, "timeout"))
 
 
 def _error_message(raw: bytes) -> str:
@@ -238,3 +288,324 @@ def _error_message(raw: bytes) -> str:
             return str(obj["message"])[:300]
         return str(err)[:300]
     return str(obj)[:300]
+
+
+# --- a minimal HTTP/1.1 client for the streamed POSTs --------------------------------------------------------
+#
+# aiohttp's StreamReader does Python work for every HTTP chunk of a response (feed_data, the chunk-split
+# bookkeeping, a resume_reading() that re-enters its parser): at 256 single-token chunks per response that was
+# more than half of the client's CPU. The hot path here does only what the module docstring promises: each
+# data_received() appends (perf_counter_ns(), bytes) to a list. Chunked framing is undone lazily, only when a
+# read ends like the terminating zero chunk, and the SSE parse runs after the stream closes. aiohttp still
+# serves /v1/models (setup, not measured).
+
+
+class _H1Error(Exception):
+    """A transport-level failure; ``kind`` says how the record should classify it."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_HEAD, _BODY, _DONE = 0, 1, 2
+_CHUNKED, _LENGTH, _CLOSE = 0, 1, 2
+# dechunker states: reading a size line, inside chunk data, reading trailer lines
+_SIZE, _DATA, _TRAILER = 0, 1, 2
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection; serves one response at a time."""
+
+    __slots__ = (
+        "pool",
+        "transport",
+        "state",
+        "head",
+        "status",
+        "headers",
+        "framing",
+        "length",
+        "received",
+        "reads",
+        "body",
+        "first_byte_ns",
+        "waiter",
+        "keep_alive",
+        "lost",
+        "limit",
+        "_tail",
+        "_di",
+        "_cs",
+        "_need",
+        "_line",
+    )
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.state = _HEAD
+        self.head = b""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.framing = _CLOSE
+        self.length = 0
+        self.received = 0
+        self.reads: list[tuple[int, bytes]] = []  # raw body bytes as they arrived
+        self.body: list[tuple[int, bytes]] = []  # de-chunked body, one piece per read
+        self.first_byte_ns = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.keep_alive = True
+        self.limit = 0  # stop after this many body bytes (error bodies); 0 = read to the end
+        self._tail = b""
+        self._di = 0
+        self._cs = _SIZE
+        self._need = 0
+        self._line = b""
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        ts = perf_counter_ns()
+        if self.state == _BODY:
+            self._body(ts, data)
+        elif self.state == _HEAD:
+            self._head(ts, data)
+        # bytes after a finished response: the connection is not reusable
+        elif data:
+            self.keep_alive = False
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.pool.forget(self)
+        if self.state == _DONE or self.waiter is None:
+            return
+        if self.state == _BODY and self.framing == _CLOSE:
+            self._finish()
+            return
+        if self.state == _HEAD:
+            why = "Server disconnected" if exc is None else f"{type(exc).__name__}: {exc}"
+            self._fail(_H1Error(ErrorKind.CONNECT, f"ServerDisconnectedError: {why}"))
+        else:
+            why = "connection closed" if exc is None else f"{type(exc).__name__}: {exc}"
+            self._fail(
+                _H1Error(
+                    ErrorKind.DISCONNECT, f"ClientPayloadError: response payload is not completed ({why})"
+                )
+            )
+
+    # parsing
+    def _head(self, ts: int, data: bytes) -> None:
+        buf = self.head + data if self.head else data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > 65536:
+                self._fail(_H1Error(ErrorKind.MALFORMED, "ClientResponseError: response headers too long"))
+            self.head = buf
+            return
+        self.head = b""
+        self.first_byte_ns = ts
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        try:
+            if not parts[0].startswith("HTTP/1."):
+                raise ValueError
+            self.status = int(parts[1])
+        except (ValueError, IndexError):
+            self._fail(
+                _H1Error(ErrorKind.MALFORMED, f"ClientResponseError: bad status line {lines[0][:80]!r}")
+            )
+            return
+        h = self.headers
+        for line in lines[1:]:
+            k, sep, v = line.partition(":")
+            if sep:
+                h[k.strip().lower()] = v.strip()
+        if parts[0] == "HTTP/1.0" or h.get("connection", "").lower() == "close":
+            self.keep_alive = False
+        if "chunked" in h.get("transfer-encoding", "").lower():
+            self.framing = _CHUNKED
+        elif "content-length" in h:
+            try:
+                self.length = int(h["content-length"])
+            except ValueError:
+                self._fail(_H1Error(ErrorKind.MALFORMED, "ClientResponseError: bad Content-Length"))
+                return
+            self.framing = _LENGTH
+        elif self.status in (204, 304) or 100 <= self.status < 200:
+            self.framing = _LENGTH
+        else:
+            self.framing = _CLOSE
+            self.keep_alive = False
+        self.state = _BODY
+        if self.status != 200:
+            self.limit = _ERROR_BODY_LIMIT
+        rest = buf[end + 4 :]
+        if rest or (self.framing == _LENGTH and self.length == 0):
+            self._body(ts, rest)
+
+    def _body(self, ts: int, data: bytes) -> None:
+        if data:
+            self.reads.append((ts, data))
+            self.received += len(data)
+        fr = self.framing
+        if fr == _CHUNKED:
+            # the last chunk is "0\r\n\r\n" (trailers end with a blank line too): only then undo the framing
+            tail = data[-4:] if len(data) >= 4 else (self._tail + data)[-4:]
+            self._tail = tail
+            if tail == b"\r\n\r\n" or (self.limit and self.received >= self.limit):
+                try:
+                    done = self._dechunk()
+                except ValueError:
+                    self._fail(_H1Error(ErrorKind.MALFORMED, "ClientPayloadError: bad chunked encoding"))
+                    return
+                if done:
+                    self._finish()
+                elif self.limit and self.received >= self.limit:
+                    self.keep_alive = False
+                    self._finish()
+        elif fr == _LENGTH:
+            if self.received >= self.length:
+                if self.received > self.length:
+                    self.keep_alive = False
+                self._finish()
+            elif self.limit and self.received >= self.limit:
+                self.keep_alive = False
+                self._finish()
+        elif self.limit and self.received >= self.limit:
+            self._finish()
+
+    def _dechunk(self) -> bool:
+        """Undo chunked framing over the reads not yet seen; True once the terminating chunk has been read."""
+        reads = self.reads
+        out = self.body
+        cs, need, line = self._cs, self._need, self._line
+        done = False
+        while self._di < len(reads):
+            ts, data = reads[self._di]
+            self._di += 1
+            pos, n = 0, len(data)
+            pieces = []
+            while pos < n:
+                if cs == _DATA:
+                    end = pos + need
+                    if end <= n:
+                        pieces.append(data[pos:end])
+                        pos = end
+                        need = 0
+                        cs = _SIZE
+                    else:
+                        pieces.append(data[pos:])
+                        need -= n - pos
+                        pos = n
+                    continue
+                j = data.find(b"\n", pos)
+                if j < 0:
+                    line += data[pos:]
+                    break
+                if line:
+                    text = (line + data[pos:j]).strip()
+                    line = b""
+                else:
+                    text = data[pos:j].strip()
+                pos = j + 1
+                if cs == _SIZE:
+                    if not text:
+                        continue  # the CRLF that closes a chunk's data
+                    size = int(text.split(b";", 1)[0], 16)
+                    if size:
+                        need = size
+                        cs = _DATA
+                    else:
+                        cs = _TRAILER
+                elif not text:  # blank line after the trailers: the body is complete
+                    done = True
+                    if pos < n:
+                        self.keep_alive = False
+                    break
+            if pieces:
+                out.append((ts, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
+            if done:
+                break
+        self._cs, self._need, self._line = cs, need, line
+        return done
+
+    def _finish(self) -> None:
+        self.state = _DONE
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, exc: _H1Error) -> None:
+        self.state = _DONE
+        self.keep_alive = False
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def body_reads(self) -> list[tuple[int, bytes]]:
+        """The body with framing removed, as (arrival ns, bytes) per read."""
+        if self.framing == _CHUNKED:
+            with contextlib.suppress(ValueError):
+                self._dechunk()
+            return self.body
+        return self.reads
+
+
+class _Pool:
+    """Idle keep-alive connections to one origin (no limit, like ``TCPConnector(limit=0)``)."""
+
+    def __init__(self, host: str, port: int, ssl: Any) -> None:
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.idle: list[_Conn] = []
+
+    async def acquire(self) -> tuple[_Conn, bool]:
+        idle = self.idle
+        while idle:
+            c = idle.pop()
+            if not c.lost and c.transport is not None and not c.transport.is_closing():
+                c._reset()
+                return c, True
+        loop = asyncio.get_running_loop()
+        conn = _Conn(self)
+        try:
+            await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
+        except OSError as exc:
+            raise _H1Error(
+                ErrorKind.CONNECT,
+                f"ClientConnectorError: Cannot connect to host {self.host}:{self.port} [{_describe_exc(exc)}]",
+            ) from None
+        return conn, False
+
+    def release(self, c: _Conn) -> None:
+        if c.keep_alive and c.state == _DONE and not c.lost and c.transport is not None:
+            self.idle.append(c)
+        elif c.transport is not None:
+            c.transport.close()
+
+    def forget(self, c: _Conn) -> None:
+        with contextlib.suppress(ValueError):
+            self.idle.remove(c)
+
+    def close(self) -> None:
+        for c in self.idle:
+            if c.transport is not None:
+                c.transport.close()
+        self.idle.clear()

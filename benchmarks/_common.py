@@ -1,0 +1,168 @@
+"""Shared plumbing for the benchmarks: the fast server as a child process, loadgen via its CLI, the joins.
+
+Every process is pinned with ``taskset`` (client on one core, server on the other) when the machine has two or more
+cores; every child is stopped by its own pid. Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+PY = sys.executable
+CLIENT_CPU = "0"
+SERVER_CPU = "1"
+
+
+def pinned(cmd: list[str], cpu: str) -> list[str]:
+    if (os.cpu_count() or 1) >= 2 and _has_taskset():
+        return ["taskset", "-c", cpu, *cmd]
+    return cmd
+
+
+def _has_taskset() -> bool:
+    return subprocess.run(["which", "taskset"], capture_output=True).returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine_load() -> dict[str, Any]:
+    """Load average and the busiest other processes, so a number can be read against what else ran."""
+    la = os.getloadavg()
+    top = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
+    busy = [ln.strip() for ln in top.splitlines()[1:6]]
+    return {"loadavg_1m": round(la[0], 2), "loadavg_5m": round(la[1], 2), "top_processes": busy}
+
+
+class FastServer:
+    """``benchmarks/fast_server.py`` in a child process on the server core."""
+
+    def __init__(self, mode: str, log: Path, ttft_ms: float = 100.0, itl_ms: float = 10.0) -> None:
+        self.port = free_port()
+        self.log = log
+        cmd = [
+            PY,
+            str(BENCH / "fast_server.py"),
+            "--port",
+            str(self.port),
+            "--mode",
+            mode,
+            "--ttft-ms",
+            str(ttft_ms),
+            "--itl-ms",
+            str(itl_ms),
+            "--log",
+            str(log),
+        ]
+        self.proc = subprocess.Popen(pinned(cmd, SERVER_CPU), stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "listening" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"fast_server did not start: {line!r}")
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM (the server then writes its log), wait, read the log back."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return read_server_log(self.log)
+
+    def __enter__(self) -> FastServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def read_server_log(path: Path) -> dict[str, Any]:
+    by_id: dict[int, dict[str, Any]] = {}
+    summary: dict[str, Any] = {}
+    with open(path, "rb") as fh:
+        for line in fh:
+            obj = json.loads(line)
+            if "server_summary" in obj:
+                summary = obj["server_summary"]
+            else:
+                by_id[obj["id"]] = obj
+    return {"requests": by_id, "summary": summary}
+
+
+def run_loadgen(args: list[str], out_dir: Path, timeout_s: float = 900) -> dict[str, Any]:
+    """``python -m loadgen ...`` on the client core; returns its summary, records and rusage of the child."""
+    cmd = pinned([PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"], CLIENT_CPU)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = t + timeout_s
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            pid, status, ru = os.wait4(proc.pid, 0)
+            raise RuntimeError("loadgen timed out")
+        time.sleep(0.05)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"loadgen exited {proc.returncode}: {err[-2000:]}")
+    summary = json.loads((out_dir / "summary.json").read_bytes())
+    records = [json.loads(line) for line in (out_dir / "requests.jsonl").read_bytes().splitlines() if line]
+    return {
+        "summary": summary,
+        "records": records,
+        "process_cpu_s": ru.ru_utime + ru.ru_stime,
+        "process_wall_s": wall,
+        "max_rss_mb": ru.ru_maxrss / 1024,
+    }
+
+
+def child_cpu_s(cmd: list[str], cpu: str = CLIENT_CPU) -> float:
+    """CPU seconds (user + sys) of one child command run to completion."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(pinned(cmd, cpu), cwd=ROOT, capture_output=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def pct(a: Any, qs: tuple[float, ...] = (50, 90, 99, 99.9)) -> dict[str, float | None]:
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return {f"p{q:g}": None for q in qs} | {"max": None, "n": 0}
+    out: dict[str, float | None] = {f"p{q:g}": round(float(np.percentile(a, q)), 4) for q in qs}
+    out["max"] = round(float(a.max()), 4)
+    out["mean"] = round(float(a.mean()), 4)
+    out["n"] = int(a.size)
+    return out
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    d = BENCH / "results"
+    d.mkdir(exist_ok=True)
+    p = d / f"{name}.json"
+    p.write_text(json.dumps(result, indent=2) + "\n")
+    return p

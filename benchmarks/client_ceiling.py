@@ -1,0 +1,104 @@
+"""Client ceiling: streamed tokens per client CPU-second, closed loop, 256 streams x 256 tokens, one write each.
+
+loadgen runs through its CLI pinned to one core; ``fast_server.py --mode burst`` on the other writes every token of a
+response at once, so the client is the bottleneck. The run window's CPU comes from the run's own ``summary.json``
+(``client_check.cpu_s``: getrusage from the first send to the last response); start-up CPU is measured separately
+as ``python -m loadgen --help`` and as the whole process's CPU outside the run window (imports, model lookup, plan,
+summary). Target: >= 300,000 tokens per CPU-second and < 0.5 CPU-s start-up.
+
+    python benchmarks/client_ceiling.py [--requests 5120] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import PY, FastServer, child_cpu_s, machine_load, run_loadgen, write_result  # noqa: E402
+
+STREAMS = 256
+TOKENS = 256
+
+
+def one_run(n: int, tmp: Path, i: int) -> dict:
+    with FastServer("burst", tmp / f"server{i}.jsonl") as srv:
+        out = tmp / f"run{i}"
+        r = run_loadgen(
+            [
+                "--base-url",
+                srv.base_url,
+                "--rate",
+                "inf",
+                "--max-concurrency",
+                str(STREAMS),
+                "-n",
+                str(n),
+                "--max-tokens",
+                str(TOKENS),
+                "--no-scrape",
+            ],
+            out,
+        )
+        srv.stop()
+    recs = r["records"]
+    ok = [x for x in recs if x["status"] == "ok"]
+    tokens = sum(x["completion_tokens"] or 0 for x in ok)
+    cc = r["summary"]["client_check"]
+    cpu = cc["cpu_s"]
+    return {
+        "requests_ok": len(ok),
+        "requests_failed": len(recs) - len(ok),
+        "streamed_tokens": tokens,
+        "run_cpu_s": round(cpu, 3),
+        "run_wall_s": round(cc["wall_s"], 3),
+        "tokens_per_cpu_s": round(tokens / cpu),
+        "tokens_per_wall_s": round(tokens / cc["wall_s"]),
+        "process_cpu_s": round(r["process_cpu_s"], 3),
+        "cpu_outside_run_window_s": round(r["process_cpu_s"] - cpu, 3),
+        "max_rss_mb": round(r["max_rss_mb"], 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=5120)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    load_before = machine_load()
+    help_cpu = [child_cpu_s([PY, "-m", "loadgen", "--help"]) for _ in range(3)]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ceiling-") as td:
+        for i in range(args.repeats):
+            runs.append(one_run(args.requests, Path(td), i))
+            print(f"run {i}: {runs[-1]}", file=sys.stderr)
+    best = max(runs, key=lambda r: r["tokens_per_cpu_s"])
+    result = {
+        "benchmark": "client_ceiling",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "scenario": f"closed loop, {STREAMS} streams x {TOKENS} tokens, all tokens in one write, "
+        f"{args.requests} requests",
+        "tokens_per_cpu_s_median": round(statistics.median(r["tokens_per_cpu_s"] for r in runs)),
+        "tokens_per_cpu_s_best": best["tokens_per_cpu_s"],
+        "startup_cpu_s_help": round(statistics.median(help_cpu), 3),
+        "cpu_outside_run_window_s_median": round(
+            statistics.median(r["cpu_outside_run_window_s"] for r in runs), 3
+        ),
+        "targets": {"tokens_per_cpu_s": 300_000, "startup_cpu_s": 0.5},
+        "runs": runs,
+        "machine_load_before": load_before,
+        "machine_load_after": machine_load(),
+    }
+    write_result("client_ceiling", result)
+    return result
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))
