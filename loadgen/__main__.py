@@ -31,6 +31,15 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "trace": None,
     "trace_speedup": 1.0,
+    "trace_format": "auto",
+    "trace_start": None,
+    "trace_end": None,
+    "trace_lengths": False,
+    "force_output_len": False,
+    "dataset": None,
+    "dataset_path": [],
+    "repeats": 1,
+    "sample_with_replacement": False,
     "num_requests": None,
     "duration": None,
     "warmup": 0,
@@ -114,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
     )
     g.add_argument("--trace-speedup", type=float, help="divide the trace's gaps by this factor")
+    g.add_argument("--trace-format", choices=("auto", "timestamps", "burstgpt", "azure"), help="trace layout")
+    g.add_argument("--trace-start", type=float, metavar="S", help="replay the trace from S seconds in")
+    g.add_argument("--trace-end", type=float, metavar="S", help="replay the trace up to S seconds in")
     g.add_argument(
         "--num-requests", "-n", type=int, help="requests to measure (default 100 without --duration)"
     )
@@ -131,9 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--prompts", metavar="FILE", help="JSONL of {prompt|messages, max_tokens?, reference?, tags?}"
     )
+    g.add_argument(
+        "--dataset",
+        help="gsm8k, math500, aime2024, gpqa_diamond, sharegpt or file; a weighted mix: gsm8k:0.5,aime2024:0.5",
+    )
+    g.add_argument(
+        "--dataset-path", action="append", metavar="PATH", help="local FILE/DIR, or NAME=PATH per dataset"
+    )
+    g.add_argument("--repeats", type=int, help="send every dataset item this many times (the study used 3)")
+    g.add_argument(
+        "--sample-with-replacement", action="store_true", help="draw dataset items with replacement"
+    )
+    g.add_argument("--trace-lengths", action="store_true", help="prompt/output lengths from the --trace file")
+    g.add_argument(
+        "--force-output-len", action="store_true", help="with --trace-lengths: exactly that many tokens"
+    )
     g = p.add_argument_group("sampling")
     g.add_argument(
-        "--max-tokens", type=int, help="max_tokens for every request (unless the workload sets it)"
+        "--max-tokens",
+        help="max_tokens for every request; a sweep 1024,2048,4096 sends each item at each budget; "
+        "per dataset: gsm8k=2048,aime2024=16k",
     )
     g.add_argument("--ignore-eos", action="store_true", help="ask the server to ignore EOS (vLLM extension)")
     g.add_argument("--temperature", type=float)
@@ -287,13 +316,32 @@ def build_config(opts: dict[str, Any]) -> Any:
         seed=opts["seed"],
         trace_path=opts["trace"],
         trace_speedup=opts["trace_speedup"],
+        trace_format=opts["trace_format"],
+        trace_start_s=opts["trace_start"],
+        trace_end_s=opts["trace_end"],
         num_requests=opts["num_requests"],
         duration_s=opts["duration"],
         warmup=opts["warmup"],
         max_concurrency=opts["max_concurrency"],
     )
+    max_tokens, budgets = _max_tokens(opts["max_tokens"])
+    kind = "synthetic"
+    if opts["dataset"]:
+        kind = "dataset"
+    elif opts["prompts"]:
+        kind = "file"
+    elif opts["trace_lengths"]:
+        kind = "trace"
+    if opts["dataset"] and opts["prompts"]:
+        raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
     workload = WorkloadConfig(
-        kind="file" if opts["prompts"] else "synthetic",
+        kind=kind,
+        dataset=opts["dataset"],
+        dataset_paths=tuple(opts["dataset_path"]),
+        repeats=opts["repeats"],
+        with_replacement=opts["sample_with_replacement"],
+        budgets=budgets,
+        force_output_len=opts["force_output_len"],
         input_len=LengthDist.parse(str(opts["input_len"]), "--input-len"),
         output_len=LengthDist.parse(str(opts["output_len"]), "--output-len") if opts["output_len"] else None,
         prefix_len=opts["prefix_len"],
@@ -303,7 +351,7 @@ def build_config(opts: dict[str, Any]) -> Any:
     if workload.prefix_len < 0:
         raise ConfigError("--prefix-len must be >= 0")
     sampling = SamplingConfig(
-        max_tokens=opts["max_tokens"],
+        max_tokens=max_tokens,
         ignore_eos=opts["ignore_eos"],
         temperature=opts["temperature"],
         top_p=opts["top_p"],
@@ -335,6 +383,19 @@ def build_config(opts: dict[str, Any]) -> Any:
     )
 
 
+def _max_tokens(value: Any) -> tuple[int | None, str | None]:
+    """``--max-tokens``: one number for every request, or a sweep / per-dataset budgets (a string)."""
+    if value is None:
+        return None, None
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text), None
+    from loadgen.workload.sampling import parse_budgets
+
+    parse_budgets(text)  # validate now: one clear line on a mistake
+    return None, text
+
+
 def _run_main(argv: Sequence[str]) -> int:
     ns = build_parser().parse_args(argv)
     opts = resolve_options(ns)
@@ -356,21 +417,30 @@ def _run_main(argv: Sequence[str]) -> int:
 
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif not cfg.output.quiet:
-        print_summary(result.summary, Console())
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=140)
+        print_summary(result.summary, out)
     return 130 if result.interrupted else 0
 
 
 def _fit_main(argv: Sequence[str]) -> int:
-    p = _Parser(prog="python -m loadgen fit", description="Fit Gamma arrivals to a trace")
-    p.add_argument("trace", help="timestamps file, BurstGPT CSV or Azure trace CSV")
+    p = _Parser(
+        prog="python -m loadgen fit", description="Fit Gamma arrivals to a trace's inter-arrival gaps"
+    )
+    p.add_argument("trace", help="BurstGPT CSV, Azure LLM trace CSV, or one timestamp (s) per line")
     p.add_argument("--window", type=float, metavar="S", help="also fit per window of S seconds")
     p.add_argument("--format", choices=("auto", "timestamps", "burstgpt", "azure"), default="auto")
+    p.add_argument("--start", type=float, metavar="S", help="use the trace from S seconds in")
+    p.add_argument("--end", type=float, metavar="S", help="use the trace up to S seconds in")
     ns = p.parse_args(argv)
     from loadgen.fit import fit_trace, format_fit
-    from loadgen.workload.traces import load_trace_timestamps
+    from loadgen.workload.traces import read_trace
 
-    ts = load_trace_timestamps(ns.trace, ns.format)
-    print(format_fit(fit_trace(ts, window_s=ns.window)))
+    trace = read_trace(ns.trace, ns.format, start_s=ns.start, end_s=ns.end)
+    if len(trace) < 3:
+        raise ConfigError(f"{ns.trace}: fewer than 3 arrivals, nothing to fit")
+    print(format_fit(fit_trace(trace.timestamps_s(), window_s=ns.window, source=ns.trace)))
     return 0
 
 

@@ -162,6 +162,9 @@ class ScheduleConfig:
     seed: int = 0
     trace_path: str | None = None
     trace_speedup: float = 1.0
+    trace_format: str = "auto"  # auto | timestamps | burstgpt | azure
+    trace_start_s: float | None = None
+    trace_end_s: float | None = None
     num_requests: int | None = None
     duration_s: float | None = None
     warmup: int = 0
@@ -172,6 +175,12 @@ class ScheduleConfig:
             raise ConfigError(f"--arrival must be constant, poisson, gamma or trace, got {self.arrival!r}")
         if self.arrival == "trace" and not self.trace_path:
             raise ConfigError("--arrival trace needs --trace FILE")
+        if self.trace_format not in ("auto", "timestamps", "burstgpt", "azure"):
+            raise ConfigError(
+                f"--trace-format must be auto, timestamps, burstgpt or azure, got {self.trace_format!r}"
+            )
+        if not (self.trace_speedup > 0):
+            raise ConfigError(f"--trace-speedup must be > 0, got {self.trace_speedup}")
         if not (self.rate > 0):
             raise ConfigError(f"--rate must be > 0 (or inf), got {self.rate}")
         if not (self.cv >= 0) or math.isinf(self.cv):
@@ -190,12 +199,26 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadConfig:
-    kind: str = "synthetic"  # synthetic | file
+    """Where prompts come from: synthetic lengths, a JSONL file, datasets (a weighted mix) or a trace's lengths."""
+
+    kind: str = "synthetic"  # synthetic | file | dataset | trace
     input_len: LengthDist = LengthDist("fixed", 256)
     output_len: LengthDist | None = None  # per-request max_tokens drawn from this, when set
     prefix_len: int = 0  # tokens of a prefix shared by every synthetic prompt
     path: str | None = None
     seed: int = 0
+    dataset: str | None = None  # e.g. "gsm8k:0.5,aime2024:0.5"
+    dataset_paths: tuple[str, ...] = ()  # FILE|DIR or NAME=PATH entries
+    repeats: int = 1
+    with_replacement: bool = False
+    budgets: str | None = None  # a --max-tokens sweep ("1024,2048") or per-dataset budgets ("gsm8k=2048")
+    force_output_len: bool = False  # trace lengths: ask for exactly the trace's output length
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("synthetic", "file", "dataset", "trace"):
+            raise ConfigError(f"unknown workload kind {self.kind!r}")
+        if self.repeats < 1:
+            raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,3 +292,28 @@ def _straggler_section(
             for r, lat in listed[:50]
         ],
     }
+
+
+def group_latencies(records: Sequence[RequestRecord], tag: str) -> dict[str, dict[str, Any]]:
+    """Latency percentiles per value of one workload tag (dataset, budget, ...), measured requests only."""
+    groups: dict[str, list[RequestRecord]] = {}
+    for r in records:
+        if not r.warmup and tag in r.tags:
+            groups.setdefault(str(r.tags[tag]), []).append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(groups, key=lambda g: (len(g), g)):
+        rs = groups[name]
+        ok = [r for r in rs if r.status == STATUS_OK]
+        lats = [request_latencies(r) for r in ok]
+        row: dict[str, Any] = {
+            "requests": len(rs),
+            "ok": len(ok),
+            "truncated": sum(1 for r in ok if r.finish_reason == "length"),
+            "mean_output_tokens": float(np.mean([r.completion_tokens or 0 for r in ok])) if ok else None,
+            "mean_reasoning_tokens": float(np.mean([_reasoning_tokens(r) for r in ok])) if ok else None,
+        }
+        for key in ("ttft", "ttfvt", "tpot", "e2e"):
+            d = distribution([v for lat in lats if (v := lat[key]) is not None])
+            row[key] = {k: d[k] for k in ("count", "mean", "p50", "p90", "p99")}
+        out[name] = row
+    return out

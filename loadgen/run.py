@@ -15,7 +15,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -26,7 +26,7 @@ from loadgen.client import StreamingClient
 from loadgen.config import RunConfig
 from loadgen.dispatch import Dispatcher
 from loadgen.errors import ConfigError
-from loadgen.metrics import summarize
+from loadgen.metrics import group_latencies, summarize
 from loadgen.records import RecordSink, RequestRecord
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
 from loadgen.selfcheck import SelfCheck
@@ -61,35 +61,113 @@ def default_output_dir(label: str) -> Path:
     return out
 
 
-def build_schedule(cfg: RunConfig) -> GammaSchedule | TraceSchedule:
+def _read_trace(cfg: RunConfig) -> Any:
+    from loadgen.workload.traces import read_trace
+
     s = cfg.schedule
-    if s.arrival == "trace":
-        assert s.trace_path
-        return TraceSchedule.from_file(s.trace_path, s.trace_speedup)
-    return make_schedule(s.arrival, s.rate, s.cv, s.seed)
+    assert s.trace_path
+    return read_trace(
+        s.trace_path, s.trace_format, speedup=s.trace_speedup, start_s=s.trace_start_s, end_s=s.trace_end_s
+    )
 
 
-def plan(cfg: RunConfig) -> tuple[GammaSchedule | TraceSchedule, list[int]]:
-    """The schedule and its offsets for warm-up + measured requests."""
-    s = cfg.schedule
-    sched = build_schedule(cfg)
+def _budget_sweep(cfg: RunConfig) -> Any:
+    from loadgen.workload.sampling import parse_budgets
+
+    return parse_budgets(cfg.workload.budgets) if cfg.workload.budgets else None
+
+
+def prepare(cfg: RunConfig) -> tuple[GammaSchedule | TraceSchedule, list[int], list[RequestSpec]]:
+    """The arrival plan and one spec per planned request (warm-up first), for every kind of workload.
+
+    Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
+    """
+    s, w = cfg.schedule, cfg.workload
+    trace = _read_trace(cfg) if s.arrival == "trace" else None
+    sched: GammaSchedule | TraceSchedule
+    if trace is not None:
+        sched = TraceSchedule.from_offsets_ns(trace.arrival_ns, s.trace_path or "", s.trace_speedup)
+    else:
+        sched = make_schedule(s.arrival, s.rate, s.cv, s.seed)
     n = s.num_requests
-    if n is None and s.duration_s is None:
+    if n is None and s.duration_s is None and trace is None:
         n = DEFAULT_NUM_REQUESTS
-    total = None if n is None else n + s.warmup
-    offsets = sched.offsets_ns(total, s.duration_s)
+
+    fixed: list[RequestSpec] | None = None
+    if w.kind == "dataset":
+        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths, parse_mix
+
+        assert w.dataset
+        names = [name for name, _ in parse_mix(w.dataset)]
+        fixed = build_dataset_workload(
+            w.dataset,
+            n or DEFAULT_NUM_REQUESTS,
+            seed=w.seed,
+            paths=parse_dataset_paths(list(w.dataset_paths), names) if w.dataset_paths else None,
+            replace_=w.with_replacement,
+            repeats=w.repeats,
+            max_tokens=w.budgets,
+        )
+    elif w.budgets:
+        budgets = _budget_sweep(cfg)
+        if budgets.per_dataset:
+            raise ConfigError("per-dataset --max-tokens budgets need --dataset")
+        if n is None:
+            raise ConfigError("a --max-tokens sweep needs --num-requests")
+        from loadgen.workload.sampling import expand
+
+        fixed = expand(_base_specs(cfg, n, trace), budgets=budgets.sweep, seed=w.seed)
+
+    if fixed is not None:
+        warm = [fixed[i % len(fixed)] for i in range(s.warmup)]
+        specs = warm + fixed
+        offsets = sched.offsets_ns(len(specs), s.duration_s)
+        specs = specs[: len(offsets)]
+    else:
+        total = None if n is None else n + s.warmup
+        offsets = sched.offsets_ns(total, s.duration_s)
+        specs = _base_specs(cfg, len(offsets), trace)
     if len(offsets) == 0:
         raise ConfigError("the schedule plans no requests: raise --duration or --num-requests")
-    return sched, [int(x) for x in offsets]
+    if len(specs) < len(offsets):
+        raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests in the workload")
+    return sched, [int(x) for x in offsets], specs
 
 
-def build_specs(cfg: RunConfig, n: int) -> list[RequestSpec]:
+def _base_specs(cfg: RunConfig, n: int, trace: Any) -> list[RequestSpec]:
     w = cfg.workload
     if w.kind == "file":
         assert w.path
         base = load_prompts_file(w.path)
         return [base[i % len(base)] for i in range(n)]
+    if w.kind == "trace":
+        if trace is None:
+            raise ConfigError("--trace-lengths needs --trace FILE")
+        from loadgen.workload.traces import trace_to_specs
+
+        specs = trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len)
+        return [specs[i % len(specs)] for i in range(n)]
     return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)
+
+
+_SIM_DIFFICULTY = {"easy": 0.2, "medium": 0.5, "hard": 0.85}
+
+
+def with_sim_hints(specs: list[RequestSpec]) -> list[RequestSpec]:
+    """Tell the simulator each item's reference and difficulty, so its (simulated) answers can be scored."""
+    out = []
+    for spec in specs:
+        if spec.reference is None:
+            out.append(spec)
+            continue
+        hint: dict[str, Any] = {"reference": spec.reference}
+        diff = _SIM_DIFFICULTY.get(str(spec.tags.get("difficulty")))
+        if diff is not None:
+            hint["difficulty"] = diff
+        extra = dict(spec.extra_body or {})
+        extra["sim"] = hint
+        out.append(replace(spec, extra_body=extra))
+    return out
 
 
 def _versions() -> dict[str, str]:
@@ -121,11 +199,12 @@ async def run_async(
     install_signal_handlers: bool = True,
 ) -> RunResult:
     """Run one measurement; records are appended as they finish, the summary is written at the end."""
-    sched, offsets = plan(cfg)
     if specs is None:
-        specs = build_specs(cfg, len(offsets))
-    elif len(specs) < len(offsets):
-        raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
+        sched, offsets, specs = prepare(cfg)
+    else:
+        sched, offsets, _ = prepare(cfg)
+        if len(specs) < len(offsets):
+            raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
 
     endpoint = cfg.endpoint
     sim: SimulatorProcess | None = None
@@ -143,9 +222,8 @@ async def run_async(
             ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
         )
         base_url = await sim.start()
-        from dataclasses import replace
-
         endpoint = replace(endpoint, base_url=base_url)
+        specs = with_sim_hints(specs)
         if console is not None:
             console.print(f"[cyan]no endpoint given: using the built-in simulated server at {base_url}[/]")
 
@@ -250,6 +328,7 @@ async def run_async(
             out_dir=out_dir,
             interrupted=interrupted,
             poller=poller,
+            specs=specs,
         )
         (out_dir / "summary.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
@@ -298,6 +377,7 @@ def build_summary(
     out_dir: Path,
     interrupted: bool,
     poller: Any = None,
+    specs: list[RequestSpec] | None = None,
 ) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r.index)
     target_rate = (
@@ -349,9 +429,24 @@ def build_summary(
         "metrics": metrics,
         "client_check": client_check,
     }
+    summary["groups"] = {
+        key: group_latencies(records, key) for key in ("dataset", "budget") if _has_tag(records, key)
+    }
+    if specs is not None and any(sp.reference is not None for sp in specs):
+        from loadgen.accuracy import accuracy_table
+
+        summary["accuracy"] = accuracy_table(records, specs)
+        if endpoint.simulated:
+            summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
     if poller is not None:
         summary.update(_server_sections(poller, out_dir, metrics))
     return summary
+
+
+def _has_tag(records: list[RequestRecord], key: str) -> bool:
+    return len({str(r.tags.get(key)) for r in records if key in r.tags}) > 1 or (
+        key == "budget" and any(key in r.tags for r in records)
+    )
 
 
 def _server_sections(poller: Any, out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:

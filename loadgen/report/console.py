@@ -85,9 +85,15 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     server = summary.get("server")
     if server:
         _print_server(server, console)
+    for tag, groups in (summary.get("groups") or {}).items():
+        _print_groups(tag, groups, console)
     acc = summary.get("accuracy")
     if acc:
-        console.print(f"accuracy: {acc.get('overall', acc)}")
+        from loadgen.accuracy import format_accuracy_table
+
+        console.print(format_accuracy_table(acc), markup=False, highlight=False)
+        if acc.get("note"):
+            console.print(f"[yellow]{acc['note']}[/]")
     check = summary["client_check"]
     if check["trustworthy"]:
         console.print(
@@ -134,6 +140,27 @@ def _print_server(server: dict[str, Any], console: Console) -> None:
             if d.get("p50") is not None:
                 bits.append(f"{key.upper()} p50 {d['p50'] * 1000:,.0f} / p99 {d['p99'] * 1000:,.0f} ms")
         console.print("server's own histograms: " + ", ".join(bits))
+
+
+def _print_groups(tag: str, groups: dict[str, Any], console: Console) -> None:
+    t = Table(title=f"latency by {tag} (ms)", header_style="bold")
+    for col in (tag, "ok/n", "truncated", "out tok", "reasoning tok", "TTFT p50", "TTFVT p50", "TTFVT p99",
+                "E2E p50", "E2E p99"):  # fmt: skip
+        t.add_column(col, justify="left" if col == tag else "right")
+    for name, g in groups.items():
+        t.add_row(
+            name,
+            f"{g['ok']}/{g['requests']}",
+            str(g["truncated"]),
+            _fmt(g["mean_output_tokens"]),
+            _fmt(g["mean_reasoning_tokens"]),
+            _fmt(g["ttft"]["p50"]),
+            _fmt(g["ttfvt"]["p50"]),
+            _fmt(g["ttfvt"]["p99"]),
+            _fmt(g["e2e"]["p50"]),
+            _fmt(g["e2e"]["p99"]),
+        )
+    console.print(t)
 
 
 def _pct(v: Any) -> str:
