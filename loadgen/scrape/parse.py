@@ -188,3 +188,38 @@ def _histograms(
             "count": count,
         }
     return out
+
+
+_INFO_LINE = re.compile(r"^vllm:cache_config_info\{(?P<labels>[^}]*)\}", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def engine_info(text: str) -> dict[str, Any]:
+    """Static engine facts from an info metric (vLLM's ``cache_config_info``): KV-cache capacity and layout.
+
+    Capacity is what "fp8 KV cache doubles what fits" is measured by; it is not a time series.
+    """
+    m = _INFO_LINE.search(text)
+    if not m:
+        return {}
+    labels = dict(_LABEL.findall(m.group("labels")))
+
+    def num(key: str) -> int | None:
+        try:
+            return int(float(labels[key]))
+        except (KeyError, ValueError):
+            return None
+
+    blocks, block_size = num("num_gpu_blocks"), num("block_size")
+    tokens = num("kv_cache_size_tokens")
+    if tokens is None and blocks is not None and block_size is not None:
+        tokens = blocks * block_size
+    return {
+        "kv_num_blocks": blocks,
+        "kv_block_size": block_size,
+        "kv_capacity_tokens": tokens,
+        "kv_cache_dtype": labels.get("cache_dtype"),
+        "kv_cache_memory_bytes": num("kv_cache_memory_bytes"),
+        "prefix_caching": labels.get("enable_prefix_caching"),
+        "num_gpu_blocks_override": labels.get("num_gpu_blocks_override"),
+    }

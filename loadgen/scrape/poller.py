@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 
 from loadgen.scrape.dialects import DIALECTS, detect_dialect
-from loadgen.scrape.parse import Values, parse_text
+from loadgen.scrape.parse import Values, engine_info, parse_text
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class MetricsPoller:
         # A scrape may take at most most of one interval, and never more than 5 s.
         self.timeout_s = timeout_s if timeout_s is not None else min(5.0, max(0.2, 0.9 * interval_s))
         self._dialects: dict[str, str] = {}
+        # static engine facts read once per URL (KV-cache capacity, block size, cache dtype)
+        self.info: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, Any] = {
             "scrapes": 0,
             "ok": 0,
@@ -155,6 +157,8 @@ class MetricsPoller:
             if name is None:
                 raise ValueError("no vLLM, SGLang or TGI metric names in the text")
             self._dialects[url] = name
+        if url not in self.info:
+            self.info[url] = engine_info(text)
         values = parse_text(text, DIALECTS[name])
         return name, values, time.perf_counter_ns() - t
 
