@@ -35,7 +35,9 @@ from time import perf_counter_ns
 
 import orjson
 
-MODEL = "fast-bench"
+MODEL = "Qwen/Qwen3-0.6B"  # vLLM-shaped events: a real model id, a 32-hex request id, logprobs null
+ID_PLACEHOLDER = b"chatcmpl-" + b"0" * 32
+CREATED = 1764300000
 TOKEN_TEXT = " tok"
 SPIN_NS = 1_200_000  # sleep until this close to the next deadline, then yield with sleep(0)
 
@@ -75,11 +77,13 @@ class Templates:
         while len(lst) <= k:
             i = len(lst)
             obj = {
-                "id": "chatcmpl-bench",
+                "id": ID_PLACEHOLDER.decode(),
                 "object": "chat.completion.chunk",
-                "created": 0,
+                "created": CREATED,
                 "model": MODEL,
-                "choices": [{"index": 0, "delta": {"content": TOKEN_TEXT}, "finish_reason": None}],
+                "choices": [
+                    {"index": 0, "delta": {"content": TOKEN_TEXT}, "logprobs": None, "finish_reason": None}
+                ],
             }
             if continuous:
                 obj["usage"] = {"prompt_tokens": p, "completion_tokens": i, "total_tokens": p + i}
@@ -92,16 +96,18 @@ class Templates:
         t = self._tails.get(key)
         if t is None:
             fin = {
-                "id": "chatcmpl-bench",
+                "id": ID_PLACEHOLDER.decode(),
                 "object": "chat.completion.chunk",
-                "created": 0,
+                "created": CREATED,
                 "model": MODEL,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+                "choices": [
+                    {"index": 0, "delta": {"content": ""}, "logprobs": None, "finish_reason": "length"}
+                ],
             }
             usage = {
-                "id": "chatcmpl-bench",
+                "id": ID_PLACEHOLDER.decode(),
                 "object": "chat.completion.chunk",
-                "created": 0,
+                "created": CREATED,
                 "model": MODEL,
                 "choices": [],
                 "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
@@ -115,17 +121,18 @@ class Templates:
         key = (p, n, continuous)
         b = self._bursts.get(key)
         if b is None:
-            b = self._bursts[key] = b"".join(self.token(p, k, continuous) for k in range(1, n + 1)) + self.tail(
-                p, n
-            )
+            b = self._bursts[key] = b"".join(
+                self.token(p, k, continuous) for k in range(1, n + 1)
+            ) + self.tail(p, n)
         return b
 
 
 class Stream:
-    __slots__ = ("rid", "transport", "p", "n", "k", "continuous", "t_arrival", "plan", "writes")
+    __slots__ = ("rid", "cid", "transport", "p", "n", "k", "continuous", "t_arrival", "plan", "writes")
 
     def __init__(self, rid: int, transport, p: int, n: int, continuous: bool, t_arrival: int) -> None:
         self.rid = rid
+        self.cid = b""
         self.transport = transport
         self.p = p
         self.n = n
@@ -170,8 +177,9 @@ class Server:
                 pass
         head = _STREAM_HEAD + str(rid).encode() + b"\r\n\r\n"
         s = Stream(rid, transport, p, n, continuous, t_arrival)
+        s.cid = b"chatcmpl-%032x" % rid
         if self.mode == "burst":
-            data = head + self.tpl.burst(p, n, continuous)
+            data = head + self.tpl.burst(p, n, continuous).replace(ID_PLACEHOLDER, s.cid)
             t = perf_counter_ns()
             transport.write(data)
             s.writes.append(t)
@@ -222,6 +230,7 @@ class Server:
                 data = tpl.token(s.p, k, s.continuous)
                 if k == s.n:
                     data += tpl.tail(s.p, s.n)
+                data = data.replace(ID_PLACEHOLDER, s.cid)
                 t = perf_counter_ns()
                 tr.write(data)
                 s.plan.append(plan)
@@ -337,7 +346,9 @@ class Http(asyncio.Protocol):
 async def main_async(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     server = Server(args)
-    srv = await loop.create_server(lambda: Http(server), args.host, args.port, backlog=4096, reuse_address=True)
+    srv = await loop.create_server(
+        lambda: Http(server), args.host, args.port, backlog=4096, reuse_address=True
+    )
     port = srv.sockets[0].getsockname()[1]
     sched = loop.create_task(server.scheduler()) if args.mode == "timed" else None
     stop = asyncio.Event()

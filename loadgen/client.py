@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Mapping
+from itertools import repeat
 from time import perf_counter_ns
 from typing import Any
 from urllib.parse import urlsplit
@@ -497,6 +498,16 @@ class _Conn(asyncio.Protocol):
         while self._di < len(reads):
             ts, data = reads[self._di]
             self._di += 1
+            if cs == _SIZE and not line:
+                fast = _whole_chunks(data)
+                if fast is not None:
+                    payload, last = fast
+                    if payload:
+                        out.append((ts, payload))
+                    if last:
+                        done = True
+                        break
+                    continue
             pos, n = 0, len(data)
             pieces = []
             while pos < n:
@@ -565,6 +576,34 @@ class _Conn(asyncio.Protocol):
                 self._dechunk()
             return self.body
         return self.reads
+
+
+_HEX = repeat(16)
+
+
+def _whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
+    """Fast path for a read that holds only whole chunks: (payload, ends with the last chunk) or None.
+
+    ``split`` and ``map`` keep the per-chunk work in C; a size that does not match its payload's length (a payload
+    holding CRLF, a read cut mid-chunk, chunk extensions, trailers) falls back to the state machine.
+    """
+    if data[-2:] != b"\r\n":
+        return None
+    parts = data[:-2].split(b"\r\n")
+    if len(parts) & 1:
+        return None
+    sizes = parts[0::2]
+    payloads = parts[1::2]
+    try:
+        lens = list(map(int, sizes, _HEX))
+    except ValueError:
+        return None
+    if lens != list(map(len, payloads)):
+        return None
+    last = lens[-1] == 0
+    if 0 in lens and (not last or lens.index(0) != len(lens) - 1):
+        return None
+    return b"".join(payloads), last
 
 
 class _Pool:
