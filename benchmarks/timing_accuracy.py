@@ -1,0 +1,157 @@
+"""Timing accuracy: the error loadgen adds to TTFT and inter-token times, against the server's own write times.
+
+``fast_server.py --mode timed`` writes the first token ``--ttft-ms`` after a request arrives and then one token
+every ``--itl-ms`` on absolute deadlines, logging ``perf_counter_ns()`` just before each ``transport.write``.
+loadgen stamps each read with ``perf_counter_ns()`` too (same CLOCK_MONOTONIC, other process, other core), so
+for every token: added error = client arrival stamp − server write stamp. Reported per scenario:
+  * rate: planned, achieved by the client's sends and as received by the server;
+  * TTFT error (first token), per-token delivery error (every token) and inter-token error
+    (client gap − server gap), p50/p99/p99.9/max in ms;
+  * the server's own lateness (write − plan), so its error is not blamed on the client.
+Targets: 360 req/s with ~500 in flight: p50 < 2 ms, p99 < 10 ms; 5 req/s: p50 < 0.5 ms, p99 < 1 ms.
+
+    python benchmarks/timing_accuracy.py [--high-seconds 20] [--low-requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import FastServer, machine_load, pct, run_loadgen, write_result  # noqa: E402
+
+TTFT_MS = 100.0
+ITL_MS = 10.0
+
+
+def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float = 1.0) -> dict[str, Any]:
+    load_before = machine_load()
+    srv = FastServer("timed", tmp / f"{name}-server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    with srv:
+        r = run_loadgen(
+            [
+                "--base-url",
+                srv.base_url,
+                "--rate",
+                str(rate),
+                "--cv",
+                str(cv),
+                "-n",
+                str(n),
+                "--max-tokens",
+                str(tokens),
+                "--no-scrape",
+                "--seed",
+                "1",
+            ],
+            tmp / name,
+        )
+        log = srv.stop()
+    summary = r["summary"]
+    t0 = summary["clock"]["t0_ns"]
+    server = log["requests"]
+    ttft_err, tok_err, itl_err, in_flight_ends = [], [], [], []
+    missing = bad = 0
+    for rec in r["records"]:
+        if rec["status"] != "ok" or rec["server_request_id"] is None:
+            bad += 1
+            continue
+        s = server.get(int(rec["server_request_id"]))
+        if s is None:
+            missing += 1
+            continue
+        w = np.asarray(s["write_ns"], dtype=np.int64)
+        c = np.asarray(rec["chunk_ns"], dtype=np.int64) + t0
+        if len(c) != len(w):
+            bad += 1
+            continue
+        d = (c - w) / 1e6
+        ttft_err.append(d[0])
+        tok_err.append(d)
+        itl_err.append(np.diff(c) / 1e6 - np.diff(w) / 1e6)
+        in_flight_ends.append((s["arrival_ns"], w[-1]))
+    tok = np.concatenate(tok_err) if tok_err else np.zeros(0)
+    itl = np.concatenate(itl_err) if itl_err else np.zeros(0)
+    arrivals = np.sort(np.asarray([s["arrival_ns"] for s in server.values()], dtype=np.int64))
+    server_rate = (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1e9) if len(arrivals) > 1 else None
+    # mean streams in flight at the server over the middle of the run
+    if in_flight_ends:
+        ev = np.asarray(in_flight_ends, dtype=np.int64)
+        mid = np.linspace(ev[:, 0].min(), ev[:, 1].max(), 200)[50:150]
+        in_flight = float(np.mean([np.sum((ev[:, 0] <= t) & (ev[:, 1] > t)) for t in mid]))
+    else:
+        in_flight = 0.0
+    m = summary["metrics"]
+    cc = summary["client_check"]
+    return {
+        "scenario": f"{rate:g} req/s (cv {cv:g}), {n} requests, TTFT {TTFT_MS:g} ms, {ITL_MS:g} ms/token, "
+        f"{tokens} tokens",
+        "requests_ok": len(ttft_err),
+        "requests_failed_or_unmatched": bad + missing,
+        "rate": {
+            "planned": m["rate"].get("planned"),
+            "achieved_send": m["rate"].get("achieved_send"),
+            "received_by_server": round(server_rate, 3) if server_rate else None,
+        },
+        "mean_streams_in_flight": round(in_flight, 1),
+        "ttft_error_ms": pct(ttft_err),
+        "token_delivery_error_ms": pct(tok),
+        "inter_token_error_ms": pct(itl),
+        "inter_token_abs_error_ms": pct(np.abs(itl)),
+        "server_write_lateness_ms": log["summary"].get("write_lateness_ms"),
+        "client": {
+            "send_lag_ms": cc["send_lag_ms"],
+            "event_loop_lag_ms": cc["event_loop_lag_ms"],
+            "cpu_share": round(cc["cpu_share"], 3),
+            "cpu_share_excluding_pacing_spin": round(cc["cpu_share_excluding_pacing_spin"], 3),
+            "pacing_spin_s": round(cc["pacing_spin_s"], 3),
+            "trustworthy": cc["trustworthy"],
+            "reasons": cc["reasons"],
+        },
+        "machine_load_before": load_before,
+        "machine_load_after": machine_load(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--high-rate", type=float, default=360.0)
+    p.add_argument("--high-seconds", type=float, default=20.0)
+    p.add_argument("--low-rate", type=float, default=5.0)
+    p.add_argument("--low-requests", type=int, default=200)
+    p.add_argument("--only", choices=("high", "low"))
+    args = p.parse_args(argv)
+    # ~500 in flight at 360/s: each stream lasts 500/360 = 1.39 s = 100 ms + (tokens - 1) x 10 ms
+    tokens = round((500 / args.high_rate - TTFT_MS / 1000) / (ITL_MS / 1000)) + 1
+    out: dict[str, Any] = {
+        "benchmark": "timing_accuracy",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "targets": {
+            "high": {"ttft_p50_ms": 2, "ttft_p99_ms": 10},
+            "low": {"ttft_p50_ms": 0.5, "ttft_p99_ms": 1},
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="accuracy-") as td:
+        if args.only in (None, "low"):
+            out["low"] = scenario("low", args.low_rate, args.low_requests, tokens, Path(td))
+            print(f"low: {out['low']['ttft_error_ms']}", file=sys.stderr)
+        if args.only in (None, "high"):
+            n = int(args.high_rate * args.high_seconds)
+            out["high"] = scenario("high", args.high_rate, n, tokens, Path(td))
+            print(f"high: {out['high']['ttft_error_ms']}", file=sys.stderr)
+    write_result("timing_accuracy" + (f"_{args.only}" if args.only else ""), out)
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))
