@@ -197,6 +197,7 @@ class StreamingClient:
         try:
             for attempt in (0, 1):
                 conn, reused = await pool.acquire()
+                conn.t0 = t0
                 waiter = conn.waiter = loop.create_future()
                 if timer is None:
                     timer = loop.call_at(deadline, _expire, waiter)
@@ -209,12 +210,12 @@ class StreamingClient:
                     break
                 except _H1Error as exc:
                     # a kept-alive connection the server had already closed: nothing was read, send again once
-                    if attempt or not reused or exc.kind is not ErrorKind.CONNECT or conn.first_byte_ns:
+                    if attempt or not reused or exc.kind is not ErrorKind.CONNECT or conn.status:
                         raise
                     conn = None
             assert conn is not None
             timer.cancel()
-            rec.first_byte_ns = conn.first_byte_ns - t0
+            rec.first_byte_ns = conn.first_byte_ns
             rec.end_ns = perf_counter_ns() - t0
             status = conn.status
             rec.http_status = status
@@ -229,7 +230,7 @@ class StreamingClient:
             if "json" in ctype and "event-stream" not in ctype:
                 apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
             else:
-                apply_stream(rec, [(ts - t0, d) for ts, d in reads], keep_text)
+                apply_stream(rec, reads, keep_text)
             return
         except asyncio.CancelledError:
             rec.end_ns = perf_counter_ns() - t0
@@ -237,18 +238,18 @@ class StreamingClient:
             rec.error_kind = ErrorKind.CANCELLED.value
             rec.error_message = "run interrupted while the request was in flight"
             if conn is not None:
-                if conn.first_byte_ns and rec.first_byte_ns is None:
-                    rec.first_byte_ns = conn.first_byte_ns - t0
+                if conn.state != _HEAD and rec.first_byte_ns is None:
+                    rec.first_byte_ns = conn.first_byte_ns
                 reads = conn.body_reads()
                 if conn.transport is not None:
                     conn.transport.abort()
-                apply_stream(rec, [(ts - t0, d) for ts, d in reads], keep_text)
+                apply_stream(rec, reads, keep_text)
             raise
         except _H1Error as exc:
             rec.end_ns = perf_counter_ns() - t0
             kind = exc.kind
-            if conn is not None and conn.first_byte_ns:
-                rec.first_byte_ns = conn.first_byte_ns - t0
+            if conn is not None and conn.state != _HEAD and conn.status:
+                rec.first_byte_ns = conn.first_byte_ns
                 rec.http_status = conn.status or None
                 rec.server_request_id = conn.headers.get("x-request-id")
             if kind is ErrorKind.TIMEOUT:
@@ -258,8 +259,8 @@ class StreamingClient:
             if conn is not None:
                 if conn.transport is not None:
                     conn.transport.abort()
-                if conn.first_byte_ns and conn.status == 200:
-                    apply_stream(rec, [(ts - t0, d) for ts, d in conn.body_reads()], keep_text)
+                if conn.status == 200:
+                    apply_stream(rec, conn.body_reads(), keep_text)
         except Exception as exc:  # a bug in loadgen must not lose the record
             rec.end_ns = perf_counter_ns() - t0
             log.exception("unexpected client failure")
@@ -320,6 +321,7 @@ class _Conn(asyncio.Protocol):
 
     __slots__ = (
         "pool",
+        "t0",
         "transport",
         "state",
         "head",
@@ -328,6 +330,7 @@ class _Conn(asyncio.Protocol):
         "framing",
         "length",
         "received",
+        "read_ns",
         "reads",
         "body",
         "first_byte_ns",
@@ -344,6 +347,7 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
+        self.t0 = 0  # timestamps are perf_counter_ns() - t0, the run's clock
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self._reset()
@@ -356,7 +360,9 @@ class _Conn(asyncio.Protocol):
         self.framing = _CLOSE
         self.length = 0
         self.received = 0
-        self.reads: list[tuple[int, bytes]] = []  # raw body bytes as they arrived
+        # raw body bytes as they arrived, and when: two flat lists, so a read allocates no tracked tuple (GC)
+        self.read_ns: list[int] = []
+        self.reads: list[bytes] = []
         self.body: list[tuple[int, bytes]] = []  # de-chunked body, one piece per read
         self.first_byte_ns = 0
         self.waiter: asyncio.Future[None] | None = None
@@ -377,7 +383,7 @@ class _Conn(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        ts = perf_counter_ns()
+        ts = perf_counter_ns() - self.t0
         if self.state == _BODY:
             self._body(ts, data)
         elif self.state == _HEAD:
@@ -460,7 +466,8 @@ class _Conn(asyncio.Protocol):
 
     def _body(self, ts: int, data: bytes) -> None:
         if data:
-            self.reads.append((ts, data))
+            self.read_ns.append(ts)
+            self.reads.append(data)
             self.received += len(data)
         fr = self.framing
         if fr == _CHUNKED:
@@ -492,11 +499,13 @@ class _Conn(asyncio.Protocol):
     def _dechunk(self) -> bool:
         """Undo chunked framing over the reads not yet seen; True once the terminating chunk has been read."""
         reads = self.reads
+        read_ns = self.read_ns
         out = self.body
         cs, need, line = self._cs, self._need, self._line
         done = False
         while self._di < len(reads):
-            ts, data = reads[self._di]
+            ts = read_ns[self._di]
+            data = reads[self._di]
             self._di += 1
             if cs == _SIZE and not line:
                 fast = _whole_chunks(data)
@@ -575,7 +584,7 @@ class _Conn(asyncio.Protocol):
             with contextlib.suppress(ValueError):
                 self._dechunk()
             return self.body
-        return self.reads
+        return list(zip(self.read_ns, self.reads, strict=True))
 
 
 _HEX = repeat(16)
@@ -584,11 +593,20 @@ _HEX = repeat(16)
 def _whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
     """Fast path for a read that holds only whole chunks: (payload, ends with the last chunk) or None.
 
-    ``split`` and ``map`` keep the per-chunk work in C; a size that does not match its payload's length (a payload
-    holding CRLF, a read cut mid-chunk, chunk extensions, trailers) falls back to the state machine.
+    One chunk (a token per write, the usual case) is sliced directly; several are checked with ``split`` and
+    ``map`` so the per-chunk work stays in C. A size that does not match its payload's length (a payload holding
+    CRLF, a read cut mid-chunk, chunk extensions, trailers) falls back to the state machine.
     """
     if data[-2:] != b"\r\n":
         return None
+    j = data.find(b"\r\n", 0, 10)
+    if j > 0:
+        try:
+            size = int(data[:j], 16)
+        except ValueError:
+            return None
+        if j + size + 4 == len(data):
+            return data[j + 2 : -2], size == 0
     parts = data[:-2].split(b"\r\n")
     if len(parts) & 1:
         return None
