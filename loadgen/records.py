@@ -53,7 +53,7 @@ class RequestRecord:
     last_token_ns: int | None = None  # last event carrying a token
     end_ns: int | None = None  # stream closed / request finished
 
-    # token-bearing chunks, in arrival order: time, tokens in it, and kind ('r' reasoning, 'c' content)
+    # token-bearing chunks, in arrival order: time, tokens, kind ('r' reasoning, 'c' answer, 'x' no text)
     chunk_ns: list[int] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
     chunk_kind: str = ""

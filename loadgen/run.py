@@ -459,9 +459,10 @@ def _server_sections(poller: Any, out_dir: Path, metrics: dict[str, Any]) -> dic
         samples = load_samples(out_dir / "server_metrics.jsonl")
         w = metrics["window"]
         server = server_summary(samples, (w["start_ns"], w["end_ns"]))
-        server["scrape"] = (
-            poller.stats_dict() if hasattr(poller, "stats_dict") else dict(getattr(poller, "stats", {}))
-        )
+        server["scrape"] = dict(poller.stats)
+        info = poller.info.get(server.get("url"))
+        if info:
+            server["engine"] = info
         strag = metrics["stragglers"]["requests"]
         explained = explain_requests(samples, [(s["index"], s["start_ns"], s["end_ns"]) for s in strag])
         by_index = {s["index"]: s for s in strag}

@@ -115,6 +115,8 @@ def _handle_data(acc: _Acc, data: bytes, ts: int) -> None:
     if fr:
         acc.finish_reason = fr
     if not content and not reasoning:
+        if usage:
+            _textless_tokens(acc, usage, ts)
         return
     acc.chunk_ns.append(ts)
     if content:
@@ -132,6 +134,20 @@ def _handle_data(acc: _Acc, data: bytes, ts: int) -> None:
     else:
         acc.cum_tokens.append(None)
         acc.continuous = False
+
+
+def _textless_tokens(acc: _Acc, usage: dict[str, Any], ts: int) -> None:
+    """A chunk with no text whose per-chunk usage still grew: a `</think>` the reasoning parser swallowed, half
+    a UTF-8 character. It is kept as a token chunk of kind 'x' so token counts and gaps stay exact."""
+    ct = usage.get("completion_tokens")
+    if ct is None:
+        return
+    last = acc.cum_tokens[-1] if acc.cum_tokens else 0
+    if last is not None and int(ct) > last:
+        acc.chunk_ns.append(ts)
+        acc.kinds.append("x")
+        acc.chars.append(0)
+        acc.cum_tokens.append(int(ct))
 
 
 def _handle_event(acc: _Acc, event: bytes, ts: int) -> None:
@@ -347,6 +363,8 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
         if fr:
             acc.finish_reason = fr
         if not content and not reasoning:
+            if usage:
+                _textless_tokens(acc, usage, ts)
             continue
         chunk_ns.append(ts)
         if content:
@@ -461,7 +479,14 @@ def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> No
         rec.chunk_tokens = []
 
     if rec.chunk_tokens:
-        r = sum(t for t, k in zip(rec.chunk_tokens, rec.chunk_kind, strict=True) if k == "r")
+        # textless tokens inside the reasoning phase (e.g. `</think>` itself) count as reasoning
+        first_c = rec.chunk_kind.find("c")
+        first_r = rec.chunk_kind.find("r")
+        r = sum(
+            t
+            for i, (t, k) in enumerate(zip(rec.chunk_tokens, rec.chunk_kind, strict=True))
+            if k == "r" or (k == "x" and 0 <= first_r < i and (first_c < 0 or i < first_c))
+        )
         rec.reasoning_tokens_stream = r
         if rec.reasoning_tokens is not None and rec.reasoning_tokens != r and r > 0:
             rec.count_notes.append(

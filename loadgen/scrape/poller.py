@@ -72,7 +72,9 @@ class MetricsPoller:
         self.t0_ns = t0_ns
         self.dialect = dialect
         # A scrape may take at most most of one interval, and never more than 5 s.
-        self.timeout_s = timeout_s if timeout_s is not None else min(5.0, max(0.2, 0.9 * interval_s))
+        # A busy engine answers /metrics slowly (a CPU vLLM under load: hundreds of ms); a timeout shorter than
+        # that would lose every sample, while a longer one only skips ticks. At most 5 s.
+        self.timeout_s = timeout_s if timeout_s is not None else min(5.0, max(1.0, 0.9 * interval_s))
         self._dialects: dict[str, str] = {}
         # static engine facts read once per URL (KV-cache capacity, block size, cache dtype)
         self.info: dict[str, dict[str, Any]] = {}
@@ -90,8 +92,12 @@ class MetricsPoller:
     def _now(self) -> int:
         return time.perf_counter_ns() - self.t0_ns
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set; returns promptly (an in-flight scrape is cancelled)."""
+    async def run(self, stop: asyncio.Event, final_scrape: bool = True) -> None:
+        """Poll until ``stop`` is set, then (by default) scrape each URL once more.
+
+        The last sample then lies after the last request ended, so counter and histogram deltas over the run's
+        window are complete instead of missing whatever happened after the previous tick.
+        """
         self.sink_path.parent.mkdir(parents=True, exist_ok=True)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=self.timeout_s)
         connector = aiohttp.TCPConnector(limit=len(self.urls), limit_per_host=1, force_close=False)
@@ -104,6 +110,10 @@ class MetricsPoller:
                     for task in loops:
                         task.cancel()
                     await asyncio.gather(*loops, return_exceptions=True)
+                if final_scrape:
+                    lines = await asyncio.gather(*(self._scrape(session, url) for url in self.urls))
+                    for line in lines:
+                        sink.write(orjson.dumps(line) + b"\n")
 
     async def _loop(self, session: aiohttp.ClientSession, url: str, sink: Any, stop: asyncio.Event) -> None:
         k = max(0, -(-self._now() // self.interval_ns))  # first tick not in the past

@@ -36,13 +36,14 @@ def reasoning_stream(field="reasoning", continuous=True):
 def test_one_event_per_read_with_continuous_usage():
     chunks = reasoning_stream()
     rec = parse([(1000 * (i + 1), c) for i, c in enumerate(chunks)])
-    assert rec.chunk_kind == "rrrccc"
-    assert rec.chunk_ns == [2000, 3000, 4000, 5000, 6000, 7000]
-    assert rec.chunk_tokens == [1, 1, 1, 1, 1, 2]
+    # the finish chunk has no text but one more token (the EOS): kind 'x'
+    assert rec.chunk_kind == "rrrcccx"
+    assert rec.chunk_ns == [2000, 3000, 4000, 5000, 6000, 7000, 8000]
+    assert rec.chunk_tokens == [1, 1, 1, 1, 1, 2, 1]
     assert rec.first_chunk_ns == 1000  # the role chunk carries no token
     assert rec.first_token_ns == rec.first_reasoning_ns == 2000
     assert rec.first_content_ns == 5000
-    assert rec.last_token_ns == 7000
+    assert rec.last_token_ns == 8000
     assert (rec.prompt_tokens, rec.completion_tokens, rec.reasoning_tokens) == (7, 8, 3)
     assert rec.reasoning_tokens_stream == 3
     assert rec.token_count_source == "continuous_usage"
@@ -53,7 +54,7 @@ def test_one_event_per_read_with_continuous_usage():
 def test_many_events_in_one_read_share_its_timestamp():
     blob = b"".join(reasoning_stream())
     rec = parse([(42, blob)])
-    assert rec.chunk_ns == [42] * 6 and rec.status == "ok"
+    assert rec.chunk_ns == [42] * 7 and rec.status == "ok"
 
 
 @pytest.mark.parametrize("split_at", [1, 5, 6, 7, 30, 101])
@@ -62,26 +63,26 @@ def test_events_split_across_reads_at_any_byte(split_at):
     blob = b"".join(chunks)
     reads = [(i + 1, blob[j : j + split_at]) for i, j in enumerate(range(0, len(blob), split_at))]
     rec = parse(reads)
-    assert rec.chunk_kind == "rrrccc"
-    assert rec.chunk_tokens == [1, 1, 1, 1, 1, 2]
+    assert rec.chunk_kind == "rrrcccx"
+    assert rec.chunk_tokens == [1, 1, 1, 1, 1, 2, 1]
     # an event is stamped with the read that completed it
     ends, pos = [], 0
     for c in chunks:
         pos += len(c)
         ends.append((pos - 1) // split_at + 1)
-    assert rec.chunk_ns == ends[1:7]
+    assert rec.chunk_ns == ends[1:8]
 
 
 def test_crlf_framing_and_crlf_split_between_reads():
     blob = b"".join(reasoning_stream()).replace(b"\n", b"\r\n")
     cut = blob.index(b"\r\n\r\n") + 1  # split between \r and \n
     rec = parse([(1, blob[:cut]), (2, blob[cut:])])
-    assert rec.chunk_kind == "rrrccc" and rec.status == "ok"
+    assert rec.chunk_kind == "rrrcccx" and rec.status == "ok"
 
 
 def test_reasoning_content_field_is_understood():
     rec = parse([(1, b"".join(reasoning_stream(field="reasoning_content")))])
-    assert rec.chunk_kind == "rrrccc"
+    assert rec.chunk_kind == "rrrcccx"
     assert rec.reasoning_tokens_stream == 3
 
 
@@ -184,3 +185,20 @@ def test_comments_and_other_fields_are_ignored():
     )
     rec = parse([(1, blob)])
     assert rec.chunk_kind == "c" and rec.status == "ok"
+
+
+def test_tokens_without_text_still_count_and_keep_their_time():
+    """vLLM's reasoning parser swallows `</think>`; half a UTF-8 character has no text yet: usage still grows."""
+    chunks = [
+        chat_chunk(role=True, usage=cum(5, 0)),
+        chat_chunk(reasoning="hm", usage=cum(5, 1)),
+        chat_chunk(content="", usage=cum(5, 2)),  # the </think> token
+        chat_chunk(content="ok", usage=cum(5, 3)),
+        chat_chunk(content="", finish="length", usage=cum(5, 4)),  # a last token with no text
+        DONE,
+    ]
+    rec = parse([(10 * (i + 1), c) for i, c in enumerate(chunks)])
+    assert rec.chunk_kind == "rxcx"
+    assert rec.chunk_tokens == [1, 1, 1, 1] and sum(rec.chunk_tokens) == rec.completion_tokens == 4
+    assert rec.first_content_ns == 40 and rec.first_reasoning_ns == 20 and rec.last_token_ns == 50
+    assert rec.reasoning_tokens_stream == 2  # the </think> belongs to the reasoning phase
