@@ -41,9 +41,8 @@ MAPPED_VLLM = {
     "e2e",
     "queue_time",
 }
-CROSSCHECK_FILE = (
-    Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "client_vs_server_vllm.json"
-)
+# where the client-vs-server comparison is written (the closing note quotes it); default: the test's tmp dir
+CROSSCHECK_ENV = "LOADGEN_CROSSCHECK_OUT"
 
 
 def run(
