@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "quiet": False,
     "json": False,
     "no_live": False,
+    "no_report": False,
     "sim_profile": None,
     "sim_arg": [],
     "log_level": "warning",
@@ -73,8 +74,6 @@ DEFAULTS: dict[str, Any] = {
 
 # environment variables that also feed an option (besides LOADGEN_<OPTION>)
 ENV_ALIASES = {"base_url": ("OPENAI_BASE_URL",), "api_key": ("OPENAI_API_KEY",)}
-
-SUBCOMMANDS = ("run", "fit")
 
 
 def _rate(text: str) -> float:
@@ -196,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     g.add_argument("--json", action="store_true", help="print summary.json to stdout (nothing else)")
     g.add_argument("--no-live", action="store_true", help="no live progress view")
+    g.add_argument("--no-report", action="store_true", help="don't write report.html at the end")
     g.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     g = p.add_argument_group("built-in simulator (used when no endpoint is given)")
     g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
@@ -372,6 +372,7 @@ def build_config(opts: dict[str, Any]) -> Any:
             quiet=opts["quiet"],
             json=opts["json"],
             live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
+            report=not opts["no_report"],
         ),
         analysis=AnalysisConfig(
             slo=Slo.parse(opts["slo"]),
@@ -444,11 +445,25 @@ def _fit_main(argv: Sequence[str]) -> int:
     return 0
 
 
+# subcommands living in their own modules: name -> module with ``main(argv) -> int``
+SUBCOMMAND_MODULES = {
+    "experiment": "loadgen.experiment",
+    "compare": "loadgen.compare",
+    "sweep": "loadgen.sweep",
+    "report": "loadgen.report.html",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args and args[0] == "fit":
             return _fit_main(args[1:])
+        if args and args[0] in SUBCOMMAND_MODULES:
+            import importlib
+
+            module = importlib.import_module(SUBCOMMAND_MODULES[args[0]])
+            return int(module.main(args[1:]) or 0)
         if args and args[0] == "run":
             args = args[1:]
         return _run_main(args)

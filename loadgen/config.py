@@ -239,6 +239,7 @@ class OutputConfig:
     quiet: bool = False
     json: bool = False
     live: bool = True
+    report: bool = True  # write report.html at the end of the run (when the report module is available)
 
 
 @dataclass(frozen=True, slots=True)

@@ -333,6 +333,8 @@ async def run_async(
         (out_dir / "summary.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
+        if cfg.output.report:
+            _write_report(out_dir, console)
         return RunResult(out_dir, summary, records, interrupted)
     finally:
         aux_stop.set()
@@ -342,6 +344,20 @@ async def run_async(
         await client.close()
         if sim is not None:
             await sim.stop()
+
+
+def _write_report(out_dir: Path, console: Any) -> None:
+    """report.html beside the results; a failure here never costs the run its data."""
+    try:
+        from loadgen.report.html import write_run_report
+    except ImportError:
+        return
+    try:
+        write_run_report(out_dir)
+    except Exception as exc:
+        log.warning("report.html not written: %s", exc)
+        if console is not None:
+            console.print(f"[yellow]report.html not written: {exc}[/]")
 
 
 def _start_poller(
