@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ BENCH = ROOT / "benchmarks"
 PY = sys.executable
 CLIENT_CPU = "0"
 SERVER_CPU = "1"
+
+
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """Results of the measured runs go to tmpfs when there is one: a disk that stalls a write() for hundreds of ms
+    (seen here while another process loaded a model) would otherwise be measured as client error."""
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
 
 
 def pinned(cmd: list[str], cpu: str) -> list[str]:
@@ -112,7 +121,9 @@ def read_server_log(path: Path) -> dict[str, Any]:
 
 def run_loadgen(args: list[str], out_dir: Path, timeout_s: float = 900) -> dict[str, Any]:
     """``python -m loadgen ...`` on the client core; returns its summary, records and rusage of the child."""
-    cmd = pinned([PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"], CLIENT_CPU)
+    cmd = pinned(
+        [PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"], CLIENT_CPU
+    )
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = t + timeout_s

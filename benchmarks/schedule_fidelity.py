@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import FastServer, machine_load, pct, run_loadgen, write_result  # noqa: E402
+from _common import FastServer, machine_load, pct, run_loadgen, scratch_dir, write_result  # noqa: E402
 
 SEED = 7
 TTFT_MS = 2.0
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": {"rate_within": 0.02, "residual_p99_ms": 1.0, "ks_ge_1ms": 0.03},
         "machine_load_before": machine_load(),
     }
-    with tempfile.TemporaryDirectory(prefix="fidelity-") as td:
+    with scratch_dir("fidelity-") as td:
         tmp = Path(td)
         lg = run_loadgen_case(args.requests, args.rate, args.cv, tmp)
         out["loadgen"] = {

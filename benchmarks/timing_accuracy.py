@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FastServer, machine_load, pct, run_loadgen, write_result  # noqa: E402
+from _common import FastServer, machine_load, pct, run_loadgen, scratch_dir, write_result  # noqa: E402
 
 TTFT_MS = 100.0
 ITL_MS = 10.0
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "low": {"ttft_p50_ms": 0.5, "ttft_p99_ms": 1},
         },
     }
-    with tempfile.TemporaryDirectory(prefix="accuracy-") as td:
+    with scratch_dir("accuracy-") as td:
         if args.only in (None, "low"):
             out["low"] = scenario("low", args.low_rate, args.low_requests, tokens, Path(td))
             print(f"low: {out['low']['ttft_error_ms']}", file=sys.stderr)

@@ -338,7 +338,6 @@ class _Conn(asyncio.Protocol):
         "keep_alive",
         "lost",
         "limit",
-        "_tail",
         "_di",
         "_cs",
         "_need",
@@ -368,7 +367,6 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.keep_alive = True
         self.limit = 0  # stop after this many body bytes (error bodies); 0 = read to the end
-        self._tail = b""
         self._di = 0
         self._cs = _SIZE
         self._need = 0
@@ -385,6 +383,17 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ts = perf_counter_ns() - self.t0
         if self.state == _BODY:
+            if (
+                self.framing == _CHUNKED
+                and not self.limit
+                and len(data) >= 4
+                and not data.endswith(b"\r\n\r\n")
+            ):
+                # the per-token read of a streamed body: stamp, keep, nothing else
+                self.read_ns.append(ts)
+                self.reads.append(data)
+                self.received += len(data)
+                return
             self._body(ts, data)
         elif self.state == _HEAD:
             self._head(ts, data)
@@ -472,9 +481,9 @@ class _Conn(asyncio.Protocol):
         fr = self.framing
         if fr == _CHUNKED:
             # the last chunk is "0\r\n\r\n" (trailers end with a blank line too): only then undo the framing
-            tail = data[-4:] if len(data) >= 4 else (self._tail + data)[-4:]
-            self._tail = tail
-            if tail == b"\r\n\r\n" or (self.limit and self.received >= self.limit):
+            # (a read shorter than 4 bytes: the terminator may span the previous ones)
+            tail = data if len(data) >= 4 else b"".join(self.reads[-4:])
+            if tail.endswith(b"\r\n\r\n") or (self.limit and self.received >= self.limit):
                 try:
                     done = self._dechunk()
                 except ValueError:
