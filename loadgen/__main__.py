@@ -410,8 +410,6 @@ def _run_main(argv: Sequence[str]) -> int:
 
     quiet = cfg.output.quiet or cfg.output.json
     console = Console(stderr=True, quiet=quiet)
-    if cfg.endpoint.simulated and not quiet:
-        console.print("[cyan]no --base-url / OPENAI_BASE_URL: starting the built-in simulated server[/]")
     result = run(cfg, console=console)
     if cfg.output.json:
         import orjson

@@ -7,9 +7,9 @@ from collections import deque
 from time import perf_counter_ns
 
 import numpy as np
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
+from rich.text import Text
 
 from loadgen.dispatch import DispatchStats
 from loadgen.metrics import request_latencies
@@ -39,25 +39,22 @@ class LiveView:
         if lat["tpot"] is not None:
             self.tpot.append(lat["tpot"])
 
-    def _render(self) -> Table:
+    def _render(self) -> Group:
         s = self.stats or DispatchStats()
         elapsed = (perf_counter_ns() - self.t_start) / 1e9
-        t = Table.grid(padding=(0, 2))
-        t.add_row(
-            f"[bold]{elapsed:6.1f}s[/]",
-            f"sent {s.sent}/{self.total}",
-            f"in flight {s.in_flight}",
-            f"waiting {s.waiting_for_slot}" if s.waiting_for_slot else "",
-            f"done {s.done}",
-            f"[red]errors {s.errors}[/]" if s.errors else "errors 0",
+        line1 = (
+            f"[bold]{elapsed:6.1f} s[/]  sent {s.sent}/{self.total}  in flight {s.in_flight}"
+            + (f"  waiting for a slot {s.waiting_for_slot}" if s.waiting_for_slot else "")
+            + f"  done {s.done}  "
+            + (f"[red]errors {s.errors}[/]" if s.errors else "errors 0")
         )
         parts = []
         for name, values in (("TTFT", self.ttft), ("TTFVT", self.ttfvt), ("TPOT", self.tpot)):
             if values:
                 p50, p99 = np.percentile(np.fromiter(values, float), (50, 99))
                 parts.append(f"{name} p50 {p50:,.0f} / p99 {p99:,.0f} ms")
-        t.add_row(*(parts or ["waiting for the first responses..."]))
-        return t
+        line2 = "  ".join(parts) or "waiting for the first responses..."
+        return Group(Text.from_markup(line1), Text(f"         last {len(self.ttft)} requests: {line2}"))
 
     async def run(self, stop: asyncio.Event) -> None:
         with Live(self._render(), console=self.console, refresh_per_second=4, transient=True) as live:
