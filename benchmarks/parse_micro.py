@@ -46,7 +46,10 @@ def main() -> None:
     assert rec.status == "ok" and sum(rec.chunk_tokens) == 256, (rec.status, rec.error_message)
     for rs in (len(raw), 16384):
         n = 400
-        t = min(timeit.repeat(lambda rs=rs: one(raw, rs), number=20, repeat=n // 20, timer=time.process_time)) / 20
+        t = (
+            min(timeit.repeat(lambda rs=rs: one(raw, rs), number=20, repeat=n // 20, timer=time.process_time))
+            / 20
+        )
         print(f"read size {rs}: {t * 1e6:.0f} us per response, {t / 256 * 1e6:.3f} us per token")
 
 
