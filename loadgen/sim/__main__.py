@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--spec", choices=("off", "ngram"), dest="spec_method")
     p.add_argument("--no-prefix-caching", action="store_true")
-    for name in ("429", "500", "503", "cut", "stall", "slow_first_byte", "malformed"):
+    for name in ("429", "500", "503", "cut", "stall", "slow_first_byte", "malformed", "stream_error"):
         p.add_argument(f"--fault-{name.replace('_', '-')}", type=float, metavar="SHARE", dest=f"fault_{name}")
     p.add_argument("--stall-ms", type=float)
     p.add_argument("--slow-first-byte-ms", type=float)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_set(args.set)
         for name in ("seed", "model_name", "reasoning_field", "metrics_dialect", "ground_truth", "spec_method",
                      "stall_ms", "slow_first_byte_ms", "fault_429", "fault_500", "fault_503", "fault_cut",
-                     "fault_stall", "fault_slow_first_byte", "fault_malformed"):  # fmt: skip
+                     "fault_stall", "fault_slow_first_byte", "fault_malformed", "fault_stream_error"):  # fmt: skip
             value = getattr(args, name)
             if value is not None:
                 overrides.setdefault(name, value)

@@ -69,6 +69,9 @@ class SimConfig:
     fault_slow_first_byte: float = 0.0
     slow_first_byte_ms: float = 1000.0
     fault_malformed: float = 0.0  # one chunk of the stream carries invalid JSON
+    fault_stream_error: float = (
+        0.0  # HTTP 200, then an in-stream {"error": ...} event and [DONE], as vLLM does
+    )
 
     ground_truth: str | None = None
 
@@ -84,7 +87,7 @@ class SimConfig:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         for name in ("fault_429", "fault_500", "fault_503", "fault_cut", "fault_stall", "fault_slow_first_byte",
-                     "fault_malformed", "spec_acceptance"):  # fmt: skip
+                     "fault_malformed", "fault_stream_error", "spec_acceptance"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1]")
         if self.fault_429 + self.fault_500 + self.fault_503 > 1.0:

@@ -198,6 +198,8 @@ class SimServer:
                 if st.fault_at and start < st.fault_at <= req.output_tokens:
                     if st.fault == "cut":
                         self._cut(st)
+                    elif st.fault == "stream_error":
+                        self._stream_error(st)
                     elif st.fault == "stall":
                         st.held = []
                         asyncio.get_running_loop().call_later(
@@ -368,6 +370,15 @@ class SimServer:
         st.conn.end_chunked()
         st.end_ns = clock()
         self._finish(st)
+
+    def _stream_error(self, st: Stream) -> None:
+        """vLLM's way of failing mid-stream: HTTP 200 already sent, one ``{"error": ...}`` event, ``[DONE]``."""
+        err = error_body("Simulated engine failure mid-stream", "InternalServerError", 500)
+        st.conn.write(frame(b"data: " + err + b"\n\n") + frame(b"data: [DONE]\n\n"))
+        st.status = "stream_error"
+        if st.req is not None:
+            self.engine.abort(st.req)
+        self._end_stream(st)
 
     def _cut(self, st: Stream) -> None:
         st.status = "cut"
@@ -552,7 +563,7 @@ class SimServer:
             st.headers_ns = st.end_ns = clock()
             self._finish(st)
             return
-        for name in ("cut", "stall", "malformed", "slow_first_byte"):
+        for name in ("cut", "stall", "malformed", "slow_first_byte", "stream_error"):
             if frng.random() < getattr(cfg, "fault_" + name):
                 st.fault = name
                 break
@@ -564,7 +575,7 @@ class SimServer:
         )
         req.handle = st
         st.req = req
-        if st.fault in ("cut", "stall", "malformed"):
+        if st.fault in ("cut", "stall", "malformed", "stream_error"):
             st.fault_at = max(
                 1, req.target_tokens // 2 if st.fault != "malformed" else req.target_tokens // 3
             )

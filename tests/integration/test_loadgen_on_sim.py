@@ -80,6 +80,7 @@ def test_client_timings_and_counts_against_the_servers_ground_truth(tmp_path):
         ("--fault-503", "http_5xx"),
         ("--fault-cut", "disconnect"),
         ("--fault-malformed", "malformed"),
+        ("--fault-stream-error", "stream_error"),
     ],
 )
 def test_each_fault_is_seen_as_the_right_error_kind(tmp_path, flag, kind):
