@@ -1,0 +1,394 @@
+"""``python -m loadgen sweep --rates 1,2,4,8 --cvs 0.5,1,2,4 [run options...]``: a rate × burstiness grid.
+
+Each cell is a normal, bounded run (``--num-requests`` or ``--duration`` is required) into
+``<sweep dir>/rate-R_cv-C/``; the sweep dir is ``--output-dir`` (default ``results/<UTC time>-sweep``). For each cv
+the rates run in increasing order, and once a cell saturates the server the higher rates of that cv are skipped
+(their cells say why), so a sweep never spends its time queueing behind a server that cannot keep up.
+
+Stop rule (a cell is *saturated* when either holds):
+
+1. errors: more than 10% of its measured requests failed; or
+2. overload: the achieved request throughput is below 90% of the offered (planned) rate **and** the queue grows
+   across the run: over the arrival window (first to last intended start, minus a warm-up of one median E2E at the
+   start), the mean of the server's waiting queue (``num_waiting``, when scraped) — or else the client's
+   in-flight count — in the second half is at least 1.5 × that of the first half and at least one request more.
+   A stable queue is stationary, so its halves agree; an overloaded one grows about linearly (second-half mean
+   ≈ 3 × the first). Throughput alone is not enough: a short run's window includes its drain.
+
+Without ``--base-url`` every cell runs against its own built-in simulator (started and stopped by the run).
+Writes ``sweep.json`` after every cell, prints a table of goodput and p99 TTFT (rows rate, columns cv), and
+``sweep.html`` through the report module when it is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadgen.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ERROR_SHARE_LIMIT = 0.10
+THROUGHPUT_RATIO_LIMIT = 0.90
+QUEUE_GROWTH_RATIO = 1.5
+QUEUE_GROWTH_MIN = 1.0
+STOP_RULE = (
+    f"saturated when error share > {ERROR_SHARE_LIMIT:.0%}, or when throughput < {THROUGHPUT_RATIO_LIMIT:.0%} of the "
+    f"offered rate AND the waiting queue (server num_waiting when scraped, else client in-flight) has a "
+    f"second-half mean >= {QUEUE_GROWTH_RATIO} x the first half's and >= {QUEUE_GROWTH_MIN:g} more, over the "
+    "arrival window after one median E2E; higher rates of a saturated cv are skipped"
+)
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers") from None
+    if not out:
+        raise ConfigError(f"{flag} must list at least one value")
+    return out
+
+
+def _label(x: float) -> str:
+    return f"{x:g}"
+
+
+# ------------------------------------------------------------------------------------------- saturation
+def _halves_mean(t_ns: np.ndarray, v: np.ndarray, start: float, end: float) -> tuple[float, float] | None:
+    """Time-weighted means of a step series (value v[i] from t[i] on) over the two halves of [start, end]."""
+    if end <= start or t_ns.size == 0:
+        return None
+    mid = (start + end) / 2
+
+    def mean(a: float, b: float) -> float:
+        edges = np.clip(np.append(t_ns, np.inf), a, b)
+        dur = np.diff(edges)
+        # the value before the first sample is taken as the first sample's
+        before = max(0.0, min(t_ns[0], b) - a)
+        total = float((v * dur).sum() + v[0] * before)
+        return total / (b - a)
+
+    return mean(start, mid), mean(mid, end)
+
+
+def in_flight_series(records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The client's in-flight count as a step series (times ns, counts), measured requests only."""
+    sends = [r.send_ns for r in records if not r.warmup and r.send_ns is not None]
+    ends = [r.end_ns for r in records if not r.warmup and r.send_ns is not None and r.end_ns is not None]
+    if not sends:
+        return np.zeros(0), np.zeros(0)
+    t = np.concatenate([np.asarray(sends, float), np.asarray(ends, float)])
+    d = np.concatenate([np.ones(len(sends)), -np.ones(len(ends))])
+    order = np.argsort(t, kind="stable")
+    return t[order], np.cumsum(d[order])
+
+
+def _server_waiting(out_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    path = out_dir / "server_metrics.jsonl"
+    if not path.exists():
+        return None
+    try:
+        from loadgen.scrape.series import GaugeSeries, load_samples
+
+        g = GaugeSeries.from_samples(load_samples(path), "num_waiting", "sum")
+    except Exception as exc:  # the scrape is auxiliary
+        log.debug("num_waiting unavailable: %s", exc)
+        return None
+    if not len(g):
+        return None
+    return g.times_ns.astype(float), g.values
+
+
+def saturation(summary: dict[str, Any], records: Sequence[Any], out_dir: Path) -> dict[str, Any]:
+    """The stop rule's inputs and verdict for one finished cell (see the module docstring)."""
+    m = summary["metrics"]
+    req = m["requests"]
+    measured = req["measured"] or 0
+    error_share = req["failed"] / measured if measured else 0.0
+    offered = m["rate"]["planned"] or m["rate"]["target"]
+    throughput = m["throughput"]["requests_per_s"]
+    intended = [r.intended_ns for r in records if not r.warmup]
+    e2e_p50 = m["latency_ms"]["e2e"]["p50"] or 0.0
+    queue: dict[str, Any] = {"source": None, "first_half": None, "second_half": None, "growing": False}
+    if len(intended) >= 4:
+        a, b = float(min(intended)), float(max(intended))
+        a = min(a + e2e_p50 * 1e6, a + (b - a) / 4)
+        series = _server_waiting(out_dir)
+        source = "server num_waiting"
+        if series is None:
+            series, source = in_flight_series(records), "client in-flight"
+        halves = _halves_mean(*series, a, b)
+        if halves is not None:
+            h1, h2 = halves
+            queue.update(
+                source=source,
+                first_half=round(h1, 3),
+                second_half=round(h2, 3),
+                growing=bool(h2 >= QUEUE_GROWTH_RATIO * h1 and h2 - h1 >= QUEUE_GROWTH_MIN),
+            )
+    ratio = throughput / offered if offered else None
+    reasons = []
+    if error_share > ERROR_SHARE_LIMIT:
+        reasons.append(f"error share {error_share:.0%} > {ERROR_SHARE_LIMIT:.0%}")
+    if ratio is not None and ratio < THROUGHPUT_RATIO_LIMIT and queue["growing"]:
+        reasons.append(
+            f"throughput {throughput:.2f}/s is {ratio:.0%} of the offered {offered:.2f}/s and the "
+            f"{queue['source']} grew from {queue['first_half']:.1f} to {queue['second_half']:.1f} (half means)"
+        )
+    return {
+        "offered_rate": offered,
+        "throughput": throughput,
+        "throughput_ratio": ratio,
+        "error_share": error_share,
+        "queue": queue,
+        "saturated": bool(reasons),
+        "reason": "; ".join(reasons) or None,
+    }
+
+
+# ------------------------------------------------------------------------------------------- running
+def _cell_row(rate: float, cv: float, cell_dir: Path) -> dict[str, Any]:
+    return {
+        "rate": rate,
+        "cv": cv,
+        "dir": cell_dir.name,
+        "status": "planned",
+        "offered_rate": None,
+        "throughput": None,
+        "goodput_rps": None,
+        "p99_ttft_ms": None,
+        "p99_ttft_from_intended_ms": None,
+        "p99_ttfvt_ms": None,
+        "p50_e2e_ms": None,
+        "error_share": None,
+        "saturated": False,
+        "reason": None,
+    }
+
+
+def run_sweep(
+    rates: Sequence[float],
+    cvs: Sequence[float],
+    run_argv: Sequence[str],
+    sweep_dir: Path,
+    *,
+    stop_on_saturation: bool = True,
+    console: Any = None,
+    install_signal_handlers: bool = True,
+) -> dict[str, Any]:
+    """Run the grid; returns (and writes) the ``sweep.json`` document."""
+    from loadgen.experiment import build_run_config
+    from loadgen.run import run as run_once
+
+    rates = sorted(set(rates))
+    cvs = list(dict.fromkeys(cvs))
+    probe = build_run_config([*run_argv, "--rate", _label(rates[0]), "--cv", _label(cvs[0])])
+    s = probe.schedule
+    if s.num_requests is None and s.duration_s is None and probe.workload.kind != "dataset":
+        raise ConfigError("a sweep needs bounded cells: give --num-requests or --duration")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "loadgen_sweep_version": 1,
+        "config": {
+            "rates": list(rates),
+            "cvs": list(cvs),
+            "run_args": list(run_argv),
+            "run_config": probe.public_dict(),
+            "stop_on_saturation": stop_on_saturation,
+            "stop_rule": STOP_RULE,
+        },
+        "status": "running",
+        "started_unix": time.time(),
+        "cells": [],
+    }
+    rows: dict[tuple[float, float], dict[str, Any]] = {}
+    for cv in cvs:
+        for rate in rates:
+            row = _cell_row(rate, cv, sweep_dir / f"rate-{_label(rate)}_cv-{_label(cv)}")
+            rows[(rate, cv)] = row
+            doc["cells"].append(row)
+
+    def write() -> None:
+        tmp = sweep_dir / "sweep.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        tmp.replace(sweep_dir / "sweep.json")
+
+    write()
+    interrupted = False
+    for cv in cvs:
+        saturated_at: float | None = None
+        for rate in rates:
+            row = rows[(rate, cv)]
+            if interrupted:
+                row.update(status="skipped", reason="sweep interrupted")
+                continue
+            if saturated_at is not None:
+                row.update(
+                    status="skipped", reason=f"cv {_label(cv)} saturated at rate {_label(saturated_at)}"
+                )
+                continue
+            cell_dir = sweep_dir / row["dir"]
+            argv = [*run_argv, "--rate", _label(rate), "--cv", _label(cv), "--output-dir", str(cell_dir)]
+            argv += ["--label", row["dir"], "--no-live", "--quiet"]
+            row["status"] = "running"
+            write()
+            t0 = time.monotonic()
+            try:
+                res = run_once(
+                    build_run_config(argv), console=None, install_signal_handlers=install_signal_handlers
+                )
+            except KeyboardInterrupt:
+                row.update(status="interrupted")
+                interrupted = True
+                continue
+            except Exception as exc:  # a failed cell is data; the sweep goes on
+                row.update(status="failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                log.debug("sweep cell failed", exc_info=True)
+                write()
+                continue
+            finally:
+                row["seconds"] = round(time.monotonic() - t0, 2)
+            m = res.summary["metrics"]
+            lat = m["latency_ms"]
+            sat = saturation(res.summary, res.records, cell_dir)
+            row.update(
+                status="interrupted" if res.interrupted else "ok",
+                offered_rate=sat["offered_rate"],
+                throughput=sat["throughput"],
+                goodput_rps=m["goodput"]["requests_per_s"],
+                p99_ttft_ms=lat["ttft"]["p99"],
+                p99_ttft_from_intended_ms=lat["ttft_from_intended"]["p99"],
+                p99_ttfvt_ms=lat["ttfvt"]["p99"],
+                p50_e2e_ms=lat["e2e"]["p50"],
+                error_share=sat["error_share"],
+                saturated=sat["saturated"],
+                reason=sat["reason"],
+                queue=sat["queue"],
+                trustworthy=res.summary.get("client_check", {}).get("trustworthy"),
+            )
+            if res.interrupted:
+                interrupted = True
+            if console is not None:
+                flag = " [red]saturated[/]" if sat["saturated"] else ""
+                console.print(
+                    f"rate {_label(rate)} cv {_label(cv)}: goodput {_f(row['goodput_rps'])}/s, p99 TTFT "
+                    f"{_f(row['p99_ttft_ms'])} ms, errors {row['error_share']:.0%}{flag}"
+                )
+            if sat["saturated"] and stop_on_saturation:
+                saturated_at = rate
+            write()
+    doc["status"] = "interrupted" if interrupted else "done"
+    doc["finished_unix"] = time.time()
+    write()
+    return doc
+
+
+def _f(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+def format_sweep(doc: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    cvs = doc["config"]["cvs"]
+    rates = doc["config"]["rates"]
+    by = {(c["rate"], c["cv"]): c for c in doc["cells"]}
+    t = Table(title="goodput (req/s) / p99 TTFT (ms)", header_style="bold", show_lines=True)
+    t.add_column("rate (req/s)", justify="right")
+    for cv in cvs:
+        t.add_column(f"cv {_label(cv)}", justify="right")
+    for rate in rates:
+        cells = []
+        for cv in cvs:
+            c = by[(rate, cv)]
+            if c["status"] in ("ok", "interrupted"):
+                text = f"{_f(c['goodput_rps'])} / {_f(c['p99_ttft_ms'])}"
+                if c["saturated"]:
+                    text = f"[red]{text}\nsaturated[/]"
+            else:
+                text = f"[dim]{c['status']}[/]"
+            cells.append(text)
+        t.add_row(_label(rate), *cells)
+    console.print(t)
+    for c in doc["cells"]:
+        if c["reason"] and c["status"] != "skipped":
+            console.print(f"rate {_label(c['rate'])} cv {_label(c['cv'])}: {c['status']}: {c['reason']}")
+    console.print(f"stop rule: {doc['config']['stop_rule']}")
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m loadgen sweep",
+        description="Run a rate x cv grid of bounded runs with a saturation stop rule; any run option passes through "
+        "(python -m loadgen --help).",
+    )
+    p.add_argument("--rates", required=True, help="comma-separated request rates, e.g. 1,2,4,8")
+    p.add_argument("--cvs", default="1", help="comma-separated coefficients of variation (default 1)")
+    p.add_argument("--no-stop", action="store_true", help="run every cell even after saturation")
+    ns, rest = p.parse_known_args(list(argv))
+    for flag in ("--rate", "--cv", "--label"):
+        if any(a == flag or a.startswith(flag + "=") for a in rest):
+            raise ConfigError(f"sweep sets {flag} per cell; use --rates/--cvs")
+    rates, cvs = _floats(ns.rates, "--rates"), _floats(ns.cvs, "--cvs")
+    if any(r <= 0 or math.isinf(r) for r in rates):
+        raise ConfigError("--rates must be finite and > 0")
+    out = _pop_output_dir(rest)
+    sweep_dir = Path(out) if out else _default_dir()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    doc = run_sweep(rates, cvs, rest, sweep_dir, stop_on_saturation=not ns.no_stop, console=console)
+    format_sweep(doc, console)
+    try:
+        from loadgen.report.html import write_sweep_report  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        try:
+            console.print(f"report: {write_sweep_report(sweep_dir)}")
+        except Exception as exc:  # the HTML is a view; sweep.json is the result
+            console.print(f"[yellow]sweep report not written: {exc}[/]")
+    console.print(f"results: {sweep_dir}/sweep.json")
+    return 130 if doc["status"] == "interrupted" else 0
+
+
+def _pop_output_dir(rest: list[str]) -> str | None:
+    out = None
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a == "--output-dir" and i + 1 < len(rest):
+            out = rest[i + 1]
+            del rest[i : i + 2]
+            continue
+        if a.startswith("--output-dir="):
+            out = a.split("=", 1)[1]
+            del rest[i]
+            continue
+        i += 1
+    return out
+
+
+def _default_dir() -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return Path("results") / f"{stamp}-sweep"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
