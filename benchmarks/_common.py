@@ -51,6 +51,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_jiffies() -> list[tuple[int, int]]:
+    """Per core (busy, total) jiffies from /proc/stat."""
+    out = []
+    try:
+        with open("/proc/stat") as fh:
+            for line in fh:
+                if line.startswith("cpu") and line[3].isdigit():
+                    v = [int(x) for x in line.split()[1:]]
+                    idle = v[3] + (v[4] if len(v) > 4 else 0)
+                    out.append((sum(v) - idle, sum(v)))
+    except OSError:
+        pass
+    return out
+
+
+def pid_cpu_s(pid: int) -> float:
+    """utime + stime of a live process, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class CpuWindow:
+    """Busy core-seconds per core over a window, so a result says how loaded the machine was while measured."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.j = _cpu_jiffies()
+
+    def report(self, own_cpu_s: float = 0.0) -> dict[str, Any]:
+        j = _cpu_jiffies()
+        wall = time.perf_counter() - self.t
+        tck = os.sysconf("SC_CLK_TCK")
+        busy = [(b1 - b0) / tck for (b0, _), (b1, _) in zip(self.j, j, strict=False)]
+        total = sum(busy)
+        return {
+            "wall_s": round(wall, 2),
+            "busy_share_per_core": [round(b / wall, 3) for b in busy] if wall > 0 else [],
+            "benchmark_processes_cpu_s": round(own_cpu_s, 2),
+            # what everything else on the machine used, in cores: the number to read a result against
+            "other_load_cores": round(max(total - own_cpu_s, 0.0) / wall, 3) if wall > 0 else None,
+        }
+
+
 def machine_load() -> dict[str, Any]:
     """Load average and the busiest other processes, so a number can be read against what else ran."""
     la = os.getloadavg()
@@ -85,9 +132,11 @@ class FastServer:
             self.proc.kill()
             raise RuntimeError(f"fast_server did not start: {line!r}")
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.cpu_s = 0.0
 
     def stop(self) -> dict[str, Any]:
         """SIGTERM (the server then writes its log), wait, read the log back."""
+        self.cpu_s = pid_cpu_s(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:

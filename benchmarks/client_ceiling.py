@@ -19,13 +19,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PY, FastServer, child_cpu_s, machine_load, run_loadgen, scratch_dir, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    PY,
+    CpuWindow,
+    FastServer,
+    child_cpu_s,
+    machine_load,
+    run_loadgen,
+    scratch_dir,
+    write_result,
+)
 
 STREAMS = 256
 TOKENS = 256
 
 
 def one_run(n: int, tmp: Path, i: int) -> dict:
+    window = CpuWindow()
     with FastServer("burst", tmp / f"server{i}.jsonl") as srv:
         out = tmp / f"run{i}"
         r = run_loadgen(
@@ -45,6 +55,7 @@ def one_run(n: int, tmp: Path, i: int) -> dict:
             out,
         )
         srv.stop()
+    load_during = window.report(r["process_cpu_s"] + srv.cpu_s)
     recs = r["records"]
     ok = [x for x in recs if x["status"] == "ok"]
     tokens = sum(x["completion_tokens"] or 0 for x in ok)
@@ -61,6 +72,7 @@ def one_run(n: int, tmp: Path, i: int) -> dict:
         "process_cpu_s": round(r["process_cpu_s"], 3),
         "cpu_outside_run_window_s": round(r["process_cpu_s"] - cpu, 3),
         "max_rss_mb": round(r["max_rss_mb"], 1),
+        "machine_load_during": load_during,
     }
 
 

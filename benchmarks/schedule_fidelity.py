@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import FastServer, machine_load, pct, run_loadgen, scratch_dir, write_result  # noqa: E402
+from _common import CpuWindow, FastServer, machine_load, pct, run_loadgen, scratch_dir, write_result  # noqa: E402
 
 SEED = 7
 TTFT_MS = 2.0
@@ -101,7 +102,10 @@ def rate_stats(arrival_ns: np.ndarray, planned_ns: np.ndarray, target: float) ->
 
 
 def run_loadgen_case(n: int, rate: float, cv: float, tmp: Path) -> dict[str, Any]:
-    srv = FastServer("timed", tmp / "lg-server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    tmp = tmp / f"lg-{time.monotonic_ns()}"
+    tmp.mkdir()
+    srv = FastServer("timed", tmp / "server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    window = CpuWindow()
     with srv:
         r = run_loadgen(
             [
@@ -124,6 +128,7 @@ def run_loadgen_case(n: int, rate: float, cv: float, tmp: Path) -> dict[str, Any
             tmp / "lg",
         )
         log = srv.stop()
+    load_during = window.report(r["process_cpu_s"] + srv.cpu_s)
     t0 = r["summary"]["clock"]["t0_ns"]
     server = log["requests"]
     pairs = []
@@ -143,6 +148,7 @@ def run_loadgen_case(n: int, rate: float, cv: float, tmp: Path) -> dict[str, Any
         "intended_abs": p[:, 0],
         "arrival": p[:, 1],
         "send_lag_ms": pct(p[:, 2] / 1e6),
+        "machine_load_during": load_during,
         "client": {
             "cpu_share": round(cc["cpu_share"], 4),
             "pacing_spin_s": round(cc["pacing_spin_s"], 3),
@@ -192,7 +198,11 @@ async def _naive(base_url: str, offsets_ns: np.ndarray, mode: str) -> tuple[int,
 def run_naive_case(offsets_ns: np.ndarray, tmp: Path, mode: str) -> dict[str, Any]:
     import subprocess
 
-    srv = FastServer("timed", tmp / f"naive-{mode}-server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    tmp = tmp / f"naive-{mode}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    srv = FastServer("timed", tmp / "server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    window = CpuWindow()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with srv:
         np.save(tmp / "offsets.npy", offsets_ns)
         code = (
@@ -222,6 +232,9 @@ def run_naive_case(offsets_ns: np.ndarray, tmp: Path, mode: str) -> dict[str, An
             timeout=600,
         )
         log = srv.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load_during = window.report(client_cpu + srv.cpu_s)
     import json
 
     res = json.loads(out.stdout)
@@ -231,7 +244,25 @@ def run_naive_case(offsets_ns: np.ndarray, tmp: Path, mode: str) -> dict[str, An
         (int(offsets_ns[i]) + t0, server[sid]["arrival_ns"]) for i, sid in res["got"] if sid in server
     )
     p = np.asarray(pairs, dtype=np.int64)
-    return {"matched": len(pairs), "intended_abs": p[:, 0], "arrival": p[:, 1]}
+    return {
+        "matched": len(pairs),
+        "intended_abs": p[:, 0],
+        "arrival": p[:, 1],
+        "machine_load_during": load_during,
+    }
+
+
+def quietest(run: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Run up to ``--attempts`` times while something else loads the machine; keep the quietest attempt."""
+    tried = []
+    for _ in range(max(args.attempts, 1)):
+        res = run()
+        tried.append(res)
+        if res["machine_load_during"]["other_load_cores"] <= args.max_other_load:
+            break
+    best = min(tried, key=lambda r: r["machine_load_during"]["other_load_cores"])
+    best["attempts_other_load_cores"] = [r["machine_load_during"]["other_load_cores"] for r in tried]
+    return best
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -240,6 +271,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--cv", type=float, default=2.0)
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--attempts", type=int, default=3, help="re-run a case while the machine is busy")
+    ap.add_argument(
+        "--max-other-load", type=float, default=0.15, help="cores used by others that count as busy"
+    )
     args = ap.parse_args(argv)
     from loadgen.schedule import GammaSchedule
 
@@ -253,8 +288,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with scratch_dir("fidelity-") as td:
         tmp = Path(td)
-        lg = run_loadgen_case(args.requests, args.rate, args.cv, tmp)
+        lg = quietest(lambda: run_loadgen_case(args.requests, args.rate, args.cv, tmp), args)
         out["loadgen"] = {
+            "machine_load_during": lg["machine_load_during"],
+            "attempts_other_load_cores": lg["attempts_other_load_cores"],
             "matched": lg["matched"],
             "rate": rate_stats(lg["arrival"], planned, args.rate),
             "arrival_residual_ms": residuals(lg["arrival"], lg["intended_abs"]),
@@ -265,9 +302,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"loadgen: {out['loadgen']}", file=sys.stderr)
         if not args.skip_naive:
             for mode in ("until", "relative"):
-                nv = run_naive_case(planned, tmp, mode)
+                nv = quietest(lambda mode=mode: run_naive_case(planned, tmp, mode), args)
                 key = f"naive_sleep_{mode}_baseline"
                 out[key] = {
+                    "machine_load_during": nv["machine_load_during"],
+                    "attempts_other_load_cores": nv["attempts_other_load_cores"],
                     "matched": nv["matched"],
                     "rate": rate_stats(nv["arrival"], planned, args.rate),
                     "arrival_residual_ms": residuals(nv["arrival"], nv["intended_abs"]),

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FastServer, machine_load, pct, run_loadgen, scratch_dir, write_result  # noqa: E402
+from _common import CpuWindow, FastServer, machine_load, pct, run_loadgen, scratch_dir, write_result  # noqa: E402
 
 TTFT_MS = 100.0
 ITL_MS = 10.0
@@ -33,7 +33,10 @@ ITL_MS = 10.0
 
 def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float = 1.0) -> dict[str, Any]:
     load_before = machine_load()
-    srv = FastServer("timed", tmp / f"{name}-server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    tmp = tmp / f"{name}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    srv = FastServer("timed", tmp / "server.jsonl", ttft_ms=TTFT_MS, itl_ms=ITL_MS)
+    window = CpuWindow()
     with srv:
         r = run_loadgen(
             [
@@ -51,9 +54,10 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
                 "--seed",
                 "1",
             ],
-            tmp / name,
+            tmp / "loadgen",
         )
         log = srv.stop()
+    load_during = window.report(r["process_cpu_s"] + srv.cpu_s)
     summary = r["summary"]
     t0 = summary["clock"]["t0_ns"]
     server = log["requests"]
@@ -115,9 +119,23 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
             "trustworthy": cc["trustworthy"],
             "reasons": cc["reasons"],
         },
+        "machine_load_during": load_during,
         "machine_load_before": load_before,
         "machine_load_after": machine_load(),
     }
+
+
+def quietest(run, attempts: int, max_other_cores: float) -> dict[str, Any]:
+    """Run up to ``attempts`` times while something else loads the machine; keep the quietest attempt."""
+    tried = []
+    for _ in range(max(attempts, 1)):
+        res = run()
+        tried.append(res)
+        if res["machine_load_during"]["other_load_cores"] <= max_other_cores:
+            break
+    best = min(tried, key=lambda r: r["machine_load_during"]["other_load_cores"])
+    best["attempts_other_load_cores"] = [r["machine_load_during"]["other_load_cores"] for r in tried]
+    return best
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -127,6 +145,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--low-rate", type=float, default=5.0)
     p.add_argument("--low-requests", type=int, default=200)
     p.add_argument("--only", choices=("high", "low"))
+    p.add_argument("--attempts", type=int, default=3, help="re-run a scenario while the machine is busy")
+    p.add_argument(
+        "--max-other-load", type=float, default=0.15, help="cores used by others that count as busy"
+    )
     args = p.parse_args(argv)
     # ~500 in flight at 360/s: each stream lasts 500/360 = 1.39 s = 100 ms + (tokens - 1) x 10 ms
     tokens = round((500 / args.high_rate - TTFT_MS / 1000) / (ITL_MS / 1000)) + 1
@@ -140,11 +162,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with scratch_dir("accuracy-") as td:
         if args.only in (None, "low"):
-            out["low"] = scenario("low", args.low_rate, args.low_requests, tokens, Path(td))
+            out["low"] = quietest(
+                lambda: scenario("low", args.low_rate, args.low_requests, tokens, Path(td)),
+                args.attempts,
+                args.max_other_load,
+            )
             print(f"low: {out['low']['ttft_error_ms']}", file=sys.stderr)
         if args.only in (None, "high"):
             n = int(args.high_rate * args.high_seconds)
-            out["high"] = scenario("high", args.high_rate, n, tokens, Path(td))
+            out["high"] = quietest(
+                lambda: scenario("high", args.high_rate, n, tokens, Path(td)),
+                args.attempts,
+                args.max_other_load,
+            )
             print(f"high: {out['high']['ttft_error_ms']}", file=sys.stderr)
     write_result("timing_accuracy" + (f"_{args.only}" if args.only else ""), out)
     return out
