@@ -459,7 +459,7 @@ def _fmt(v: float | None, unit: str) -> str:
 def _fmt_diff(d: dict[str, Any], metric: Metric) -> str:
     unit = metric.unit
     if unit == "share":
-        core = f"{100 * d['diff']:+.1f} pt [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+        core = f"{_pt(d['diff'])} pt [{_pt(d['ci_low'])}, {_pt(d['ci_high'])}]"
     else:
         rel = f" ({100 * d['rel_diff']:+.0f}%)" if d["rel_diff"] is not None else ""
         core = f"{_sign(d['diff'], unit)}{rel} [{_sign(d['ci_low'], unit)}, {_sign(d['ci_high'], unit)}]"
@@ -470,6 +470,13 @@ def _fmt_diff(d: dict[str, Any], metric: Metric) -> str:
     good = metric.better == "" or (d["diff"] < 0) == (metric.better == "lower")
     color = "cyan" if metric.better == "" else ("green" if good else "red")
     return f"[bold {color}]{core} *[/]"
+
+
+def _pt(v: float) -> str:
+    """A share difference in percentage points; small ones keep two significant digits so that a
+    significant difference is never printed as +0.0."""
+    p = 100 * v
+    return f"{p:+.2g}" if 0 < abs(p) < 0.1 else f"{p:+.1f}"
 
 
 def _sign(v: float, unit: str) -> str:
