@@ -766,6 +766,7 @@ def default_out_dir(plan: Plan) -> Path:
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m loadgen experiment",
+        allow_abbrev=False,
         description="Run an experiment: launch specs x workloads x (rate, cv) x seeds, one folder with a manifest.",
     )
     p.add_argument("file", type=Path, help="experiment TOML (see workloads/experiments/)")

@@ -332,6 +332,7 @@ def format_sweep(doc: dict[str, Any], console: Any) -> None:
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m loadgen sweep",
+        allow_abbrev=False,
         description="Run a rate x cv grid of bounded runs with a saturation stop rule; any run option passes through "
         "(python -m loadgen --help).",
     )
