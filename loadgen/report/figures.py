@@ -977,8 +977,7 @@ def compare_bars(compare: dict[str, Any]) -> str | None:
     configs = compare.get("configs") or []
     if not configs:
         return None
-    base = compare.get("baseline")
-    metrics = sorted({k for c in configs for k in (c.get("metrics") or {})})
+    metrics = compare_metric_order(compare)
     diffs = {(d.get("config"), d.get("metric")): d for d in compare.get("differences") or []}
     names = [str(c.get("name")) for c in configs]
     cols = 2
@@ -1002,14 +1001,23 @@ def compare_bars(compare: dict[str, Any]) -> str | None:
         ox, oy = (k % cols) * cell_w, (k // cols) * cell_h
         x = Scale(vmin, vmax, 0, pw)
         y = Scale(0, len(configs), 0, ph)
-        p = Panel(x, y, left=ox + left, top=oy + 28, width=pw, height=ph, title=met, yfmt=lambda v: "")
+        p = Panel(
+            x,
+            y,
+            left=ox + left,
+            top=oy + 28,
+            width=pw,
+            height=ph,
+            title=compare_label(compare, met),
+            yfmt=lambda v: "",
+        )
         marks = []
         for i, c in enumerate(configs):
             v = vals[i]
             if v is None:
                 continue
             yy = 4 + i * bar
-            is_base = c.get("name") == base
+            is_base = c.get("name") == c.get("baseline", compare.get("baseline"))
             color = "#9e9e9e" if is_base else PALETTE[i % len(PALETTE)]
             d = diffs.get((c.get("name"), met))
             tip = f"{c.get('name')}: {met} = {v:,.4g}" + (" (baseline)" if is_base else "")
@@ -1041,6 +1049,25 @@ def compare_bars(compare: dict[str, Any]) -> str | None:
     return figure(
         cols * cell_w, rows_n * cell_h + 10, body, title="Per-configuration values", fig_id="compare-bars"
     )
+
+
+def compare_metric_order(compare: dict[str, Any]) -> list[str]:
+    """Metrics with at least one value, in the comparison's own order (its ``metrics`` table) when it has one."""
+    have = {
+        k
+        for c in compare.get("configs") or []
+        for k, v in (c.get("metrics") or {}).items()
+        if _num(v) is not None
+    }
+    order = list(compare.get("metrics") or {}) or sorted(have)
+    return [k for k in order if k in have] + sorted(have - set(order))
+
+
+def compare_label(compare: dict[str, Any], key: Any) -> str:
+    meta = (compare.get("metrics") or {}).get(key) or {}
+    label = meta.get("label") or str(key)
+    unit = meta.get("unit")
+    return f"{label} ({unit})" if unit and unit not in ("count",) else label
 
 
 def _num(v: Any) -> float | None:

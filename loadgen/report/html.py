@@ -202,6 +202,32 @@ def _bucket_ns(summary: dict[str, Any]) -> int:
     return int(round(step * 1e9))
 
 
+PARALLEL_BYTES = 32_000_000
+
+
+def _read_run(out: Path, bucket_ns: int) -> tuple[F.RunRequests | None, F.ServerSeries]:
+    """Both files in one pass each; a big scrape file is read in a forked process while requests are read here."""
+    rpath, spath = out / "requests.jsonl", out / "server_metrics.jsonl"
+    pool = None
+    fut = None
+    if spath.is_file() and rpath.is_file() and spath.stat().st_size > PARALLEL_BYTES:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+            fut = pool.submit(F.read_server, spath)
+        except (OSError, ValueError):  # no fork here: read one after the other
+            pool = None
+    try:
+        req = F.read_requests(rpath, bucket_ns) if rpath.is_file() else None
+        server = fut.result() if fut is not None else F.read_server(spath)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return req, server
+
+
 def write_run_report(result_dir: Path | str) -> Path:
     """Write ``result_dir/report.html`` and ``result_dir/figures/*.svg``; return the report's path."""
     out = Path(result_dir)
@@ -211,10 +237,7 @@ def write_run_report(result_dir: Path | str) -> Path:
     summary = orjson.loads(spath.read_bytes())
     started = time.perf_counter()
     m = summary.get("metrics") or {}
-    req = None
-    if (out / "requests.jsonl").is_file():
-        req = F.read_requests(out / "requests.jsonl", _bucket_ns(summary))
-    server = F.read_server(out / "server_metrics.jsonl")
+    req, server = _read_run(out, _bucket_ns(summary))
 
     figs: dict[str, str] = {}
     notes: list[str] = []
@@ -706,6 +729,8 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     configs = compare.get("configs") or []
     base = compare.get("baseline")
+    if not isinstance(base, str) and base:
+        base = ", ".join(map(str, base))
     figs: dict[str, str] = {}
     parts = [f"<h1>loadgen comparison: {len(configs)} configurations</h1>"]
     parts.append(
@@ -715,18 +740,18 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     rows = []
     for c in configs:
         rows.append(
-            f"<tr><td>{esc(c.get('name'))}{' (baseline)' if c.get('name') == base else ''}</td>"
+            f"<tr><td>{esc(c.get('name'))}{' (baseline)' if c.get('name') == c.get('baseline', base) else ''}</td>"
             f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join(map(str, c.get('seeds') or [])))}</td>"
             f"<td>{'<br>'.join(f'<code>{esc(d)}</code>' for d in c.get('dirs') or [])}</td></tr>"
         )
     parts.append(
         '<h2 id="configs">Configurations</h2>' + table(["name", "runs", "seeds", "results folders"], rows)
     )
-    metrics = sorted({k for c in configs for k in (c.get("metrics") or {})})
+    metrics = F.compare_metric_order(compare)
     mrows = []
     for met in metrics:
         mrows.append(
-            f"<tr><td>{esc(met)}</td>"
+            f"<tr><td>{esc(F.compare_label(compare, met))}</td>"
             + "".join(
                 cell(_get(c, "metrics", met), f"configs.{c.get('name')}.metrics.{met}") for c in configs
             )
@@ -737,16 +762,16 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     )
     drows = []
     for d in compare.get("differences") or []:
-        sig = bool(d.get("significant"))
+        sig = d.get("significant") is True
         drows.append(
-            f'<tr class="{"sig" if sig else ""}"><td>{esc(d.get("config"))}</td><td>{esc(d.get("metric"))}</td>'
+            f'<tr class="{"sig" if sig else ""}"><td>{esc(d.get("config"))}</td><td>{esc(F.compare_label(compare, d.get("metric")))}</td>'
             f"{cell(d.get('value'))}{cell(d.get('baseline_value'))}{cell(d.get('diff'))}{cell(d.get('rel_diff'), kind='pct')}"
             f"<td class=\"num\">{esc(fmt(d.get('ci_low')))} … {esc(fmt(d.get('ci_high')))}</td>"
-            f"<td>{'<b>yes</b>' if sig else 'no'}</td></tr>"
+            f"<td>{'<b>yes</b>' if sig else 'n/a' if d.get('significant') is None else 'no'}</td></tr>"
         )  # fmt: skip
     parts.append(
         '<h2 id="diffs">Differences to the baseline</h2><p class="note">diff = value − baseline; “significant”: '
-        "the 95 % interval of the difference excludes 0.</p>"
+        "the 95 % interval of the difference excludes 0; n/a: fewer than 2 runs on a side.</p>"
         + table(
             ["config", "metric", "value", "baseline", "diff", "relative", "95 % CI of diff", "significant"],
             drows,
