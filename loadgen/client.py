@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import struct
+import sys
 from collections.abc import Mapping
 from itertools import repeat
-from time import perf_counter_ns
+from time import perf_counter_ns, time_ns
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -381,7 +384,11 @@ class _Conn(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        ts = perf_counter_ns() - self.t0
+        self.data_received_at(perf_counter_ns(), data)
+
+    def data_received_at(self, ts_abs: int, data: bytes) -> None:
+        """``data`` arrived at ``ts_abs`` (perf_counter_ns clock): the kernel's receive time when known."""
+        ts = ts_abs - self.t0
         if self.state == _BODY:
             if (
                 self.framing == _CHUNKED
@@ -633,14 +640,177 @@ def _whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
     return b"".join(payloads), last
 
 
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
+_SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", _SO_TIMESTAMPNS)
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+_RECV_SIZE = 65_536
+# one receive buffer for every kernel-stamped socket: each read is copied out before the next (one loop thread)
+_RECV_BUF = bytearray(_RECV_SIZE)
+_RECV_VIEW = memoryview(_RECV_BUF)
+_RECV_VIEWS = [_RECV_VIEW]
+
+
+class _RealtimeToMonotonic:
+    """Kernel receive stamps are CLOCK_REALTIME; this maps them onto perf_counter_ns (CLOCK_MONOTONIC).
+
+    The offset is the tightest of a few back-to-back readings and is re-read every second, so an NTP slew shifts
+    a stamp by at most the slew over one second (microseconds).
+    """
+
+    __slots__ = ("offset", "_next")
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self._next = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        best = None
+        for _ in range(5):
+            a = perf_counter_ns()
+            r = time_ns()
+            b = perf_counter_ns()
+            if best is None or b - a < best[0]:
+                best = (b - a, r - (a + b) // 2)
+        assert best is not None
+        self.offset = best[1]
+        self._next = perf_counter_ns() + 1_000_000_000
+
+    def due(self, now: int) -> bool:
+        return now >= self._next
+
+
+class _KernelStampedTransport:
+    """A plain TCP socket read with ``recvmsg`` so every read carries the kernel's receive time (SO_TIMESTAMPNS).
+
+    The time a byte reached the socket does not depend on how busy the event loop or the machine is, so a client
+    that is late to read still records when the server's data arrived. Implements the part of
+    ``asyncio.Transport`` that ``_Conn`` and ``execute()`` use.
+    """
+
+    __slots__ = ("_loop", "_sock", "_conn", "_clock", "_fd", "_closing")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: _Conn, clock: _RealtimeToMonotonic
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._conn = conn
+        self._clock = clock
+        self._fd = sock.fileno()
+        self._closing = False
+        loop.add_reader(self._fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            n, anc, _flags, _addr = self._sock.recvmsg_into(_RECV_VIEWS, _CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._shutdown(exc)
+            return
+        if not n:
+            self._shutdown(None)
+            return
+        # one exact-size copy out of the shared buffer (recvmsg(size) allocates and shrinks size bytes per read)
+        data = bytes(_RECV_VIEW[:n])
+        now = perf_counter_ns()
+        clock = self._clock
+        if clock.due(now):
+            clock.refresh()
+        ts = now
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(cdata) >= 16:
+                sec, nsec = _TIMESPEC.unpack_from(cdata)
+                k = sec * 1_000_000_000 + nsec - clock.offset
+                if k < now:  # never later than the read itself
+                    ts = k
+        self._conn.data_received_at(ts, data)
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            n = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self._shutdown(exc)
+            return
+        if n < len(data):  # a request larger than the socket buffer: finish it in the background
+            self._loop.create_task(self._send_rest(memoryview(data)[n:]))
+
+    async def _send_rest(self, rest: memoryview) -> None:
+        try:
+            await self._loop.sock_sendall(self._sock, rest)
+        except OSError as exc:
+            self._shutdown(exc)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._sock if name == "socket" else default
+
+    def close(self) -> None:
+        self._shutdown(None)
+
+    def abort(self) -> None:
+        self._shutdown(None)
+
+    def _shutdown(self, exc: Exception | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._fd)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._loop.call_soon(self._conn.connection_lost, exc)
+
+
+def _kernel_stamps_available() -> bool:
+    if _SO_TIMESTAMPNS is None or not _CMSG_SPACE or not sys.platform.startswith("linux"):
+        return False
+    return not os.environ.get("LOADGEN_NO_KERNEL_TIMESTAMPS")
+
+
 class _Pool:
-    """Idle keep-alive connections to one origin (no limit, like ``TCPConnector(limit=0)``)."""
+    """Idle keep-alive connections to one origin (no limit, like ``TCPConnector(limit=0)``).
+
+    Plain-HTTP connections on Linux are kernel-stamped sockets (see ``_KernelStampedTransport``); HTTPS, other
+    platforms and ``LOADGEN_NO_KERNEL_TIMESTAMPS=1`` use an asyncio transport stamped in ``data_received``.
+    """
 
     def __init__(self, host: str, port: int, ssl: Any) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
         self.idle: list[_Conn] = []
+        self.kernel_stamps = ssl is None and _kernel_stamps_available()
+        self._clock = _RealtimeToMonotonic() if self.kernel_stamps else None
+        self._addr: tuple[int, Any] | None = None
+
+    async def _connect_stamped(self, conn: _Conn) -> None:
+        loop = asyncio.get_running_loop()
+        if self._addr is None:
+            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            if not infos:
+                raise OSError(f"cannot resolve {self.host}")
+            self._addr = (infos[0][0], infos[0][4])
+        family, addr = self._addr
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            await loop.sock_connect(sock, addr)
+        except BaseException:
+            sock.close()
+            raise
+        assert self._clock is not None
+        conn.transport = _KernelStampedTransport(loop, sock, conn, self._clock)  # type: ignore[assignment]
 
     async def acquire(self) -> tuple[_Conn, bool]:
         idle = self.idle
@@ -652,7 +822,10 @@ class _Pool:
         loop = asyncio.get_running_loop()
         conn = _Conn(self)
         try:
-            await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
+            if self.kernel_stamps:
+                await self._connect_stamped(conn)
+            else:
+                await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
         except OSError as exc:
             raise _H1Error(
                 ErrorKind.CONNECT,
