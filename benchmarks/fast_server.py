@@ -15,6 +15,7 @@ Every request gets ``x-request-id: <n>`` so a client's record can be joined with
 ``--log FILE`` the server writes, on SIGTERM/SIGINT, one JSON line per request: ``id``, ``arrival_ns`` (the
 ``perf_counter_ns()`` at which the first byte of the request was read, CLOCK_MONOTONIC like the client's), the
 planned and actual write time of every token event (``plan_ns``, ``write_ns``; the first one is the first token),
+so a server preempted between its stamp and its write shows as a long write, not as client error),
 and a last line ``{"server_summary": ...}`` with its own lateness (write − plan) so server error is never blamed on
 the client. ``write_ns`` is taken immediately before ``transport.write``, which on uvloop tries the socket write
 synchronously.
@@ -128,7 +129,19 @@ class Templates:
 
 
 class Stream:
-    __slots__ = ("rid", "cid", "transport", "p", "n", "k", "continuous", "t_arrival", "plan", "writes")
+    __slots__ = (
+        "rid",
+        "cid",
+        "transport",
+        "p",
+        "n",
+        "k",
+        "continuous",
+        "t_arrival",
+        "plan",
+        "writes",
+        "ends",
+    )
 
     def __init__(self, rid: int, transport, p: int, n: int, continuous: bool, t_arrival: int) -> None:
         self.rid = rid
@@ -141,6 +154,7 @@ class Stream:
         self.t_arrival = t_arrival
         self.plan: list[int] = []
         self.writes: list[int] = []
+        self.ends: list[int] = []  # perf_counter_ns() right after each write returned
 
 
 class Server:
@@ -182,6 +196,7 @@ class Server:
             data = head + self.tpl.burst(p, n, continuous).replace(ID_PLACEHOLDER, s.cid)
             t = perf_counter_ns()
             transport.write(data)
+            s.ends.append(perf_counter_ns())
             s.writes.append(t)
             self.done.append(s)
             return
@@ -233,6 +248,7 @@ class Server:
                 data = data.replace(ID_PLACEHOLDER, s.cid)
                 t = perf_counter_ns()
                 tr.write(data)
+                s.ends.append(perf_counter_ns())
                 s.plan.append(plan)
                 s.writes.append(t)
                 lateness.append(t - plan)
@@ -257,6 +273,7 @@ class Server:
                             "tokens": s.n,
                             "plan_ns": s.plan,
                             "write_ns": s.writes,
+                            "write_end_ns": s.ends,
                         }
                     )
                     + b"\n"

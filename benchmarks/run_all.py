@@ -112,6 +112,84 @@ def headline(out: dict) -> dict:
     return h
 
 
+def markdown(out: dict) -> str:
+    """The README's table, from a latest.json."""
+    c, a, f = out["client_ceiling"], out["timing_accuracy"], out["schedule_fidelity"]
+
+    def load(r: dict) -> str:
+        m = r.get("machine_load_during") or {}
+        return f"{m.get('other_load_cores', '?')}"
+
+    def ms(d: dict, k: str) -> str:
+        return f"{d[k]:.3f}" if d.get(k) is not None else "-"
+
+    rows = [
+        "| benchmark | measured | target | others' load (cores) |",
+        "| --- | --- | --- | --- |",
+    ]
+    runs = c["runs"]
+    rows.append(
+        f"| ceiling: streamed tokens per client CPU-s (256 x 256, median of {len(runs)}) | "
+        f"{c['tokens_per_cpu_s_median']:,} | >= 300,000 | {', '.join(load(r) for r in runs)} |"
+    )
+    rows.append(f"| start-up: `python -m loadgen --help` CPU-s | {c['startup_cpu_s_help']} | < 0.5 | - |")
+    rows.append(
+        f"| start-up + 1 request + summary, whole process CPU-s | {c.get('one_request_run_cpu_s')} | < 0.5 | - |"
+    )
+    for k, label, t50, t99 in (("high", "360 req/s", 2, 10), ("low", "5 req/s", 0.5, 1)):
+        s = a[k]
+        r = s["rate"]
+        rows.append(
+            f"| {label}: rate planned / sent / received by server | {r['planned']:.1f} / {r['achieved_send']:.1f}"
+            f" / {r['received_by_server']:.1f} ({s['mean_streams_in_flight']:.0f} in flight) | full rate | "
+            f"{load(s)} |"
+        )
+        for key, name in (
+            ("ttft_error_ms", "TTFT error"),
+            ("token_delivery_error_ms", "per-token delivery error"),
+            ("inter_token_abs_error_ms", "inter-token error (abs)"),
+            ("token_error_after_write_returned_ms", "per-token error past the server's write call"),
+        ):
+            if key not in s:
+                continue
+            d = s[key]
+            rows.append(
+                f"| {label}: {name} p50 / p99 / p99.9 ms | {ms(d, 'p50')} / {ms(d, 'p99')} / {ms(d, 'p99.9')} | "
+                f"< {t50} / < {t99} | {load(s)} |"
+            )
+        sl = s["server_write_lateness_ms"] or {}
+        rows.append(
+            f"| {label}: fast_server's own write lateness p50 / p99 ms | {ms(sl, 'p50')} / {ms(sl, 'p99')} | "
+            f"(server check) | {load(s)} |"
+        )
+        wc = s.get("server_write_call_ms")
+        if wc:
+            rows.append(
+                f"| {label}: fast_server's write call duration p50 / p99 / max ms | {ms(wc, 'p50')} / "
+                f"{ms(wc, 'p99')} / {ms(wc, 'max')} | (server check) | {load(s)} |"
+            )
+    for key, name in (
+        ("loadgen", "loadgen"),
+        ("naive_sleep_until_baseline", "naive sleep-to-deadline"),
+        ("naive_sleep_relative_baseline", "naive sleep(gap)"),
+    ):
+        if key not in f:
+            continue
+        g = f[key]
+        rows.append(
+            f"| Gamma 50/s cv 2, {name}: rate vs target / vs plan; residual p99 ms; KS >= 1 ms; mass < 1 ms | "
+            f"{g['rate']['received_vs_target']:+.2%} / {g['rate']['received_vs_planned']:+.2%}; "
+            f"{g['arrival_residual_ms']['p99']:.3f}; {g['gaps']['ks_received_vs_gamma_ge_1ms']:.4f} "
+            f"(plan itself {g['gaps']['ks_planned_vs_gamma_ge_1ms']:.4f}); "
+            f"{g['gaps']['mass_below_1ms']['received']:.3f} (plan {g['gaps']['mass_below_1ms']['planned']:.3f}, "
+            f"Gamma {g['gaps']['mass_below_1ms']['gamma']:.3f}) | 2%; 1 ms; 0.03 | {load(g)} |"
+        )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    main()
-    print(f"wrote {BENCH / 'results' / 'latest.json'}", file=sys.stderr)
+    if sys.argv[1:] == ["--table"]:
+        print(markdown(json.loads((BENCH / "results" / "latest.json").read_text())))
+    else:
+        main()
+        print(f"wrote {BENCH / 'results' / 'latest.json'}", file=sys.stderr)

@@ -7,7 +7,11 @@ for every token: added error = client arrival stamp − server write stamp. Repo
   * rate: planned, achieved by the client's sends and as received by the server;
   * TTFT error (first token), per-token delivery error (every token) and inter-token error
     (client gap − server gap), p50/p99/p99.9/max in ms;
-  * the server's own lateness (write − plan), so its error is not blamed on the client.
+  * the server's own lateness (write − plan) and how long its write calls took, so its error is not blamed on
+    the client; and the error measured from the end of the server's write call (the bytes reach the client's
+    socket inside it on loopback), the part that is surely the client's.
+loadgen stamps reads with the kernel's receive time (SO_TIMESTAMPNS) on Linux; ``LOADGEN_NO_KERNEL_TIMESTAMPS=1``
+measures the event-loop stamp instead.
 Targets: 360 req/s with ~500 in flight: p50 < 2 ms, p99 < 10 ms; 5 req/s: p50 < 0.5 ms, p99 < 1 ms.
 
     python benchmarks/timing_accuracy.py [--high-seconds 20] [--low-requests 200]
@@ -62,6 +66,7 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
     t0 = summary["clock"]["t0_ns"]
     server = log["requests"]
     ttft_err, tok_err, itl_err, in_flight_ends = [], [], [], []
+    past_end, write_dur = [], []
     missing = bad = 0
     for rec in r["records"]:
         if rec["status"] != "ok" or rec["server_request_id"] is None:
@@ -79,6 +84,9 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
         d = (c - w) / 1e6
         ttft_err.append(d[0])
         tok_err.append(d)
+        we = np.asarray(s.get("write_end_ns") or s["write_ns"], dtype=np.int64)
+        past_end.append(np.maximum(c - we, 0) / 1e6)
+        write_dur.append((we - w) / 1e6)
         itl_err.append(np.diff(c) / 1e6 - np.diff(w) / 1e6)
         in_flight_ends.append((s["arrival_ns"], w[-1]))
     tok = np.concatenate(tok_err) if tok_err else np.zeros(0)
@@ -109,6 +117,10 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
         "token_delivery_error_ms": pct(tok),
         "inter_token_error_ms": pct(itl),
         "inter_token_abs_error_ms": pct(np.abs(itl)),
+        # the part of the error that is surely the client's: how long after the server's write *returned* the
+        # client's stamp is (on loopback the bytes reach the client's socket inside the write call)
+        "token_error_after_write_returned_ms": pct(np.concatenate(past_end) if past_end else []),
+        "server_write_call_ms": pct(np.concatenate(write_dur) if write_dur else []),
         "server_write_lateness_ms": log["summary"].get("write_lateness_ms"),
         "client": {
             "send_lag_ms": cc["send_lag_ms"],
