@@ -113,7 +113,9 @@ def test_reasoning_then_answer_and_the_visible_token_metric(vllm_server, tiny_mo
     assert all(any("reasoning_tokens" in n for n in r.count_notes) for r in flagged)
     m = res.summary["metrics"]
     assert m["latency_ms"]["ttfvt"]["count"] >= len(with_answer)
-    assert m["latency_ms"]["ttfvt"]["p50"] > m["latency_ms"]["ttft"]["p50"]
+    # the reasoning phase delays the visible answer: strictly, summed over the streams that had one
+    gaps = [request_latencies(r)["ttfvt"] - request_latencies(r)["ttft"] for r in with_answer]
+    assert sum(gaps) > 0
     assert m["tokens"]["reasoning"] > 0
 
 
