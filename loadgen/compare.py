@@ -80,6 +80,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("error_share", "errors", "share", "run", "lower", "throughput"),
     Metric("straggler_share", "stragglers", "share", "run", "lower", "throughput"),
     Metric("accuracy", "accuracy", "share", "run", "higher", "throughput"),
+    # share of runs whose client self-check passed: below 1, latencies may include the client's own queueing
+    Metric("client_trustworthy", "client check ok", "share", "run", "higher", "throughput"),
     Metric("kv_usage_mean", "KV usage mean", "share", "run", "", "server"),
     Metric("kv_usage_max", "KV usage max", "share", "run", "", "server"),
     Metric("kv_capacity_tokens", "KV capacity", "tokens", "run", "higher", "server"),
@@ -161,6 +163,9 @@ def run_level_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
         "error_share": (req.get("failed", 0) / measured) if measured else None,
         "straggler_share": _num(_get(m, "stragglers", "share_of_requests")),
         "accuracy": _num(acc),
+        "client_trustworthy": None
+        if "client_check" not in summary
+        else float(bool(summary["client_check"].get("trustworthy"))),
         "kv_usage_mean": _num(_get(server, "kv_cache_usage", "mean")),
         "kv_usage_max": _num(_get(server, "kv_cache_usage", "max")),
         "kv_capacity_tokens": _num(_get(server, "engine", "kv_capacity_tokens")),
@@ -531,7 +536,7 @@ def format_compare(result: dict[str, Any], console: Any) -> None:
 def write_html(result: dict[str, Any], out_path: Path) -> Path | None:
     """compare.html through the report module, when it is installed; None (and a log line) otherwise."""
     try:
-        from loadgen.report.html import write_compare_report  # type: ignore[attr-defined]
+        from loadgen.report.html import write_compare_report
     except ImportError as exc:
         log.warning("no HTML comparison written: the report module is unavailable (%s)", exc)
         return None
