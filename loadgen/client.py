@@ -124,6 +124,12 @@ class StreamingClient:
             self._session = None
 
     @property
+    def stamp_source(self) -> str:
+        """Where read times come from, for the summary: the kernel's receive stamp or the event loop's clock."""
+        pool = self._pool or self._pool_for()
+        return "kernel receive time (SO_TIMESTAMPNS)" if pool.kernel_stamps else "event loop (data_received)"
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         assert self._session is not None, "StreamingClient.open() first"
         return self._session
