@@ -10,8 +10,8 @@ for every token: added error = client arrival stamp − server write stamp. Repo
   * the server's own lateness (write − plan) and how long its write calls took, so its error is not blamed on
     the client; and the error measured from the end of the server's write call (the bytes reach the client's
     socket inside it on loopback), the part that is surely the client's.
-loadgen stamps reads with the kernel's receive time (SO_TIMESTAMPNS) on Linux; ``LOADGEN_NO_KERNEL_TIMESTAMPS=1``
-measures the event-loop stamp instead.
+loadgen stamps reads in the event loop by default; with ``LOADGEN_KERNEL_TIMESTAMPS=1`` (Linux) it uses the kernel's
+receive time (SO_TIMESTAMPNS) instead, e.g. ``LOADGEN_KERNEL_TIMESTAMPS=1 python benchmarks/timing_accuracy.py``.
 Targets: 360 req/s with ~500 in flight: p50 < 2 ms, p99 < 10 ms; 5 req/s: p50 < 0.5 ms, p99 < 1 ms.
 
     python benchmarks/timing_accuracy.py [--high-seconds 20] [--low-requests 200]
