@@ -296,17 +296,26 @@ async def run_async(
                 loop.add_signal_handler(signal.SIGINT, on_sigint)
                 loop.add_signal_handler(signal.SIGTERM, on_sigint)
 
-        await dispatcher.run()
+        # Ctrl-C must stop sending at once, even while the dispatcher waits minutes for the next planned send
+        sending = loop.create_task(dispatcher.run())
+        stop_wait = loop.create_task(stop.wait())
+        await asyncio.wait({sending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+            dispatcher.stats.stopped_early = True
+        else:
+            sending.result()  # a bug in dispatch surfaces here rather than being swallowed
         if stop.is_set():
             await dispatcher.drain(STOP_GRACE_S)
         else:
             drain = loop.create_task(dispatcher.drain())
-            stop_wait = loop.create_task(stop.wait())
             await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if not drain.done():
                 await dispatcher.drain(STOP_GRACE_S)
                 drain.cancel()
-            stop_wait.cancel()
+        stop_wait.cancel()
         if install_signal_handlers:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
@@ -329,6 +338,7 @@ async def run_async(
             interrupted=interrupted,
             poller=poller,
             specs=specs,
+            read_stamps=getattr(client, "stamp_source", None),
         )
         (out_dir / "summary.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
@@ -394,6 +404,7 @@ def build_summary(
     interrupted: bool,
     poller: Any = None,
     specs: list[RequestSpec] | None = None,
+    read_stamps: str | None = None,
 ) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r.index)
     target_rate = (
@@ -436,6 +447,7 @@ def build_summary(
         "config": cfg.public_dict(),
         "schedule": sched.describe(),
         "clock": {
+            "read_stamps": read_stamps,
             "t0_ns": t0_ns,
             "t0_unix_ns": t0_unix_ns,
             "note": "record and server-metric times are ns since t0 on the monotonic perf_counter clock",

@@ -79,6 +79,7 @@ def _error_text(obj: Any) -> str:
 
 
 def _handle_data(acc: _Acc, data: bytes, ts: int) -> None:
+    """One SSE data payload on the general (per-event) path: decode it, then the shared per-object logic."""
     if data == b"[DONE]":
         acc.done = True
         return
@@ -88,52 +89,7 @@ def _handle_data(acc: _Acc, data: bytes, ts: int) -> None:
         if acc.malformed is None:
             acc.malformed = f"invalid JSON in SSE data: {data[:80]!r}"
         return
-    if not isinstance(obj, dict):
-        if acc.malformed is None:
-            acc.malformed = f"SSE data is not a JSON object: {data[:80]!r}"
-        return
-    if "error" in obj or obj.get("object") == "error":
-        acc.error = _error_text(obj)
-        return
-    if acc.first_chunk_ns is None:
-        acc.first_chunk_ns = ts
-    usage = obj.get("usage")
-    if usage:
-        acc.usage = usage
-    choices = obj.get("choices")
-    if not choices:
-        return
-    choice = choices[0]
-    delta = choice.get("delta")
-    reasoning = None
-    if delta is not None:
-        content = delta.get("content")
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-    else:
-        content = choice.get("text")
-    fr = choice.get("finish_reason")
-    if fr:
-        acc.finish_reason = fr
-    if not content and not reasoning:
-        if usage:
-            _textless_tokens(acc, usage, ts)
-        return
-    acc.chunk_ns.append(ts)
-    if content:
-        acc.content.append(content)
-        acc.kinds.append("c")
-        acc.chars.append(len(content) + (len(reasoning) if reasoning else 0))
-        if reasoning:
-            acc.reasoning_chars += len(reasoning)
-    else:
-        acc.kinds.append("r")
-        acc.chars.append(len(reasoning))
-        acc.reasoning_chars += len(reasoning)
-    if usage and usage.get("completion_tokens") is not None:
-        acc.cum_tokens.append(int(usage["completion_tokens"]))
-    else:
-        acc.cum_tokens.append(None)
-        acc.continuous = False
+    _handle_objects(acc, [obj], [ts])
 
 
 def _textless_tokens(acc: _Acc, usage: dict[str, Any], ts: int) -> None:

@@ -138,7 +138,9 @@ def test_json_output_and_secrets_stay_out_of_files(tmp_path):
     summary = json.loads(r.stdout)
     assert summary["metrics"]["requests"]["ok"] == 5
     assert summary["config"]["endpoint"]["api_key"] == "set"
-    for f in (tmp_path / "o").iterdir():
+    files = [f for f in (tmp_path / "o").rglob("*") if f.is_file()]
+    assert any(f.name == "report.html" for f in files)  # the page quotes the command line: check it too
+    for f in files:
         data = f.read_text()
         for secret in ("sk-argv-secret", "sk-env-secret", "hdr-secret"):
             assert secret not in data, (f, secret)
@@ -187,3 +189,26 @@ def test_ctrl_c_stops_sending_and_keeps_what_finished(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True
     assert summary["metrics"]["requests"]["total"] == len(lines)
+
+
+def test_ctrl_c_while_waiting_for_the_next_planned_send_stops_at_once(tmp_path):
+    out = tmp_path / "slow"
+    with ThreadedServer(slow_stream(0.05, 2)) as srv:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "loadgen", "--base-url", srv.base_url, "-n", "5", "--rate", "0.02",
+             "--arrival", "constant", "--no-scrape", "--no-report", "--output-dir", str(out), "--no-live"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.time() + 30
+        while time.time() < deadline and not (out / "requests.jsonl").exists():
+            time.sleep(0.1)
+        while time.time() < deadline and (out / "requests.jsonl").read_text().count("\n") < 1:
+            time.sleep(0.1)
+        t = time.time()
+        p.send_signal(signal.SIGINT)  # the next send is planned 50 s after the first
+        p.communicate(timeout=20)
+        stopped_in = time.time() - t
+    assert p.returncode == 130
+    assert stopped_in < 8, stopped_in
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["metrics"]["requests"]["total"] == 1

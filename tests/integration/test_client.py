@@ -213,5 +213,7 @@ def test_401_and_unknown_model_are_setup_errors(scripted, tmp_path):
 def test_api_key_never_reaches_result_files(scripted, tmp_path):
     scripted.default = Script(stream_writes())
     asyncio.run(_run(scripted, lambda: config(scripted, tmp_path, num_requests=3)))
-    for f in (tmp_path / "out").iterdir():
+    files = [f for f in (tmp_path / "out").rglob("*") if f.is_file()]
+    assert any(f.name == "summary.json" for f in files)
+    for f in files:
         assert b"sk-secret-123" not in f.read_bytes(), f
