@@ -1,7 +1,7 @@
 """The run report as a user sees it: real headless Chromium, no console errors, figures drawn, numbers = summary.
 
 Skips (one reason) without Chromium; FAILS when the environment variable CI is set and Chromium is missing.
-A CPU-vLLM results folder is checked too when LOADGEN_BROWSER_VLLM_RUN points at one (the e2e tier makes it).
+A real CPU vLLM run's report is checked by tests/e2e/test_report_vllm_browser.py, where that server runs.
 Screenshots go to the test's tmp dir and to tests/browser/artifacts/ (git-ignored).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen.report.html import fmt, write_run_report
+from loadgen.report.html import fmt
 from tests.browser.cdp import Browser, find_chromium
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -109,16 +109,4 @@ def test_sim_run_report_in_chromium(chromium: str, sim_run: Path, tmp_path: Path
     shot = tmp_path / "report-sim.png"
     asyncio.run(_check(chromium, sim_run, shot, "simulated"))
     assert shot.stat().st_size > 50_000
-    _keep(shot)
-
-
-def test_vllm_run_report_in_chromium(chromium: str, tmp_path: Path) -> None:
-    run = os.environ.get("LOADGEN_BROWSER_VLLM_RUN")
-    if not run:
-        pytest.skip("set LOADGEN_BROWSER_VLLM_RUN to a CPU vLLM results folder to check its report too")
-    d = Path(run)
-    if not (d / "report.html").is_file():
-        write_run_report(d)
-    shot = tmp_path / "report-vllm.png"
-    asyncio.run(_check(chromium, d, shot, "endpoint"))
     _keep(shot)
