@@ -831,7 +831,7 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
     rows = []
     for i, c in enumerate(cells):
         rows.append(
-            f"<tr><td>{cell(c.get('rate'), f'cells.{i}.rate')[4:-5]}</td>"
+            f"<tr>{cell(c.get('rate'), f'cells.{i}.rate')}"
             f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}</td>"
             f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
             f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}{cell(c.get('p99_ttft_ms'), f'cells.{i}.p99_ttft_ms')}"
@@ -871,6 +871,9 @@ def _link(base: Path, d: Any) -> str:
     if not d:
         return "–"
     p = Path(d)
+    full = p if p.is_absolute() else base / p
+    if not (full / "summary.json").is_file():
+        return "–"  # a skipped or failed cell has no run to link to
     rel = p if not p.is_absolute() else (p.relative_to(base) if p.is_relative_to(base) else p)
     rep = rel / REPORT_NAME
     return f'<a href="{esc(rep.as_posix())}">{esc(rel.as_posix())}</a>'

@@ -54,6 +54,14 @@ def test_sweep_against_the_simulator_stops_a_saturated_cv(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "goodput (req/s) / p99 TTFT (ms)" in printed and "saturated" in printed and "skipped" in printed
 
+    # the sweep page from this real sweep.json: well-formed cells, links only to runs that exist
+    from loadgen.report.html import write_sweep_report
+
+    html = write_sweep_report(out).read_text()
+    assert "<td>class=" not in html and 'data-key="cells.0.rate"' in html
+    assert f'href="{low["dir"]}/report.html"' in html
+    assert f'href="{cells[80.0]["dir"]}/report.html"' not in html
+
 
 def test_sweep_needs_bounded_cells_and_owns_rate_and_cv(tmp_path):
     with pytest.raises(ConfigError, match="bounded"):
