@@ -94,7 +94,8 @@ def test_chat_and_completions_with_exact_token_counts(vllm_server, tmp_path):
 
 def test_reasoning_then_answer_and_the_visible_token_metric(vllm_server, tiny_model_info, tmp_path):
     srv = vllm_server(REASONING)
-    bias = {"logit_bias": {str(tiny_model_info["think_end_id"]): 6}}
+    # seeded sampling: the random model's output is then the same on every run
+    bias = {"logit_bias": {str(tiny_model_info["think_end_id"]): 6}, "seed": 7}
     res = run(srv, tmp_path, n=8, max_tokens=160, ignore_eos=False, extra=bias)
     ok = [r for r in res.records if r.status == "ok"]
     assert len(ok) == 8
