@@ -115,11 +115,57 @@ def fast(n: int, tokens: int) -> None:
           f"CPU-second")  # fmt: skip
 
 
+def fast_with_loadgen(n: int, tokens: int, requests: int) -> None:
+    """The same fast streams driven by loadgen itself (closed loop of ``n``), client on CPU 0, simulator on CPU 1:
+    the wall rate here is the simulator's, since loadgen's client ceiling is far above it."""
+    import json
+    import shutil
+    import tempfile
+
+    settings = [f"max_num_seqs={n}", f"num_blocks={n * (tokens // 16 + 4)}", "max_num_batched_tokens=8192",
+                "step_overhead_us=1000", "prefill_token_us=0", "decode_seq_us=0", "context_token_us=0",
+                f"max_model_len={tokens + 64}"]  # fmt: skip
+    pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else []
+    cmd = [*pin, sys.executable, "-m", "loadgen.sim", "--port", "0"]
+    for setting in settings:
+        cmd += ["--set", setting]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().decode().rsplit(":", 1)[1])
+    out = tempfile.mkdtemp(prefix="simcap-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    try:
+        cpu0 = _cpu_seconds(proc.pid)
+        client = ["taskset", "-c", "0"] if pin else []
+        subprocess.run(
+            [*client, sys.executable, "-m", "loadgen", "--base-url", f"http://127.0.0.1:{port}", "--api",
+             "completions", "--rate", "inf", "--max-concurrency", str(n), "-n", str(requests), "--max-tokens",
+             str(tokens), "--ignore-eos", "--input-len", "8", "--no-scrape", "--quiet", "--no-report",
+             "--output-dir", out],
+            check=True, cwd=ROOT,
+        )  # fmt: skip
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        with open(os.path.join(out, "summary.json")) as fh:
+            summary = json.load(fh)
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(out, ignore_errors=True)
+    m = summary["metrics"]
+    toks = m["tokens"]["completion"]
+    wall = m["window"]["duration_s"]
+    print(f"fast streams via loadgen: {m['requests']['ok']}/{requests} ok, {toks} tokens in {wall:.2f} s: "
+          f"{toks / wall:,.0f} tok/s wall, server CPU {cpu:.2f} s -> {toks / max(cpu, 1e-9):,.0f} tok per server "
+          f"CPU-second; loadgen client CPU {summary['client_check']['cpu_s']:.2f} s")  # fmt: skip
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--slow", type=int, default=10000)
     p.add_argument("--fast", type=int, default=256)
     p.add_argument("--fast-tokens", type=int, default=400)
+    p.add_argument(
+        "--loadgen-requests", type=int, default=1024, help="fast streams driven by loadgen (0: skip)"
+    )
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.slow + 1024)), hard))
@@ -130,6 +176,8 @@ def main() -> int:
     except ImportError:
         pass
     fast(args.fast, args.fast_tokens)
+    if args.loadgen_requests:
+        fast_with_loadgen(args.fast, args.fast_tokens, args.loadgen_requests)
     slow(args.slow)
     return 0
 
