@@ -269,6 +269,7 @@ def resolve_options(ns: argparse.Namespace) -> dict[str, Any]:
 
 def build_config(opts: dict[str, Any]) -> Any:
     from loadgen.config import (
+        DEFAULT_NUM_REQUESTS,
         AnalysisConfig,
         EndpointConfig,
         LengthDist,
@@ -319,7 +320,10 @@ def build_config(opts: dict[str, Any]) -> Any:
         trace_format=opts["trace_format"],
         trace_start_s=opts["trace_start"],
         trace_end_s=opts["trace_end"],
-        num_requests=opts["num_requests"],
+        # the default bound is written into the config, so summary.json says how many were planned
+        num_requests=opts["num_requests"]
+        if opts["num_requests"] is not None or opts["duration"] is not None or opts["trace"]
+        else DEFAULT_NUM_REQUESTS,
         duration_s=opts["duration"],
         warmup=opts["warmup"],
         max_concurrency=opts["max_concurrency"],

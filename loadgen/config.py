@@ -10,6 +10,7 @@ from typing import Any
 from loadgen.errors import ConfigError
 
 SLO_METRICS = ("ttft", "ttfvt", "tpot", "itl", "e2e")
+DEFAULT_NUM_REQUESTS = 100  # when neither --num-requests, --duration nor a trace bounds the run
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from loadgen.client import StreamingClient
-from loadgen.config import RunConfig
+from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.dispatch import Dispatcher
 from loadgen.errors import ConfigError
 from loadgen.metrics import group_latencies, summarize
@@ -37,7 +37,6 @@ from loadgen.workload.synthetic import synthetic_specs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NUM_REQUESTS = 100
 STOP_GRACE_S = 5.0
 START_LEAD_NS = 5_000_000
 

@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -194,8 +195,12 @@ def run_sweep(
     rates = sorted(set(rates))
     cvs = list(dict.fromkeys(cvs))
     probe = build_run_config([*run_argv, "--rate", _label(rates[0]), "--cv", _label(cvs[0])])
-    s = probe.schedule
-    if s.num_requests is None and s.duration_s is None and probe.workload.kind != "dataset":
+    # a sweep runs many cells: their size must be chosen, not defaulted (100 requests at 0.5/s is 200 s a cell)
+    bounds = ("-n", "--num-requests", "--duration")
+    explicit = any(a in bounds or a.split("=", 1)[0] in bounds for a in run_argv) or any(
+        os.environ.get(v) for v in ("LOADGEN_NUM_REQUESTS", "LOADGEN_DURATION")
+    )
+    if not explicit and probe.workload.kind != "dataset":
         raise ConfigError("a sweep needs bounded cells: give --num-requests or --duration")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
