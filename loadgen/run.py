@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import sys
 import time
@@ -25,7 +26,7 @@ import orjson
 from loadgen.client import StreamingClient
 from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.dispatch import Dispatcher
-from loadgen.errors import ConfigError
+from loadgen.errors import ConfigError, LoadgenError
 from loadgen.metrics import group_latencies, summarize
 from loadgen.records import RecordSink, RequestRecord
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
@@ -211,6 +212,7 @@ async def run_async(
         "sim" if endpoint.simulated else re.sub(r"^https?://", "", endpoint.base_url)
     )
     out_dir = Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if endpoint.simulated:
@@ -238,7 +240,14 @@ async def run_async(
     poller = None
     try:
         await client.open()
-        model = await client.resolve_model()
+        try:
+            model = await client.resolve_model()
+        except LoadgenError:
+            # nothing was measured: leave no empty results folder behind for a mistyped URL or a bad key
+            sink.close()
+            if created:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
         if console is not None and not endpoint.simulated:
             console.print(f"target {endpoint.base_url} model {model}")
 

@@ -94,6 +94,7 @@ def test_user_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert any(needle in ln for ln in lines), r.stderr
     assert len([ln for ln in lines if "error" in ln]) == 1, r.stderr
+    assert not (tmp_path / "o").exists(), "a run that measured nothing leaves no results folder"
 
 
 def test_malformed_dataset_line_names_the_line(tmp_path):
