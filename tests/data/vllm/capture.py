@@ -66,6 +66,8 @@ def save(
 ) -> bytes:
     t0 = time.time()
     status, headers, data = _request(srv.port, method, path, body)
+    # the model's folder on the capturing machine means nothing elsewhere: keep only its name
+    data = data.replace(str(srv.model_dir).encode(), b"/models/" + srv.model_dir.name.encode())
     (HERE / name).write_bytes(data)
     index[name] = {
         "vllm": VLLM_VERSION,
