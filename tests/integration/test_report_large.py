@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loadgen.report import figures as F
 from loadgen.report.html import write_run_report
-from loadgen.report.synthetic import write_folder
+from loadgen.report.synthetic_run import write_folder
 
 FULL = bool(os.environ.get("LOADGEN_REPORT_BENCH"))
 N, HOURS, INTERVAL = (100_000, 24.0, 0.5) if FULL else (20_000, 4.0, 1.0)

@@ -15,7 +15,7 @@ from loadgen.metrics import per_token_itl_ns, request_latencies
 from loadgen.records import RequestRecord, read_records
 from loadgen.report import figures as F
 from loadgen.report.html import write_compare_report, write_run_report, write_sweep_report
-from loadgen.report.synthetic import write_folder
+from loadgen.report.synthetic_run import write_folder
 from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries, load_samples
 
 

@@ -1,6 +1,6 @@
 """A synthetic results folder of any size, for measuring how fast the HTML report is written (not for studies).
 
-``python -m loadgen.report.synthetic OUT --requests 100000 --hours 24`` writes ``requests.jsonl``,
+``python -m loadgen.report.synthetic_run OUT --requests 100000 --hours 24`` writes ``requests.jsonl``,
 ``server_metrics.jsonl`` and ``summary.json`` shaped exactly like a real run's (the summary is computed by
 :func:`loadgen.metrics.summarize` over the generated records), so ``python -m loadgen report OUT`` can be timed on a
 100,000-request, 24-hour run without a day of waiting.
@@ -159,7 +159,7 @@ def write_folder(out: Path, n: int, hours: float, interval_s: float = 1.0, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadgen.report.synthetic", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m loadgen.report.synthetic_run", description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path)
     p.add_argument("--requests", type=int, default=100_000)
     p.add_argument("--hours", type=float, default=24.0)
