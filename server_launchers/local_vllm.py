@@ -38,24 +38,32 @@ Cache layout (``$LOADGEN_CACHE_DIR``, default ``~/.cache/loadgen``)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from server_launchers import tiny_model
+from server_launchers.lifecycle import (
+    EngineUnavailable,
+    LauncherError,
+    ServerStartError,
+    cache_dir,
+    child_env,
+    file_lock,
+    free_port,
+    group_alive,
+    group_rss,
+    http_ok,
+    spawn_and_wait,
+    stop_process_group,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +88,16 @@ BASE_ENV = {
 }
 
 
-class LocalVllmError(RuntimeError):
-    """Base of everything this module raises on purpose."""
+LocalVllmError = LauncherError  # the shared base (lifecycle.py); kept under this module's name
 
 
-class LocalVllmUnavailable(LocalVllmError):
-    """This machine cannot run the local CPU vLLM (one clear reason in the message)."""
-
-
-class ServerStartError(LocalVllmError):
-    """The server process did not become healthy; the message carries the tail of its log."""
+class LocalVllmUnavailable(EngineUnavailable):
+    """This machine cannot run the local CPU vLLM (one clear reason in the message; ``hardware`` when the CPU
+    itself is the reason)."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Paths and locks
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("LOADGEN_CACHE_DIR")
-    path = Path(root).expanduser() if root else Path.home() / ".cache" / "loadgen"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def default_venv_path() -> Path:
@@ -109,30 +106,6 @@ def default_venv_path() -> Path:
 
 def venv_python(venv: Path) -> Path:
     return Path(venv) / "bin" / "python"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, what: str, timeout_s: float = 3600.0) -> Iterator[None]:
-    """Exclusive flock; waits (logging once) while another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        told = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not told:
-                    log.info("waiting for another process building %s (lock %s)", what, path)
-                    told = True
-                if time.monotonic() > deadline:
-                    raise LocalVllmUnavailable(f"timed out waiting for lock {path} ({what})") from None
-                time.sleep(1.0)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -218,8 +191,8 @@ def ensure_venv(path: Path | str | None = None, *, python: str | None = None) ->
         return venv
     reason = cpu_unsupported_reason()
     if reason:
-        raise LocalVllmUnavailable(reason)
-    with _file_lock(venv.parent / f"{venv.name}.lock", f"virtualenv {venv}"):
+        raise LocalVllmUnavailable(reason, hardware=True)
+    with file_lock(venv.parent / f"{venv.name}.lock", f"virtualenv {venv}"):
         if _venv_ready(venv):
             return venv
         _create_venv(venv, python or os.environ.get("LOADGEN_VLLM_PYTHON") or sys.executable)
@@ -300,7 +273,7 @@ def ensure_tiny_model(venv: Path | str | None = None, params: Mapping | None = N
     if tiny_model.is_complete(target):
         return target
     venv = ensure_venv(venv)
-    with _file_lock(root / f"{target.name}.lock", f"model {target}"):
+    with file_lock(root / f"{target.name}.lock", f"model {target}"):
         if tiny_model.is_complete(target):
             return target
         script = Path(tiny_model.__file__).resolve()
@@ -321,65 +294,6 @@ def read_model_info(model_dir: Path | str) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 # The server
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            text = fh.read().decode(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # loopback only
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_process_group(pgid: int, grace_s: float = 15.0, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM the whole group, then SIGKILL whatever is left after ``grace_s``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if proc is not None:
-            proc.poll()  # reap the leader so the group can empty
-        if not _group_alive(pgid):
-            break
-        time.sleep(0.2)
-    else:
-        log.warning("process group %d still alive after %.0f s; sending SIGKILL", pgid, grace_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    if proc is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    deadline = time.monotonic() + 5
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 class LocalVllmServer:
@@ -452,14 +366,7 @@ class LocalVllmServer:
         ]  # fmt: skip
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        env.update(BASE_ENV)
-        for k, v in self.env_overrides.items():
-            if v is None:
-                env.pop(k, None)
-            else:
-                env[k] = str(v)
-        return env
+        return child_env(self.env_overrides, BASE_ENV)
 
     def start(self, *, detach: bool = False) -> LocalVllmServer:
         """Start and wait until ``GET /health`` answers 200. ``detach``: the server outlives this process."""
@@ -486,44 +393,14 @@ class LocalVllmServer:
 
     def _spawn_and_wait(self, detach: bool) -> None:
         assert self.log_path is not None
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = self.command()
-        t0 = time.monotonic()
-        with open(self.log_path, "ab") as logf:
-            logf.write(f"$ {' '.join(cmd)}\n".encode())
-            logf.flush()
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=self._env(), start_new_session=True, close_fds=True,
-            )  # fmt: skip
+        self.proc, self.startup_s = spawn_and_wait(
+            self.command(), env=self._env(), log_path=self.log_path, health_url=self.health_url,
+            timeout_s=self.startup_timeout_s, what=f"vLLM ({' '.join(self.extra_args) or 'no extra args'})",
+        )  # fmt: skip
         self.pgid = self.proc.pid  # start_new_session: the leader's pid is the group id
-        log.info("vLLM pid %d on port %d; log %s", self.proc.pid, self.port, self.log_path)
-        deadline = t0 + self.startup_timeout_s
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                self._cleanup_after_failure()
-                raise ServerStartError(
-                    f"vLLM exited with code {rc} before becoming healthy ({' '.join(self.extra_args) or 'no extra args'}); "
-                    f"log {self.log_path}:\n{_tail(self.log_path)}"
-                )
-            if _http_ok(self.health_url):
-                break
-            if time.monotonic() > deadline:
-                self._cleanup_after_failure()
-                raise ServerStartError(
-                    f"vLLM not healthy after {self.startup_timeout_s:.0f} s; log {self.log_path}:\n{_tail(self.log_path)}"
-                )
-            time.sleep(0.5)
-        self.startup_s = time.monotonic() - t0
         log.info("vLLM healthy on %s after %.1f s", self.root_url, self.startup_s)
         if detach:
             self.proc = None  # forget it: stop() from a state file uses the pgid
-
-    def _cleanup_after_failure(self) -> None:
-        if self.pgid is not None:
-            stop_process_group(self.pgid, grace_s=5.0, proc=self.proc)
-        self.proc, self.pgid = None, None
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after ``stop_grace_s``. Idempotent."""
@@ -533,13 +410,13 @@ class LocalVllmServer:
         self.proc, self.pgid = None, None
 
     def is_alive(self) -> bool:
-        return self.pgid is not None and _group_alive(self.pgid)
+        return self.pgid is not None and group_alive(self.pgid)
 
     def rss_bytes(self) -> int:
         """Resident memory of every process in the server's group (Linux /proc)."""
         if self.pgid is None:
             return 0
-        return _group_rss(self.pgid)
+        return group_rss(self.pgid)
 
     def __enter__(self) -> LocalVllmServer:
         return self.start()
@@ -549,23 +426,6 @@ class LocalVllmServer:
 
     def __repr__(self) -> str:
         return f"LocalVllmServer(port={self.port}, args={self.extra_args!r}, alive={self.is_alive()})"
-
-
-def _group_rss(pgid: int) -> int:
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) != pgid:  # fields: state ppid pgrp ...
-                continue
-            total += int((entry / "statm").read_text().split()[1]) * page
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
 
 
 # --------------------------------------------------------------------------------------------------
@@ -603,7 +463,7 @@ def _cmd_start(args) -> int:
     state = _state_path(args.name)
     if state.exists():
         old = json.loads(state.read_text())
-        if _group_alive(old["pgid"]):
+        if group_alive(old["pgid"]):
             print(f"already running: {old['base_url']} (pgid {old['pgid']}); stop it first", file=sys.stderr)
             return 1
     log_path = Path(args.log) if args.log else cache_dir() / "run" / f"{args.name}.log"
@@ -640,8 +500,8 @@ def _cmd_status(args) -> int:
         print(f"{args.name}: not running")
         return 3
     info = json.loads(state.read_text())
-    alive = _group_alive(int(info["pgid"]))
-    healthy = alive and _http_ok(info["base_url"].rsplit("/v1", 1)[0] + "/health")
+    alive = group_alive(int(info["pgid"]))
+    healthy = alive and http_ok(info["base_url"].rsplit("/v1", 1)[0] + "/health")
     word = "healthy" if healthy else ("starting or unhealthy" if alive else "dead (stale state)")
     print(f"{args.name}: {word} {info['base_url']} pgid={info['pgid']} log={info['log']}")
     return 0 if healthy else 1
@@ -674,6 +534,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"setup": _cmd_setup, "start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status}[args.cmd](
             args
         )
+    except LocalVllmUnavailable as exc:
+        if exc.hardware:  # not an error of the project's: say so, with its own exit code (setup_vllm.sh skips)
+            print(f"unavailable on this machine: {exc}", file=sys.stderr)
+            return 3
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except LocalVllmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
