@@ -1,0 +1,214 @@
+"""Write a tiny random-weight Llama as one GGUF file that llama.cpp's ``llama-server`` can serve on any CPU.
+
+Like ``tiny_model.py`` for vLLM, but for llama.cpp: no model can be downloaded here, so the model is made here.
+A 2-layer Llama (hidden 64, float32, seeded random weights), a byte-level BPE vocabulary trained on a small word
+list (GPT-2 style, so llama.cpp's ``gpt2`` tokenizer reads it), ``<think>``/``</think>`` as single user-defined
+tokens, and a ChatML template whose generation prompt opens ``<think>`` like DeepSeek-R1's, so
+``--reasoning-format deepseek`` splits every answer into reasoning then content.
+
+Two halves, as in ``tiny_model.py``: the top (``PARAMS``, ``model_file_name``) is standard library for the
+launcher; ``write()`` imports ``numpy`` and ``gguf`` and runs inside the small virtualenv the launcher makes for it:
+``<venv>/bin/python tiny_gguf.py OUT.gguf``. Next to the model, ``OUT.json`` records the token ids tests use.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+BUILD_VERSION = 1
+PARAMS: dict[str, int] = {
+    "build_version": BUILD_VERSION,
+    "seed": 1234,
+    "merges": 600,
+    "hidden": 64,
+    "layers": 2,
+    "heads": 4,
+    "kv_heads": 2,
+    "ffn": 176,
+    "context": 4096,
+}
+
+_WORD_TEXT = (
+    "the of and to in is you that it he was for on are as with his they at be this have from or one had by but "
+    "not what all were we when your can said there use an each which she do how their if will up other about out "
+    "many then them these so some her would make like him into time has look two more go see no way could my than "
+    "first water been call who its now find long down day did get come made may part over new work take just good "
+    "old very after back most only year also well place live great where help through much before line right too "
+    "mean same tell boy follow came want show around small three put end does another home hand big high such turn "
+    "here why ask men went read need land different think answer question step let us consider because therefore "
+    "final number"
+)
+WORDS = _WORD_TEXT.split()  # noqa: SIM905 (prose reads better than 160 quoted words)
+CONTROL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+THINK = ["<think>", "</think>"]
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- set content = message['content'] if message['content'] is string else "
+    "message['content'] | map(attribute='text') | join('') -%}"
+    "{%- if message['role'] == 'assistant' and '</think>' in content -%}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') -%}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '<|im_start|>assistant\\n<think>\\n' -}}"
+    "{%- endif -%}"
+)
+
+
+def model_file_name(params: dict | None = None) -> str:
+    blob = json.dumps(params or PARAMS, sort_keys=True, separators=(",", ":")).encode()
+    return f"tiny-reasoning-llama-{hashlib.sha256(blob).hexdigest()[:12]}.gguf"
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
+
+
+def _train_bpe(n_merges: int, alphabet: dict[int, str]) -> list[tuple[str, str]]:
+    """Plain BPE on a Zipf-weighted word list (a leading space is the common form, as GPT-2 splits text)."""
+    freq: collections.Counter[str] = collections.Counter()
+    for rank, word in enumerate(WORDS):
+        weight = 1000 // (rank + 1) + 2
+        freq[" " + word] += 4 * weight
+        freq[word] += weight
+        freq[" " + word.capitalize()] += 2
+    for piece in [".", ",", "?", "!", ":", ";", "\n", "\n\n", *(f" {d}" for d in range(10))]:
+        freq[piece] += 50
+    words = {tuple(alphabet[b] for b in w.encode()): n for w, n in freq.items()}
+    merges: list[tuple[str, str]] = []
+    for _ in range(n_merges):
+        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
+        for symbols, n in words.items():
+            for pair in zip(symbols, symbols[1:], strict=False):
+                pairs[pair] += n
+        if not pairs:
+            break
+        (a, b), count = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))  # deterministic tie-break
+        if count < 2:
+            break
+        merges.append((a, b))
+        merged: collections.Counter[tuple[str, ...]] = collections.Counter()
+        for symbols, n in words.items():
+            out, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            merged[tuple(out)] += n
+        words = merged
+    return merges
+
+
+def write(out: Path, params: dict | None = None) -> dict:
+    """Write the model to ``out`` (via a temporary file) and its info to ``out.with_suffix('.json')``."""
+    import gguf
+    import numpy as np
+
+    p = dict(params or PARAMS)
+    alphabet = _byte_alphabet()
+    merges = _train_bpe(p["merges"], alphabet)
+    tokens = [alphabet[b] for b in range(256)]
+    types = [gguf.TokenType.NORMAL] * 256
+    seen = set(tokens)
+    for a, b in merges:
+        if a + b not in seen:
+            seen.add(a + b)
+            tokens.append(a + b)
+            types.append(gguf.TokenType.NORMAL)
+    ids: dict[str, int] = {}
+    for tok, kind in [(t, gguf.TokenType.CONTROL) for t in CONTROL] + [
+        (t, gguf.TokenType.USER_DEFINED) for t in THINK
+    ]:
+        ids[tok] = len(tokens)
+        tokens.append(tok)
+        types.append(kind)
+    vocab, hidden, heads, kv_heads = len(tokens), p["hidden"], p["heads"], p["kv_heads"]
+    head_dim = hidden // heads
+
+    tmp = out.with_name(out.name + ".tmp")
+    w = gguf.GGUFWriter(str(tmp), "llama")
+    w.add_name("tiny-random-llama-reasoning")
+    w.add_context_length(p["context"])
+    w.add_embedding_length(hidden)
+    w.add_block_count(p["layers"])
+    w.add_feed_forward_length(p["ffn"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(vocab)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([f"{a} {b}" for a, b in merges])
+    w.add_bos_token_id(ids["<|endoftext|>"])
+    w.add_eos_token_id(ids["<|im_end|>"])
+    w.add_eot_token_id(ids["<|im_end|>"])
+    w.add_pad_token_id(ids["<|endoftext|>"])
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHAT_TEMPLATE)
+
+    rng = np.random.default_rng(p["seed"])
+
+    def rand(*shape: int, std: float = 0.02):
+        return (rng.standard_normal(shape) * std).astype(np.float32)
+
+    def ones(n: int):
+        return np.ones(n, dtype=np.float32)
+
+    # numpy shapes are (out, in); the writer reverses them into ggml's order
+    w.add_tensor("token_embd.weight", rand(vocab, hidden, std=1.0))
+    for i in range(p["layers"]):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", ones(hidden))
+        w.add_tensor(f"blk.{i}.attn_q.weight", rand(heads * head_dim, hidden))
+        w.add_tensor(f"blk.{i}.attn_k.weight", rand(kv_heads * head_dim, hidden))
+        w.add_tensor(f"blk.{i}.attn_v.weight", rand(kv_heads * head_dim, hidden))
+        w.add_tensor(f"blk.{i}.attn_output.weight", rand(hidden, heads * head_dim))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones(hidden))
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", rand(p["ffn"], hidden))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", rand(p["ffn"], hidden))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", rand(hidden, p["ffn"]))
+    w.add_tensor("output_norm.weight", ones(hidden))
+    w.add_tensor("output.weight", rand(vocab, hidden, std=0.3))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    info = {
+        "vocab_size": vocab,
+        "merges": len(merges),
+        "think_start_id": ids["<think>"],
+        "think_end_id": ids["</think>"],
+        "eos_id": ids["<|im_end|>"],
+        "params": p,
+    }
+    out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, out)
+    return info
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: tiny_gguf.py OUT.gguf")
+    print(json.dumps(write(Path(sys.argv[1]))))

@@ -1,0 +1,44 @@
+"""Suite-wide: at the end of every run, say which real-engine tiers ran and which were skipped, and why.
+
+CI's log then shows at a glance that the llama.cpp tier ran (it can on any CPU) and whether the vLLM tier did
+(it needs AVX-512).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+TIERS = (  # (name, node id prefix), first match wins
+    ("llama.cpp llama-server (e2e)", "tests/e2e/test_llamacpp"),
+    ("vLLM on CPU (e2e)", "tests/e2e/"),
+    ("browser, headless Chromium", "tests/browser/"),
+)
+
+
+def _tier(nodeid: str) -> str | None:
+    return next((name for name, prefix in TIERS if nodeid.startswith(prefix)), None)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            tier = _tier(getattr(rep, "nodeid", ""))
+            if tier is None or (outcome == "passed" and rep.when != "call"):
+                continue
+            counts[tier][outcome] += 1
+            if outcome == "skipped" and isinstance(rep.longrepr, tuple):
+                reasons[tier][str(rep.longrepr[2]).removeprefix("Skipped: ")] += 1
+    terminalreporter.write_sep("-", "real-engine and browser tiers")
+    for name, _ in TIERS:
+        c = counts.get(name)
+        if not c:
+            terminalreporter.write_line(f"{name}: not collected")
+            continue
+        ran = c["passed"] + c["failed"] + c["error"]
+        parts = [f"{c[k]} {k}" for k in ("passed", "failed", "error", "skipped") if c[k]]
+        line = f"{name}: {'RAN' if ran else 'SKIPPED'} ({', '.join(parts)})"
+        if reasons.get(name):
+            line += " - " + "; ".join(r for r, _ in reasons[name].most_common(2))
+        terminalreporter.write_line(line)
