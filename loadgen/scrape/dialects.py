@@ -19,6 +19,11 @@ Names were read from the engines' sources:
 * TGI: ``router/src/server.rs``, ``backends/v3/src/{backend,queue}.rs``, exported by ``metrics-exporter-prometheus``
   (counters without ``_total``; histograms without configured buckets become summaries). TGI exposes no KV-cache
   usage, no preemption counter, no prefix-cache counters and no TTFT histogram.
+* llama.cpp's ``llama-server`` (``--metrics``): ``tools/server/server-task.cpp`` (``llamacpp:*``, counters with
+  ``_total``, no histograms). ``prompt_tokens_total`` counts prompt tokens *evaluated*, and
+  ``prompt_tokens_cached_total`` those reused from a slot's cache, so the lookups are their sum. No KV-usage metric:
+  with ``--slots``, the poller reads ``GET /slots`` on the same tick and derives ``kv_cache_usage`` (tokens held by
+  the slots / their summed context) and ``slots_busy``/``slots_total`` (see ``slots.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     ),
     "e2e": ("histogram", "server-side end-to-end request latency, s"),
     "queue_time": ("histogram", "server-side time spent waiting before first scheduled, s"),
+    "prompt_seconds": ("counter", "time the server spent evaluating prompts, s (llama.cpp)"),
+    "generation_seconds": ("counter", "time the server spent generating tokens, s (llama.cpp)"),
+    "decode_calls": ("counter", "decode (forward pass) calls of the engine (llama.cpp)"),
+    "busy_slots_per_decode": (
+        "gauge",
+        "mean busy slots per decode call since start: the batch size (llama.cpp)",
+    ),
+    "slots_busy": ("gauge", "slots processing a request (llama.cpp /slots)"),
+    "slots_total": ("gauge", "slots the server has (llama.cpp /slots)"),
 }
 
 # How a source family is read:
@@ -75,6 +89,8 @@ class Dialect:
     prefix: str
     table: dict[str, Source]
     unavailable: dict[str, str] = field(default_factory=dict)
+    # counters this engine exposes only as a sum of others: name -> (parts, note)
+    derived: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -221,7 +237,61 @@ TGI = Dialect(
     },
 )
 
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (VLLM, SGLANG, TGI)}
+_NO_HISTOGRAMS = (
+    "llama-server exposes no latency histograms; its per-response timings are on each request record"
+)
+
+LLAMACPP = Dialect(
+    name="llamacpp",
+    prefix="llamacpp:",
+    table={
+        "num_running": Source(("llamacpp:requests_processing",), "gauge", note="slots processing a request"),
+        "num_waiting": Source(
+            ("llamacpp:requests_deferred",), "gauge", note="requests deferred because every slot was busy"
+        ),
+        "prompt_tokens": Source(
+            ("llamacpp:prompt_tokens",), "counter", note="prompt tokens evaluated (cached ones not included)"
+        ),
+        "prefix_cache_hits": Source(
+            ("llamacpp:prompt_tokens_cached",), "counter", note="prompt tokens reused from a slot's cache"
+        ),
+        "generation_tokens": Source(("llamacpp:tokens_predicted",), "counter"),
+        "prompt_seconds": Source(("llamacpp:prompt_seconds",), "counter"),
+        "generation_seconds": Source(("llamacpp:tokens_predicted_seconds",), "counter"),
+        "decode_calls": Source(("llamacpp:n_decode",), "counter", note="speculative decoding not included"),
+        "busy_slots_per_decode": Source(
+            ("llamacpp:n_busy_slots_per_decode",), "gauge", note="an average since the server started"
+        ),
+        "spec_num_drafts": Source(
+            ("llamacpp:spec_decode_num_drafts",), "counter", note="verification steps; present with a draft"
+        ),
+        "spec_draft_tokens": Source(("llamacpp:spec_decode_num_draft_tokens",), "counter"),
+        "spec_accepted_tokens": Source(("llamacpp:spec_decode_num_accepted_tokens",), "counter"),
+    },
+    unavailable={
+        "kv_cache_usage": "no KV metric in /metrics; derived from GET /slots when the server has --slots",
+        "slots_busy": "read from GET /slots, which needs --slots",
+        "slots_total": "read from GET /slots, which needs --slots",
+        "preemptions": "llama.cpp does not preempt; a request waits as deferred until a slot is free",
+        "prefix_cache_hit_rate": "derived from the cached / evaluated prompt-token counters instead",
+        "spec_accept_length": "derived from the spec_decode counters instead",
+        "spec_accept_rate": "derived from the spec_decode counters instead",
+        "ttft": _NO_HISTOGRAMS,
+        "itl": _NO_HISTOGRAMS,
+        "tpot": _NO_HISTOGRAMS,
+        "e2e": _NO_HISTOGRAMS,
+        "queue_time": _NO_HISTOGRAMS,
+    },
+    derived={
+        "prefix_cache_queries": (
+            ("prefix_cache_hits", "prompt_tokens"),
+            "cached + evaluated prompt tokens (llama.cpp counts them apart)",
+        ),
+    },
+)
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (VLLM, SGLANG, TGI, LLAMACPP)}
+UNKNOWN = "unknown"  # no engine's names in the text: raw samples are kept, nothing is mapped
 
 
 def detect_dialect(text: str) -> str | None:
@@ -245,6 +315,9 @@ def mapping_report(dialect: Dialect) -> dict[str, dict[str, str]]:
         src = dialect.table.get(name)
         if src is not None:
             out[name] = {"from": " | ".join(src.names), "read": src.read, "note": src.note}
+        elif name in dialect.derived:
+            parts, note = dialect.derived[name]
+            out[name] = {"from": " + ".join(parts), "read": "derived", "note": note}
         else:
             out[name] = {
                 "from": "",

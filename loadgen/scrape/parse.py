@@ -223,3 +223,26 @@ def engine_info(text: str) -> dict[str, Any]:
         "prefix_caching": labels.get("enable_prefix_caching"),
         "num_gpu_blocks_override": labels.get("num_gpu_blocks_override"),
     }
+
+
+RAW_LIMIT = 500  # samples kept per scrape of a server whose dialect is unknown
+
+
+def parse_raw(text: str, limit: int = RAW_LIMIT) -> dict[str, float]:
+    """The first ``limit`` samples of a text in no known dialect, as ``name{labels}`` -> value: kept so nothing
+    the server said is lost, mapped onto nothing. Lines the simple reader does not accept are skipped."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        m = _SAMPLE.fullmatch(line)
+        if m is None:
+            continue
+        name, labels, value = m.groups()
+        try:
+            out[f"{name}{{{labels}}}" if labels else name] = float(value)
+        except ValueError:
+            continue
+        if len(out) >= limit:
+            break
+    return out

@@ -31,8 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from loadgen.scrape.dialects import DIALECTS, detect_dialect
-from loadgen.scrape.parse import Values, engine_info, parse_text
+from loadgen.scrape.dialects import DIALECTS, UNKNOWN, detect_dialect
+from loadgen.scrape.parse import Values, engine_info, parse_raw, parse_text
+from loadgen.scrape.slots import slots_values
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class MetricsPoller:
         # that would lose every sample, while a longer one only skips ticks. At most 5 s.
         self.timeout_s = timeout_s if timeout_s is not None else min(5.0, max(1.0, 0.9 * interval_s))
         self._dialects: dict[str, str] = {}
+        self._slots_ok: dict[str, bool] = {}  # llama.cpp: does GET /slots answer? (asked once per URL)
         # static engine facts read once per URL (KV-cache capacity, block size, cache dtype)
         self.info: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, Any] = {
@@ -87,6 +89,8 @@ class MetricsPoller:
             "parse_ns_total": 0,
             "parse_ns_max": 0,
             "bytes_total": 0,
+            "dialect_unknown": 0,
+            "slots": None,
         }
 
     def _now(self) -> int:
@@ -155,7 +159,36 @@ class MetricsPoller:
         self.stats["ok"] += 1
         self.stats["parse_ns_total"] += parse_ns
         self.stats["parse_ns_max"] = max(self.stats["parse_ns_max"], parse_ns)
+        if dialect == UNKNOWN:
+            self.stats["dialect_unknown"] += 1
+            return {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect, "values": {},
+                    "raw": values}  # fmt: skip
+        if dialect == "llamacpp" and self._slots_ok.get(url, True):
+            values.update(await self._scrape_slots(session, url))
         return {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect, "values": values}
+
+    async def _scrape_slots(self, session: aiohttp.ClientSession, url: str) -> Values:
+        """llama.cpp has no KV metric: its ``GET /slots`` (with ``--slots``) on the same tick gives slot occupancy.
+        A server without it is asked once; the summary then says why KV usage is missing."""
+        slots_url = urlunsplit(urlsplit(url)._replace(path="/slots", query=""))
+        try:
+            async with session.get(slots_url) as resp:
+                body = await resp.read()
+                status = resp.status
+            values = await asyncio.to_thread(slots_values, body) if status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            values, status = None, f"{type(exc).__name__}: {exc}"
+        if values is None:
+            if url not in self._slots_ok:  # never answered: stop asking
+                self._slots_ok[url] = False
+                self.stats["slots"] = (
+                    f"GET {slots_url} gave {status}: no slot occupancy (start the server with --slots)"
+                )
+                logger.warning("%s", self.stats["slots"])
+            return {}
+        self._slots_ok[url] = True
+        self.stats["slots"] = slots_url
+        return values
 
     def _parse(self, url: str, body: bytes) -> tuple[str, Values, int]:
         """Runs in a worker thread: decode, detect the dialect once per URL, filter, parse."""
@@ -163,10 +196,18 @@ class MetricsPoller:
         text = body.decode("utf-8")
         name = self.dialect or self._dialects.get(url)
         if name is None:
-            name = detect_dialect(text)
-            if name is None:
-                raise ValueError("no vLLM, SGLang or TGI metric names in the text")
-            self._dialects[url] = name
+            name = detect_dialect(text) or UNKNOWN
+            if name != UNKNOWN:
+                self._dialects[url] = (
+                    name  # an unknown text is looked at again next time (an engine warming up)
+                )
+            elif not self.stats["dialect_unknown"]:
+                logger.warning("%s: no vLLM, SGLang, TGI or llama.cpp metric names; keeping raw samples", url)
+        if name == UNKNOWN:
+            raw = parse_raw(text)
+            if not raw and any(line and line[0] != "#" for line in text.splitlines()):
+                raise ValueError("the text is not in Prometheus exposition format")
+            return name, raw, time.perf_counter_ns() - t
         if url not in self.info:
             self.info[url] = engine_info(text)
         values = parse_text(text, DIALECTS[name])

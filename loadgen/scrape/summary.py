@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadgen.scrape.dialects import DIALECTS, VOCABULARY
+from loadgen.scrape.dialects import DIALECTS, UNKNOWN, VOCABULARY
 from loadgen.scrape.series import CounterSeries, GaugeSeries, HistogramSeries, KvCacheSeries, Sample
 
 KV_HIGH = 0.9  # "near full": the share of time above this is reported
@@ -39,10 +39,16 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
     start, end = window
     if end <= start:
         raise ValueError("window end must be after its start")
-    dialect = samples[0].dialect if samples else ""
+    known = [s.dialect for s in samples if s.dialect and s.dialect != UNKNOWN]
+    dialect = known[-1] if known else (samples[0].dialect if samples else "")
     in_window = [s for s in samples if start <= s.t_ns <= end]
     exposed = {name for s in samples for name in s.values}
     notes: list[str] = []
+    if dialect == UNKNOWN:
+        notes.append(
+            "the server's /metrics uses no vLLM, SGLang, TGI or llama.cpp names: nothing was mapped; "
+            "its raw samples are in server_metrics.jsonl"
+        )
     out: dict[str, Any] = {
         "url": url or (urls[0] if urls else None),
         "dialect": dialect,
@@ -76,6 +82,12 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
         if kind == "counter" and name in exposed
     }
     deltas = {name: c.delta(start, end) for name, c in counters.items()}
+    table = DIALECTS.get(dialect)
+    for name, (parts, note) in (table.derived if table else {}).items():
+        if name not in deltas and all(deltas.get(p) is not None for p in parts):
+            deltas[name] = sum(deltas[p] for p in parts)
+            exposed.add(name)
+            notes.append(f"{name}: {note}")
     resets = sum(c.resets for c in counters.values())
     if resets:
         notes.append(f"{resets} counter reset(s) seen (server restart?); deltas were reset-corrected")
@@ -144,6 +156,23 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
             "span_s": round(span_s, 3),
         }
 
+    busy_s = {
+        k: deltas.get(n) for k, n in (("prompt_s", "prompt_seconds"), ("generation_s", "generation_seconds"))
+    }
+    if any(v is not None for v in busy_s.values()):
+        out["server_time"] = {k: _round(v, 4) for k, v in busy_s.items()}
+        out["server_time"]["share_of_window"] = _round(
+            sum(v or 0 for v in busy_s.values()) / out["window_s"], 4
+        )
+
+    busy, total = (GaugeSeries.from_samples(samples, n, "sum") for n in ("slots_busy", "slots_total"))
+    if len(busy):
+        out["slots"] = {
+            "busy_mean": _round(busy.mean(start, end), 3),
+            "busy_max": _round(busy.max(start, end), 3),
+            "total": _round(total.max(start, end), 3) if len(total) else None,
+        }
+
     latency: dict[str, Any] = {}
     for name in LATENCIES:
         if name not in exposed:
@@ -163,7 +192,6 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
     if latency:
         out["latency_s"] = latency
 
-    table = DIALECTS.get(dialect)
     out["available"] = sorted(n for n in VOCABULARY if n in exposed)
     out["missing"] = {
         n: (
