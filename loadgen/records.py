@@ -76,6 +76,9 @@ class RequestRecord:
 
     output_text: str | None = None  # the visible answer (kept for accuracy scoring)
     reasoning_chars: int = 0
+    # the server's own account of this request where it sends one (llama.cpp's ``timings``: prompt_n, prompt_ms,
+    # predicted_n, predicted_ms, cache_n, ...): a free cross-check of the client's timings
+    server_timings: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({f: getattr(self, f) for f in _FIELD_NAMES})

@@ -47,6 +47,7 @@ class _Acc:
         "first_chunk_ns",
         "continuous",
         "malformed",
+        "timings",
     )
 
     def __init__(self) -> None:
@@ -63,6 +64,7 @@ class _Acc:
         self.first_chunk_ns: int | None = None
         self.continuous = True  # every token chunk carried a cumulative usage
         self.malformed: str | None = None
+        self.timings: dict[str, Any] | None = None  # llama.cpp's per-response server timings
 
 
 def _error_text(obj: Any) -> str:
@@ -319,6 +321,8 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
         usage = obj.get("usage")
         if usage:
             acc.usage = usage
+            if "timings" in obj:
+                acc.timings = obj["timings"]
         choices = obj.get("choices")
         if not choices:
             continue
@@ -361,13 +365,29 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
     acc.continuous = continuous
 
 
-def _distribute(total: int, chars: list[int]) -> list[int]:
-    """Share ``total`` tokens over chunks: one each at least, the rest in proportion to their text length."""
+def _answer_start(kinds: str) -> int | None:
+    """Index of the first answer chunk when reasoning came before it with no textless chunk between: a stream
+    whose usage counts the ``</think>`` token that it never sent (llama.cpp), which then sits in that gap."""
+    c = kinds.find("c")
+    if c <= 0 or "r" not in kinds[:c] or "x" in kinds[kinds.rfind("r", 0, c) : c]:
+        return None
+    return c
+
+
+def _distribute(total: int, chars: list[int], boundary: int | None = None) -> list[int]:
+    """Share ``total`` tokens over chunks: one each at least; one more on the ``boundary`` chunk (the unsent
+    ``</think>``, generated just before it) when there are more tokens than chunks; the rest in proportion to the
+    chunks' text length."""
     n = len(chars)
     extra = total - n
     out = [1] * n
     if extra <= 0:
         return out
+    if boundary is not None:
+        out[boundary] += 1
+        extra -= 1
+        if not extra:
+            return out
     weight = sum(chars) or n
     shares = [extra * (c or 1) / weight for c in chars] if sum(chars) else [extra / n] * n
     floors = [int(s) for s in shares]
@@ -404,6 +424,7 @@ def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> No
         if rec.first_reasoning_ns is None and "r" in rec.chunk_kind:
             rec.first_reasoning_ns = acc.chunk_ns[rec.chunk_kind.index("r")]
 
+    rec.server_timings = acc.timings
     usage = acc.usage or {}
     if usage:
         rec.prompt_tokens = usage.get("prompt_tokens")
@@ -413,6 +434,7 @@ def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> No
         rec.reasoning_tokens = rt if rt is not None else usage.get("reasoning_tokens")
 
     # Tokens per chunk: exact from cumulative per-chunk usage; otherwise estimated, and the record says how.
+    unsent_think = False
     if n_chunks and acc.continuous:
         prev = 0
         cum = acc.cum_tokens
@@ -440,8 +462,14 @@ def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> No
             rec.chunk_tokens = [1] * n_chunks
             rec.token_count_source = COUNT_USAGE
         else:
-            rec.chunk_tokens = _distribute(total, acc.chars)
+            boundary = _answer_start(rec.chunk_kind) if total > n_chunks else None
+            rec.chunk_tokens = _distribute(total, acc.chars, boundary)
             rec.token_count_source = COUNT_ESTIMATED_CHARS
+            unsent_think = boundary is not None
+            if unsent_think:
+                rec.count_notes.append(
+                    "one unsent token (</think>) counted just before the first answer chunk"
+                )
             if total < n_chunks:
                 rec.count_notes.append(
                     f"usage says {total} tokens but the stream had {n_chunks} token chunks"
@@ -458,6 +486,8 @@ def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> No
             for i, (t, k) in enumerate(zip(rec.chunk_tokens, rec.chunk_kind, strict=True))
             if k == "r" or (k == "x" and 0 <= first_r < i and (first_c < 0 or i < first_c))
         )
+        if unsent_think:
+            r += 1  # that token ends the reasoning: it is reasoning, as vLLM's textless chunk is
         rec.reasoning_tokens_stream = r
         if rec.reasoning_tokens is not None and rec.reasoning_tokens != r and r > 0:
             rec.count_notes.append(
