@@ -43,10 +43,11 @@ def test_mapping_report_says_where_kv_and_latency_come_from() -> None:
 def test_slots_give_occupancy() -> None:
     busy = slots_values((DATA / "slots_busy.json").read_bytes())
     assert busy["slots_busy"] == {"": 3.0} and busy["slots_total"] == {"": 4.0}
-    # four per-slot caches of 2,048 tokens; the busy slots hold 208 + 206 + 202 tokens, the idle one 18
-    assert busy["kv_cache_usage"][""] == pytest.approx((208 + 206 + 202 + 18) / 8192)
+    # four per-slot caches of 2,048 tokens; the busy slots hold 208 + 206 + 202 tokens (the idle one keeps 18
+    # cached prompt tokens: reusable, not in use)
+    assert busy["kv_cache_usage"][""] == pytest.approx((208 + 206 + 202) / 8192)
     idle = slots_values((DATA / "slots_idle.json").read_bytes())
-    assert idle["slots_busy"] == {"": 0.0}
+    assert idle["slots_busy"] == {"": 0.0} and idle["kv_cache_usage"] == {"": 0.0}
     with pytest.raises(ValueError):
         slots_values(b'{"error": "slots disabled"}')
 
