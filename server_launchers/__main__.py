@@ -1,6 +1,7 @@
 """python -m server_launchers render|start|stop|status SPEC.toml [--name N] [--engine E] [--docker|--host|--local]
 
-render  print the command (docker run by default; --host: bare command; --local: LocalVllmServer args)
+render  print the command (docker run by default; --host: bare command; --local: the local CPU launcher's args:
+        LocalVllmServer for engine vllm, LocalLlamaCppServer for engine llamacpp)
 start   start it, wait until GET /health answers 200, print the endpoint (detached; state kept on disk)
 stop    stop what ``start`` started (docker rm -f / SIGTERM the process group)
 status  health and served models of the endpoint
@@ -31,6 +32,7 @@ from server_launchers.engines import (
     endpoint,
     engine_args,
     host_command,
+    local_llamacpp_args,
     local_vllm_args,
 )
 from server_launchers.spec import ENGINES, LaunchSpec, LaunchSpecError, load_spec
@@ -87,7 +89,7 @@ def cmd_render(spec: LaunchSpec, mode: str, args_only: bool = False) -> int:
     if args_only:  # the engine flags alone, e.g. for docker/compose.*.yaml's ENGINE_ARGS
         print(shlex.join(engine_args(spec)))
     elif mode == "local":
-        print(shlex.join(local_vllm_args(spec)))
+        print(shlex.join(_local_args(spec)))
     elif mode == "host":
         print(host_command(spec).shell())
     else:
@@ -95,14 +97,18 @@ def cmd_render(spec: LaunchSpec, mode: str, args_only: bool = False) -> int:
     return 0
 
 
+def _local_args(spec: LaunchSpec) -> list[str]:
+    return local_llamacpp_args(spec) if spec.engine == "llamacpp" else local_vllm_args(spec)
+
+
 def cmd_start(spec: LaunchSpec, mode: str, timeout_s: float) -> int:
     state = {"mode": mode, "engine": spec.engine, "name": spec.name, "endpoint": endpoint(spec)}
     if mode == "local":
-        try:
-            from server_launchers.local_vllm import LocalVllmServer  # the CPU route, owned by local_vllm.py
-        except ImportError as exc:
-            raise LaunchSpecError(f"local CPU vLLM launcher unavailable ({exc})") from None
-        server = LocalVllmServer(local_vllm_args(spec), port=spec.port, startup_timeout_s=timeout_s)
+        if spec.engine == "llamacpp":  # the CPU routes, owned by local_llamacpp.py / local_vllm.py
+            from server_launchers.local_llamacpp import LocalLlamaCppServer as Local
+        else:
+            from server_launchers.local_vllm import LocalVllmServer as Local
+        server = Local(_local_args(spec), port=spec.port, startup_timeout_s=timeout_s)
         server.start(detach=True)
         state.update(pgid=server.pgid, endpoint=server.root_url, log=str(server.log_path))
     elif mode == "host":
@@ -189,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", dest="mode", action="store_const", const="host", help="engine installed on this host"
     )
     mode.add_argument(
-        "--local", dest="mode", action="store_const", const="local", help="local CPU vLLM (tiny model)"
+        "--local",
+        dest="mode",
+        action="store_const",
+        const="local",
+        help="local CPU engine with a tiny model (vLLM, or llama.cpp with --engine llamacpp)",
     )
     p.add_argument("--gpus", help="device ids, e.g. 0,1 (else LOADGEN_GPUS, CUDA_VISIBLE_DEVICES, the spec)")
     p.add_argument("--port", type=int, help="host port")

@@ -1,7 +1,9 @@
 """Render a ``LaunchSpec`` per engine: engine flags, the bare host command line, the ``docker run`` command.
 
 Spellings come from the engines' sources at the pinned versions (vLLM 0.32.0: its real parser is run by
-the tests; SGLang 0.5.23 and TGI 3.3.7: ``flags/*.json``, extracted by ``flags/extract.py``).
+the tests; SGLang 0.5.23 and TGI 3.3.7: ``flags/*.json``, extracted by ``flags/extract.py``; llama.cpp: the help
+of the ``llama-server`` that ``local_llamacpp`` builds, ``flags/llamacpp-0.3.36.json``, and that binary itself
+in the e2e tier).
 A combination an engine cannot do raises ``UnsupportedOnEngine`` naming the engine, the option and
 what to do instead; nothing is silently dropped or approximated, except where noted in ``MAPPING``.
 
@@ -37,6 +39,15 @@ reasoning_parser       --reasoning-parser x_y      --reasoning-parser x-y       
 metrics                on by default (off:         --enable-metrics                  always on (/metrics)
                        --disable-log-stats)
 =====================  ==========================  ================================  ===============================
+
+llama.cpp's ``llama-server`` serves one GGUF file: ``model`` ending in ``.gguf`` is a path (``-m``), anything else
+a Hugging Face repo (``-hf org/name[:QUANT]``); weights' dtype and quantisation are the file's, so those settings
+are refused. served_name -> ``--alias``; tensor_parallel N > 1 -> ``--split-mode tensor`` over the visible GPUs;
+max_model_len -> ``-c`` (the whole cache, shared by the slots); KV dtypes fp8* are refused (llama.cpp quantises
+the cache to q8_0/q4_0: ``extra_args``); prefix caching off -> ``--no-cache-prompt``; speculative ngram ->
+``--spec-type ngram-simple --spec-draft-n-max k``, draft_model -> ``--spec-type draft-simple -md PATH``, eagle3 ->
+``draft-eagle3``; reasoning_parser deepseek_r1 -> ``--jinja --reasoning-format deepseek``; metrics -> ``--metrics
+--slots``; GPUs -> ``-ngl all``; gpu_memory_fraction is refused (llama.cpp places layers, not a memory share).
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ import json
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from server_launchers.flags import flag_table
 from server_launchers.spec import CONTAINER_PORTS, LaunchSpec, LaunchSpecError
@@ -291,20 +302,114 @@ def _tgi_serve_args(spec: LaunchSpec, host: str, port: int) -> list[str]:
     return ["--model-id", spec.model, "--hostname", host, "--port", str(port)] + tgi_engine_args(spec)
 
 
+# --------------------------------------------------------------------------------------- llama.cpp
+LLAMACPP_VERSION = (
+    "0.3.36"  # the llama-cpp-python sdist whose llama.cpp the flag table and local builds come from
+)
+_LLAMACPP_SPEC = {"ngram": "ngram-simple", "draft_model": "draft-simple", "eagle3": "draft-eagle3"}
+_LLAMACPP_REASONING = {"deepseek_r1": "deepseek", "deepseek-r1": "deepseek", "qwen3": "deepseek"}
+
+
+def llamacpp_engine_args(spec: LaunchSpec) -> list[str]:
+    """llama-server flags for the spec's settings (no model/host/port/alias)."""
+
+    def refuse(what: str, hint: str) -> UnsupportedOnEngine:
+        return UnsupportedOnEngine("llamacpp", spec.name, what, hint)
+
+    args: list[str] = []
+    if spec.tensor_parallel != 1:
+        args += ["--split-mode", "tensor"]  # over every GPU it sees: spec.gpus picks them
+    if spec.max_model_len is not None:
+        args += ["-c", str(spec.max_model_len)]
+    if spec.gpu_memory_fraction is not None:
+        raise refuse(
+            "gpu_memory_fraction", "llama.cpp places whole layers (-ngl) and fits them itself (--fit)"
+        )
+    if spec.dtype != "auto":
+        raise refuse(
+            f"dtype {spec.dtype!r}", "a GGUF file fixes its weights' type: pick the file (or :QUANT)"
+        )
+    if spec.quantization != "none":
+        raise refuse(
+            f"weight quantization {spec.quantization!r}",
+            "llama.cpp serves GGUF quantisations: pick a quantised file or repo tag such as org/name:Q4_K_M",
+        )
+    if spec.kv_cache_dtype != "auto":
+        raise refuse(
+            f"KV-cache dtype {spec.kv_cache_dtype!r}",
+            "llama.cpp has no fp8 cache; it quantises K/V to q8_0 or q4_0 (extra_args = ['-ctk', 'q8_0', "
+            "'-ctv', 'q8_0'])",
+        )
+    if not spec.prefix_caching:
+        args.append("--no-cache-prompt")
+    s = spec.speculative
+    if s.enabled:
+        if s.method not in _LLAMACPP_SPEC:
+            raise refuse(
+                f"speculative method {s.method!r}", "llama.cpp drafts with ngram, a draft model or EAGLE-3"
+            )
+        if s.ngram_min is not None or s.ngram_max is not None:
+            raise refuse("speculative.ngram_min/ngram_max", "set --spec-ngram-size-n/-m in extra_args")
+        args += ["--spec-type", _LLAMACPP_SPEC[s.method], "--spec-draft-n-max", str(s.num_tokens)]
+        if s.method != "ngram":
+            args += ["-md", str(s.draft_model)]
+    if spec.reasoning_parser:
+        fmt = _LLAMACPP_REASONING.get(spec.reasoning_parser)
+        if fmt is None:
+            raise refuse(
+                f"reasoning parser {spec.reasoning_parser!r}",
+                f"llama.cpp splits <think> blocks (--reasoning-format deepseek) for {', '.join(_LLAMACPP_REASONING)}",
+            )
+        args += ["--jinja", "--reasoning-format", fmt]
+    if spec.metrics:
+        args += ["--metrics", "--slots"]
+    if spec.gpus:
+        args += ["-ngl", "all"]
+    return args + list(spec.extra_args)
+
+
+def local_llamacpp_args(spec: LaunchSpec) -> list[str]:
+    """``extra_args`` for ``server_launchers.local_llamacpp.LocalLlamaCppServer`` (which serves its tiny model and
+    sets host, port and alias itself, and always serves /metrics, /slots and split reasoning): the spec's settings
+    that apply on a CPU (GPU placement does not)."""
+    if spec.engine != "llamacpp":
+        raise UnsupportedOnEngine(
+            spec.engine, spec.name, "the local llama.cpp route", "set engine = 'llamacpp'"
+        )
+    return llamacpp_engine_args(
+        replace(spec, gpus=(), tensor_parallel=1, metrics=False, reasoning_parser=None)
+    )
+
+
+def _llamacpp_serve_args(spec: LaunchSpec, host: str, port: int) -> list[str]:
+    model = ["-m", spec.model] if spec.model.endswith(".gguf") else ["-hf", spec.model]
+    args = [*model, "--host", host, "--port", str(port)]
+    if spec.served_name:
+        args += ["--alias", spec.served_name]
+    return args + llamacpp_engine_args(spec)
+
+
 # --------------------------------------------------------------------------------------- public API
-_ENGINE_ARGS = {"vllm": vllm_engine_args, "sglang": sglang_engine_args, "tgi": tgi_engine_args}
-_SERVE_ARGS = {"vllm": _vllm_serve_args, "sglang": _sglang_serve_args, "tgi": _tgi_serve_args}
+_ENGINE_ARGS = {
+    "vllm": vllm_engine_args, "sglang": sglang_engine_args, "tgi": tgi_engine_args, "llamacpp": llamacpp_engine_args,
+}  # fmt: skip
+_SERVE_ARGS = {
+    "vllm": _vllm_serve_args, "sglang": _sglang_serve_args, "tgi": _tgi_serve_args, "llamacpp": _llamacpp_serve_args,
+}  # fmt: skip
 _HOST_PROGRAM = {
     "vllm": ["vllm", "serve"],
     "vllm-module": ["python", "-m", "vllm.entrypoints.openai.api_server"],
     "sglang": ["python", "-m", "sglang.launch_server"],
     "tgi": ["text-generation-launcher"],
+    "llamacpp": ["llama-server"],
 }
-# In-container command before the serve args: vllm/vllm-openai and TGI images have the server as their
-# ENTRYPOINT; lmsysorg/sglang has none.
-_DOCKER_PROGRAM = {"vllm": [], "sglang": ["python3", "-m", "sglang.launch_server"], "tgi": []}
-# Where each image expects the Hugging Face cache.
-_DOCKER_HF_CACHE = {"vllm": "/root/.cache/huggingface", "sglang": "/root/.cache/huggingface", "tgi": "/data"}
+# In-container command before the serve args: vllm/vllm-openai, TGI and llama.cpp's server images have the server
+# as their ENTRYPOINT; lmsysorg/sglang has none.
+_DOCKER_PROGRAM = {"vllm": [], "sglang": ["python3", "-m", "sglang.launch_server"], "tgi": [], "llamacpp": []}
+# Where each image expects the Hugging Face cache (llama.cpp: LLAMA_CACHE, set to this folder below).
+_DOCKER_HF_CACHE = {
+    "vllm": "/root/.cache/huggingface", "sglang": "/root/.cache/huggingface", "tgi": "/data", "llamacpp": "/models",
+}  # fmt: skip
 
 
 def engine_args(spec: LaunchSpec) -> list[str]:
@@ -346,7 +451,10 @@ def docker_command(spec: LaunchSpec, *, detach: bool = True, name: str | None = 
     argv += ["-v", f"{os.path.expanduser(spec.hf_cache)}:{_DOCKER_HF_CACHE[spec.engine]}"]
     for var in (spec.hf_token_env, *spec.pass_env):
         argv += ["-e", var]
-    for k, v in sorted(_engine_env(spec).items()):
+    env = _engine_env(spec)
+    if spec.engine == "llamacpp":
+        env["LLAMA_CACHE"] = _DOCKER_HF_CACHE["llamacpp"]  # where -hf downloads land: the mounted folder
+    for k, v in sorted(env.items()):
         argv += ["-e", f"{k}={v}"]
     argv.append(spec.image_ref)
     argv += _DOCKER_PROGRAM[spec.engine] + _SERVE_ARGS[spec.engine](spec, "0.0.0.0", cport)

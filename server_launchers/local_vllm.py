@@ -535,7 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args
         )
     except LocalVllmUnavailable as exc:
-        if exc.hardware:  # not an error of the project's: say so, with its own exit code (setup_vllm.sh skips)
+        if (
+            exc.hardware
+        ):  # not an error of the project's: say so, with its own exit code (setup_vllm.sh skips)
             print(f"unavailable on this machine: {exc}", file=sys.stderr)
             return 3
         print(f"error: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("vllm", "sglang", "tgi")
+ENGINES = ("vllm", "sglang", "tgi", "llamacpp")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 WEIGHT_QUANTIZATIONS = (
     "none",
@@ -47,9 +47,12 @@ DEFAULT_IMAGES = {
     "vllm": ("vllm/vllm-openai", "v0.32.0"),
     "sglang": ("lmsysorg/sglang", "v0.5.23"),
     "tgi": ("ghcr.io/huggingface/text-generation-inference", "3.3.7"),
+    # llama.cpp's official server image (CUDA build; ``server`` is the CPU one). Its releases are build numbers,
+    # not the llama-cpp-python version whose flag table the renderings are checked against: pin a tag per site.
+    "llamacpp": ("ghcr.io/ggml-org/llama.cpp", "server-cuda"),
 }
 # The port each engine's own server listens on inside its container (docker maps host port -> this).
-CONTAINER_PORTS = {"vllm": 8000, "sglang": 30000, "tgi": 80}
+CONTAINER_PORTS = {"vllm": 8000, "sglang": 30000, "tgi": 80, "llamacpp": 8080}
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY", re.I)

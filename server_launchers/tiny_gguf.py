@@ -1,7 +1,7 @@
 """Write a tiny random-weight Llama as one GGUF file that llama.cpp's ``llama-server`` can serve on any CPU.
 
 Like ``tiny_model.py`` for vLLM, but for llama.cpp: no model can be downloaded here, so the model is made here.
-A 2-layer Llama (hidden 64, float32, seeded random weights), a byte-level BPE vocabulary trained on a small word
+A 2-layer Llama (hidden 64 in 2 heads of 32, float32, seeded random weights), a byte-level BPE vocabulary trained on a small word
 list (GPT-2 style, so llama.cpp's ``gpt2`` tokenizer reads it), ``<think>``/``</think>`` as single user-defined
 tokens, and a ChatML template whose generation prompt opens ``<think>`` like DeepSeek-R1's, so
 ``--reasoning-format deepseek`` splits every answer into reasoning then content.
@@ -27,8 +27,8 @@ PARAMS: dict[str, int] = {
     "merges": 600,
     "hidden": 64,
     "layers": 2,
-    "heads": 4,
-    "kv_heads": 2,
+    "heads": 2,  # head size 32: llama.cpp's quantised KV caches (q8_0, q4_0) need a multiple of their block, 32
+    "kv_heads": 1,
     "ffn": 176,
     "context": 4096,
 }

@@ -11,6 +11,10 @@ extracted statically (no GPU stack needed):
     # TGI: launcher/src/main.rs at the release tag (clap derive ``struct Args``)
     python -m server_launchers.flags.extract tgi /path/to/launcher/src/main.rs 3.3.7
 
+    # llama.cpp: the help of the llama-server that server_launchers.local_llamacpp builds (its version is the
+    # llama-cpp-python sdist it comes from)
+    llama-server --help > help.txt; python -m server_launchers.flags.extract llamacpp help.txt 0.3.36
+
 Each table maps ``--flag`` to ``{"takes_value": bool, "choices": [...] | null}``;
 ``choices: null`` means any value of the right type.
 """
@@ -169,9 +173,53 @@ def extract_tgi(main_rs: Path) -> dict[str, dict]:
     return flags
 
 
+# ---------------------------------------------------------------- llama.cpp (llama-server --help)
+_HELP_FLAGS = re.compile(
+    r"^((?:-{1,2}[A-Za-z0-9][\w-]*(?:,\s*|\s+(?=-)))*-{1,2}[A-Za-z0-9][\w-]*)(?: (\S+))?(?:\s{2,}|$)"
+)
+
+
+def _help_choices(hint: str | None, following: list[str]) -> list[str] | None:
+    for line in following:
+        m = re.search(r"allowed values: (.+)$", line.strip())
+        if m:
+            return [v.strip() for v in m.group(1).split(",")]
+    if hint and hint[0] in "{[" and hint[-1] in "}]":
+        return [v for v in re.split(r"[,|]", hint[1:-1]) if v]
+    if hint and "," in hint and hint.replace(",", "").replace("-", "").replace("_", "").isalnum():
+        return hint.split(",")  # --spec-type a,b,c: a comma-separated list of these
+    return None
+
+
+def extract_llamacpp(help_txt: Path) -> dict[str, dict]:
+    """Every flag of ``llama-server --help``: names (aliases share an entry each), whether a value follows,
+    and its allowed values where the help lists them (``allowed values: ...``, ``{a,b}``, ``[on|off]``)."""
+    lines = help_txt.read_text().splitlines()
+    flags: dict[str, dict] = {}
+    for i, line in enumerate(lines):
+        m = _HELP_FLAGS.match(line)
+        if not m or line.startswith("-----"):
+            continue
+        names = re.findall(r"-{1,2}[A-Za-z0-9][\w-]*", m.group(1))
+        hint = m.group(2)
+        optional = bool(hint) and hint.startswith("[")  # -fa [on|off|auto]: a value may follow
+        following = []
+        for nxt in lines[i + 1 : i + 6]:
+            if not nxt.startswith(" "):
+                break
+            following.append(nxt)
+        entry = {"takes_value": bool(hint) and not optional, "choices": _help_choices(hint, following)}
+        if optional:
+            entry["optional_value"] = True
+        for n in names:
+            flags[n] = entry
+    return flags
+
+
 def main(argv: list[str]) -> None:
     engine, source, version = argv
-    flags = extract_sglang(Path(source)) if engine == "sglang" else extract_tgi(Path(source))
+    extract = {"sglang": extract_sglang, "tgi": extract_tgi, "llamacpp": extract_llamacpp}[engine]
+    flags = extract(Path(source))
     table = {"engine": engine, "version": version, "extracted_from": Path(source).name, "flags": flags}
     out = HERE / f"{engine}-{version}.json"
     out.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")

@@ -34,10 +34,9 @@ from loadgen.config import (
 from loadgen.metrics import request_latencies
 from loadgen.run import RunResult, run_async
 from loadgen.scrape import VERDICTS
-from server_launchers.local_llamacpp import DEFAULT_ARGS, MODEL_NAME, LocalLlamaCppServer
+from server_launchers.local_llamacpp import MODEL_NAME, LocalLlamaCppServer
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET = int(DEFAULT_ARGS[DEFAULT_ARGS.index("--reasoning-budget") + 1])
 MAPPED = {
     "num_running", "num_waiting", "prompt_tokens", "generation_tokens", "prefix_cache_hits", "prefix_cache_queries",
     "prompt_seconds", "generation_seconds", "decode_calls", "kv_cache_usage", "slots_busy", "slots_total",
@@ -82,7 +81,11 @@ def test_chat_and_completions_counts_match_usage_and_the_servers_timings(llamacp
 
 
 def test_reasoning_then_answer_in_every_chat_stream(llamacpp_server, tmp_path):
-    res = _run(llamacpp_server(), tmp_path, max_tokens=64, label="reasoning")
+    # a reasoning phase of 128 tokens (~40 ms here): long enough that it never arrives in the same read as the answer
+    budget = 128
+    res = _run(
+        llamacpp_server(["--reasoning-budget", str(budget)]), tmp_path, max_tokens=192, label="reasoning"
+    )
     for r in res.records:
         assert r.status == "ok", r.error_message
         # the template opens <think>, the budget closes it: reasoning first, then the visible answer
@@ -92,7 +95,7 @@ def test_reasoning_then_answer_in_every_chat_stream(llamacpp_server, tmp_path):
         assert lat["ttfvt"] > lat["ttft"]
         # llama.cpp reports no reasoning_tokens; the stream's count covers the budget (its </think> included)
         assert r.reasoning_tokens is None
-        assert 0.5 * BUDGET <= r.reasoning_tokens_stream <= 1.5 * BUDGET + 1
+        assert 0.5 * budget <= r.reasoning_tokens_stream <= 1.5 * budget + 1
         assert any("</think>" in note for note in r.count_notes)
     m = res.summary["metrics"]
     assert m["latency_ms"]["ttfvt"]["count"] == len(res.records)
@@ -197,3 +200,22 @@ def test_llamacpp_run_report_in_chromium(llamacpp_server, tmp_path):
     facts = asyncio.run(_check(exe, out, shot, "endpoint"))
     assert facts["kv_max"] is not None, "the report draws the slot occupancy derived from /slots"
     _keep(shot)
+
+
+def test_every_cpu_launch_spec_starts_the_real_server(llamacpp_setup, tmp_path):
+    """The preset's renderings are accepted by the real llama-server, and prefix caching off shows in its counters."""
+    from server_launchers.engines import local_llamacpp_args
+    from server_launchers.spec import load_specs
+
+    binary, model = llamacpp_setup
+    hits = {}
+    for name, spec in load_specs(ROOT / "workloads" / "presets" / "tiny-cpu-llamacpp.toml").items():
+        srv = LocalLlamaCppServer(local_llamacpp_args(spec), binary=binary, model=model,
+                                  log_path=tmp_path / f"{name}.log")  # fmt: skip
+        with srv:
+            cfg_dir = tmp_path / name
+            res = _run(srv, cfg_dir, n=6, rate=20.0, max_tokens=16, label=name)
+            assert all(r.status == "ok" for r in res.records), (name, [r.error_message for r in res.records])
+            assert res.summary["server"]["dialect"] == "llamacpp"
+            hits[name] = res.summary["server"]["prefix_cache"]["hits"]
+    assert hits["prefix-off"] == 0 and hits["baseline"] > 0, hits

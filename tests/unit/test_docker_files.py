@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-ENGINES = ("vllm", "sglang", "tgi")
+ENGINES = ("vllm", "sglang", "tgi", "llamacpp")
 
 
 def load(name: str) -> dict:
@@ -62,6 +62,14 @@ def test_compose_full_run_structure(engine):
         assert "--enable-metrics" in eng["command"]
     if engine == "tgi":
         assert any(str(e).startswith("PREFIX_CACHING=") for e in eng["environment"])
+    if engine == "llamacpp":  # the flags loadgen's dialect needs, spelled as llama-server's help spells them
+        from server_launchers.flags import flag_table
+
+        assert "--metrics --slots" in eng["command"] and "LLAMA_CACHE=/models" in eng["environment"]
+        table = flag_table("llamacpp", "0.3.36")
+        words = re.sub(r"\$\{[A-Z_]+:-|\}", " ", eng["command"]).split()
+        flags = [w for w in words if w.startswith("-") and not w.lstrip("-").isdigit()]
+        assert {"-hf", "--alias", "-ngl"} <= set(flags) and not [f for f in flags if f not in table]
 
 
 def test_compose_engine_defaults_match_pinned_images():

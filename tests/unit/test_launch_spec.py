@@ -42,7 +42,7 @@ def test_presets_load_with_study_configurations():
     ("data", "needle"),
     [
         ({}, "'model' is required"),
-        ({"model": "m", "engine": "llamacpp"}, "engine must be one of vllm, sglang, tgi"),
+        ({"model": "m", "engine": "ollama"}, "engine must be one of vllm, sglang, tgi, llamacpp"),
         ({"model": "m", "kv_cache_dtype": "fp4"}, "kv_cache_dtype must be one of"),
         ({"model": "m", "quantization": "int3"}, "quantization must be one of"),
         ({"model": "m", "gpu_memory_fraction": 1.5}, "gpu_memory_fraction must be in (0, 1]"),
