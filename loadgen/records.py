@@ -45,7 +45,9 @@ class RequestRecord:
     # lifecycle, in order
     intended_ns: int = 0  # when the schedule wanted it sent
     dispatched_ns: int | None = None  # when the dispatcher handled it (send lag = dispatched - intended)
-    slot_ns: int | None = None  # when a concurrency slot was granted (queue wait = slot - dispatched)
+    # when a concurrency slot was granted after a wait (queue wait = slot - dispatched); at or before
+    # dispatched_ns in a closed loop, where the dispatcher waited (queue wait = slot - intended): metrics.client_delays
+    slot_ns: int | None = None
     send_ns: int | None = None  # just before the request bytes were handed to the connection
     first_byte_ns: int | None = None  # response status line and headers received
     first_chunk_ns: int | None = None  # first SSE data event of any kind (may carry no token: role chunk)
