@@ -134,12 +134,17 @@ def _print_server(server: dict[str, Any], console: Console) -> None:
     console.print("server: " + "; ".join(parts))
     lat = server.get("latency_s") or {}
     if lat.get("ttft") or lat.get("e2e"):
+        from loadgen.scrape.summary import format_bucket
+
         bits = []
         for key in ("ttft", "e2e"):
             d = lat.get(key) or {}
             if d.get("p50") is not None:
-                bits.append(f"{key.upper()} p50 {d['p50'] * 1000:,.0f} / p99 {d['p99'] * 1000:,.0f} ms")
-        console.print("server's own histograms: " + ", ".join(bits))
+                bits.append(f"{key.upper()} p50 {format_bucket(d['p50'])}, p99 {format_bucket(d['p99'])}")
+        console.print(
+            "server's own histograms (a quantile is the bucket holding it, not a point): " + "; ".join(bits),
+            highlight=False,
+        )
 
 
 def _print_groups(tag: str, groups: dict[str, Any], console: Console) -> None:

@@ -27,6 +27,7 @@ import orjson
 from loadgen.errors import ConfigError
 from loadgen.report import figures as F
 from loadgen.report.svg import esc
+from loadgen.scrape.summary import format_bucket
 
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
@@ -560,13 +561,17 @@ def _server_section(summary: dict[str, Any]) -> str:
     for key, d in (srv.get("latency_s") or {}).items():
         if isinstance(d, dict) and d.get("count"):
             lat_rows.append(
-                f"<tr><td>{esc(key)}</td>"
-                + "".join(cell(None if d.get(c) is None else d[c] * 1000, f"server.latency_s.{key}.{c}") for c in ("p50", "p90", "p99"))
+                f"<tr><td>{esc(key)}</td>{cell(d.get('count'), f'server.latency_s.{key}.count')}"
+                + cell(None if d.get("mean") is None else d["mean"] * 1000, f"server.latency_s.{key}.mean")
+                + "".join(_bucket_cell(d.get(c), f"server.latency_s.{key}.{c}") for c in ("p50", "p90", "p99"))
                 + "</tr>"
             )  # fmt: skip
     lat = (
-        "<h3>The server's own latency histograms (ms; bucket-interpolated, so coarser than loadgen's)</h3>"
-        + table(["metric", "p50", "p90", "p99"], lat_rows)
+        "<h3>The server's own latency histograms (ms)</h3>"
+        '<p class="note" id="server-buckets">A histogram only knows which bucket each observation fell in, so '
+        "each quantile is shown as the bucket that holds it (≤ the first bound, lower–upper, or &gt; the last "
+        "bound), never as an interpolated point; the mean (sum / count) is exact.</p>"
+        + table(["metric", "count", "mean", "p50", "p90", "p99"], lat_rows)
         if lat_rows
         else ""
     )
@@ -582,6 +587,13 @@ def _server_section(summary: dict[str, Any]) -> str:
         + eng
         + (f'<ul class="note">{notes}</ul>' if notes else "")
     )
+
+
+def _bucket_cell(b: Any, key: str) -> str:
+    """A server quantile as its histogram bucket; data-value keeps the bounds in seconds as JSON."""
+    raw = orjson.dumps(b).decode() if b is not None else ""
+    text = format_bucket(b, unit="") if isinstance(b, dict) else "–"
+    return f'<td class="num" data-key="{esc(key)}" data-value="{esc(raw)}">{esc(text.strip())}</td>'
 
 
 def _groups_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
