@@ -241,6 +241,7 @@ class OutputConfig:
     json: bool = False
     live: bool = True
     report: bool = True  # write report.html at the end of the run (when the report module is available)
+    command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +287,7 @@ class RunConfig:
             },
             "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
             "scrape": asdict(self.scrape),
-            "output": asdict(self.output),
+            "output": {k: v for k, v in asdict(self.output).items() if k != "command"},
             "analysis": {
                 "slo_ms": self.analysis.slo.as_dict(),
                 "straggler_iqr_k": self.analysis.straggler_iqr_k,

@@ -28,7 +28,7 @@ from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.dispatch import Dispatcher
 from loadgen.errors import ConfigError, LoadgenError
 from loadgen.metrics import group_latencies, summarize
-from loadgen.records import RecordSink, RequestRecord
+from loadgen.records import RecordSink, RequestRecord, Scrubber
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
 from loadgen.selfcheck import SelfCheck
 from loadgen.target import SimulatorProcess
@@ -232,7 +232,7 @@ async def run_async(
     aux_stop = asyncio.Event()
     interrupted = False
     loop = asyncio.get_running_loop()
-    sink = RecordSink(out_dir / "requests.jsonl")
+    sink = RecordSink(out_dir / "requests.jsonl", secret_scrubber(endpoint))
     records: list[RequestRecord] = []
     client = StreamingClient(endpoint, cfg.sampling, t0_ns=0)
     live = None
@@ -368,6 +368,11 @@ async def run_async(
             await sim.stop()
 
 
+def secret_scrubber(endpoint: Any) -> Scrubber:
+    """The values no result file may hold: the API key and every --header value."""
+    return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
+
+
 def _write_report(out_dir: Path, console: Any) -> None:
     """report.html beside the results; a failure here never costs the run its data."""
     try:
@@ -465,7 +470,7 @@ def build_summary(
             "note": "record and server-metric times are ns since t0 on the monotonic perf_counter clock",
         },
         "versions": _versions(),
-        "argv": _safe_argv(),
+        "argv": list(cfg.output.command) or _safe_argv(),
         "metrics": metrics,
         "client_check": client_check,
     }

@@ -189,6 +189,7 @@ def run_sweep(
     install_signal_handlers: bool = True,
 ) -> dict[str, Any]:
     """Run the grid; returns (and writes) the ``sweep.json`` document."""
+    from loadgen.__main__ import mask_secrets
     from loadgen.experiment import build_run_config
     from loadgen.run import run as run_once
 
@@ -208,7 +209,7 @@ def run_sweep(
         "config": {
             "rates": list(rates),
             "cvs": list(cvs),
-            "run_args": list(run_argv),
+            "run_args": mask_secrets(run_argv),
             "run_config": probe.public_dict(),
             "stop_on_saturation": stop_on_saturation,
             "stop_rule": STOP_RULE,

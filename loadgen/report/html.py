@@ -897,7 +897,9 @@ def _link(base: Path, d: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m loadgen report RESULT_DIR [--open]``: (re)write report.html and print its path."""
     p = argparse.ArgumentParser(
-        prog="python -m loadgen report", description="Write a results folder's report.html"
+        allow_abbrev=False,
+        prog="python -m loadgen report",
+        description="Write a results folder's report.html",
     )
     p.add_argument(
         "result_dir", type=Path, help="a loadgen results folder (with summary.json) or a sweep folder"

@@ -15,7 +15,9 @@ from loadgen.sim.config import METRICS_DIALECTS, PROFILES, REASONING_FIELDS, Sim
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadgen.sim", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m loadgen.sim", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: reasoning-7b")
