@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from loadgen.errors import ConfigError, LoadgenError
+from loadgen.errors import EXIT_REQUESTS_FAILED, ConfigError, LoadgenError
 
 DEFAULTS: dict[str, Any] = {
     "base_url": None,
@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "straggler_k": 3.0,
     "send_lag_limit_ms": 5.0,
     "cpu_limit": 0.9,
+    "max_error_share": None,
     "output_dir": None,
     "label": None,
     "quiet": False,
@@ -212,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy (0.9)"
     )
+    g.add_argument(
+        "--max-error-share",
+        type=float,
+        metavar="X",
+        help="exit 3 when more than this share of measured requests failed (always when all failed)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", help="results folder (default results/<UTC time>-<label>/)")
     g.add_argument("--label", help="a name for this run")
@@ -272,7 +279,7 @@ def _coerce(key: str, raw: Any) -> Any:
         return float(raw)
     if isinstance(default, int) or key in ("num_requests", "max_concurrency", "max_tokens"):
         return int(raw)
-    if key in ("duration", "temperature", "top_p"):
+    if key in ("duration", "temperature", "top_p", "max_error_share"):
         return float(raw)
     return raw
 
@@ -431,6 +438,7 @@ def build_config(opts: dict[str, Any]) -> Any:
             straggler_iqr_k=opts["straggler_k"],
             send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
             client_cpu_limit=opts["cpu_limit"],
+            max_error_share=opts["max_error_share"],
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=tuple(opts["sim_arg"])),
     )
@@ -477,7 +485,12 @@ def _run_main(argv: Sequence[str]) -> int:
         if not out.is_terminal:
             out = Console(width=140)
         print_summary(result.summary, out)
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    if result.failure:
+        print(f"loadgen: error: {result.failure}", file=sys.stderr)
+        return EXIT_REQUESTS_FAILED
+    return 0
 
 
 def _fit_main(argv: Sequence[str]) -> int:

@@ -250,10 +250,13 @@ class AnalysisConfig:
     straggler_iqr_k: float = 3.0
     send_lag_p99_limit_ms: float = 5.0
     client_cpu_limit: float = 0.9
+    max_error_share: float | None = None  # exit 3 when the share of failed measured requests is above this
 
     def __post_init__(self) -> None:
         if not (self.straggler_iqr_k > 0):
             raise ConfigError(f"--straggler-k must be > 0, got {self.straggler_iqr_k}")
+        if self.max_error_share is not None and not (0 <= self.max_error_share < 1):
+            raise ConfigError(f"--max-error-share must be in [0, 1), got {self.max_error_share}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +296,7 @@ class RunConfig:
                 "straggler_iqr_k": self.analysis.straggler_iqr_k,
                 "send_lag_p99_limit_ms": self.analysis.send_lag_p99_limit_ms,
                 "client_cpu_limit": self.analysis.client_cpu_limit,
+                "max_error_share": self.analysis.max_error_share,
             },
             "sim": asdict(self.sim),
         }

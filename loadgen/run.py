@@ -48,6 +48,65 @@ class RunResult:
     summary: dict[str, Any]
     records: list[RequestRecord] = field(default_factory=list)
     interrupted: bool = False
+    failure: str | None = None  # why the run's requests count as failed (the CLI exits 3), else None
+
+
+class AuthStop:
+    """Stops a run whose first requests (``FIRST``, or all when fewer are planned) were all refused with 401/403.
+
+    A wrong or missing key cannot be measured around: sending the rest only repeats the refusal (200 x 401 was
+    seen). The verdict is taken on the first requests to finish, warm-up included.
+    """
+
+    FIRST = 10
+
+    def __init__(self, planned: int) -> None:
+        self.n = max(1, min(self.FIRST, planned))
+        self.seen = 0
+        self.statuses: set[int] = set()
+        self.reason: str | None = None
+
+    def observe(self, rec: RequestRecord) -> bool:
+        """True once, when the run should stop."""
+        if self.seen >= self.n:
+            return False
+        self.seen += 1
+        if rec.http_status in (401, 403):
+            self.statuses.add(rec.http_status)
+        else:
+            self.seen = self.n  # one request was not refused: never stop for this
+            return False
+        if self.seen == self.n:
+            codes = "/".join(str(c) for c in sorted(self.statuses))
+            self.reason = (
+                f"stopped: the first {self.n} requests were all refused with HTTP {codes}; "
+                "check --api-key / OPENAI_API_KEY and --header"
+            )
+            return True
+        return False
+
+
+def requests_outcome(
+    requests: dict[str, Any], max_error_share: float | None, stopped: str | None, interrupted: bool
+) -> dict[str, Any]:
+    """Whether the run's requests failed (exit 3): stopped on refusals, all failed, or above --max-error-share."""
+    reason = stopped
+    measured, failed = requests["measured"], requests["failed"]
+    kinds = ", ".join(f"{v} {k}" for k, v in requests["errors_by_kind"].items())
+    if reason is None and not interrupted and measured:
+        if failed == measured:
+            reason = f"every measured request failed ({kinds})"
+        elif max_error_share is not None and failed / measured > max_error_share:
+            reason = (
+                f"{failed / measured:.1%} of measured requests failed ({kinds}), "
+                f"more than --max-error-share {max_error_share:g}"
+            )
+    return {
+        "failed": reason is not None,
+        "reason": reason,
+        "stopped_early": stopped,
+        "max_error_share": max_error_share,
+    }
 
 
 def default_output_dir(label: str) -> Path:
@@ -256,11 +315,15 @@ async def run_async(
 
             live = LiveView(console, len(offsets))
 
+        auth_stop = AuthStop(len(offsets))
+
         def on_done(rec: RequestRecord) -> None:
             sink.write(rec)
             records.append(rec)
             if live is not None:
                 live.observe(rec)
+            if auth_stop.observe(rec):
+                stop.set()  # as Ctrl-C does, without counting as an interruption
 
         if cfg.scrape.enabled:
             # imported before t0: ~40 ms of imports after it made the first sends of every run late
@@ -351,13 +414,14 @@ async def run_async(
             poller=poller,
             specs=specs,
             read_stamps=getattr(client, "stamp_source", None),
+            stopped=auth_stop.reason,
         )
         (out_dir / "summary.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
         if cfg.output.report:
             _write_report(out_dir, console)
-        return RunResult(out_dir, summary, records, interrupted)
+        return RunResult(out_dir, summary, records, interrupted, summary["outcome"]["reason"])
     finally:
         aux_stop.set()
         for t in aux_tasks:
@@ -422,6 +486,7 @@ def build_summary(
     poller: Any = None,
     specs: list[RequestSpec] | None = None,
     read_stamps: str | None = None,
+    stopped: str | None = None,
 ) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r.index)
     target_rate = (
@@ -473,6 +538,7 @@ def build_summary(
         "argv": list(cfg.output.command) or _safe_argv(),
         "metrics": metrics,
         "client_check": client_check,
+        "outcome": requests_outcome(metrics["requests"], cfg.analysis.max_error_share, stopped, interrupted),
     }
     summary["groups"] = {
         key: group_latencies(records, key) for key in ("dataset", "budget") if _has_tag(records, key)

@@ -74,6 +74,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         )
     if req["errors_by_kind"]:
         console.print(f"[red]errors:[/] {req['errors_by_kind']}")
+    outcome = summary.get("outcome") or {}
+    if outcome.get("failed"):
+        console.print(f"[bold red]requests failed:[/] {outcome['reason']}", highlight=False)
     st = m["stragglers"]
     console.print(
         f"stragglers ({st['rule']}, threshold {_fmt(st['threshold_ms'])} ms): {st['count']} "

@@ -352,6 +352,11 @@ def _header(summary: dict[str, Any], out: Path) -> str:
         parts.append(
             '<div class="verdict warn"><b>Interrupted.</b> The run was stopped early (Ctrl-C).</div>'
         )
+    outcome = summary.get("outcome") or {}
+    if outcome.get("failed"):
+        parts.append(
+            f'<div class="verdict bad" id="outcome"><b>The requests failed:</b> {esc(outcome.get("reason"))}.</div>'
+        )
     req = _get(summary, "metrics", "requests") or {}
     if req.get("failed"):
         kinds = ", ".join(f"{k}: {v}" for k, v in (req.get("errors_by_kind") or {}).items())
