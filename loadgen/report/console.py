@@ -98,7 +98,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         if acc.get("note"):
             console.print(f"[yellow]{acc['note']}[/]")
     check = summary["client_check"]
-    if check["trustworthy"]:
+    if summary.get("rebuilt"):
+        console.print(
+            "[yellow]rebuilt summary (the run did not finish); missing:[/] "
+            + "; ".join(summary["rebuilt"]["missing"])
+        )
+    if check["trustworthy"] is None:
+        console.print(f"[yellow]client check: not fully checked[/] — {check.get('note', '')}")
+    elif check["trustworthy"]:
         console.print(
             f"[green]client check: ok[/] — send lag p99 {_fmt(check['send_lag_ms']['p99'])} ms, "
             f"CPU peak {check['cpu_peak_1s']:.0%} of a core"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from html import escape
@@ -322,7 +323,21 @@ def _header(summary: dict[str, Any], out: Path) -> str:
         f"<code>{esc(tgt.get('model', '?'))}</code> · API {esc(tgt.get('api', '?'))} · results <code>{esc(out)}</code></p>"
     )
     check = summary.get("client_check") or {}
-    if check.get("trustworthy", True):
+    rebuilt = summary.get("rebuilt")
+    if rebuilt:
+        items = "".join(f"<li>{esc(m)}</li>" for m in rebuilt.get("missing") or [])
+        parts.append(
+            '<div class="verdict warn" id="rebuilt"><b>Rebuilt summary.</b> This run ended without writing its '
+            f"summary (killed?); it was rebuilt from {esc(', '.join(rebuilt.get('from') or []))}. Missing:"
+            f"<ul>{items}</ul></div>"
+        )
+    if "trustworthy" in check and check["trustworthy"] is None:
+        parts.append(
+            '<div class="verdict warn" id="verdict" data-trustworthy="unknown"><b>Measurement: not fully '
+            f"checked.</b> {esc(check.get('note', ''))} (send lag p99 "
+            f"{esc(fmt(_get(check, 'send_lag_ms', 'p99')))} ms).</div>"
+        )
+    elif check.get("trustworthy", True):
         lag = _get(check, "send_lag_ms", "p99")
         parts.append(
             '<div class="verdict ok" id="verdict" data-trustworthy="true"><b>Measurement: trustworthy.</b>'
@@ -343,7 +358,7 @@ def _header(summary: dict[str, Any], out: Path) -> str:
             " No model was run: the numbers describe loadgen's simulated vLLM-like server (useful to try loadgen "
             "and its reports). Pass <code>--base-url</code> to measure a real server.</div>"
         )
-    else:
+    elif kind != "unknown":
         parts.append(
             f'<div class="verdict info" id="target-kind" data-kind="{esc(kind)}"><b>Target: a real server</b> at '
             f"{esc(tgt.get('base_url', '?'))}.</div>"
@@ -914,6 +929,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     d: Path = ns.result_dir
     if (d / "sweep.json").is_file() and not (d / "summary.json").is_file():
         path = write_sweep_report(d)
+    elif not (d / "summary.json").is_file() and (d / "requests.jsonl").is_file():
+        # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
+        from loadgen.rebuild import write_rebuilt_summary
+
+        rebuilt = write_rebuilt_summary(d)["rebuilt"]
+        print(
+            f"loadgen: {d}: no summary.json (the run did not finish): rebuilt it from "
+            f"{', '.join(rebuilt['from'])}",
+            file=sys.stderr,
+        )
+        for m in rebuilt["missing"]:
+            print(f"loadgen:   missing: {m}", file=sys.stderr)
+        path = write_run_report(d)
     elif not (d / "summary.json").is_file():
         raise ConfigError(f"{d}: no summary.json here: give a loadgen results folder")
     else:
