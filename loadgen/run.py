@@ -280,6 +280,7 @@ async def run_async(
             seed=cfg.schedule.seed,
             args=cfg.sim.args,
             ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
+            log_path=str(out_dir / "sim.log"),
         )
         base_url = await sim.start()
         endpoint = replace(endpoint, base_url=base_url)
