@@ -176,7 +176,9 @@ def build_run_config(argv: Sequence[str]) -> Any:
 
 
 def _fmt_num(x: float) -> str:
-    return f"{x:g}"
+    """Short (4, not 4.0) but never rounded: 6 significant digits would merge nearby rates into one cell."""
+    g = f"{x:g}"
+    return g if float(g) == x else repr(x)
 
 
 def _safe(text: str) -> str:

@@ -62,7 +62,13 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def _label(x: float) -> str:
-    return f"{x:g}"
+    """A number as a flag value and in a folder name: short (4, not 4.0) but never rounded.
+
+    ``f"{x:g}"`` alone keeps 6 significant digits, which ran rates 1.0000001 and 1.0000002 both at 1 into one
+    folder; where it would round, the shortest exact form (``repr``) is used.
+    """
+    g = f"{x:g}"
+    return g if float(g) == x else repr(x)
 
 
 # ------------------------------------------------------------------------------------------- saturation
