@@ -77,7 +77,9 @@ def one_run(n: int, tmp: Path, i: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--requests", type=int, default=5120)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)

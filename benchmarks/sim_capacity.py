@@ -159,7 +159,7 @@ def fast_with_loadgen(n: int, tokens: int, requests: int) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--slow", type=int, default=10000)
     p.add_argument("--fast", type=int, default=256)
     p.add_argument("--fast-tokens", type=int, default=400)

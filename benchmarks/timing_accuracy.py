@@ -151,7 +151,9 @@ def quietest(run, attempts: int, max_other_cores: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--high-rate", type=float, default=360.0)
     p.add_argument("--high-seconds", type=float, default=20.0)
     p.add_argument("--low-rate", type=float, default=5.0)

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from loadgen.errors import ConfigError, LoadgenError
+from loadgen.errors import EXIT_REQUESTS_FAILED, ConfigError, LoadgenError
 
 DEFAULTS: dict[str, Any] = {
     "base_url": None,
@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "straggler_k": 3.0,
     "send_lag_limit_ms": 5.0,
     "cpu_limit": 0.9,
+    "max_error_share": None,
     "output_dir": None,
     "label": None,
     "quiet": False,
@@ -74,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
 
 # environment variables that also feed an option (besides LOADGEN_<OPTION>)
 ENV_ALIASES = {"base_url": ("OPENAI_BASE_URL",), "api_key": ("OPENAI_API_KEY",)}
+
+# options whose values are secrets, by dest: every spelling the parser accepts for them is masked
+SECRET_DESTS = frozenset({"api_key", "header"})
 
 
 def _rate(text: str) -> float:
@@ -89,13 +93,33 @@ class _Parser(argparse.ArgumentParser):
     """One line for a bad flag instead of argparse's usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"loadgen: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        flags = [s for a in self._actions if a.dest in SECRET_DESTS for s in a.option_strings]
+        print(
+            f"loadgen: error: {_mask_unrecognized(message, flags)} (see {self.prog} --help)", file=sys.stderr
+        )
         sys.exit(2)
+
+
+def _mask_unrecognized(message: str, secret_flags: Sequence[str]) -> str:
+    """An abbreviated secret flag (``--api-k sk-...``) is refused; its value must not be echoed to the terminal."""
+    head = "unrecognized arguments: "
+    if not message.startswith(head) or not secret_flags:
+        return message
+    out, hide = [], False
+    for tok in message[len(head) :].split(" "):
+        if tok.startswith("-"):
+            name = tok.split("=", 1)[0]
+            hide = len(name) >= 3 and any(f.startswith(name) for f in secret_flags)
+            out.append(name + "=***" if hide and "=" in tok else tok)
+        else:
+            out.append("***" if hide else tok)
+    return head + " ".join(out) + " (abbreviated options are not accepted)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = _Parser(
+        allow_abbrev=False,
         prog="python -m loadgen",
         description="Open-loop, reasoning-aware load generator for OpenAI-compatible LLM servers. "
         "Without --base-url (or OPENAI_BASE_URL) it runs against the built-in simulated server.",
@@ -189,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy (0.9)"
     )
+    g.add_argument(
+        "--max-error-share",
+        type=float,
+        metavar="X",
+        help="exit 3 when more than this share of measured requests failed (always when all failed)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", help="results folder (default results/<UTC time>-<label>/)")
     g.add_argument("--label", help="a name for this run")
@@ -201,6 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
     g.add_argument("--sim-arg", action="append", help="extra argument passed to the simulator (repeatable)")
     return p
+
+
+def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """``argv`` with the value of every secret option replaced by ``***``, for anything that records a command.
+
+    Secret options are found by their dest (``SECRET_DESTS``), not by one spelling, so every option string the
+    parser accepts for them is covered, as ``--flag VALUE`` and as ``--flag=VALUE``; abbreviations are refused
+    by every parser (``allow_abbrev=False``), so no other spelling can carry a secret in.
+    """
+    parser = parser or build_parser()
+    flags = {s for a in parser._actions if a.dest in SECRET_DESTS for s in a.option_strings}
+    out: list[str] = []
+    hide = False
+    for a in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif a in flags:
+            out.append(a)
+            hide = True
+        elif "=" in a and a.split("=", 1)[0] in flags:
+            out.append(a.split("=", 1)[0] + "=***")
+        else:
+            out.append(a)
+    return out
 
 
 def _env_value(key: str) -> str | None:
@@ -224,7 +279,7 @@ def _coerce(key: str, raw: Any) -> Any:
         return float(raw)
     if isinstance(default, int) or key in ("num_requests", "max_concurrency", "max_tokens"):
         return int(raw)
-    if key in ("duration", "temperature", "top_p"):
+    if key in ("duration", "temperature", "top_p", "max_error_share"):
         return float(raw)
     return raw
 
@@ -383,6 +438,7 @@ def build_config(opts: dict[str, Any]) -> Any:
             straggler_iqr_k=opts["straggler_k"],
             send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
             client_cpu_limit=opts["cpu_limit"],
+            max_error_share=opts["max_error_share"],
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=tuple(opts["sim_arg"])),
     )
@@ -402,10 +458,15 @@ def _max_tokens(value: Any) -> tuple[int | None, str | None]:
 
 
 def _run_main(argv: Sequence[str]) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
     opts = resolve_options(ns)
     logging.basicConfig(level=opts["log_level"].upper(), format="%(levelname)s %(name)s: %(message)s")
     cfg = build_config(opts)
+    from dataclasses import replace
+
+    command = ("python -m loadgen", *mask_secrets(argv, parser))
+    cfg = replace(cfg, output=replace(cfg.output, command=command))
 
     from rich.console import Console
 
@@ -424,12 +485,19 @@ def _run_main(argv: Sequence[str]) -> int:
         if not out.is_terminal:
             out = Console(width=140)
         print_summary(result.summary, out)
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    if result.failure:
+        print(f"loadgen: error: {result.failure}", file=sys.stderr)
+        return EXIT_REQUESTS_FAILED
+    return 0
 
 
 def _fit_main(argv: Sequence[str]) -> int:
     p = _Parser(
-        prog="python -m loadgen fit", description="Fit Gamma arrivals to a trace's inter-arrival gaps"
+        allow_abbrev=False,
+        prog="python -m loadgen fit",
+        description="Fit Gamma arrivals to a trace's inter-arrival gaps",
     )
     p.add_argument("trace", help="BurstGPT CSV, Azure LLM trace CSV, or one timestamp (s) per line")
     p.add_argument("--window", type=float, metavar="S", help="also fit per window of S seconds")

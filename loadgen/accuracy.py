@@ -368,18 +368,20 @@ def checker_name() -> str:
 def math_equal(pred: str, ref: str) -> tuple[bool, str]:
     """(equivalent?, checker) for two maths answers: math-verify when installed, else or then the fallback."""
     mv = _math_verify()
+    judged = False  # whether math-verify gave a verdict (it raises on odd inputs, and on timeouts off the main thread)
     if mv:
         try:
             gold = mv.parse(f"${ref}$")
             answer = mv.parse(f"${pred}$")
             if gold and answer and mv.verify(gold, answer):
                 return True, "math_verify"
-        except Exception:  # math-verify raises on odd inputs and on timeouts outside the main thread
-            pass
+            judged = True
+        except Exception:
+            judged = False
     ok, method = fallback_equal(pred, ref)
-    if mv and not ok:
-        return False, "math_verify"
-    return ok, method
+    if judged and not ok:
+        return False, "math_verify"  # both said no; math-verify's is the verdict that counts
+    return ok, method  # the fallback's verdict, labelled as the fallback's
 
 
 # ---------------------------------------------------------------------------------------------------------------

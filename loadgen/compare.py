@@ -545,6 +545,7 @@ def write_html(result: dict[str, Any], out_path: Path) -> Path | None:
 
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m loadgen compare",
         description="Compare configurations: percentiles, throughput, server state; differences against a "
         "baseline with hierarchical bootstrap confidence intervals.",

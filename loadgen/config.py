@@ -241,6 +241,7 @@ class OutputConfig:
     json: bool = False
     live: bool = True
     report: bool = True  # write report.html at the end of the run (when the report module is available)
+    command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +250,13 @@ class AnalysisConfig:
     straggler_iqr_k: float = 3.0
     send_lag_p99_limit_ms: float = 5.0
     client_cpu_limit: float = 0.9
+    max_error_share: float | None = None  # exit 3 when the share of failed measured requests is above this
 
     def __post_init__(self) -> None:
         if not (self.straggler_iqr_k > 0):
             raise ConfigError(f"--straggler-k must be > 0, got {self.straggler_iqr_k}")
+        if self.max_error_share is not None and not (0 <= self.max_error_share < 1):
+            raise ConfigError(f"--max-error-share must be in [0, 1), got {self.max_error_share}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +290,13 @@ class RunConfig:
             },
             "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
             "scrape": asdict(self.scrape),
-            "output": asdict(self.output),
+            "output": {k: v for k, v in asdict(self.output).items() if k != "command"},
             "analysis": {
                 "slo_ms": self.analysis.slo.as_dict(),
                 "straggler_iqr_k": self.analysis.straggler_iqr_k,
                 "send_lag_p99_limit_ms": self.analysis.send_lag_p99_limit_ms,
                 "client_cpu_limit": self.analysis.client_cpu_limit,
+                "max_error_share": self.analysis.max_error_share,
             },
             "sim": asdict(self.sim),
         }

@@ -12,7 +12,10 @@ collections (``gc.freeze()``, O(1)), and the young-generation threshold is raise
 collector neither rescans the workload, setup and records on old-generation passes nor runs every 700 container
 allocations (a stream's decode makes ~5 per token); both stalled the loop for tens of ms at 360 req/s.
 ``drain()`` puts everything back. Requests due at the same instant go out in one pass. A request that must wait for a concurrency slot keeps its
-intended start; the wait is its queue time, not send lag.
+intended start; the wait is its queue time, not send lag, in both modes: under a cap with a finite rate the request
+is dispatched on time and then waits in its own task (``slot_ns > dispatched_ns``); in a closed loop (``--rate inf``
+with a cap) the dispatcher itself waits for the slot before dispatching (``slot_ns <= dispatched_ns``), and the
+request has been waiting since its intended start.
 """
 
 from __future__ import annotations
@@ -184,7 +187,8 @@ class Dispatcher:
                     await sem.acquire()
                 finally:
                     stats.waiting_for_slot -= 1
-                rec.slot_ns = perf_counter_ns() - self.t0_ns
+                # granted after dispatch (slot_ns > dispatched_ns): an open-loop request queued behind the cap
+                rec.slot_ns = max(perf_counter_ns() - self.t0_ns, (rec.dispatched_ns or 0) + 1)
             stats.in_flight += 1
             try:
                 await self.client.execute(spec, rec)
@@ -247,15 +251,18 @@ class Dispatcher:
             holds_slot = False
             if self._closed_loop:
                 assert self._sem is not None
+                # every request is planned at t=0 and only `cap` slots exist: from the (cap+1)th on, each one
+                # queues from its intended start until the dispatcher gets it a slot here. That wait is queue
+                # time; slot_ns <= dispatched_ns tells metrics so (see metrics.client_delays)
                 await self._sem.acquire()
                 holds_slot = True
+                if self.cap is not None and i >= self.cap:
+                    rec.slot_ns = perf_counter_ns() - t0
                 if self.stop.is_set():
                     self._sem.release()
                     stats.stopped_early = True
                     break
             rec.dispatched_ns = perf_counter_ns() - t0
-            if holds_slot:
-                rec.slot_ns = rec.dispatched_ns
             stats.sent += 1
             task = loop.create_task(self._run_one(rec, self.specs[i], holds_slot))
             self.tasks.add(task)

@@ -8,12 +8,19 @@ Setup problems are exceptions, caught once in ``__main__`` and printed as one li
     └── EndpointError      the server is unreachable, refuses the key (401/403), or lacks the model (404)
 
 Per-request failures are never exceptions that escape: they become data, an :class:`ErrorKind` and a message on
-the request's record.
+the request's record. A run whose requests failed still writes its results, and then exits with
+``EXIT_REQUESTS_FAILED``.
+
+Exit codes of ``python -m loadgen``: 0 measured; 2 setup error (the tree above); 3 the requests failed (every
+measured request failed, the first ones were all refused with 401/403, or the failed share passed
+``--max-error-share``); 130 interrupted.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+EXIT_REQUESTS_FAILED = 3
 
 
 class LoadgenError(Exception):

@@ -176,7 +176,9 @@ def build_run_config(argv: Sequence[str]) -> Any:
 
 
 def _fmt_num(x: float) -> str:
-    return f"{x:g}"
+    """Short (4, not 4.0) but never rounded: 6 significant digits would merge nearby rates into one cell."""
+    g = f"{x:g}"
+    return g if float(g) == x else repr(x)
 
 
 def _safe(text: str) -> str:
@@ -572,10 +574,23 @@ def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _mask_doc(doc: Any, secret_keys: frozenset[str]) -> Any:
+    """The experiment file's tables with the values of secret options (api_key, header) masked."""
+    if isinstance(doc, dict):
+        return {
+            k: "***" if str(k).replace("-", "_") in secret_keys else _mask_doc(v, secret_keys)
+            for k, v in doc.items()
+        }
+    if isinstance(doc, list):
+        return [_mask_doc(v, secret_keys) for v in doc]
+    return doc
+
+
 def run_experiment(
     plan: Plan, out_dir: Path, *, console: Any = None, install_signal_handlers: bool = True
 ) -> dict[str, Any]:
     """Run every cell of ``plan`` into ``out_dir``; returns the manifest (also written to manifest.json)."""
+    from loadgen.__main__ import SECRET_DESTS, mask_secrets
     from loadgen.run import run as run_once
 
     def say(msg: str) -> None:
@@ -592,7 +607,7 @@ def run_experiment(
             "name": plan.name,
             "file": str(plan.path),
             "file_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
-            "experiment": plan.doc,
+            "experiment": _mask_doc(plan.doc, SECRET_DESTS),
             "launcher": plan.launcher,
             "status": "running",
             "started_unix": t_start,
@@ -613,7 +628,7 @@ def run_experiment(
                     "rate": c.rate,
                     "cv": c.cv,
                     "seed": c.seed,
-                    "run_args": c.argv,
+                    "run_args": mask_secrets(c.argv),
                     "status": "planned",
                 }
                 for c in plan.cells
@@ -747,9 +762,17 @@ def print_plan(plan: Plan, console: Any) -> None:
     t = Table(header_style="bold")
     for col in ("cell", "config", "workload", "rate", "cv", "seed", "run options"):
         t.add_column(col)
+    from loadgen.__main__ import mask_secrets
+
     for c in plan.cells:
         t.add_row(
-            c.id, c.config, c.workload, _fmt_num(c.rate), _fmt_num(c.cv), str(c.seed), shlex.join(c.argv)
+            c.id,
+            c.config,
+            c.workload,
+            _fmt_num(c.rate),
+            _fmt_num(c.cv),
+            str(c.seed),
+            shlex.join(mask_secrets(c.argv)),
         )
     console.print(t)
 

@@ -10,8 +10,11 @@ Definitions (all from the client's clock; "from send" = from when the request wa
 - ITL per token: each gap divided evenly over the tokens of the chunk that ends it (a chunk of k tokens after a
   gap g contributes k samples of g/k), so multi-token chunks (speculative decoding) are not mistaken for stalls.
 - E2E: end − send, and end − intended.
-- Queue wait: slot granted − dispatched (time spent waiting for ``--max-concurrency``).
-- Send lag: dispatched − intended (the client's own lateness).
+- Queue wait: time spent waiting for a ``--max-concurrency`` slot. Open loop under a cap: slot granted −
+  dispatched. Closed loop (``--rate inf`` with a cap; the dispatcher waits for the slot, so the slot is granted
+  before dispatch): slot granted − intended.
+- Send lag: the client's own lateness, slot waits excluded: dispatched − intended, or in a closed loop
+  dispatched − slot granted. See :func:`client_delays`.
 """
 
 from __future__ import annotations
@@ -71,6 +74,24 @@ def per_chunk_itl_ns(rec: RequestRecord) -> list[int]:
     return [b - a for a, b in zip(ts, ts[1:], strict=False)]
 
 
+def client_delays(
+    intended: float, dispatched: float | None, slot: float | None
+) -> tuple[float | None, float]:
+    """(send lag, queue wait) of one request, in the unit of its times; slot waits are never send lag.
+
+    A slot granted after dispatch (``slot > dispatched``) was waited for by a dispatched request (open loop under
+    a cap); one granted before or at dispatch was waited for by the dispatcher itself (closed loop), while the
+    request stood at its intended start.
+    """
+    if dispatched is None:
+        return None, 0.0
+    if slot is None:
+        return dispatched - intended, 0.0
+    if slot > dispatched:
+        return dispatched - intended, slot - dispatched
+    return dispatched - slot, slot - intended
+
+
 def request_latencies(rec: RequestRecord) -> dict[str, float | None]:
     """Per-request metrics in ms; None where the request never got that far."""
 
@@ -81,6 +102,7 @@ def request_latencies(rec: RequestRecord) -> dict[str, float | None]:
     n = rec.completion_tokens
     if n is not None and n > 1 and rec.first_token_ns is not None and rec.last_token_ns is not None:
         tpot = (rec.last_token_ns - rec.first_token_ns) / (n - 1) / NS_PER_MS
+    lag_ns, queue_ns = client_delays(rec.intended_ns, rec.dispatched_ns, rec.slot_ns)
     reasoning_ms = None
     if rec.first_reasoning_ns is not None:
         end = rec.first_content_ns if rec.first_content_ns is not None else rec.last_token_ns
@@ -93,8 +115,8 @@ def request_latencies(rec: RequestRecord) -> dict[str, float | None]:
         "tpot": tpot,
         "e2e": ms(rec.send_ns, rec.end_ns),
         "e2e_from_intended": ms(rec.intended_ns, rec.end_ns),
-        "queue_wait": ms(rec.dispatched_ns, rec.slot_ns) if rec.slot_ns is not None else 0.0,
-        "send_lag": ms(rec.intended_ns, rec.dispatched_ns),
+        "queue_wait": queue_ns / NS_PER_MS,
+        "send_lag": None if lag_ns is None else lag_ns / NS_PER_MS,
         "reasoning_phase": reasoning_ms,
         "first_byte": ms(rec.send_ns, rec.first_byte_ns),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,9 @@ class RequestRecord:
     # lifecycle, in order
     intended_ns: int = 0  # when the schedule wanted it sent
     dispatched_ns: int | None = None  # when the dispatcher handled it (send lag = dispatched - intended)
-    slot_ns: int | None = None  # when a concurrency slot was granted (queue wait = slot - dispatched)
+    # when a concurrency slot was granted after a wait (queue wait = slot - dispatched); at or before
+    # dispatched_ns in a closed loop, where the dispatcher waited (queue wait = slot - intended): metrics.client_delays
+    slot_ns: int | None = None
     send_ns: int | None = None  # just before the request bytes were handed to the connection
     first_byte_ns: int | None = None  # response status line and headers received
     first_chunk_ns: int | None = None  # first SSE data event of any kind (may carry no token: role chunk)
@@ -92,6 +95,39 @@ _FIELD_NAMES = tuple(f.name for f in fields(RequestRecord))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
+class Scrubber:
+    """Masks configured secret values (the API key, ``--header`` values) in the text a server sent back.
+
+    A server may echo the request in an error body ("invalid key sk-..."); that text becomes ``error_message`` and
+    would reach requests.jsonl, the summary and the report. The sink scrubs every record once, in place, before it
+    is written or kept, so nothing downstream ever sees the value. Values shorter than ``MIN_LEN`` characters are
+    left alone: they would match ordinary words and numbers, and are no secret.
+    """
+
+    MIN_LEN = 4
+    FIELDS = ("error_message", "output_text", "server_request_id", "finish_reason")
+    MASK = "***"
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        # longest first, so a value that contains another is masked whole
+        self.secrets = sorted({s for s in secrets if s and len(s) >= self.MIN_LEN}, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets)
+
+    def text(self, value: str) -> str:
+        for s in self.secrets:
+            if s in value:
+                value = value.replace(s, self.MASK)
+        return value
+
+    def record(self, rec: RequestRecord) -> None:
+        for name in self.FIELDS:
+            v = getattr(rec, name)
+            if v:
+                setattr(rec, name, self.text(v))
+
+
 class RecordSink:
     """Append-only JSONL writer: serialises on the caller's thread, writes on its own.
 
@@ -101,8 +137,9 @@ class RecordSink:
     of the last moment, Ctrl-C and errors lose none (``close`` drains the queue).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
+        self._scrubber = scrubber if scrubber else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
         self.count = 0
@@ -115,6 +152,8 @@ class RecordSink:
     def write(self, record: RequestRecord) -> None:
         if self._error is not None:
             raise self._error
+        if self._scrubber is not None:
+            self._scrubber.record(record)  # in place: the caller's copy (summary, report) is clean too
         self._queue.put(record.to_json() + b"\n")
         self.count += 1
 

@@ -28,7 +28,7 @@ from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.dispatch import Dispatcher
 from loadgen.errors import ConfigError, LoadgenError
 from loadgen.metrics import group_latencies, summarize
-from loadgen.records import RecordSink, RequestRecord
+from loadgen.records import RecordSink, RequestRecord, Scrubber
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
 from loadgen.selfcheck import SelfCheck
 from loadgen.target import SimulatorProcess
@@ -48,6 +48,65 @@ class RunResult:
     summary: dict[str, Any]
     records: list[RequestRecord] = field(default_factory=list)
     interrupted: bool = False
+    failure: str | None = None  # why the run's requests count as failed (the CLI exits 3), else None
+
+
+class AuthStop:
+    """Stops a run whose first requests (``FIRST``, or all when fewer are planned) were all refused with 401/403.
+
+    A wrong or missing key cannot be measured around: sending the rest only repeats the refusal (200 x 401 was
+    seen). The verdict is taken on the first requests to finish, warm-up included.
+    """
+
+    FIRST = 10
+
+    def __init__(self, planned: int) -> None:
+        self.n = max(1, min(self.FIRST, planned))
+        self.seen = 0
+        self.statuses: set[int] = set()
+        self.reason: str | None = None
+
+    def observe(self, rec: RequestRecord) -> bool:
+        """True once, when the run should stop."""
+        if self.seen >= self.n:
+            return False
+        self.seen += 1
+        if rec.http_status in (401, 403):
+            self.statuses.add(rec.http_status)
+        else:
+            self.seen = self.n  # one request was not refused: never stop for this
+            return False
+        if self.seen == self.n:
+            codes = "/".join(str(c) for c in sorted(self.statuses))
+            self.reason = (
+                f"stopped: the first {self.n} requests were all refused with HTTP {codes}; "
+                "check --api-key / OPENAI_API_KEY and --header"
+            )
+            return True
+        return False
+
+
+def requests_outcome(
+    requests: dict[str, Any], max_error_share: float | None, stopped: str | None, interrupted: bool
+) -> dict[str, Any]:
+    """Whether the run's requests failed (exit 3): stopped on refusals, all failed, or above --max-error-share."""
+    reason = stopped
+    measured, failed = requests["measured"], requests["failed"]
+    kinds = ", ".join(f"{v} {k}" for k, v in requests["errors_by_kind"].items())
+    if reason is None and not interrupted and measured:
+        if failed == measured:
+            reason = f"every measured request failed ({kinds})"
+        elif max_error_share is not None and failed / measured > max_error_share:
+            reason = (
+                f"{failed / measured:.1%} of measured requests failed ({kinds}), "
+                f"more than --max-error-share {max_error_share:g}"
+            )
+    return {
+        "failed": reason is not None,
+        "reason": reason,
+        "stopped_early": stopped,
+        "max_error_share": max_error_share,
+    }
 
 
 def default_output_dir(label: str) -> Path:
@@ -221,6 +280,7 @@ async def run_async(
             seed=cfg.schedule.seed,
             args=cfg.sim.args,
             ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
+            log_path=str(out_dir / "sim.log"),
         )
         base_url = await sim.start()
         endpoint = replace(endpoint, base_url=base_url)
@@ -232,7 +292,7 @@ async def run_async(
     aux_stop = asyncio.Event()
     interrupted = False
     loop = asyncio.get_running_loop()
-    sink = RecordSink(out_dir / "requests.jsonl")
+    sink = RecordSink(out_dir / "requests.jsonl", secret_scrubber(endpoint))
     records: list[RequestRecord] = []
     client = StreamingClient(endpoint, cfg.sampling, t0_ns=0)
     live = None
@@ -256,11 +316,21 @@ async def run_async(
 
             live = LiveView(console, len(offsets))
 
+        auth_stop = AuthStop(len(offsets))
+
         def on_done(rec: RequestRecord) -> None:
             sink.write(rec)
             records.append(rec)
             if live is not None:
                 live.observe(rec)
+            if auth_stop.observe(rec):
+                stop.set()  # as Ctrl-C does, without counting as an interruption
+
+        header = run_header(cfg, sched, endpoint, model, out_dir)
+        write_run_json(out_dir, header, len(offsets), cfg.schedule.warmup)
+        if cfg.scrape.enabled:
+            # imported before t0: ~40 ms of imports after it made the first sends of every run late
+            import loadgen.scrape.poller  # noqa: F401
 
         # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
         t0 = perf_counter_ns() + START_LEAD_NS
@@ -347,13 +417,15 @@ async def run_async(
             poller=poller,
             specs=specs,
             read_stamps=getattr(client, "stamp_source", None),
+            stopped=auth_stop.reason,
+            header=header,
         )
         (out_dir / "summary.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
         if cfg.output.report:
             _write_report(out_dir, console)
-        return RunResult(out_dir, summary, records, interrupted)
+        return RunResult(out_dir, summary, records, interrupted, summary["outcome"]["reason"])
     finally:
         aux_stop.set()
         for t in aux_tasks:
@@ -362,6 +434,11 @@ async def run_async(
         await client.close()
         if sim is not None:
             await sim.stop()
+
+
+def secret_scrubber(endpoint: Any) -> Scrubber:
+    """The values no result file may hold: the API key and every --header value."""
+    return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
 
 
 def _write_report(out_dir: Path, console: Any) -> None:
@@ -397,6 +474,72 @@ def _start_poller(
     return poller
 
 
+RUN_JSON = "run.json"
+
+
+def run_header(
+    cfg: RunConfig, sched: GammaSchedule | TraceSchedule, endpoint: Any, model: str, out_dir: Path
+) -> dict[str, Any]:
+    """What a run is, known before its first request: written to run.json at the start and into summary.json."""
+    return {
+        "output_dir": str(out_dir),
+        "label": cfg.output.label,
+        "target": {
+            "kind": "simulated" if endpoint.simulated else "endpoint",
+            "base_url": endpoint.base_url,
+            "model": model,
+            "api": endpoint.api,
+        },
+        "config": cfg.public_dict(),
+        "schedule": sched.describe(),
+        "versions": _versions(),
+        "argv": list(cfg.output.command) or _safe_argv(),
+    }
+
+
+def write_run_json(out_dir: Path, header: dict[str, Any], planned: int, warmup: int) -> None:
+    """run.json, before the first request: a run killed before its summary (kill -9, OOM) can still be rebuilt
+    with its configuration (``python -m loadgen report DIR``). Written before t0, so its disk time delays nothing."""
+    doc = {
+        "loadgen_run_version": 1,
+        "note": "written when the run started; summary.json is written when it ends. Without a summary.json, "
+        "`python -m loadgen report DIR` rebuilds one from this file and requests.jsonl",
+        **header,
+        "planned_requests": planned,
+        "warmup_requests": warmup,
+        "started_unix_ns": time.time_ns(),
+    }
+    tmp = out_dir / (RUN_JSON + ".tmp")
+    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    tmp.replace(out_dir / RUN_JSON)
+
+
+def target_rate_of(rate: Any, arrival: str | None) -> float | None:
+    """The rate the achieved send rate is held to: none for --rate inf and for traces."""
+    if not isinstance(rate, (int, float)) or math.isinf(rate) or arrival == "trace":
+        return None
+    return float(rate)
+
+
+def rate_check(metrics: dict[str, Any], target_rate: float | None, client_check: dict[str, Any]) -> None:
+    """Marks the run untrustworthy when the achieved send rate misses the planned one by more than 5 %."""
+    rate = metrics["rate"]
+    if target_rate and rate["achieved_send"] and metrics["requests"]["measured"] >= 50:
+        miss = abs(rate["achieved_send"] - (rate["planned"] or target_rate)) / (
+            rate["planned"] or target_rate
+        )
+        if miss > 0.05:
+            client_check["trustworthy"] = False
+            client_check["reasons"].append(
+                f"achieved send rate {rate['achieved_send']:.2f}/s is {miss:.0%} off the planned "
+                f"{rate['planned']:.2f}/s"
+            )
+
+
+def groups_of(records: list[RequestRecord]) -> dict[str, Any]:
+    return {key: group_latencies(records, key) for key in ("dataset", "budget") if _has_tag(records, key)}
+
+
 def build_summary(
     cfg: RunConfig,
     sched: GammaSchedule | TraceSchedule,
@@ -413,11 +556,11 @@ def build_summary(
     poller: Any = None,
     specs: list[RequestSpec] | None = None,
     read_stamps: str | None = None,
+    stopped: str | None = None,
+    header: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r.index)
-    target_rate = (
-        None if math.isinf(cfg.schedule.rate) or cfg.schedule.arrival == "trace" else cfg.schedule.rate
-    )
+    target_rate = target_rate_of(cfg.schedule.rate, cfg.schedule.arrival)
     metrics = summarize(
         records,
         slo_ms=cfg.analysis.slo.as_dict(),
@@ -430,44 +573,22 @@ def build_summary(
         cfg.analysis.send_lag_p99_limit_ms,
         cfg.analysis.client_cpu_limit,
     )
-    rate = metrics["rate"]
-    if target_rate and rate["achieved_send"] and metrics["requests"]["measured"] >= 50:
-        miss = abs(rate["achieved_send"] - (rate["planned"] or target_rate)) / (
-            rate["planned"] or target_rate
-        )
-        if miss > 0.05:
-            client_check["trustworthy"] = False
-            client_check["reasons"].append(
-                f"achieved send rate {rate['achieved_send']:.2f}/s is {miss:.0%} off the planned "
-                f"{rate['planned']:.2f}/s"
-            )
+    rate_check(metrics, target_rate, client_check)
     summary: dict[str, Any] = {
         "loadgen_summary_version": 1,
-        "output_dir": str(out_dir),
-        "label": cfg.output.label,
+        **(header or run_header(cfg, sched, endpoint, model, out_dir)),
         "interrupted": interrupted,
-        "target": {
-            "kind": "simulated" if endpoint.simulated else "endpoint",
-            "base_url": endpoint.base_url,
-            "model": model,
-            "api": endpoint.api,
-        },
-        "config": cfg.public_dict(),
-        "schedule": sched.describe(),
         "clock": {
             "read_stamps": read_stamps,
             "t0_ns": t0_ns,
             "t0_unix_ns": t0_unix_ns,
             "note": "record and server-metric times are ns since t0 on the monotonic perf_counter clock",
         },
-        "versions": _versions(),
-        "argv": _safe_argv(),
         "metrics": metrics,
         "client_check": client_check,
+        "outcome": requests_outcome(metrics["requests"], cfg.analysis.max_error_share, stopped, interrupted),
     }
-    summary["groups"] = {
-        key: group_latencies(records, key) for key in ("dataset", "budget") if _has_tag(records, key)
-    }
+    summary["groups"] = groups_of(records)
     if specs is not None and any(sp.reference is not None for sp in specs):
         from loadgen.accuracy import accuracy_table
 
@@ -475,7 +596,7 @@ def build_summary(
         if endpoint.simulated:
             summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
     if poller is not None:
-        summary.update(_server_sections(poller, out_dir, metrics))
+        summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
     return summary
 
 
@@ -485,7 +606,9 @@ def _has_tag(records: list[RequestRecord], key: str) -> bool:
     )
 
 
-def _server_sections(poller: Any, out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+def server_sections(
+    out_dir: Path, metrics: dict[str, Any], scrape_stats: dict[str, Any] | None, info: dict[str, Any]
+) -> dict[str, Any]:
     """The `server` section and straggler explanations from the scraped series; never fails the run."""
     try:
         from loadgen.scrape.explain import explain_requests
@@ -495,10 +618,11 @@ def _server_sections(poller: Any, out_dir: Path, metrics: dict[str, Any]) -> dic
         samples = load_samples(out_dir / "server_metrics.jsonl")
         w = metrics["window"]
         server = server_summary(samples, (w["start_ns"], w["end_ns"]))
-        server["scrape"] = dict(poller.stats)
-        info = poller.info.get(server.get("url"))
-        if info:
-            server["engine"] = info
+        if scrape_stats is not None:
+            server["scrape"] = scrape_stats
+        engine = info.get(server.get("url"))
+        if engine:
+            server["engine"] = engine
         strag = metrics["stragglers"]["requests"]
         explained = explain_requests(samples, [(s["index"], s["start_ns"], s["end_ns"]) for s in strag])
         by_index = {s["index"]: s for s in strag}

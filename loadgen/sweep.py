@@ -62,7 +62,13 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def _label(x: float) -> str:
-    return f"{x:g}"
+    """A number as a flag value and in a folder name: short (4, not 4.0) but never rounded.
+
+    ``f"{x:g}"`` alone keeps 6 significant digits, which ran rates 1.0000001 and 1.0000002 both at 1 into one
+    folder; where it would round, the shortest exact form (``repr``) is used.
+    """
+    g = f"{x:g}"
+    return g if float(g) == x else repr(x)
 
 
 # ------------------------------------------------------------------------------------------- saturation
@@ -189,6 +195,7 @@ def run_sweep(
     install_signal_handlers: bool = True,
 ) -> dict[str, Any]:
     """Run the grid; returns (and writes) the ``sweep.json`` document."""
+    from loadgen.__main__ import mask_secrets
     from loadgen.experiment import build_run_config
     from loadgen.run import run as run_once
 
@@ -208,7 +215,7 @@ def run_sweep(
         "config": {
             "rates": list(rates),
             "cvs": list(cvs),
-            "run_args": list(run_argv),
+            "run_args": mask_secrets(run_argv),
             "run_config": probe.public_dict(),
             "stop_on_saturation": stop_on_saturation,
             "stop_rule": STOP_RULE,

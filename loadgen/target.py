@@ -2,15 +2,25 @@
 
 A separate process keeps the simulator's CPU off the client's event loop, so the client's own measurements and
 self-check mean the same thing against the simulator as against a real server.
+
+Its output never blocks it: stderr goes straight to a file (``log_path``, else a temporary file kept for the
+start-up error message), and after the ready line a thread copies the rest of stdout to the same file. An undrained
+pipe fills at 64 KiB and then stops a chatty simulator at its next write. The simulator is started with
+``--exit-with-parent``, so a client killed with ``kill -9`` (or by the OOM killer) does not leave it running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import IO
 
 from loadgen.errors import EndpointError
 
@@ -25,9 +35,15 @@ class SimulatorProcess:
     ground_truth_path: str | None = None
     startup_timeout_s: float = 30.0
     base_url: str = ""
-    _proc: asyncio.subprocess.Process | None = None
+    log_path: str | None = None  # the simulator's stderr, and its stdout after the ready line
+    command: tuple[str, ...] | None = None  # run this instead of ``python -m loadgen.sim ...`` (tests)
+    _proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
-    async def start(self) -> str:
+    def _command(self) -> list[str]:
+        if self.command is not None:
+            return list(self.command)
         cmd = [
             sys.executable,
             "-m",
@@ -38,50 +54,90 @@ class SimulatorProcess:
             "0",
             "--seed",
             str(self.seed),
+            "--exit-with-parent",
         ]
         if self.profile:
             cmd += ["--profile", self.profile]
         if self.ground_truth_path:
             cmd += ["--ground-truth", self.ground_truth_path]
-        cmd += list(self.args)
-        self._proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
+        return cmd + list(self.args)
+
+    async def start(self) -> str:
+        self._log = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        self._proc = proc = subprocess.Popen(
+            self._command(),
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        assert self._proc.stdout is not None
+        assert proc.stdout is not None
+        loop = asyncio.get_running_loop()
         try:
-            line = await asyncio.wait_for(self._proc.stdout.readline(), self.startup_timeout_s)
+            line = await asyncio.wait_for(
+                loop.run_in_executor(None, proc.stdout.readline), self.startup_timeout_s
+            )
         except TimeoutError:
-            await self.stop()
+            await self.stop()  # the blocked readline returns once the process is gone
             raise EndpointError(
                 f"the built-in simulator did not start within {self.startup_timeout_s:g} s"
             ) from None
         m = _READY.search(line.decode(errors="replace"))
         if not m:
-            err = b""
-            if self._proc.stderr is not None:
-                try:
-                    err = await asyncio.wait_for(self._proc.stderr.read(), 5)
-                except TimeoutError:
-                    err = b""
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await loop.run_in_executor(None, proc.wait, 5)  # let it finish saying why (as it exits)
+            words = self._last_words(line)
             await self.stop()
-            last = err.decode(errors="replace").strip().splitlines()[-1:] or [
-                line.decode(errors="replace").strip()
-            ]
-            raise EndpointError(f"the built-in simulator failed to start: {last[0]}")
+            raise EndpointError(f"the built-in simulator failed to start: {words}")
+        self._drain(proc.stdout)
         self.base_url = m.group(1)
         return self.base_url
 
+    def _drain(self, pipe: IO[bytes]) -> None:
+        """Copy the rest of stdout to the log on a thread (idle, blocked in read, while the simulator is quiet)."""
+        log = self._log
+
+        def copy() -> None:
+            try:
+                while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+                    if log is not None and not log.closed:
+                        log.write(chunk)
+            except (OSError, ValueError):
+                pass
+
+        t = threading.Thread(target=copy, name="loadgen-sim-stdout", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _last_words(self, line: bytes) -> str:
+        err = b""
+        if self._log is not None:
+            try:
+                self._log.flush()
+                self._log.seek(0)
+                err = self._log.read()[-4096:]
+            except (OSError, ValueError):
+                err = b""
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or [
+            line.decode(errors="replace").strip()
+        ]
+        return last[0] if last else "(no output)"
+
     async def stop(self) -> None:
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(None, proc.wait), 10)
+            except TimeoutError:
+                proc.kill()
+                await loop.run_in_executor(None, proc.wait)
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads.clear()
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

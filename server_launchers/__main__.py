@@ -182,7 +182,9 @@ def cmd_status(spec: LaunchSpec) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m server_launchers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m server_launchers", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("command", choices=("render", "start", "stop", "status"))
     p.add_argument("spec", help="launch spec TOML (one spec, or a preset file with [specs.<name>])")
     p.add_argument("--name", help="which spec of a preset file")

@@ -514,13 +514,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = argv.index("--")
         argv, vllm_args = argv[:i], argv[i + 1 :]
     ap = argparse.ArgumentParser(
-        prog="python -m server_launchers.local_vllm", description=__doc__.splitlines()[0]
+        allow_abbrev=False, prog="python -m server_launchers.local_vllm", description=__doc__.splitlines()[0]
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("setup", help="create the virtualenv and the tiny model (idempotent)")
-    p_start = sub.add_parser("start", help="start a server, wait until healthy, print its base URL")
-    p_stop = sub.add_parser("stop", help="stop a server started with 'start'")
-    p_status = sub.add_parser("status", help="is it healthy? (exit 0 yes, 1 no, 3 not started)")
+    sub.add_parser("setup", allow_abbrev=False, help="create the virtualenv and the tiny model (idempotent)")
+    p_start = sub.add_parser(
+        "start", allow_abbrev=False, help="start a server, wait until healthy, print its base URL"
+    )
+    p_stop = sub.add_parser("stop", allow_abbrev=False, help="stop a server started with 'start'")
+    p_status = sub.add_parser(
+        "status", allow_abbrev=False, help="is it healthy? (exit 0 yes, 1 no, 3 not started)"
+    )
     for p in (p_start, p_stop, p_status):
         p.add_argument("--name", default="default", help="instance name (several may run)")
     p_start.add_argument("--port", type=int, default=None)

@@ -233,7 +233,7 @@ def build(out_root: Path, params: dict | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--out-root", required=True, type=Path, help="directory that holds tiny-llama-<hash>/")
     ap.add_argument(
         "--params", default=None, help="JSON object of build parameters (default: DEFAULT_PARAMS)"

@@ -23,6 +23,8 @@ class Script:
     chunked: bool = True
     cut: bool = False  # close the connection without finishing the body
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # replace the writes by one JSON error body that quotes the request's headers (a server echoing the key)
+    echo_headers: bool = False
 
 
 @dataclass
@@ -111,7 +113,11 @@ class ScriptedServer:
             hdr.append("Connection: close")
         writer.write(("\r\n".join(hdr) + "\r\n\r\n").encode())
         await writer.drain()
-        for delay, data in s.writes:
+        writes = s.writes
+        if s.echo_headers:
+            quoted = ", ".join(f"{k}: {v}" for k, v in arrival.headers.items())
+            writes = [(0.0, orjson.dumps({"error": {"message": f"invalid credentials in {quoted}"}}))]
+        for delay, data in writes:
             if delay:
                 await asyncio.sleep(delay)
             if s.chunked:

@@ -74,6 +74,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         )
     if req["errors_by_kind"]:
         console.print(f"[red]errors:[/] {req['errors_by_kind']}")
+    outcome = summary.get("outcome") or {}
+    if outcome.get("failed"):
+        console.print(f"[bold red]requests failed:[/] {outcome['reason']}", highlight=False)
     st = m["stragglers"]
     console.print(
         f"stragglers ({st['rule']}, threshold {_fmt(st['threshold_ms'])} ms): {st['count']} "
@@ -95,7 +98,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         if acc.get("note"):
             console.print(f"[yellow]{acc['note']}[/]")
     check = summary["client_check"]
-    if check["trustworthy"]:
+    if summary.get("rebuilt"):
+        console.print(
+            "[yellow]rebuilt summary (the run did not finish); missing:[/] "
+            + "; ".join(summary["rebuilt"]["missing"])
+        )
+    if check["trustworthy"] is None:
+        console.print(f"[yellow]client check: not fully checked[/] — {check.get('note', '')}")
+    elif check["trustworthy"]:
         console.print(
             f"[green]client check: ok[/] — send lag p99 {_fmt(check['send_lag_ms']['p99'])} ms, "
             f"CPU peak {check['cpu_peak_1s']:.0%} of a core"
@@ -134,12 +144,17 @@ def _print_server(server: dict[str, Any], console: Console) -> None:
     console.print("server: " + "; ".join(parts))
     lat = server.get("latency_s") or {}
     if lat.get("ttft") or lat.get("e2e"):
+        from loadgen.scrape.summary import format_bucket
+
         bits = []
         for key in ("ttft", "e2e"):
             d = lat.get(key) or {}
             if d.get("p50") is not None:
-                bits.append(f"{key.upper()} p50 {d['p50'] * 1000:,.0f} / p99 {d['p99'] * 1000:,.0f} ms")
-        console.print("server's own histograms: " + ", ".join(bits))
+                bits.append(f"{key.upper()} p50 {format_bucket(d['p50'])}, p99 {format_bucket(d['p99'])}")
+        console.print(
+            "server's own histograms (a quantile is the bucket holding it, not a point): " + "; ".join(bits),
+            highlight=False,
+        )
 
 
 def _print_groups(tag: str, groups: dict[str, Any], console: Console) -> None:

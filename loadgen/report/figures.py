@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from loadgen.metrics import client_delays
 from loadgen.report.svg import (
     MUTED,
     PALETTE,
@@ -858,9 +859,13 @@ def _request_tip(req: RunRequests, i: int, straggler: bool, verdict: str | None)
         head += " (warm-up, not in the statistics)"
     tok = f"{_int(req.prompt[i])} prompt / {_int(req.completion[i])} output tokens ({_int(req.reasoning[i])} reasoning)"
     tags = ", ".join(f"{k}={v}" for k, v in req.tags[i].items() if k in ("dataset", "budget", "difficulty"))
+    lag, queue = client_delays(
+        _finite(T["intended_ns"][i]) or 0.0, _finite(T["dispatched_ns"][i]), _finite(T["slot_ns"][i])
+    )
     lines = [
         head,
-        f"intended start {T['intended_ns'][i] / NS:,.3f} s, send lag {d('intended_ns', 'dispatched_ns')}",
+        f"intended start {T['intended_ns'][i] / NS:,.3f} s, send lag {'-' if lag is None else _ms(lag / MS)}"
+        + (f", queue wait {_ms(queue / MS)}" if queue else ""),
         f"TTFT {d('send_ns', 'first_token_ns')} (from intended {d('intended_ns', 'first_token_ns')})",
         f"TTFVT {d('send_ns', 'first_content_ns')}, E2E {d('send_ns', 'end_ns')} (from intended {d('intended_ns', 'end_ns')})",
         tok + (f", finish {req.finish[i]}" if req.finish[i] else ""),
@@ -868,6 +873,10 @@ def _request_tip(req: RunRequests, i: int, straggler: bool, verdict: str | None)
     if tags:
         lines.append(tags)
     return "\n".join(lines)
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
 
 
 def _int(v: float) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from html import escape
@@ -27,6 +28,7 @@ import orjson
 from loadgen.errors import ConfigError
 from loadgen.report import figures as F
 from loadgen.report.svg import esc
+from loadgen.scrape.summary import format_bucket
 
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
@@ -321,7 +323,21 @@ def _header(summary: dict[str, Any], out: Path) -> str:
         f"<code>{esc(tgt.get('model', '?'))}</code> · API {esc(tgt.get('api', '?'))} · results <code>{esc(out)}</code></p>"
     )
     check = summary.get("client_check") or {}
-    if check.get("trustworthy", True):
+    rebuilt = summary.get("rebuilt")
+    if rebuilt:
+        items = "".join(f"<li>{esc(m)}</li>" for m in rebuilt.get("missing") or [])
+        parts.append(
+            '<div class="verdict warn" id="rebuilt"><b>Rebuilt summary.</b> This run ended without writing its '
+            f"summary (killed?); it was rebuilt from {esc(', '.join(rebuilt.get('from') or []))}. Missing:"
+            f"<ul>{items}</ul></div>"
+        )
+    if "trustworthy" in check and check["trustworthy"] is None:
+        parts.append(
+            '<div class="verdict warn" id="verdict" data-trustworthy="unknown"><b>Measurement: not fully '
+            f"checked.</b> {esc(check.get('note', ''))} (send lag p99 "
+            f"{esc(fmt(_get(check, 'send_lag_ms', 'p99')))} ms).</div>"
+        )
+    elif check.get("trustworthy", True):
         lag = _get(check, "send_lag_ms", "p99")
         parts.append(
             '<div class="verdict ok" id="verdict" data-trustworthy="true"><b>Measurement: trustworthy.</b>'
@@ -342,7 +358,7 @@ def _header(summary: dict[str, Any], out: Path) -> str:
             " No model was run: the numbers describe loadgen's simulated vLLM-like server (useful to try loadgen "
             "and its reports). Pass <code>--base-url</code> to measure a real server.</div>"
         )
-    else:
+    elif kind != "unknown":
         parts.append(
             f'<div class="verdict info" id="target-kind" data-kind="{esc(kind)}"><b>Target: a real server</b> at '
             f"{esc(tgt.get('base_url', '?'))}.</div>"
@@ -350,6 +366,11 @@ def _header(summary: dict[str, Any], out: Path) -> str:
     if summary.get("interrupted"):
         parts.append(
             '<div class="verdict warn"><b>Interrupted.</b> The run was stopped early (Ctrl-C).</div>'
+        )
+    outcome = summary.get("outcome") or {}
+    if outcome.get("failed"):
+        parts.append(
+            f'<div class="verdict bad" id="outcome"><b>The requests failed:</b> {esc(outcome.get("reason"))}.</div>'
         )
     req = _get(summary, "metrics", "requests") or {}
     if req.get("failed"):
@@ -560,13 +581,17 @@ def _server_section(summary: dict[str, Any]) -> str:
     for key, d in (srv.get("latency_s") or {}).items():
         if isinstance(d, dict) and d.get("count"):
             lat_rows.append(
-                f"<tr><td>{esc(key)}</td>"
-                + "".join(cell(None if d.get(c) is None else d[c] * 1000, f"server.latency_s.{key}.{c}") for c in ("p50", "p90", "p99"))
+                f"<tr><td>{esc(key)}</td>{cell(d.get('count'), f'server.latency_s.{key}.count')}"
+                + cell(None if d.get("mean") is None else d["mean"] * 1000, f"server.latency_s.{key}.mean")
+                + "".join(_bucket_cell(d.get(c), f"server.latency_s.{key}.{c}") for c in ("p50", "p90", "p99"))
                 + "</tr>"
             )  # fmt: skip
     lat = (
-        "<h3>The server's own latency histograms (ms; bucket-interpolated, so coarser than loadgen's)</h3>"
-        + table(["metric", "p50", "p90", "p99"], lat_rows)
+        "<h3>The server's own latency histograms (ms)</h3>"
+        '<p class="note" id="server-buckets">A histogram only knows which bucket each observation fell in, so '
+        "each quantile is shown as the bucket that holds it (≤ the first bound, lower–upper, or &gt; the last "
+        "bound), never as an interpolated point; the mean (sum / count) is exact.</p>"
+        + table(["metric", "count", "mean", "p50", "p90", "p99"], lat_rows)
         if lat_rows
         else ""
     )
@@ -582,6 +607,13 @@ def _server_section(summary: dict[str, Any]) -> str:
         + eng
         + (f'<ul class="note">{notes}</ul>' if notes else "")
     )
+
+
+def _bucket_cell(b: Any, key: str) -> str:
+    """A server quantile as its histogram bucket; data-value keeps the bounds in seconds as JSON."""
+    raw = orjson.dumps(b).decode() if b is not None else ""
+    text = format_bucket(b, unit="") if isinstance(b, dict) else "–"
+    return f'<td class="num" data-key="{esc(key)}" data-value="{esc(raw)}">{esc(text.strip())}</td>'
 
 
 def _groups_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
@@ -885,7 +917,9 @@ def _link(base: Path, d: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m loadgen report RESULT_DIR [--open]``: (re)write report.html and print its path."""
     p = argparse.ArgumentParser(
-        prog="python -m loadgen report", description="Write a results folder's report.html"
+        allow_abbrev=False,
+        prog="python -m loadgen report",
+        description="Write a results folder's report.html",
     )
     p.add_argument(
         "result_dir", type=Path, help="a loadgen results folder (with summary.json) or a sweep folder"
@@ -895,6 +929,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     d: Path = ns.result_dir
     if (d / "sweep.json").is_file() and not (d / "summary.json").is_file():
         path = write_sweep_report(d)
+    elif not (d / "summary.json").is_file() and (d / "requests.jsonl").is_file():
+        # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
+        from loadgen.rebuild import write_rebuilt_summary
+
+        rebuilt = write_rebuilt_summary(d)["rebuilt"]
+        print(
+            f"loadgen: {d}: no summary.json (the run did not finish): rebuilt it from "
+            f"{', '.join(rebuilt['from'])}",
+            file=sys.stderr,
+        )
+        for m in rebuilt["missing"]:
+            print(f"loadgen:   missing: {m}", file=sys.stderr)
+        path = write_run_report(d)
     elif not (d / "summary.json").is_file():
         raise ConfigError(f"{d}: no summary.json here: give a loadgen results folder")
     else:

@@ -160,7 +160,7 @@ def write_folder(out: Path, n: int, hours: float, interval_s: float = 1.0, seed:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m loadgen.report.synthetic_run", description=__doc__.split("\n")[0]
+        allow_abbrev=False, prog="python -m loadgen.report.synthetic_run", description=__doc__.split("\n")[0]
     )
     p.add_argument("out", type=Path)
     p.add_argument("--requests", type=int, default=100_000)

@@ -209,24 +209,26 @@ class HistogramDelta:
     sum: float
     count: float
 
-    def quantile(self, q: float) -> float | None:
-        """Prometheus ``histogram_quantile``: linear interpolation inside the bucket holding rank ``q * count``.
+    def quantile_bucket(self, q: float) -> tuple[float | None, float | None] | None:
+        """The bucket holding rank ``q * count``, as ``(lower, upper)``: the quantile is > lower and <= upper.
 
-        The first bucket's lower edge is 0 (or its own bound when that is <= 0); a rank in the ``+Inf`` bucket
-        answers the largest finite bound, the most the histogram can say.
+        That is all a histogram knows. Prometheus' ``histogram_quantile`` interpolates linearly inside the bucket,
+        which invents a point: with vLLM's first queue-time bucket of 0-0.3 s it answered p50 = 150 ms for a mean
+        of 1.5 ms, and a rank above the last finite bound answered that bound (p99 = 10 s exactly, for a true
+        maximum of 14.7 s). Here the first bucket's lower edge is 0 (None when its bound is <= 0: unbounded), and
+        a rank in the ``+Inf`` bucket is ``(last bound, None)``.
         """
         if self.count <= 0 or not self.le:
             return None
         rank = q * self.count
-        prev_le, prev_cum = 0.0, 0.0
+        prev_le: float | None = None
+        prev_cum = 0.0
         for le, cum in zip(self.le, self.cum, strict=True):
             if cum >= rank and cum > prev_cum:
-                lower = prev_le if prev_le < le else le
-                if le <= 0:
-                    return le
-                return lower + (le - lower) * (rank - prev_cum) / (cum - prev_cum)
+                lower = prev_le if prev_le is not None else (0.0 if le > 0 else None)
+                return lower, le
             prev_le, prev_cum = le, cum
-        return self.le[-1]
+        return self.le[-1], None
 
     @property
     def mean(self) -> float | None:

@@ -7,6 +7,9 @@ the most loaded engine's value beside it (``max_engine``).
 
 ``available`` lists the vocabulary names the server exposed in the window; ``missing`` the others, with the
 dialect's reason where it has one, so a report can print "TTFT: not exposed by TGI" rather than a zero.
+
+The server's latency quantiles are reported as the histogram bucket that holds them, never as an interpolated point
+(see ``HistogramDelta.quantile_bucket``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,29 @@ from loadgen.scrape.series import CounterSeries, GaugeSeries, HistogramSeries, K
 KV_HIGH = 0.9  # "near full": the share of time above this is reported
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 LATENCIES = ("ttft", "itl", "tpot", "e2e", "queue_time")
+
+
+BUCKET_NOTE = (
+    "server latency quantiles are histogram buckets ({'gt': lower, 'le': upper}, upper None = above the last "
+    "bound): a histogram cannot say where inside its bucket a quantile lies; the mean (sum / count) is exact"
+)
+
+
+def format_bucket(b: dict[str, Any] | None, scale: float = 1000.0, unit: str = "ms") -> str:
+    """A quantile's bucket for people: ``≤ 300 ms`` (first bucket), ``100–300 ms``, ``> 10,000 ms`` (last)."""
+    if not b:
+        return "-"
+
+    def num(x: float) -> str:
+        v = x * scale
+        return f"{v:,.0f}" if abs(v) >= 10 or v == int(v) else f"{v:,.3g}"
+
+    lo, hi = b.get("gt"), b.get("le")
+    if hi is None:
+        return f"> {num(lo)} {unit}" if lo is not None else "-"
+    if not lo:
+        return f"≤ {num(hi)} {unit}"
+    return f"{num(lo)}–{num(hi)} {unit}"
 
 
 def _round(x: float | None, nd: int = 6) -> float | None:
@@ -183,7 +209,8 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
             continue
         entry: dict[str, Any] = {"count": d.count, "mean": _round(d.mean)}
         for label, q in QUANTILES.items():
-            entry[label] = _round(d.quantile(q))
+            b = d.quantile_bucket(q)
+            entry[label] = None if b is None else {"gt": _round(b[0]), "le": _round(b[1])}
         latency[name] = entry
         if h.resets:
             notes.append(f"{name}: {h.resets} histogram reset(s) seen; the delta was reset-corrected")
@@ -191,6 +218,7 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
             notes.append(f"{name}: {h.skipped_series} series with other bucket bounds were left out")
     if latency:
         out["latency_s"] = latency
+        notes.append(BUCKET_NOTE)
 
     out["available"] = sorted(n for n in VOCABULARY if n in exposed)
     out["missing"] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -15,7 +16,9 @@ from loadgen.sim.config import METRICS_DIALECTS, PROFILES, REASONING_FIELDS, Sim
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadgen.sim", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m loadgen.sim", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: reasoning-7b")
@@ -34,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefix-caching", action="store_true")
     for name in ("429", "500", "503", "cut", "stall", "slow_first_byte", "malformed", "stream_error"):
         p.add_argument(f"--fault-{name.replace('_', '-')}", type=float, metavar="SHARE", dest=f"fault_{name}")
+    p.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started it is gone (loadgen passes this: a killed client leaves no server)",
+    )
     p.add_argument("--stall-ms", type=float)
     p.add_argument("--slow-first-byte-ms", type=float)
     return p
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        asyncio.run(_serve(config, args.host, args.port))
+        asyncio.run(_serve(config, args.host, args.port, args.exit_with_parent))
     except KeyboardInterrupt:
         pass
     except OSError as e:
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _serve(config: SimConfig, host: str, port: int) -> None:
+async def _serve(config: SimConfig, host: str, port: int, exit_with_parent: bool = False) -> None:
     from loadgen.sim.server import SimServer
 
     server = SimServer(config)
@@ -83,10 +91,22 @@ async def _serve(config: SimConfig, host: str, port: int) -> None:
     shown = f"[{host}]" if ":" in host else host
     sys.stdout.write(f"loadgen.sim listening on http://{shown}:{bound}\n")
     sys.stdout.flush()
+    watch = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
     try:
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         await server.stop()
+
+
+async def _watch_parent(stop: asyncio.Event, interval_s: float = 0.5) -> None:
+    """Set ``stop`` once the parent is gone (this process is re-parented: kill -9 or the OOM killer took it)."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(interval_s)
+        if os.getppid() != parent:
+            stop.set()
 
 
 if __name__ == "__main__":

@@ -124,3 +124,26 @@ def test_sweep_json_paths_are_relative(tmp_path):
 
     row = _cell_row(4.0, 0.5, tmp_path / "rate-4_cv-0.5")
     assert row["dir"] == "rate-4_cv-0.5" and Path(row["dir"]).name == row["dir"]
+
+
+def test_nearby_rates_stay_distinct_cells(tmp_path):
+    """Rates were passed as f"{x:g}" (6 significant digits): 1.0000001 and 1.0000002 both ran at 1, in one folder."""
+    from loadgen.sweep import _label, run_sweep
+    from tests.integration.test_cli import ThreadedServer, slow_stream
+
+    rates = [1.0000001, 1.0000002]
+    with ThreadedServer(slow_stream(0.01, 2)) as srv:
+        doc = run_sweep(
+            rates,
+            [1.0],
+            ["--base-url", srv.base_url, "-n", "1", "--no-scrape", "--no-report"],
+            tmp_path / "s",
+            install_signal_handlers=False,
+        )
+    cells = doc["cells"]
+    assert [c["rate"] for c in cells] == rates and all(c["status"] == "ok" for c in cells)
+    assert len({c["dir"] for c in cells}) == 2
+    for c in cells:
+        run = json.loads((tmp_path / "s" / c["dir"] / "summary.json").read_text())
+        assert run["config"]["schedule"]["rate"] == c["rate"]  # each ran at its own rate, exactly
+    assert _label(4.0) == "4" and _label(0.5) == "0.5" and _label(1.0000001) == "1.0000001"

@@ -187,3 +187,30 @@ def test_accuracy_table_groups_and_counts_truncation():
     # plain reference strings work too, keyed by record index
     t2 = accuracy_table(records[:3], {0: "27", 1: "27", 2: "27"})
     assert t2["overall"]["correct"] == 2
+
+
+def test_a_math_verify_failure_is_labelled_as_the_fallback_verdict(monkeypatch):
+    """When math-verify raises, the verdict is the fallback's and must say so (it was labelled math_verify)."""
+    import loadgen.accuracy as acc
+
+    class Raising:
+        @staticmethod
+        def parse(text):
+            raise RuntimeError("timeout outside the main thread")
+
+        verify = parse
+
+    class Rejecting:
+        @staticmethod
+        def parse(text):
+            return [text]
+
+        @staticmethod
+        def verify(gold, answer):
+            return False
+
+    monkeypatch.setattr(acc, "_MATH_VERIFY", Raising)
+    assert acc.math_equal("7", "8") == (False, "fallback:numeric")
+    assert acc.math_equal(r"\frac{1}{2}", "0.5") == (True, "fallback:numeric")
+    monkeypatch.setattr(acc, "_MATH_VERIFY", Rejecting)
+    assert acc.math_equal("7", "8") == (False, "math_verify")  # math-verify judged: its verdict

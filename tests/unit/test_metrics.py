@@ -107,3 +107,25 @@ def test_send_lag_and_rates():
     assert s["latency_ms"]["send_lag"]["max"] == pytest.approx(0.2)
     assert s["rate"]["planned"] == pytest.approx(100.0)
     assert s["rate"]["achieved_send"] == pytest.approx(100.0, rel=0.01)
+
+
+def test_slot_waits_are_queue_wait_in_both_modes():
+    """Issue 11 item 5: a closed loop's wait for a slot is queue wait, never send lag."""
+    # open loop under a cap: dispatched 1 ms late, then 300 ms waiting for a slot
+    open_loop = RequestRecord(index=0, intended_ns=100 * MS, dispatched_ns=101 * MS, slot_ns=401 * MS)
+    lat = request_latencies(open_loop)
+    assert lat["send_lag"] == pytest.approx(1.0) and lat["queue_wait"] == pytest.approx(300.0)
+    # closed loop: intended at 0, the dispatcher waited 20 s for the slot and dispatched 0.02 ms after it
+    closed = RequestRecord(index=1, intended_ns=0, slot_ns=20_000 * MS, dispatched_ns=20_000 * MS + 20_000)
+    lat = request_latencies(closed)
+    assert lat["queue_wait"] == pytest.approx(20_000.0) and lat["send_lag"] == pytest.approx(0.02)
+    # records of a closed loop written before this fix stamped slot == dispatched: read the same way
+    old = RequestRecord(index=2, intended_ns=0, slot_ns=5_000 * MS, dispatched_ns=5_000 * MS)
+    assert request_latencies(old)["queue_wait"] == pytest.approx(5_000.0)
+    assert request_latencies(old)["send_lag"] == 0.0
+    # no cap: no queue
+    free = RequestRecord(index=3, intended_ns=10 * MS, dispatched_ns=12 * MS)
+    assert request_latencies(free)["queue_wait"] == 0.0 and request_latencies(free)["send_lag"] == 2.0
+    m = summarize([open_loop, closed, old, free])
+    assert m["latency_ms"]["send_lag"]["max"] == pytest.approx(2.0)
+    assert m["latency_ms"]["queue_wait"]["max"] == pytest.approx(20_000.0)

@@ -270,3 +270,28 @@ def test_records_roundtrip_helper_is_real() -> None:
     full = orjson.loads(line)
     assert "chunk_ns" not in cut and "chunk_kind" not in cut
     assert {k: v for k, v in full.items() if not k.startswith("chunk_")} == cut
+
+
+def test_server_quantiles_are_shown_as_their_buckets(small_run: Path, tmp_path: Path) -> None:
+    """Issue 11 item 6: the server table shows a histogram quantile as its bucket, and says why."""
+    d = tmp_path / "buckets"
+    d.mkdir()
+    summary = orjson.loads((small_run / "summary.json").read_bytes())
+    lat = {
+        "queue_time": {"count": 100, "mean": 0.0015, "p50": {"gt": 0.0, "le": 0.3},
+                       "p90": {"gt": 0.0, "le": 0.3}, "p99": {"gt": 0.3, "le": 0.5}},
+        "e2e": {"count": 100, "mean": 5.0, "p50": {"gt": 1.0, "le": 2.5},
+                "p90": {"gt": 5.0, "le": 10.0}, "p99": {"gt": 10.0, "le": None}},
+    }  # fmt: skip
+    summary["server"]["latency_s"] = lat
+    (d / "summary.json").write_bytes(orjson.dumps(summary))
+    path = write_run_report(d)
+    html = path.read_text(encoding="utf-8")
+    cells = _parse(path)
+    assert orjson.loads(cells.values["server.latency_s.e2e.p99"]) == {"gt": 10.0, "le": None}
+    assert float(cells.values["server.latency_s.queue_time.mean"]) == pytest.approx(1.5)
+    row = re.search(r"<td>e2e</td>(.*?)</tr>", html).group(1)
+    assert "&gt; 10,000" in row and "1,000–2,500" in row
+    row = re.search(r"<td>queue_time</td>(.*?)</tr>", html).group(1)
+    assert "≤ 300" in row and ">150<" not in row
+    assert "server-buckets" in cells.ids and "never as an interpolated point" in html

@@ -89,20 +89,53 @@ def test_histogram_delta_percentiles_hand_computed() -> None:
     assert d is not None
     assert d.cum == [0, 4, 6, 8] and d.count == 8 and d.sum == 9.0
     assert d.mean == pytest.approx(9.0 / 8)
-    # p50: rank 4 -> bucket (0.1, 0.5], 4 of 4 -> 0.5
-    assert d.quantile(0.5) == pytest.approx(0.5)
-    # p90: rank 7.2 -> bucket (1.0, 2.0] holding ranks 6..8 -> 1.0 + 1.0 * 1.2 / 2
-    assert d.quantile(0.9) == pytest.approx(1.6)
-    # p99: rank 7.92 -> 1.0 + 1.92 / 2
-    assert d.quantile(0.99) == pytest.approx(1.96)
-    # p10: rank 0.8 -> first non-empty bucket (0.1, 0.5]: 0.1 + 0.4 * 0.8 / 4
-    assert d.quantile(0.1) == pytest.approx(0.18)
+    # p50: rank 4 -> bucket (0.1, 0.5] holding ranks 1..4
+    assert d.quantile_bucket(0.5) == (0.1, 0.5)
+    # p90: rank 7.2 -> bucket (1.0, 2.0] holding ranks 7..8
+    assert d.quantile_bucket(0.9) == (1.0, 2.0)
+    assert d.quantile_bucket(0.99) == (1.0, 2.0)
+    # p10: rank 0.8 -> the first non-empty bucket (0.1, 0.5]
+    assert d.quantile_bucket(0.1) == (0.1, 0.5)
 
 
-def test_histogram_quantile_in_inf_bucket_returns_last_bound() -> None:
-    d = HistogramDelta([0.1, 1.0], [2, 4], 30.0, 10)  # 6 observations above 1.0
-    assert d.quantile(0.5) == 1.0
-    assert d.quantile(0.2) == pytest.approx(0.1 * 2 / 2)
+def test_histogram_quantile_is_a_bucket_never_an_invented_point() -> None:
+    """Issue 11 item 6, with the numbers seen on vLLM: queue_time mean 1.5 ms in a first bucket of 0-0.3 s was
+    reported as p50 150 ms; an e2e p99 above the last bound (10 s) as exactly 10,000 ms for a true max of 14.7 s."""
+    queue = HistogramDelta([0.3, 0.5, 0.8], [100, 100, 100], 0.15, 100)  # 100 requests, mean 1.5 ms
+    assert queue.quantile_bucket(0.5) == (0.0, 0.3)  # <= 300 ms: not 150 ms
+    e2e = HistogramDelta([1.0, 2.5, 5.0, 10.0], [10, 50, 90, 98], 500.0, 100)  # 2 above 10 s (one was 14.7 s)
+    assert e2e.quantile_bucket(0.99) == (10.0, None)  # > 10 s: not 10 s
+    assert e2e.quantile_bucket(0.5) == (1.0, 2.5)
+
+    samples = [
+        _s(0, {"queue_time": {E0: _h([0, 0, 0], 0.0, 0, (0.3, 0.5, 0.8))},
+               "e2e": {E0: _h([0, 0, 0, 0], 0.0, 0, (1.0, 2.5, 5.0, 10.0))}}),
+        _s(1, {"queue_time": {E0: _h([100, 100, 100], 0.15, 100, (0.3, 0.5, 0.8))},
+               "e2e": {E0: _h([10, 50, 90, 98], 500.0, 100, (1.0, 2.5, 5.0, 10.0))}}),
+    ]  # fmt: skip
+    out = server_summary(samples, window=(0, S))
+    q, e = out["latency_s"]["queue_time"], out["latency_s"]["e2e"]
+    assert q["mean"] == pytest.approx(0.0015) and q["p50"] == {"gt": 0.0, "le": 0.3}
+    assert e["p99"] == {"gt": 10.0, "le": None} and e["p50"] == {"gt": 1.0, "le": 2.5}
+    assert any("cannot say where inside" in n for n in out["notes"])
+
+    from loadgen.scrape.summary import format_bucket
+
+    assert format_bucket(q["p50"]) == "≤ 300 ms"
+    assert format_bucket(e["p99"]) == "> 10,000 ms"
+    assert format_bucket(e["p50"]) == "1,000–2,500 ms"
+
+    # the console says the same, and that these are buckets
+    import io
+
+    from rich.console import Console
+
+    from loadgen.report.console import _print_server
+
+    buf = io.StringIO()
+    _print_server(out, Console(file=buf, width=200))
+    text = buf.getvalue()
+    assert "> 10,000 ms" in text and "bucket" in text and "10,000 /" not in text
 
 
 def test_histogram_sums_engines_and_survives_reset() -> None:
@@ -161,8 +194,9 @@ def test_server_summary_over_window_only() -> None:
     assert out["tokens"]["prompt"] == 8000 and out["tokens"]["generation_per_s"] == 500.0
     ttft = out["latency_s"]["ttft"]
     assert ttft["count"] == 16 and ttft["mean"] == pytest.approx(2.4 / 16)
-    assert ttft["p50"] == pytest.approx(0.1)  # 8 in (0, 0.1], 8 in (0.1, 0.5]: rank 8 ends the first bucket
-    assert ttft["p90"] == pytest.approx(0.1 + 0.4 * 6.4 / 8)
+    # 8 in (0, 0.1], 8 in (0.1, 0.5]: rank 8 ends the first bucket
+    assert ttft["p50"] == {"gt": 0.0, "le": 0.1}
+    assert ttft["p90"] == {"gt": 0.1, "le": 0.5}
     assert "ttft" in out["available"] and "itl" in out["missing"]
 
 

@@ -1,0 +1,132 @@
+"""summary.json for a run that never wrote one: rebuilt from what it left on disk, saying what is missing.
+
+A run killed with ``kill -9`` or by the OOM killer keeps ``requests.jsonl`` (one line per finished request, written
+as each finishes), ``server_metrics.jsonl`` and ``run.json`` (written before the first request: target, masked
+configuration, plan, versions), but never reaches its summary. :func:`rebuild_summary` recomputes every metric the
+normal path computes from the same files, with the same functions, and lists under ``rebuilt.missing`` what cannot
+be recovered: the client's self-check (CPU, event-loop lag), requests that were in flight or not yet sent, accuracy
+(reference answers are not recorded), and, without ``run.json``, the configuration itself (then the analysis uses
+the defaults: no SLO, straggler k = 3, no target rate).
+
+``python -m loadgen report DIR`` calls it when ``DIR`` has records but no summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadgen.metrics import summarize
+from loadgen.records import read_records
+from loadgen.run import (
+    RUN_JSON,
+    groups_of,
+    rate_check,
+    requests_outcome,
+    server_sections,
+    target_rate_of,
+)
+
+DEFAULT_STRAGGLER_K = 3.0
+DEFAULT_SEND_LAG_LIMIT_MS = 5.0
+
+
+def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
+    """The summary of the run in ``out_dir`` from its files; ``summary["rebuilt"]["missing"]`` says what is not."""
+    out = Path(out_dir)
+    rpath = out / "requests.jsonl"
+    if not rpath.is_file():
+        from loadgen.errors import ConfigError
+
+        raise ConfigError(f"{out}: neither summary.json nor requests.jsonl: nothing to rebuild")
+    records = sorted(read_records(rpath), key=lambda r: r.index)
+    run: dict[str, Any] | None = None
+    if (out / RUN_JSON).is_file():
+        run = orjson.loads((out / RUN_JSON).read_bytes())
+    missing: list[str] = []
+    sources = ["requests.jsonl"]
+    if run is None:
+        missing.append(
+            "run.json (configuration, plan, target): the analysis uses the defaults (no SLO, straggler k = 3, "
+            "no target rate)"
+        )
+    else:
+        sources.append(RUN_JSON)
+    cfg = (run or {}).get("config") or {}
+    analysis = cfg.get("analysis") or {}
+    sched_cfg = cfg.get("schedule") or {}
+    target_rate = target_rate_of(sched_cfg.get("rate"), sched_cfg.get("arrival"))
+    metrics = summarize(
+        records,
+        slo_ms=analysis.get("slo_ms") or {},
+        straggler_k=analysis.get("straggler_iqr_k") or DEFAULT_STRAGGLER_K,
+        target_rate=target_rate,
+    )
+
+    planned = (run or {}).get("planned_requests")
+    if planned is not None and len(records) < planned:
+        missing.append(
+            f"{planned - len(records):,} of {planned:,} planned requests have no record: in flight or not yet "
+            "sent when the run ended"
+        )
+
+    # the self-check ran inside the killed process: only the send lag can be judged again, from the records
+    limit = analysis.get("send_lag_p99_limit_ms") or DEFAULT_SEND_LAG_LIMIT_MS
+    lag = metrics["latency_ms"]["send_lag"]
+    reasons = []
+    if lag.get("p99") is not None and lag["p99"] > limit:
+        reasons.append(f"send lag p99 {lag['p99']:.2f} ms > {limit:g} ms: requests left later than planned")
+    client_check: dict[str, Any] = {
+        "trustworthy": False if reasons else None,
+        "reasons": reasons,
+        "send_lag_ms": {k: lag.get(k) for k in ("p50", "p99", "max")},
+        "note": "rebuilt: the client's CPU and event-loop lag were not recorded; only the send lag was checked",
+    }
+    rate_check(metrics, target_rate, client_check)
+    missing.append("the client's self-check (CPU, event-loop lag): it is written only at the end of a run")
+
+    summary: dict[str, Any] = {
+        "loadgen_summary_version": 1,
+        "output_dir": str(out),
+        "label": (run or {}).get("label"),
+        "target": (run or {}).get("target") or {"kind": "unknown", "base_url": None, "model": None},
+        "config": cfg,
+        "schedule": (run or {}).get("schedule") or {"arrival": "unknown"},
+        "versions": (run or {}).get("versions") or {},
+        "argv": (run or {}).get("argv") or [],
+        "interrupted": False,
+        "clock": {
+            "t0_ns": None,
+            "t0_unix_ns": (run or {}).get("started_unix_ns"),
+            "note": "rebuilt: t0_unix_ns is when run.json was written, a few ms before t0; record times are ns "
+            "since t0 on the monotonic perf_counter clock",
+        },
+        "metrics": metrics,
+        "client_check": client_check,
+        "outcome": requests_outcome(metrics["requests"], analysis.get("max_error_share"), None, False),
+        "groups": groups_of(records),
+    }
+    workload = cfg.get("workload") or {}
+    if workload.get("kind") in ("dataset", "file"):
+        missing.append("accuracy: the workload's reference answers are not recorded with the requests")
+    if (out / "server_metrics.jsonl").is_file() and records:
+        summary.update(server_sections(out, metrics, None, {}))
+        sources.append("server_metrics.jsonl")
+    summary["rebuilt"] = {
+        "from": sources,
+        "missing": missing,
+        "note": "this run ended without writing summary.json (killed?); this summary was rebuilt from its files",
+    }
+    return summary
+
+
+def write_rebuilt_summary(out_dir: Path | str) -> dict[str, Any]:
+    """Rebuild and write ``summary.json``; returns the summary."""
+    out = Path(out_dir)
+    summary = rebuild_summary(out)
+    tmp = out / "summary.json.tmp"
+    tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    tmp.replace(out / "summary.json")
+    return summary
