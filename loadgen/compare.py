@@ -555,8 +555,8 @@ def main(argv: Sequence[str]) -> int:
     )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON (nothing else)")
     p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML comparison")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (2000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
     ns = p.parse_args(list(argv))
     result = compare_runs(ns.paths, ns.baseline, ns.n_boot, ns.seed)
     if ns.html:
