@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.config import check_output_dir
 from loadgen.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -353,6 +354,7 @@ def main(argv: Sequence[str]) -> int:
         raise ConfigError("--rates must be finite and > 0")
     out = _pop_output_dir(rest)
     sweep_dir = Path(out) if out else _default_dir()
+    check_output_dir(sweep_dir)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rich.console import Console
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,3 +32,54 @@ def test_sim_arg_word_by_word_reaches_the_simulator(tmp_path):
     assert r.returncode == 0, r.stderr
     req = json.loads(r.stdout)["metrics"]["requests"]
     assert req["failed"] == 4 and req["errors_by_kind"] == {"http_5xx": 4}
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def url_answering_404():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("target", ["unreachable", "404"])
+def test_failed_setup_leaves_no_results_folder(tmp_path, target, url_answering_404):
+    # no --output-dir: the default results/<time>-<label>/ and its parent results/ must both go again
+    url = "http://127.0.0.1:1/v1" if target == "unreachable" else url_answering_404
+    r = cli("--base-url", url, "-n", "2", "--no-scrape", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1, r.stderr
+    assert list(tmp_path.iterdir()) == [], "a run that measured nothing leaves nothing behind"
+
+
+def test_failed_setup_keeps_a_results_folder_that_was_there(tmp_path):
+    (tmp_path / "results" / "earlier-run").mkdir(parents=True)
+    r = cli("--base-url", "http://127.0.0.1:1/v1", "-n", "2", "--no-scrape", cwd=tmp_path)
+    assert r.returncode == 2
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["earlier-run"]
+
+
+@pytest.mark.parametrize("command", [[], ["sweep", "--rates", "1"]])
+def test_output_dir_that_is_a_file_is_one_line(tmp_path, command):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    for target in (f, f / "sub"):
+        r = cli(*command, "-n", "2", "--output-dir", str(target))
+        assert r.returncode == 2, r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "--output-dir" in lines[0] and "is a file" in lines[0], r.stderr
+        assert "Traceback" not in r.stderr
