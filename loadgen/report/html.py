@@ -26,6 +26,7 @@ import orjson
 
 from loadgen.errors import ConfigError
 from loadgen.report import figures as F
+from loadgen.report import words
 from loadgen.report.svg import esc
 
 REPORT_NAME = "report.html"
@@ -45,7 +46,7 @@ _LAT_ROWS = (
     ("queue_wait", "client queue wait", "waiting for a --max-concurrency slot"),
     ("send_lag", "send lag", "how late loadgen itself sent requests"),
 )
-_LAT_COLS = ("count", "mean", "p50", "p90", "p99", "p99_9", "max")
+_LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ def _header(summary: dict[str, Any], out: Path) -> str:
         )
     req = _get(summary, "metrics", "requests") or {}
     if req.get("failed"):
-        kinds = ", ".join(f"{k}: {v}" for k, v in (req.get("errors_by_kind") or {}).items())
+        kinds = words.error_counts(req.get("errors_by_kind"))
         parts.append(
             f'<div class="verdict warn"><b>{req["failed"]:,} of {req.get("measured", 0):,} requests failed</b>'
             f" ({esc(kinds)}). Latency statistics cover successful requests only.</div>"
@@ -423,10 +424,10 @@ def _config_section(summary: dict[str, Any]) -> str:
         ("workload", wl),
         ("max_tokens", smp.get("max_tokens") or w.get("budgets") or "server default"),
         ("seed", sch.get("seed", _get(cfg, "schedule", "seed"))),
-        ("SLO for goodput", ", ".join(f"{k} ≤ {v:g} ms" for k, v in (an.get("slo_ms") or {}).items()) or "none set"),
+        ("SLO for goodput", words.slo(an.get("slo_ms")) or "none set"),
         ("stragglers", _get(summary, "metrics", "stragglers", "rule")),
         ("window", f"{fmt(_get(summary, 'metrics', 'window', 'duration_s'))} s, first intended start to last end"),
-        ("command", " ".join(summary.get("argv") or []) or "–"),
+        ("command", words.command_line(summary.get("argv")) or "–"),
     ]  # fmt: skip
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
     raw = escape(orjson.dumps(cfg, option=orjson.OPT_INDENT_2).decode())
@@ -445,7 +446,7 @@ def _latency_section(m: dict[str, Any]) -> str:
             continue
         cells = "".join(cell(d.get(c), f"metrics.latency_ms.{key}.{c}") for c in _LAT_COLS)
         rows.append(f'<tr><td>{esc(label)}</td>{cells}<td class="what">{esc(what)}</td></tr>')
-    lat_t = table(["latency (ms)", "count", "mean", "p50", "p90", "p99", "p99.9", "max", "meaning"], rows)
+    lat_t = table(["latency (ms)", *(c.replace("_", ".") for c in _LAT_COLS), "meaning"], rows)
     thr, tok, gp, rate, req = (
         m.get(k) or {} for k in ("throughput", "tokens", "goodput", "rate", "requests")
     )
@@ -469,7 +470,7 @@ def _latency_section(m: dict[str, Any]) -> str:
     notes = tok.get("count_notes") or {}
     extra = f"Token counts from: {esc(srcs or '–')}; mean tokens per chunk {esc(fmt(tok.get('mean_tokens_per_chunk')))}."
     if notes:
-        extra += f" Count notes: {esc(notes)}."
+        extra += f" Count notes: {esc(words.counts(notes))}."
     return (
         '<h2 id="latency">Metrics</h2><p class="note">The same numbers as <code>summary.json</code> (warm-up '
         "requests excluded; latencies over successful requests). Hover a figure for details.</p>"
@@ -572,7 +573,11 @@ def _server_section(summary: dict[str, Any]) -> str:
     )
     notes = "".join(f"<li>{esc(n)}</li>" for n in srv.get("notes") or [])
     engine = srv.get("engine")
-    eng = f'<p class="note">Engine: {esc(orjson.dumps(engine).decode())}</p>' if engine else ""
+    eng = (
+        f'<p class="note">Engine: {esc(words.counts(engine))}</p>'
+        if isinstance(engine, dict) and engine
+        else ""
+    )
     return (
         head
         + f'<p class="note">Dialect {esc(srv.get("dialect", "?"))}, {esc(fmt(srv.get("samples_in_window")))} scrapes '
