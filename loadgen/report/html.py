@@ -133,6 +133,7 @@ code{background:#f3f4f6;padding:0 4px;border-radius:3px;font-size:12.5px}
 #tip{position:fixed;pointer-events:none;background:#222;color:#fff;font-size:12px;padding:6px 8px;border-radius:4px;
 white-space:pre;display:none;z-index:10;max-width:520px;line-height:1.35}
 .xhair{stroke:#555;stroke-width:0.8;stroke-dasharray:2,2}
+tr.untrusted td{background:#fff6e0}td.bad{color:var(--bad)}tr.why td{border-top:0;padding-top:0}td.run{white-space:nowrap}
 """
 
 # Hover: SVG <title> texts become an instant tooltip; the timeline gets a crosshair across its panels.
@@ -821,31 +822,62 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
         raise ConfigError(f"{sweep_dir}: no sweep.json")
     sweep = orjson.loads(sp.read_bytes())
     cells = sweep.get("cells") or []
-    figs = F.sweep_figures(cells)
-    parts = ["<h1>loadgen sweep: rate × burstiness</h1>"]
     cfg = sweep.get("config") or {}
+    slo = _get(cfg, "run_config", "analysis", "slo_ms") or {}
+    figs = F.sweep_figures(cells, slo)
+    window = next((w.get("window") for c in cells if isinstance(w := c.get("rate_window"), dict)), None)
+    parts = ["<h1>loadgen sweep: rate × burstiness</h1>"]
     parts.append(
         f'<p class="sub">{len(cells)} cells; rates {esc(", ".join(fmt(r) for r in sorted({c.get("rate") for c in cells if c.get("rate") is not None})))}'
-        f'; cv {esc(", ".join(fmt(r) for r in sorted({c.get("cv") for c in cells if c.get("cv") is not None})))}.</p>'
+        f'; cv {esc(", ".join(fmt(r) for r in sorted({c.get("cv") for c in cells if c.get("cv") is not None})))}'
+        f'; SLO {esc(words.slo(slo) or "none set (so the first figure shows successful requests, not goodput)")}.</p>'
+    )  # fmt: skip
+    untrusted = [c for c in cells if c.get("trustworthy") is False]
+    if untrusted:
+        items = "".join(
+            f"<li>rate {esc(fmt(c.get('rate')))}, cv {esc(fmt(c.get('cv')))}: "
+            f"{esc('; '.join(c.get('client_check_reasons') or []) or 'see its summary.json')}</li>"
+            for c in untrusted
+        )
+        parts.append(
+            f'<div class="verdict bad" id="untrusted" data-count="{len(untrusted)}"><b>{len(untrusted)} of '
+            f"{len(cells)} cells are not trustworthy:</b> loadgen itself fell behind in them, so their latencies "
+            f"include the client's own delay (crossed out in the figures, marked in the table).<ul>{items}</ul></div>"
+        )
+    parts.append(
         '<p class="note">One line per burstiness (cv of inter-arrival gaps; 1 = Poisson, larger = burstier). Where '
         "goodput stops following the offered rate is the knee; the vertical distance between lines is the cost of "
-        "burstiness. Hollow red markers: saturated cells (queue or errors growing without bound); cells after a "
-        "saturated one were not run.</p>"
+        "burstiness. Hollow red rings: saturated cells (queue or errors growing without bound); cells after a "
+        "saturated one were not run. Black crosses: cells whose client check failed. "
+        f"Throughput and goodput count successful completions over the {esc(window or 'whole run')}, not over "
+        "the whole run, whose drain would make a short cell read low; cells marked “short” have latencies spread "
+        "over more than a fifth of that window and still read low. p99 latencies are from each request's intended "
+        "start (corrected for coordinated omission); the table also gives TTFT from the actual send.</p>"
     )  # fmt: skip
     parts.append('<div class="grid">' + "".join(fig_block(s) for s in figs.values()) + "</div>")
     rows = []
     for i, c in enumerate(cells):
-        rows.append(
-            f"<tr>{cell(c.get('rate'), f'cells.{i}.rate')}"
-            f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}</td>"
-            f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
-            f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}{cell(c.get('p99_ttft_ms'), f'cells.{i}.p99_ttft_ms')}"
-            f"{cell(c.get('p99_ttfvt_ms'), f'cells.{i}.p99_ttfvt_ms')}{cell(c.get('p50_e2e_ms'), f'cells.{i}.p50_e2e_ms')}"
-            f"{cell(c.get('error_share'), f'cells.{i}.error_share', 'pct')}<td>{'yes' if c.get('saturated') else ''}</td>"
-            f"<td>{esc(c.get('reason') or '')}</td><td>{_link(sweep_dir, c.get('dir'))}</td></tr>"
+        bad = c.get("trustworthy") is False
+        check = (
+            f'<td class="bad" title="{esc("; ".join(c.get("client_check_reasons") or []))}"><b>NOT trustworthy</b></td>'
+            if bad else f"<td>{'ok' if c.get('trustworthy') else '–'}</td>"
         )  # fmt: skip
+        short = " (short)" if (c.get("rate_window") or {}).get("short") and not c.get("saturated") else ""
+        rows.append(
+            f'<tr class="{"untrusted" if bad else ""}">{cell(c.get("rate"), f"cells.{i}.rate")}'
+            f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}{esc(short)}</td>"
+            f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
+            f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}"
+            f"{cell(c.get('p99_ttft_from_intended_ms'), f'cells.{i}.p99_ttft_from_intended_ms')}{cell(c.get('p99_ttft_ms'), f'cells.{i}.p99_ttft_ms')}"
+            f"{cell(c.get('p99_ttfvt_from_intended_ms'), f'cells.{i}.p99_ttfvt_from_intended_ms')}{cell(c.get('p50_e2e_ms'), f'cells.{i}.p50_e2e_ms')}"
+            f"{cell(c.get('error_share'), f'cells.{i}.error_share', 'pct')}<td>{'yes' if c.get('saturated') else ''}</td>"
+            f"{check}<td class=\"run\">{_link(sweep_dir, c.get('dir'))}</td></tr>"
+        )  # fmt: skip
+        if c.get("reason"):  # a sentence: on its own line under the cell's numbers
+            rows.append(f'<tr class="why {"untrusted" if bad else ""}"><td></td><td colspan="13" class="what">'
+                        f"{'saturated' if c.get('saturated') else esc(c.get('status'))}: {esc(c['reason'])}</td></tr>")  # fmt: skip
     parts.append(
-        '<h2 id="cells">Cells</h2>'
+        '<h2 id="cells">Cells</h2><div class="fig">'
         + table(
             [
                 "rate",
@@ -853,17 +885,20 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
                 "status",
                 "offered/s",
                 "throughput/s",
-                "goodput/s",
-                "p99 TTFT ms",
-                "p99 TTFVT ms",
+                "goodput/s" if slo else "ok req/s",
+                "p99 TTFT ms (intended)",
+                "p99 TTFT ms (send)",
+                "p99 TTFVT ms (intended)",
                 "p50 E2E ms",
                 "errors",
                 "saturated",
-                "reason",
+                "client check",
                 "run",
             ],
             rows,
+            "cells",
         )  # fmt: skip
+        + "</div>"
         + f"<details><summary>sweep configuration</summary><pre>{escape(orjson.dumps(cfg, option=orjson.OPT_INDENT_2).decode())}</pre></details>"
     )
     _write_figures(sweep_dir, figs)

@@ -140,7 +140,7 @@ class Panel:
         self.show_xticks = show_xticks
         self.parts: list[str] = []
         self.legend: list[tuple[str, str, str]] = []  # (label, colour, kind)
-        self.legend_at = "top"  # or "bottom": keep the legend off the data (CDFs are empty bottom-right)
+        self.legend_at = "top"  # top-right; "bottom" (right), "top-left": keep the legend off the data
 
     # --- marks -------------------------------------------------------------------------------------
     def line(
@@ -298,9 +298,9 @@ class Panel:
         """Legend inside the panel's top-right corner, on a white backing."""
         rows = self.legend
         lw = max(len(lbl) for lbl, _, _ in rows) * 6.2 + 30
-        x0 = self.width - lw - 6
+        x0 = 6 if self.legend_at == "top-left" else self.width - lw - 6
         bh = len(rows) * 15 + 6
-        top = 5 if self.legend_at == "top" else self.height - bh - 5
+        top = self.height - bh - 5 if self.legend_at == "bottom" else 5
         out = [
             f'<rect x="{num(x0)}" y="{num(top)}" width="{num(lw)}" height="{num(bh)}" fill="white"'
             f' fill-opacity="0.88" stroke="{GRID}"/>'
@@ -315,6 +315,11 @@ class Panel:
                 )
             elif kind == "rect":
                 out.append(f'<rect x="{num(x0 + 6)}" y="{y - 8}" width="15" height="8" fill="{color}"/>')
+            elif kind == "cross":
+                out.append(
+                    f'<path d="M{num(x0 + 9.5)},{y - 6.5}L{num(x0 + 16.5)},{y + 0.5}M{num(x0 + 9.5)},{y + 0.5}'
+                    f'L{num(x0 + 16.5)},{y - 6.5}" stroke="{color}" stroke-width="2" fill="none"/>'
+                )
             else:
                 fill = "white" if kind == "hollow" else color
                 out.append(
