@@ -525,13 +525,13 @@ def cdf_figure(
     y = Scale(0, 1, H - 70, 0)
     p = Panel(x, y, left=52, top=26, width=W - 70, height=H - 70, title=title, xlabel="milliseconds (log scale)",
               ylabel="share of requests ≤ x", yfmt=lambda v: f"{v:.0%}" if v in (0, 0.5, 1) else f"{v:.1f}")  # fmt: skip
-    p.legend_at = "bottom"
+    p.legend_at = "below"  # under the axis: a curve may run anywhere in the panel (ITL's rises mid-way)
     for q, lbl in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
         p.hline(q, text=lbl)
     for i, (label, xv, fv, dashed) in enumerate(lines):
         color = PALETTE[i % len(PALETTE)] if not dashed else PALETTE[1]
-        if len(lines) == 2 and not dashed:
-            color = PALETTE[0]
+        if not dashed and sum(1 for ln in lines if not ln[3]) == 1:
+            color = PALETTE[0]  # the one solid curve beside its dashed twin (corrected / uncorrected)
         p50 = float(np.interp(0.5, fv, xv)) if fv.size else float("nan")
         p99 = float(np.interp(0.99, fv, xv)) if fv.size else float("nan")
         p.line(
@@ -539,11 +539,15 @@ def cdf_figure(
             title=f"{label}: p50 {_ms(p50)}, p99 {_ms(p99)}",
         )  # fmt: skip
     body = [p.render()]
-    if note:
+    # below the panel: the x-axis label, then the legend, then the note, each on its own line
+    height = H + p.below_height()
+    for part in note.split("; ") if note else ():  # one line per remark: a long note never runs off the left
+        height += 15
         body.append(
-            f'<text x="{W - 12}" y="{H - 6}" text-anchor="end" font-size="9.5" fill="{MUTED}">{esc(note)}</text>'
+            f'<text class="note" x="{W - 12}" y="{num(height - 6)}" text-anchor="end" font-size="9.5" '
+            f'fill="{MUTED}">{esc(part)}</text>'
         )
-    return figure(W, H, body, title=title, fig_id=fig_id)
+    return figure(W, int(math.ceil(height)), body, title=title, fig_id=fig_id)
 
 
 def _nice_log_bounds(lo: float, hi: float) -> tuple[float, float]:
@@ -1011,6 +1015,8 @@ def compare_bars(compare: dict[str, Any]) -> str | None:
             title=compare_label(compare, met),
             yfmt=lambda v: "",
         )
+        if ((compare.get("metrics") or {}).get(met) or {}).get("unit") == "share":
+            p.xfmt = lambda v: f"{100 * v:g}"  # the title says (%)
         marks = []
         for i, c in enumerate(configs):
             v = vals[i]
@@ -1067,6 +1073,8 @@ def compare_label(compare: dict[str, Any], key: Any) -> str:
     meta = (compare.get("metrics") or {}).get(key) or {}
     label = meta.get("label") or str(key)
     unit = meta.get("unit")
+    if unit == "share":
+        return f"{label} (%)"
     return f"{label} ({unit})" if unit and unit not in ("count",) else label
 
 

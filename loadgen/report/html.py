@@ -747,7 +747,7 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     for c in configs:
         rows.append(
             f"<tr><td>{esc(c.get('name'))}{' (baseline)' if c.get('name') == c.get('baseline', base) else ''}</td>"
-            f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join(map(str, c.get('seeds') or [])))}</td>"
+            f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join('–' if x is None else str(x) for x in c.get('seeds') or []))}</td>"
             f"<td>{'<br>'.join(f'<code>{esc(d)}</code>' for d in c.get('dirs') or [])}</td></tr>"
         )
     parts.append(
@@ -759,7 +759,12 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
         mrows.append(
             f"<tr><td>{esc(F.compare_label(compare, met))}</td>"
             + "".join(
-                cell(_get(c, "metrics", met), f"configs.{c.get('name')}.metrics.{met}") for c in configs
+                cell(
+                    _get(c, "metrics", met),
+                    f"configs.{c.get('name')}.metrics.{met}",
+                    _share_kind(compare, met),
+                )
+                for c in configs
             )
             + "</tr>"
         )
@@ -769,10 +774,14 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     drows = []
     for d in compare.get("differences") or []:
         sig = d.get("significant") is True
+        kind = _share_kind(compare, d.get("metric"))
+        # a share's difference in percentage points (a relative change of a share reads ambiguously)
+        dfmt = (lambda v: "–" if v is None else f"{100 * v:+.1f} pt") if kind else (lambda v: fmt(v))
         drows.append(
             f'<tr class="{"sig" if sig else ""}"><td>{esc(d.get("config"))}</td><td>{esc(F.compare_label(compare, d.get("metric")))}</td>'
-            f"{cell(d.get('value'))}{cell(d.get('baseline_value'))}{cell(d.get('diff'))}{cell(d.get('rel_diff'), kind='pct')}"
-            f"<td class=\"num\">{esc(fmt(d.get('ci_low')))} … {esc(fmt(d.get('ci_high')))}</td>"
+            f"{cell(d.get('value'), kind=kind)}{cell(d.get('baseline_value'), kind=kind)}<td class=\"num\">{esc(dfmt(d.get('diff')))}</td>"
+            f"{cell(None if kind else d.get('rel_diff'), kind='pct')}"
+            f"<td class=\"num\">{esc(dfmt(d.get('ci_low')))} … {esc(dfmt(d.get('ci_high')))}</td>"
             f"<td>{'<b>yes</b>' if sig else 'n/a' if d.get('significant') is None else 'no'}</td></tr>"
         )  # fmt: skip
     parts.append(
@@ -812,6 +821,11 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
            ("cdfs", "Distributions"), ("kv", "KV cache")]  # fmt: skip
     out_path.write_text(page("loadgen comparison", "".join(parts), nav), encoding="utf-8")
     return out_path
+
+
+def _share_kind(compare: dict[str, Any], key: Any) -> str:
+    """'pct' for a metric that is a share (errors, stragglers, KV usage ...), so it reads as a percentage."""
+    return "pct" if _get(compare, "metrics", str(key), "unit") == "share" else ""
 
 
 def write_sweep_report(sweep_dir: Path | str) -> Path:
