@@ -99,6 +99,25 @@ class _Parser(argparse.ArgumentParser):
         )
         sys.exit(2)
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return super().parse_known_args(_glue_sim_args(args), namespace)
+
+
+def _glue_sim_args(args: Sequence[str] | None) -> list[str]:
+    """``--sim-arg VALUE`` always takes the next word, even one starting with ``-`` (argparse would read
+    ``--sim-arg --fault-500`` as a missing value): glued into ``--sim-arg=VALUE``."""
+    args = list(sys.argv[1:] if args is None else args)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--sim-arg" and i + 1 < len(args):
+            out.append("--sim-arg=" + args[i + 1])
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
 
 def _mask_unrecognized(message: str, secret_flags: Sequence[str]) -> str:
     """An abbreviated secret flag (``--api-k sk-...``) is refused; its value must not be echoed to the terminal."""
@@ -127,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="TOML file of options (keys as the long flag names, with _ or -)")
     g = p.add_argument_group("target")
-    g.add_argument("--base-url", help="server root, e.g. http://127.0.0.1:8000 (or /v1); env OPENAI_BASE_URL")
+    g.add_argument(
+        "--base-url",
+        help="server root, e.g. http://127.0.0.1:8000 (or /v1); env OPENAI_BASE_URL (default: none: the simulator)",
+    )
     g.add_argument(
         "--api", choices=("chat", "completions"), help="endpoint: /v1/chat/completions or /v1/completions"
     )
@@ -136,12 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--header", action="append", metavar="NAME:VALUE", help="extra HTTP header (repeatable)")
     g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 600)")
     g = p.add_argument_group("arrivals")
-    g.add_argument(
-        "--arrival", choices=("constant", "poisson", "gamma", "trace"), help="arrival process (gamma)"
-    )
+    g.add_argument("--arrival", choices=("constant", "poisson", "gamma", "trace"), help="arrival process")
     g.add_argument("--rate", type=_rate, help="mean requests per second, or inf (default 4)")
-    g.add_argument("--cv", type=float, help="coefficient of variation of the gaps: 1 Poisson, 0 constant (1)")
-    g.add_argument("--seed", type=int, help="seed for arrivals and synthetic lengths (0)")
+    g.add_argument("--cv", type=float, help="coefficient of variation of the gaps: 1 Poisson, 0 constant")
+    g.add_argument("--seed", type=int, help="seed for arrivals and synthetic lengths")
     g.add_argument(
         "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
     )
@@ -188,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "per dataset: gsm8k=2048,aime2024=16k",
     )
     g.add_argument("--ignore-eos", action="store_true", help="ask the server to ignore EOS (vLLM extension)")
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--top-p", type=float)
+    g.add_argument("--temperature", type=float, help="sampling temperature (default: not sent: the server's)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling top_p (default: not sent: the server's)")
     g.add_argument("--extra-body", metavar="JSON", help="JSON object merged into every request body")
     g.add_argument(
         "--no-continuous-usage",
@@ -200,19 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--metrics-url", action="append", help="Prometheus /metrics URL (repeatable); default: origin"
     )
-    g.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between scrapes (0.5)")
+    g.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between scrapes")
     g.add_argument("--no-scrape", action="store_true", help="don't scrape /metrics")
     g = p.add_argument_group("analysis")
     g.add_argument(
-        "--slo", help="goodput objectives, e.g. ttft=500ms,tpot=50ms (ttft, ttfvt, tpot, itl, e2e)"
+        "--slo",
+        help="goodput objectives, e.g. ttft=500ms,tpot=0.05s (ttft, ttfvt, tpot, itl, e2e; units ms, s or us; "
+        "a bare number is milliseconds)",
     )
     g.add_argument("--straggler-k", type=float, help="stragglers: e2e > p50 + K x IQR (default 3)")
     g.add_argument(
         "--send-lag-limit-ms", type=float, help="send lag p99 above this marks the run untrustworthy"
     )
-    g.add_argument(
-        "--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy (0.9)"
-    )
+    g.add_argument("--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy")
     g.add_argument(
         "--max-error-share",
         type=float,
@@ -226,10 +246,63 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print summary.json to stdout (nothing else)")
     g.add_argument("--no-live", action="store_true", help="no live progress view")
     g.add_argument("--no-report", action="store_true", help="don't write report.html at the end")
-    g.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    g.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="log messages from this level on"
+    )
     g = p.add_argument_group("built-in simulator (used when no endpoint is given)")
     g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
-    g.add_argument("--sim-arg", action="append", help="extra argument passed to the simulator (repeatable)")
+    g.add_argument(
+        "--sim-arg",
+        action="append",
+        metavar="ARGS",
+        help='options for the simulator, split like a shell line: --sim-arg "--fault-500 0.3" (repeatable)',
+    )
+    return _finish_help(p)
+
+
+# one line per command for the top-level help, as git and docker list theirs
+COMMANDS_HELP = (
+    ("run", "measure one configuration (the default command; its options are below)"),
+    ("fit", "fit a Gamma arrival process (rate, cv) to a trace's timestamps"),
+    ("compare", "compare result folders against a baseline, with bootstrap confidence intervals"),
+    ("sweep", "measure a rate x burstiness (cv) grid, stopping a cv once the server saturates"),
+    ("experiment", "run launch specs x workloads x rates x seeds from an experiment TOML file"),
+    ("report", "(re)write a results folder's report.html, or a sweep folder's sweep.html"),
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's wrapping, except for a text with its own line breaks (the command list), kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _finish_help(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage and the command list; every option's default taken from DEFAULTS (the one place defaults live, since
+    the parser itself has none: argument_default=SUPPRESS tells the command line from environment and file)."""
+    import shutil
+    import textwrap
+
+    width = max(min(shutil.get_terminal_size().columns - 2, 110), 40)
+    p.usage = "python -m loadgen [run] [OPTIONS]\n       python -m loadgen {fit,compare,sweep,experiment,report} ..."
+    commands = "\n".join(f"  {name:<11} {text}" for name, text in COMMANDS_HELP)
+    p.description = (
+        textwrap.fill(p.description or "", width)
+        + "\n\ncommands (python -m loadgen COMMAND --help shows a command's options):\n"
+        + commands
+    )
+    p.formatter_class = _HelpFormatter
+    for action in p._actions:
+        default = DEFAULTS.get(action.dest)
+        if not action.option_strings or not action.help or action.help == argparse.SUPPRESS:
+            continue
+        if default in (None, False, [], "") or "default" in action.help:
+            continue
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        action.help += f" (default {shown})"
     return p
 
 
@@ -440,8 +513,21 @@ def build_config(opts: dict[str, Any]) -> Any:
             client_cpu_limit=opts["cpu_limit"],
             max_error_share=opts["max_error_share"],
         ),
-        sim=SimConfig(profile=opts["sim_profile"], args=tuple(opts["sim_arg"])),
+        sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
     )
+
+
+def _sim_args(values: Sequence[str]) -> tuple[str, ...]:
+    """Each ``--sim-arg`` split like a shell line: ``--sim-arg "--fault-500 0.3"`` is two simulator words."""
+    import shlex
+
+    out: list[str] = []
+    for v in values:
+        try:
+            out += shlex.split(v)
+        except ValueError as exc:
+            raise ConfigError(f"--sim-arg {v!r}: {exc}") from None
+    return tuple(out)
 
 
 def _max_tokens(value: Any) -> tuple[int | None, str | None]:
@@ -501,7 +587,12 @@ def _fit_main(argv: Sequence[str]) -> int:
     )
     p.add_argument("trace", help="BurstGPT CSV, Azure LLM trace CSV, or one timestamp (s) per line")
     p.add_argument("--window", type=float, metavar="S", help="also fit per window of S seconds")
-    p.add_argument("--format", choices=("auto", "timestamps", "burstgpt", "azure"), default="auto")
+    p.add_argument(
+        "--format",
+        choices=("auto", "timestamps", "burstgpt", "azure"),
+        default="auto",
+        help="trace layout (default %(default)s: from the header line)",
+    )
     p.add_argument("--start", type=float, metavar="S", help="use the trace from S seconds in")
     p.add_argument("--end", type=float, metavar="S", help="use the trace up to S seconds in")
     ns = p.parse_args(argv)

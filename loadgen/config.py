@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loadgen.errors import ConfigError
@@ -242,6 +244,22 @@ class OutputConfig:
     live: bool = True
     report: bool = True  # write report.html at the end of the run (when the report module is available)
     command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
+
+    def __post_init__(self) -> None:
+        if self.output_dir:
+            check_output_dir(self.output_dir)
+
+
+def check_output_dir(path: str | os.PathLike[str], flag: str = "--output-dir") -> None:
+    """A results folder that cannot be made (the path, or a folder above it, is a file) is a one-line error now,
+    not a traceback when the run starts writing."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                where = "is a file" if q == p else f"is below {q}, which is a file"
+                raise ConfigError(f"{flag} {p}: {where}, not a folder")
+            return
 
 
 @dataclass(frozen=True, slots=True)

@@ -819,6 +819,9 @@ def main(argv: Sequence[str]) -> int:
         print_plan(plan, console)
         return 0
     out_dir = ns.output_dir or default_out_dir(plan)
+    from loadgen.config import check_output_dir
+
+    check_output_dir(out_dir)
     if (out_dir / "manifest.json").exists():
         raise ConfigError(f"{out_dir} already holds an experiment (manifest.json); pick another --output-dir")
     print_plan(plan, console)

@@ -339,3 +339,63 @@ def group_latencies(records: Sequence[RequestRecord], tag: str) -> dict[str, dic
             row[key] = {k: d[k] for k in ("count", "mean", "p50", "p90", "p99")}
         out[name] = row
     return out
+
+
+STEADY_WINDOW = (
+    "arrival window (first to last intended start) shifted later by the median E2E from intended start"
+)
+SHORT_WINDOW_LOSS = 0.2
+
+
+def steady_rates(records: Sequence[RequestRecord], slo_ms: dict[str, float] | None = None) -> dict[str, Any]:
+    """Throughput and goodput of a short run without its fill and drain: successful (and SLO-meeting) completions
+    inside the arrival window shifted later by the median E2E, per second of that window.
+
+    The whole-run window (first intended start to last end) ends with the drain of the last requests, so a short
+    run on an idle server reports a fraction of the offered rate. Shifted by the typical latency, the window
+    counts every request of a stable server whose latency is near the median (the rate equals the offered one),
+    and a server that falls behind completes requests at its capacity throughout it (the rate is the capacity).
+    Like the offered rate ((n - 1) arrivals over the arrival window), the rate is (completions - 1) per second of
+    the window; goodput is that times the share of those completions that met the SLO (all, without one).
+    Requests whose E2E is far from the median may complete outside it, so the estimate reads low by about
+    mean |E2E - median| / window length: ``short`` is set when that exceeds SHORT_WINDOW_LOSS. (That reasoning is
+    for a stable server; an overloaded one completes at its capacity all through the window, however spread its
+    latencies.)
+    """
+    measured = [r for r in records if not r.warmup]
+    ok = [r for r in measured if r.status == STATUS_OK and r.end_ns is not None]
+    out: dict[str, Any] = {
+        "window": STEADY_WINDOW,
+        "start_ns": None,
+        "end_ns": None,
+        "duration_s": None,
+        "completed": 0,
+        "good": 0,
+        "requests_per_s": None,
+        "goodput_per_s": None,
+        "short": None,
+    }
+    intended = [r.intended_ns for r in measured]
+    if len(intended) < 2 or not ok or max(intended) <= min(intended):
+        return out
+    a, b = min(intended), max(intended)
+    e2e = np.asarray([r.end_ns - r.intended_ns for r in ok], dtype=np.float64)  # type: ignore[operator]
+    shift = float(np.median(e2e))
+    lo, hi = a + shift, b + shift
+    inside = [r for r in ok if lo <= r.end_ns <= hi]  # type: ignore[operator]
+    good = [r for r in inside if _good(request_latencies(r), r, slo_ms)] if slo_ms else inside
+    span = (b - a) / 1e9
+    spread = float(np.mean(np.abs(e2e - shift))) / 1e9
+    out.update(
+        start_ns=int(lo),
+        end_ns=int(hi),
+        duration_s=span,
+        shift_ms=shift / NS_PER_MS,
+        completed=len(inside),
+        good=len(good),
+        # n completions span n - 1 gaps, as the offered rate's n arrivals do: a stable server equals it exactly
+        requests_per_s=max(len(inside) - 1, 0) / span,
+        goodput_per_s=max(len(inside) - 1, 0) / span * (len(good) / len(inside)) if inside else 0.0,
+        short=bool(spread > SHORT_WINDOW_LOSS * span),
+    )
+    return out

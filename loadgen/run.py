@@ -271,7 +271,7 @@ async def run_async(
         "sim" if endpoint.simulated else re.sub(r"^https?://", "", endpoint.base_url)
     )
     out_dir = Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label)
-    created = not out_dir.exists()
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # removed again if setup fails
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if endpoint.simulated:
@@ -307,6 +307,9 @@ async def run_async(
             sink.close()
             if created:
                 shutil.rmtree(out_dir, ignore_errors=True)
+                for d in created[1:]:  # the parents made for it (results/), while empty
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
             raise
         if console is not None and not endpoint.simulated:
             console.print(f"target {endpoint.base_url} model {model}")

@@ -9,15 +9,18 @@ Stop rule (a cell is *saturated* when either holds):
 
 1. errors: more than 10% of its measured requests failed; or
 2. overload: the achieved request throughput is below 90% of the offered (planned) rate **and** the queue grows
-   across the run: over the arrival window (first to last intended start, minus a warm-up of one median E2E at the
+   across the run. Throughput here (and the cell's goodput) counts successful completions inside the arrival
+   window shifted later by the median E2E (``loadgen.metrics.steady_rates``), so a short cell's fill and drain do
+   not read as a shortfall; the whole-run figures of each run's summary are kept beside them. The queue test: over the arrival window (first to last intended start, minus a warm-up of one median E2E at the
    start), the mean of the server's waiting queue (``num_waiting``, when scraped) — or else the client's
    in-flight count — in the second half is at least 1.5 × that of the first half and at least one request more.
    A stable queue is stationary, so its halves agree; an overloaded one grows about linearly (second-half mean
-   ≈ 3 × the first). Throughput alone is not enough: a short run's window includes its drain.
+   ≈ 3 × the first). Throughput alone is not enough: a short cell with long E2Es still reads low.
 
 Without ``--base-url`` every cell runs against its own built-in simulator (started and stopped by the run).
-Writes ``sweep.json`` after every cell, prints a table of goodput and p99 TTFT (rows rate, columns cv), and
-``sweep.html`` through the report module when it is available.
+Writes ``sweep.json`` after every cell, prints a table of goodput and p99 TTFT from the intended start (corrected
+for coordinated omission; rows rate, columns cv) with cells whose client check failed marked, and ``sweep.html``
+through the report module when it is available.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.config import check_output_dir
 from loadgen.errors import ConfigError
+from loadgen.metrics import STEADY_WINDOW, steady_rates
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,7 @@ QUEUE_GROWTH_RATIO = 1.5
 QUEUE_GROWTH_MIN = 1.0
 STOP_RULE = (
     f"saturated when error share > {ERROR_SHARE_LIMIT:.0%}, or when throughput < {THROUGHPUT_RATIO_LIMIT:.0%} of the "
-    f"offered rate AND the waiting queue (server num_waiting when scraped, else client in-flight) has a "
+    f"offered rate (throughput over the {STEADY_WINDOW}) AND the waiting queue (server num_waiting when scraped, else client in-flight) has a "
     f"second-half mean >= {QUEUE_GROWTH_RATIO} x the first half's and >= {QUEUE_GROWTH_MIN:g} more, over the "
     "arrival window after one median E2E; higher rates of a saturated cv are skipped"
 )
@@ -124,7 +129,10 @@ def saturation(summary: dict[str, Any], records: Sequence[Any], out_dir: Path) -
     measured = req["measured"] or 0
     error_share = req["failed"] / measured if measured else 0.0
     offered = m["rate"]["planned"] or m["rate"]["target"]
-    throughput = m["throughput"]["requests_per_s"]
+    steady = steady_rates(records, (m.get("goodput") or {}).get("slo_ms"))
+    throughput = steady["requests_per_s"]
+    if throughput is None:  # too few requests for the window: the whole run's figure
+        throughput = m["throughput"]["requests_per_s"]
     intended = [r.intended_ns for r in records if not r.warmup]
     e2e_p50 = m["latency_ms"]["e2e"]["p50"] or 0.0
     queue: dict[str, Any] = {"source": None, "first_half": None, "second_half": None, "growing": False}
@@ -161,6 +169,7 @@ def saturation(summary: dict[str, Any], records: Sequence[Any], out_dir: Path) -
         "queue": queue,
         "saturated": bool(reasons),
         "reason": "; ".join(reasons) or None,
+        "steady": steady,
     }
 
 
@@ -174,9 +183,11 @@ def _cell_row(rate: float, cv: float, cell_dir: Path) -> dict[str, Any]:
         "offered_rate": None,
         "throughput": None,
         "goodput_rps": None,
+        "rate_window": None,
         "p99_ttft_ms": None,
         "p99_ttft_from_intended_ms": None,
         "p99_ttfvt_ms": None,
+        "p99_ttfvt_from_intended_ms": None,
         "p50_e2e_ms": None,
         "error_share": None,
         "saturated": False,
@@ -274,28 +285,42 @@ def run_sweep(
             m = res.summary["metrics"]
             lat = m["latency_ms"]
             sat = saturation(res.summary, res.records, cell_dir)
+            steady = sat["steady"]
+            check = res.summary.get("client_check", {})
             row.update(
                 status="interrupted" if res.interrupted else "ok",
                 offered_rate=sat["offered_rate"],
                 throughput=sat["throughput"],
-                goodput_rps=m["goodput"]["requests_per_s"],
+                goodput_rps=steady["goodput_per_s"]
+                if steady["goodput_per_s"] is not None
+                else m["goodput"]["requests_per_s"],
+                rate_window={
+                    k: steady[k] for k in ("window", "duration_s", "shift_ms", "short") if k in steady
+                },
+                throughput_whole_run=m["throughput"]["requests_per_s"],
+                goodput_whole_run=m["goodput"]["requests_per_s"],
                 p99_ttft_ms=lat["ttft"]["p99"],
                 p99_ttft_from_intended_ms=lat["ttft_from_intended"]["p99"],
                 p99_ttfvt_ms=lat["ttfvt"]["p99"],
+                p99_ttfvt_from_intended_ms=lat["ttfvt_from_intended"]["p99"],
                 p50_e2e_ms=lat["e2e"]["p50"],
                 error_share=sat["error_share"],
                 saturated=sat["saturated"],
                 reason=sat["reason"],
                 queue=sat["queue"],
-                trustworthy=res.summary.get("client_check", {}).get("trustworthy"),
+                trustworthy=check.get("trustworthy"),
+                client_check_reasons=list(check.get("reasons") or []),
             )
             if res.interrupted:
                 interrupted = True
             if console is not None:
                 flag = " [red]saturated[/]" if sat["saturated"] else ""
+                if row["trustworthy"] is False:
+                    flag += " [yellow]untrustworthy: " + "; ".join(row["client_check_reasons"]) + "[/]"
                 console.print(
                     f"rate {_label(rate)} cv {_label(cv)}: goodput {_f(row['goodput_rps'])}/s, p99 TTFT "
-                    f"{_f(row['p99_ttft_ms'])} ms, errors {row['error_share']:.0%}{flag}"
+                    f"{_f(row['p99_ttft_from_intended_ms'])} ms from intended start, errors "
+                    f"{row['error_share']:.0%}{flag}"
                 )
             if sat["saturated"] and stop_on_saturation:
                 saturated_at = rate
@@ -312,13 +337,29 @@ def _f(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
 
 
+def sweep_slo(doc: dict[str, Any]) -> dict[str, float]:
+    """The sweep's --slo in ms (empty when none was set: its 'goodput' is then every successful request)."""
+    return dict(((doc.get("config") or {}).get("run_config") or {}).get("analysis", {}).get("slo_ms") or {})
+
+
+def goodput_label(slo_ms: dict[str, float]) -> str:
+    """What the goodput numbers are: requests meeting the SLO, or, without one, successful requests."""
+    from loadgen.report import words
+
+    return f"goodput (req/s meeting {words.slo(slo_ms)})" if slo_ms else "successful req/s (no --slo set)"
+
+
 def format_sweep(doc: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     cvs = doc["config"]["cvs"]
     rates = doc["config"]["rates"]
     by = {(c["rate"], c["cv"]): c for c in doc["cells"]}
-    t = Table(title="goodput (req/s) / p99 TTFT (ms)", header_style="bold", show_lines=True)
+    t = Table(
+        title=f"{goodput_label(sweep_slo(doc))} / p99 TTFT from intended start (ms)",
+        header_style="bold",
+        show_lines=True,
+    )
     t.add_column("rate (req/s)", justify="right")
     for cv in cvs:
         t.add_column(f"cv {_label(cv)}", justify="right")
@@ -327,9 +368,13 @@ def format_sweep(doc: dict[str, Any], console: Any) -> None:
         for cv in cvs:
             c = by[(rate, cv)]
             if c["status"] in ("ok", "interrupted"):
-                text = f"{_f(c['goodput_rps'])} / {_f(c['p99_ttft_ms'])}"
+                text = f"{_f(c['goodput_rps'])} / {_f(c.get('p99_ttft_from_intended_ms'))}"
                 if c["saturated"]:
                     text = f"[red]{text}\nsaturated[/]"
+                if c.get("trustworthy") is False:
+                    text += "\n[yellow]untrustworthy[/]"
+                if (c.get("rate_window") or {}).get("short") and not c["saturated"]:
+                    text += "\n[dim]short: reads low[/]"
             else:
                 text = f"[dim]{c['status']}[/]"
             cells.append(text)
@@ -338,6 +383,16 @@ def format_sweep(doc: dict[str, Any], console: Any) -> None:
     for c in doc["cells"]:
         if c["reason"] and c["status"] != "skipped":
             console.print(f"rate {_label(c['rate'])} cv {_label(c['cv'])}: {c['status']}: {c['reason']}")
+        if c.get("trustworthy") is False:
+            why = "; ".join(c.get("client_check_reasons") or []) or "see its summary.json"
+            console.print(
+                f"[yellow]rate {_label(c['rate'])} cv {_label(c['cv'])}: client check failed, its latencies "
+                f"include loadgen's own delay: {why}[/]"
+            )
+    console.print(
+        f"rates (goodput, throughput) count completions over the {STEADY_WINDOW}; 'short' cells (latency spread "
+        "above a fifth of that window) read low."
+    )
     console.print(f"stop rule: {doc['config']['stop_rule']}")
 
 
@@ -360,6 +415,7 @@ def main(argv: Sequence[str]) -> int:
         raise ConfigError("--rates must be finite and > 0")
     out = _pop_output_dir(rest)
     sweep_dir = Path(out) if out else _default_dir()
+    check_output_dir(sweep_dir)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rich.console import Console
 

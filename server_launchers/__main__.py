@@ -185,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         allow_abbrev=False, prog="python -m server_launchers", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("command", choices=("render", "start", "stop", "status"))
+    p.add_argument(
+        "command",
+        choices=("render", "start", "stop", "status"),
+        help="render the command, start and wait for /health, stop what start started, or check status",
+    )
     p.add_argument("spec", help="launch spec TOML (one spec, or a preset file with [specs.<name>])")
     p.add_argument("--name", help="which spec of a preset file")
     p.add_argument("--engine", choices=ENGINES, help="render/run the spec on another engine")

@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.report import words
+
 _ROWS = (
     ("ttft", "TTFT (from send)"),
     ("ttft_from_intended", "TTFT (from intended)"),
@@ -21,6 +23,18 @@ _ROWS = (
     ("queue_wait", "client queue wait"),
     ("send_lag", "send lag"),
 )
+
+
+_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")  # what README promises
+STRAGGLERS_SHOWN = 5
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
 
 
 def _fmt(v: Any) -> str:
@@ -42,14 +56,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     )
     t = Table(title="latency (ms)", show_lines=False, header_style="bold")
     t.add_column("metric")
-    for col in ("count", "mean", "p50", "p90", "p99", "p99_9", "max"):
+    for col in _COLS:
         t.add_column(col.replace("_", "."), justify="right")
     lat = m["latency_ms"]
     for key, label in _ROWS:
         d = lat.get(key)
         if not d or not d.get("count"):
             continue
-        t.add_row(label, *(_fmt(d.get(c)) for c in ("count", "mean", "p50", "p90", "p99", "p99_9", "max")))
+        t.add_row(label, *(_fmt(d.get(c)) for c in _COLS))
     console.print(t)
 
     thr = m["throughput"]
@@ -65,15 +79,19 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         f"{_fmt(tok['mean_tokens_per_chunk'])} tokens/chunk; counts from {', '.join(tok['count_sources']) or '-'}"
     )
     if tok.get("count_notes"):
-        console.print(f"[yellow]token count notes:[/] {tok['count_notes']}")
+        console.print(f"[yellow]token count notes:[/] {words.counts(tok['count_notes'])}", highlight=False)
     gp = m["goodput"]
     if gp["slo_ms"]:
+        share = "" if gp["fraction"] is None else f" ({gp['fraction']:.1%})"
         console.print(
-            f"goodput: {gp['good_requests']} requests met {gp['slo_ms']} ({_fmt(gp['fraction'])} of measured), "
-            f"{gp['requests_per_s']:.2f} req/s"
+            f"goodput: {gp['good_requests']:,} of {req['measured']:,} measured requests{share} met "
+            f"{words.slo(gp['slo_ms'])}: {gp['requests_per_s']:.2f} req/s over the same {m['window']['duration_s']:.1f} s window as throughput"
         )
     if req["errors_by_kind"]:
-        console.print(f"[red]errors:[/] {req['errors_by_kind']}")
+        console.print(
+            f"[red]errors:[/] {req['failed']:,} of {req['measured']:,} failed: "
+            f"{words.error_counts(req['errors_by_kind'])}"
+        )
     outcome = summary.get("outcome") or {}
     if outcome.get("failed"):
         console.print(f"[bold red]requests failed:[/] {outcome['reason']}", highlight=False)
@@ -83,8 +101,12 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         f"({st['share_of_requests']:.1%} of requests, {st['share_of_output_tokens']:.1%} of output tokens, "
         f"{st['makespan_share']:.1%} of the makespan)"
     )
-    for s in summary.get("straggler_explanations", [])[:5]:
+    shown = summary.get("straggler_explanations", [])[:STRAGGLERS_SHOWN]
+    for s in shown:
         console.print(f"  #{s.get('index')}: {s.get('verdict', '')} — {s.get('detail', '')}")
+    if st["count"] > len(shown):
+        where = "report.html" if _get(summary, "config", "output", "report") is not False else "summary.json"
+        console.print(f"  +{st['count'] - len(shown):,} more (see {where})")
     server = summary.get("server")
     if server:
         _print_server(server, console)

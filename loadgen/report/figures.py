@@ -526,13 +526,13 @@ def cdf_figure(
     y = Scale(0, 1, H - 70, 0)
     p = Panel(x, y, left=52, top=26, width=W - 70, height=H - 70, title=title, xlabel="milliseconds (log scale)",
               ylabel="share of requests ≤ x", yfmt=lambda v: f"{v:.0%}" if v in (0, 0.5, 1) else f"{v:.1f}")  # fmt: skip
-    p.legend_at = "bottom"
+    p.legend_at = "below"  # under the axis: a curve may run anywhere in the panel (ITL's rises mid-way)
     for q, lbl in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
         p.hline(q, text=lbl)
     for i, (label, xv, fv, dashed) in enumerate(lines):
         color = PALETTE[i % len(PALETTE)] if not dashed else PALETTE[1]
-        if len(lines) == 2 and not dashed:
-            color = PALETTE[0]
+        if not dashed and sum(1 for ln in lines if not ln[3]) == 1:
+            color = PALETTE[0]  # the one solid curve beside its dashed twin (corrected / uncorrected)
         p50 = float(np.interp(0.5, fv, xv)) if fv.size else float("nan")
         p99 = float(np.interp(0.99, fv, xv)) if fv.size else float("nan")
         p.line(
@@ -540,11 +540,15 @@ def cdf_figure(
             title=f"{label}: p50 {_ms(p50)}, p99 {_ms(p99)}",
         )  # fmt: skip
     body = [p.render()]
-    if note:
+    # below the panel: the x-axis label, then the legend, then the note, each on its own line
+    height = H + p.below_height()
+    for part in note.split("; ") if note else ():  # one line per remark: a long note never runs off the left
+        height += 15
         body.append(
-            f'<text x="{W - 12}" y="{H - 6}" text-anchor="end" font-size="9.5" fill="{MUTED}">{esc(note)}</text>'
+            f'<text class="note" x="{W - 12}" y="{num(height - 6)}" text-anchor="end" font-size="9.5" '
+            f'fill="{MUTED}">{esc(part)}</text>'
         )
-    return figure(W, H, body, title=title, fig_id=fig_id)
+    return figure(W, int(math.ceil(height)), body, title=title, fig_id=fig_id)
 
 
 def _nice_log_bounds(lo: float, hi: float) -> tuple[float, float]:
@@ -1020,6 +1024,8 @@ def compare_bars(compare: dict[str, Any]) -> str | None:
             title=compare_label(compare, met),
             yfmt=lambda v: "",
         )
+        if ((compare.get("metrics") or {}).get(met) or {}).get("unit") == "share":
+            p.xfmt = lambda v: f"{100 * v:g}"  # the title says (%)
         marks = []
         for i, c in enumerate(configs):
             v = vals[i]
@@ -1076,6 +1082,8 @@ def compare_label(compare: dict[str, Any], key: Any) -> str:
     meta = (compare.get("metrics") or {}).get(key) or {}
     label = meta.get("label") or str(key)
     unit = meta.get("unit")
+    if unit == "share":
+        return f"{label} (%)"
     return f"{label} ({unit})" if unit and unit not in ("count",) else label
 
 
@@ -1154,24 +1162,46 @@ def compare_kv(runs: dict[Any, list[Path]]) -> str | None:
 # sweep
 # --------------------------------------------------------------------------------------------------
 SWEEP_PLOTS = (
-    ("goodput_rps", "Goodput (requests/s meeting the SLO) vs offered rate", "requests/s", False),
-    ("p99_ttft_ms", "p99 TTFT vs offered rate", "ms (log scale)", True),
-    ("p99_ttfvt_ms", "p99 TTFVT vs offered rate", "ms (log scale)", True),
-)
+    # file key (kept from the first sweeps: figures/sweep_<key>.svg), [(cell key, title, y label)] (the first
+    # key any cell has is plotted: older sweep.json files have no corrected TTFVT), log y, legend corner
+    ("goodput_rps", [("goodput_rps", "", "")], False, "top-left"),
+    ("p99_ttft_ms", [("p99_ttft_from_intended_ms", "p99 TTFT from intended start (corrected)", "ms (log scale)"),
+                  ("p99_ttft_ms", "p99 TTFT from send (uncorrected)", "ms (log scale)")], True, "bottom"),
+    ("p99_ttfvt_ms", [("p99_ttfvt_from_intended_ms", "p99 TTFVT from intended start (corrected)", "ms (log scale)"),
+                   ("p99_ttfvt_ms", "p99 TTFVT from send (uncorrected)", "ms (log scale)")], True, "bottom"),
+)  # fmt: skip
+C_UNTRUSTED = "#222"
 
 
-def sweep_figures(cells: list[dict[str, Any]]) -> dict[str, str]:
-    """One figure per SWEEP_PLOTS entry; a line per cv over rate; saturated cells as hollow red rings."""
+def sweep_goodput_title(slo_ms: dict[str, float] | None) -> tuple[str, str]:
+    """Title and y label naming what the goodput figure plots: requests meeting the SLO, or (no --slo) every
+    successful request."""
+    from loadgen.report import words
+
+    if slo_ms:
+        return "Goodput (requests meeting the SLO)", f"requests/s with {words.slo(slo_ms)}"
+    return "Successful requests (no --slo set: no goodput)", "successful requests/s"
+
+
+def sweep_figures(cells: list[dict[str, Any]], slo_ms: dict[str, float] | None = None) -> dict[str, str]:
+    """One figure per SWEEP_PLOTS entry; a line per cv over rate; saturated cells as hollow red rings, cells whose
+    client check failed crossed out."""
     out: dict[str, str] = {}
     cvs = sorted({c.get("cv") for c in cells if c.get("cv") is not None})
     done = [c for c in cells if _num(c.get("rate")) is not None]
     W, H = 460, 300
-    for key, title, ylabel, logy in SWEEP_PLOTS:
+    for name, candidates, logy, legend_at in SWEEP_PLOTS:
+        key, title, ylabel = next(
+            ((k, t, yl) for k, t, yl in candidates if any(_num(c.get(k)) is not None for c in done)),
+            candidates[0],
+        )
+        if name == "goodput_rps":
+            title, ylabel = sweep_goodput_title(slo_ms)
         pts = [(c, _num(c.get(key))) for c in done]
         pts = [(c, v) for c, v in pts if v is not None and (v > 0 or not logy)]
-        fid = f"sweep-{key}"
+        fid = f"sweep-{name}"
         if not pts:
-            out[f"sweep_{key}"] = empty_figure(
+            out[f"sweep_{name}"] = empty_figure(
                 W, H, "no completed cells with this metric", title=title, fig_id=fid
             )
             continue
@@ -1180,7 +1210,7 @@ def sweep_figures(cells: list[dict[str, Any]]) -> dict[str, str]:
         xlog = rlo > 0 and rhi / rlo >= 4
         x = Scale(rlo / 1.25, rhi * 1.25, 0, W - 80, log=True) if xlog else Scale(0, nice_max(rhi), 0, W - 80)
         vals = [v for _, v in pts]
-        if key == "goodput_rps":
+        if name == "goodput_rps":
             vals += rates
         if logy:
             lo, hi = _nice_log_bounds(min(vals), max(vals))
@@ -1188,9 +1218,10 @@ def sweep_figures(cells: list[dict[str, Any]]) -> dict[str, str]:
         else:
             y = Scale(0, nice_max(max(vals)), H - 80, 0)
         p = Panel(x, y, left=60, top=28, width=W - 80, height=H - 80, title=title, xlabel="offered rate, requests/s" + (" (log scale)" if xlog else ""), ylabel=ylabel)  # fmt: skip
-        if key == "goodput_rps":
+        p.legend_at = legend_at
+        if name == "goodput_rps":
             rr = np.array(sorted(set(rates)))
-            p.line(rr, rr, color=MUTED, width=0.8, dash="2,3", label="goodput = offered (ideal)")
+            p.line(rr, rr, color=MUTED, width=0.8, dash="2,3", label="= offered (ideal)")
         for i, cv in enumerate(cvs):
             row = sorted(((float(c["rate"]), v, c) for c, v in pts if c.get("cv") == cv), key=lambda t: t[0])
             if not row:
@@ -1203,19 +1234,30 @@ def sweep_figures(cells: list[dict[str, Any]]) -> dict[str, str]:
             if sat:
                 p.points([s[0] for s in sat], [s[1] for s in sat], color=C_STRAG, r=7, hollow=True,
                          titles=[_cell_tip(c) for _, _, c in sat])  # fmt: skip
+            bad = [(r, v, c) for r, v, c in row if c.get("trustworthy") is False]
+            if bad:
+                p.points([s[0] for s in bad], [s[1] for s in bad], color=C_UNTRUSTED, r=5.5, shape="cross",
+                         titles=[_cell_tip(c) for _, _, c in bad])  # fmt: skip
         if any(c.get("saturated") for c, _ in pts):
             p.legend.append(("saturated", C_STRAG, "hollow"))
-        out[f"sweep_{key}"] = figure(W, H, [p.render()], title=title, fig_id=fid)
+        if any(c.get("trustworthy") is False for c, _ in pts):
+            p.legend.append(("client check failed", C_UNTRUSTED, "cross"))
+        out[f"sweep_{name}"] = figure(W, H, [p.render()], title=title, fig_id=fid)
     return out
 
 
 def _cell_tip(c: dict[str, Any]) -> str:
     bits = [f"rate {c.get('rate')}/s, cv {c.get('cv')}: {c.get('status')}"]
-    for k, lbl in (("throughput", "throughput/s"), ("goodput_rps", "goodput/s"), ("p99_ttft_ms", "p99 TTFT ms"),
-                   ("p99_ttfvt_ms", "p99 TTFVT ms"), ("error_share", "error share")):  # fmt: skip
+    for k, lbl in (("throughput", "throughput/s"), ("goodput_rps", "goodput/s"),
+                   ("p99_ttft_from_intended_ms", "p99 TTFT ms (from intended)"), ("p99_ttft_ms", "p99 TTFT ms (from send)"),
+                   ("p99_ttfvt_from_intended_ms", "p99 TTFVT ms (from intended)"), ("error_share", "error share")):  # fmt: skip
         v = _num(c.get(k))
         if v is not None:
             bits.append(f"{lbl} {v:,.4g}")
     if c.get("saturated"):
         bits.append(f"SATURATED: {c.get('reason') or ''}")
+    if c.get("trustworthy") is False:
+        bits.append(
+            "CLIENT CHECK FAILED: " + ("; ".join(c.get("client_check_reasons") or []) or "see summary.json")
+        )
     return "\n".join(bits)

@@ -27,6 +27,7 @@ import orjson
 
 from loadgen.errors import ConfigError
 from loadgen.report import figures as F
+from loadgen.report import words
 from loadgen.report.svg import esc
 from loadgen.scrape.summary import format_bucket
 
@@ -47,7 +48,7 @@ _LAT_ROWS = (
     ("queue_wait", "client queue wait", "waiting for a --max-concurrency slot"),
     ("send_lag", "send lag", "how late loadgen itself sent requests"),
 )
-_LAT_COLS = ("count", "mean", "p50", "p90", "p99", "p99_9", "max")
+_LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,6 +135,7 @@ code{background:#f3f4f6;padding:0 4px;border-radius:3px;font-size:12.5px}
 #tip{position:fixed;pointer-events:none;background:#222;color:#fff;font-size:12px;padding:6px 8px;border-radius:4px;
 white-space:pre;display:none;z-index:10;max-width:520px;line-height:1.35}
 .xhair{stroke:#555;stroke-width:0.8;stroke-dasharray:2,2}
+tr.untrusted td{background:#fff6e0}td.bad{color:var(--bad)}tr.why td{border-top:0;padding-top:0}td.run{white-space:nowrap}
 """
 
 # Hover: SVG <title> texts become an instant tooltip; the timeline gets a crosshair across its panels.
@@ -374,7 +376,7 @@ def _header(summary: dict[str, Any], out: Path) -> str:
         )
     req = _get(summary, "metrics", "requests") or {}
     if req.get("failed"):
-        kinds = ", ".join(f"{k}: {v}" for k, v in (req.get("errors_by_kind") or {}).items())
+        kinds = words.error_counts(req.get("errors_by_kind"))
         parts.append(
             f'<div class="verdict warn"><b>{req["failed"]:,} of {req.get("measured", 0):,} requests failed</b>'
             f" ({esc(kinds)}). Latency statistics cover successful requests only.</div>"
@@ -444,10 +446,10 @@ def _config_section(summary: dict[str, Any]) -> str:
         ("workload", wl),
         ("max_tokens", smp.get("max_tokens") or w.get("budgets") or "server default"),
         ("seed", sch.get("seed", _get(cfg, "schedule", "seed"))),
-        ("SLO for goodput", ", ".join(f"{k} ≤ {v:g} ms" for k, v in (an.get("slo_ms") or {}).items()) or "none set"),
+        ("SLO for goodput", words.slo(an.get("slo_ms")) or "none set"),
         ("stragglers", _get(summary, "metrics", "stragglers", "rule")),
         ("window", f"{fmt(_get(summary, 'metrics', 'window', 'duration_s'))} s, first intended start to last end"),
-        ("command", " ".join(summary.get("argv") or []) or "–"),
+        ("command", words.command_line(summary.get("argv")) or "–"),
     ]  # fmt: skip
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
     raw = escape(orjson.dumps(cfg, option=orjson.OPT_INDENT_2).decode())
@@ -466,7 +468,7 @@ def _latency_section(m: dict[str, Any]) -> str:
             continue
         cells = "".join(cell(d.get(c), f"metrics.latency_ms.{key}.{c}") for c in _LAT_COLS)
         rows.append(f'<tr><td>{esc(label)}</td>{cells}<td class="what">{esc(what)}</td></tr>')
-    lat_t = table(["latency (ms)", "count", "mean", "p50", "p90", "p99", "p99.9", "max", "meaning"], rows)
+    lat_t = table(["latency (ms)", *(c.replace("_", ".") for c in _LAT_COLS), "meaning"], rows)
     thr, tok, gp, rate, req = (
         m.get(k) or {} for k in ("throughput", "tokens", "goodput", "rate", "requests")
     )
@@ -490,7 +492,7 @@ def _latency_section(m: dict[str, Any]) -> str:
     notes = tok.get("count_notes") or {}
     extra = f"Token counts from: {esc(srcs or '–')}; mean tokens per chunk {esc(fmt(tok.get('mean_tokens_per_chunk')))}."
     if notes:
-        extra += f" Count notes: {esc(notes)}."
+        extra += f" Count notes: {esc(words.counts(notes))}."
     return (
         '<h2 id="latency">Metrics</h2><p class="note">The same numbers as <code>summary.json</code> (warm-up '
         "requests excluded; latencies over successful requests). Hover a figure for details.</p>"
@@ -597,7 +599,11 @@ def _server_section(summary: dict[str, Any]) -> str:
     )
     notes = "".join(f"<li>{esc(n)}</li>" for n in srv.get("notes") or [])
     engine = srv.get("engine")
-    eng = f'<p class="note">Engine: {esc(orjson.dumps(engine).decode())}</p>' if engine else ""
+    eng = (
+        f'<p class="note">Engine: {esc(words.counts(engine))}</p>'
+        if isinstance(engine, dict) and engine
+        else ""
+    )
     return (
         head
         + f'<p class="note">Dialect {esc(srv.get("dialect", "?"))}, {esc(fmt(srv.get("samples_in_window")))} scrapes '
@@ -773,7 +779,7 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     for c in configs:
         rows.append(
             f"<tr><td>{esc(c.get('name'))}{' (baseline)' if c.get('name') == c.get('baseline', base) else ''}</td>"
-            f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join(map(str, c.get('seeds') or [])))}</td>"
+            f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join('–' if x is None else str(x) for x in c.get('seeds') or []))}</td>"
             f"<td>{'<br>'.join(f'<code>{esc(d)}</code>' for d in c.get('dirs') or [])}</td></tr>"
         )
     parts.append(
@@ -785,7 +791,12 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
         mrows.append(
             f"<tr><td>{esc(F.compare_label(compare, met))}</td>"
             + "".join(
-                cell(_get(c, "metrics", met), f"configs.{c.get('name')}.metrics.{met}") for c in configs
+                cell(
+                    _get(c, "metrics", met),
+                    f"configs.{c.get('name')}.metrics.{met}",
+                    _share_kind(compare, met),
+                )
+                for c in configs
             )
             + "</tr>"
         )
@@ -795,10 +806,14 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     drows = []
     for d in compare.get("differences") or []:
         sig = d.get("significant") is True
+        kind = _share_kind(compare, d.get("metric"))
+        # a share's difference in percentage points (a relative change of a share reads ambiguously)
+        dfmt = (lambda v: "–" if v is None else f"{100 * v:+.1f} pt") if kind else (lambda v: fmt(v))
         drows.append(
             f'<tr class="{"sig" if sig else ""}"><td>{esc(d.get("config"))}</td><td>{esc(F.compare_label(compare, d.get("metric")))}</td>'
-            f"{cell(d.get('value'))}{cell(d.get('baseline_value'))}{cell(d.get('diff'))}{cell(d.get('rel_diff'), kind='pct')}"
-            f"<td class=\"num\">{esc(fmt(d.get('ci_low')))} … {esc(fmt(d.get('ci_high')))}</td>"
+            f"{cell(d.get('value'), kind=kind)}{cell(d.get('baseline_value'), kind=kind)}<td class=\"num\">{esc(dfmt(d.get('diff')))}</td>"
+            f"{cell(None if kind else d.get('rel_diff'), kind='pct')}"
+            f"<td class=\"num\">{esc(dfmt(d.get('ci_low')))} … {esc(dfmt(d.get('ci_high')))}</td>"
             f"<td>{'<b>yes</b>' if sig else 'n/a' if d.get('significant') is None else 'no'}</td></tr>"
         )  # fmt: skip
     parts.append(
@@ -840,6 +855,11 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     return out_path
 
 
+def _share_kind(compare: dict[str, Any], key: Any) -> str:
+    """'pct' for a metric that is a share (errors, stragglers, KV usage ...), so it reads as a percentage."""
+    return "pct" if _get(compare, "metrics", str(key), "unit") == "share" else ""
+
+
 def write_sweep_report(sweep_dir: Path | str) -> Path:
     """``sweep_dir/sweep.html`` from ``sweep_dir/sweep.json``: goodput and p99 TTFT/TTFVT against rate, per cv."""
     sweep_dir = Path(sweep_dir)
@@ -848,31 +868,62 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
         raise ConfigError(f"{sweep_dir}: no sweep.json")
     sweep = orjson.loads(sp.read_bytes())
     cells = sweep.get("cells") or []
-    figs = F.sweep_figures(cells)
-    parts = ["<h1>loadgen sweep: rate × burstiness</h1>"]
     cfg = sweep.get("config") or {}
+    slo = _get(cfg, "run_config", "analysis", "slo_ms") or {}
+    figs = F.sweep_figures(cells, slo)
+    window = next((w.get("window") for c in cells if isinstance(w := c.get("rate_window"), dict)), None)
+    parts = ["<h1>loadgen sweep: rate × burstiness</h1>"]
     parts.append(
         f'<p class="sub">{len(cells)} cells; rates {esc(", ".join(fmt(r) for r in sorted({c.get("rate") for c in cells if c.get("rate") is not None})))}'
-        f'; cv {esc(", ".join(fmt(r) for r in sorted({c.get("cv") for c in cells if c.get("cv") is not None})))}.</p>'
+        f'; cv {esc(", ".join(fmt(r) for r in sorted({c.get("cv") for c in cells if c.get("cv") is not None})))}'
+        f'; SLO {esc(words.slo(slo) or "none set (so the first figure shows successful requests, not goodput)")}.</p>'
+    )  # fmt: skip
+    untrusted = [c for c in cells if c.get("trustworthy") is False]
+    if untrusted:
+        items = "".join(
+            f"<li>rate {esc(fmt(c.get('rate')))}, cv {esc(fmt(c.get('cv')))}: "
+            f"{esc('; '.join(c.get('client_check_reasons') or []) or 'see its summary.json')}</li>"
+            for c in untrusted
+        )
+        parts.append(
+            f'<div class="verdict bad" id="untrusted" data-count="{len(untrusted)}"><b>{len(untrusted)} of '
+            f"{len(cells)} cells are not trustworthy:</b> loadgen itself fell behind in them, so their latencies "
+            f"include the client's own delay (crossed out in the figures, marked in the table).<ul>{items}</ul></div>"
+        )
+    parts.append(
         '<p class="note">One line per burstiness (cv of inter-arrival gaps; 1 = Poisson, larger = burstier). Where '
         "goodput stops following the offered rate is the knee; the vertical distance between lines is the cost of "
-        "burstiness. Hollow red markers: saturated cells (queue or errors growing without bound); cells after a "
-        "saturated one were not run.</p>"
+        "burstiness. Hollow red rings: saturated cells (queue or errors growing without bound); cells after a "
+        "saturated one were not run. Black crosses: cells whose client check failed. "
+        f"Throughput and goodput count successful completions over the {esc(window or 'whole run')}, not over "
+        "the whole run, whose drain would make a short cell read low; cells marked “short” have latencies spread "
+        "over more than a fifth of that window and still read low. p99 latencies are from each request's intended "
+        "start (corrected for coordinated omission); the table also gives TTFT from the actual send.</p>"
     )  # fmt: skip
     parts.append('<div class="grid">' + "".join(fig_block(s) for s in figs.values()) + "</div>")
     rows = []
     for i, c in enumerate(cells):
-        rows.append(
-            f"<tr>{cell(c.get('rate'), f'cells.{i}.rate')}"
-            f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}</td>"
-            f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
-            f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}{cell(c.get('p99_ttft_ms'), f'cells.{i}.p99_ttft_ms')}"
-            f"{cell(c.get('p99_ttfvt_ms'), f'cells.{i}.p99_ttfvt_ms')}{cell(c.get('p50_e2e_ms'), f'cells.{i}.p50_e2e_ms')}"
-            f"{cell(c.get('error_share'), f'cells.{i}.error_share', 'pct')}<td>{'yes' if c.get('saturated') else ''}</td>"
-            f"<td>{esc(c.get('reason') or '')}</td><td>{_link(sweep_dir, c.get('dir'))}</td></tr>"
+        bad = c.get("trustworthy") is False
+        check = (
+            f'<td class="bad" title="{esc("; ".join(c.get("client_check_reasons") or []))}"><b>NOT trustworthy</b></td>'
+            if bad else f"<td>{'ok' if c.get('trustworthy') else '–'}</td>"
         )  # fmt: skip
+        short = " (short)" if (c.get("rate_window") or {}).get("short") and not c.get("saturated") else ""
+        rows.append(
+            f'<tr class="{"untrusted" if bad else ""}">{cell(c.get("rate"), f"cells.{i}.rate")}'
+            f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}{esc(short)}</td>"
+            f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
+            f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}"
+            f"{cell(c.get('p99_ttft_from_intended_ms'), f'cells.{i}.p99_ttft_from_intended_ms')}{cell(c.get('p99_ttft_ms'), f'cells.{i}.p99_ttft_ms')}"
+            f"{cell(c.get('p99_ttfvt_from_intended_ms'), f'cells.{i}.p99_ttfvt_from_intended_ms')}{cell(c.get('p50_e2e_ms'), f'cells.{i}.p50_e2e_ms')}"
+            f"{cell(c.get('error_share'), f'cells.{i}.error_share', 'pct')}<td>{'yes' if c.get('saturated') else ''}</td>"
+            f"{check}<td class=\"run\">{_link(sweep_dir, c.get('dir'))}</td></tr>"
+        )  # fmt: skip
+        if c.get("reason"):  # a sentence: on its own line under the cell's numbers
+            rows.append(f'<tr class="why {"untrusted" if bad else ""}"><td></td><td colspan="13" class="what">'
+                        f"{'saturated' if c.get('saturated') else esc(c.get('status'))}: {esc(c['reason'])}</td></tr>")  # fmt: skip
     parts.append(
-        '<h2 id="cells">Cells</h2>'
+        '<h2 id="cells">Cells</h2><div class="fig">'
         + table(
             [
                 "rate",
@@ -880,17 +931,20 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
                 "status",
                 "offered/s",
                 "throughput/s",
-                "goodput/s",
-                "p99 TTFT ms",
-                "p99 TTFVT ms",
+                "goodput/s" if slo else "ok req/s",
+                "p99 TTFT ms (intended)",
+                "p99 TTFT ms (send)",
+                "p99 TTFVT ms (intended)",
                 "p50 E2E ms",
                 "errors",
                 "saturated",
-                "reason",
+                "client check",
                 "run",
             ],
             rows,
+            "cells",
         )  # fmt: skip
+        + "</div>"
         + f"<details><summary>sweep configuration</summary><pre>{escape(orjson.dumps(cfg, option=orjson.OPT_INDENT_2).decode())}</pre></details>"
     )
     _write_figures(sweep_dir, figs)

@@ -140,7 +140,9 @@ class Panel:
         self.show_xticks = show_xticks
         self.parts: list[str] = []
         self.legend: list[tuple[str, str, str]] = []  # (label, colour, kind)
-        self.legend_at = "top"  # or "bottom": keep the legend off the data (CDFs are empty bottom-right)
+        # "top" (right), "bottom" (right), "top-left": keep the legend off the data; "below": under the x-axis
+        # label, outside the data altogether (the figure must leave below_height() for it)
+        self.legend_at = "top"
 
     # --- marks -------------------------------------------------------------------------------------
     def line(
@@ -272,7 +274,8 @@ class Panel:
         out += self.parts
         out.append("</svg>")
         out.append(
-            f'<rect x="0" y="0" width="{num(w)}" height="{num(h)}" fill="none" stroke="{AXIS}" stroke-width="0.8"/>'
+            f'<rect class="frame" x="0" y="0" width="{num(w)}" height="{num(h)}" fill="none" stroke="{AXIS}"'
+            ' stroke-width="0.8"/>'
         )
         out += labels
         if self.title:
@@ -281,7 +284,8 @@ class Panel:
             )
         if self.xlabel and self.show_xticks:
             out.append(
-                f'<text x="{num(w / 2)}" y="{num(h + 30)}" text-anchor="middle" font-size="11" fill="{AXIS}">'
+                f'<text class="xlabel" x="{num(w / 2)}" y="{num(h + 30)}" text-anchor="middle" font-size="11"'
+                f' fill="{AXIS}">'
                 f"{esc(self.xlabel)}</text>"
             )
         if self.ylabel:
@@ -294,15 +298,37 @@ class Panel:
         out.append("</g>")
         return "".join(out)
 
+    BELOW_ROW = 15
+    BELOW_TOP = 44  # below the x tick labels and the x-axis label
+
+    def _below_layout(self) -> list[tuple[float, int]]:
+        """(x, row) of each legend entry laid out left to right under the axis, wrapping at the panel's width."""
+        out, x, row = [], 0.0, 0
+        for lbl, _, _ in self.legend:
+            w = len(lbl) * 6.2 + 27
+            if x > 0 and x + w > self.width:
+                x, row = 0.0, row + 1
+            out.append((x, row))
+            x += w + 14
+        return out
+
+    def below_height(self) -> float:
+        """Extra figure height that a legend "below" takes (0 for a legend inside the panel)."""
+        if self.legend_at != "below" or not self.legend:
+            return 0.0
+        return (self._below_layout()[-1][1] + 1) * self.BELOW_ROW
+
     def _legend(self) -> str:
-        """Legend inside the panel's top-right corner, on a white backing."""
+        """Legend inside the panel's top-right corner, on a white backing (or below the axis: ``legend_at``)."""
         rows = self.legend
+        if self.legend_at == "below":
+            return self._legend_below()
         lw = max(len(lbl) for lbl, _, _ in rows) * 6.2 + 30
-        x0 = self.width - lw - 6
+        x0 = 6 if self.legend_at == "top-left" else self.width - lw - 6
         bh = len(rows) * 15 + 6
-        top = 5 if self.legend_at == "top" else self.height - bh - 5
+        top = self.height - bh - 5 if self.legend_at == "bottom" else 5
         out = [
-            f'<rect x="{num(x0)}" y="{num(top)}" width="{num(lw)}" height="{num(bh)}" fill="white"'
+            f'<g class="legend"><rect x="{num(x0)}" y="{num(top)}" width="{num(lw)}" height="{num(bh)}" fill="white"'
             f' fill-opacity="0.88" stroke="{GRID}"/>'
         ]
         for i, (lbl, color, kind) in enumerate(rows):
@@ -315,12 +341,35 @@ class Panel:
                 )
             elif kind == "rect":
                 out.append(f'<rect x="{num(x0 + 6)}" y="{y - 8}" width="15" height="8" fill="{color}"/>')
+            elif kind == "cross":
+                out.append(
+                    f'<path d="M{num(x0 + 9.5)},{y - 6.5}L{num(x0 + 16.5)},{y + 0.5}M{num(x0 + 9.5)},{y + 0.5}'
+                    f'L{num(x0 + 16.5)},{y - 6.5}" stroke="{color}" stroke-width="2" fill="none"/>'
+                )
             else:
                 fill = "white" if kind == "hollow" else color
                 out.append(
                     f'<circle cx="{num(x0 + 13)}" cy="{y - 3}" r="3.5" fill="{fill}" stroke="{color}" stroke-width="1.5"/>'
                 )
             out.append(f'<text x="{num(x0 + 27)}" y="{y}" font-size="10.5" fill="#222">{esc(lbl)}</text>')
+        return "".join(out) + "</g>"
+
+    def _legend_below(self) -> str:
+        out = ['<g class="legend">']
+        for (lbl, color, kind), (x0, row) in zip(self.legend, self._below_layout(), strict=True):
+            y = self.height + self.BELOW_TOP + row * self.BELOW_ROW
+            if kind in ("line", "dash"):
+                dash = ' stroke-dasharray="5,3"' if kind == "dash" else ""
+                out.append(
+                    f'<line x1="{num(x0)}" x2="{num(x0 + 18)}" y1="{num(y - 3)}" y2="{num(y - 3)}" '
+                    f'stroke="{color}" stroke-width="2"{dash}/>'
+                )
+            else:
+                out.append(f'<rect x="{num(x0 + 1)}" y="{num(y - 8)}" width="15" height="8" fill="{color}"/>')
+            out.append(
+                f'<text x="{num(x0 + 23)}" y="{num(y)}" font-size="10.5" fill="#222">{esc(lbl)}</text>'
+            )
+        out.append("</g>")
         return "".join(out)
 
 

@@ -16,34 +16,72 @@ from loadgen.sim.config import METRICS_DIALECTS, PROFILES, REASONING_FIELDS, Sim
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = SimConfig()  # the reasoning-7b profile's values: the defaults a flag overrides
     p = argparse.ArgumentParser(
         allow_abbrev=False, prog="python -m loadgen.sim", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: reasoning-7b")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default %(default)s)")
+    p.add_argument(
+        "--profile", choices=sorted(PROFILES), default=None, help="engine profile (default reasoning-7b)"
+    )
     p.add_argument("--config", metavar="FILE", help="TOML file with sim settings (top level or [sim])")
     p.add_argument(
-        "--set", metavar="NAME=VALUE", action="append", default=[], help="override any SimConfig field"
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="override any SimConfig field (repeatable)",
     )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--model-name")
-    p.add_argument("--reasoning-field", choices=REASONING_FIELDS)
-    p.add_argument("--metrics-dialect", choices=METRICS_DIALECTS)
+    p.add_argument("--seed", type=int, help=f"seed of the simulated lengths and faults (default {d.seed})")
+    p.add_argument(
+        "--model-name", help=f"the model id served (default: the profile's, {d.model_name} for reasoning-7b)"
+    )
+    p.add_argument(
+        "--reasoning-field",
+        choices=REASONING_FIELDS,
+        help=f"the delta field that carries reasoning text (default {d.reasoning_field})",
+    )
+    p.add_argument(
+        "--metrics-dialect",
+        choices=METRICS_DIALECTS,
+        help=f"the /metrics names to expose (default {d.metrics_dialect})",
+    )
     p.add_argument(
         "--ground-truth", metavar="FILE", help="append one JSON line per request (perf_counter_ns stamps)"
     )
-    p.add_argument("--spec", choices=("off", "ngram"), dest="spec_method")
-    p.add_argument("--no-prefix-caching", action="store_true")
-    for name in ("429", "500", "503", "cut", "stall", "slow_first_byte", "malformed", "stream_error"):
-        p.add_argument(f"--fault-{name.replace('_', '-')}", type=float, metavar="SHARE", dest=f"fault_{name}")
+    p.add_argument(
+        "--spec",
+        choices=("off", "ngram"),
+        dest="spec_method",
+        help=f"speculative decoding (default {d.spec_method})",
+    )
+    p.add_argument("--no-prefix-caching", action="store_true", help="turn prefix caching off (default on)")
+    faults = {
+        "429": "answered HTTP 429", "500": "answered HTTP 500", "503": "answered HTTP 503",
+        "cut": "whose stream is cut half-way", "stall": "whose stream stalls for --stall-ms",
+        "slow_first_byte": "whose first byte waits --slow-first-byte-ms", "malformed": "with one malformed chunk",
+        "stream_error": "ending with an error event in the stream",
+    }  # fmt: skip
+    for name, what in faults.items():
+        p.add_argument(
+            f"--fault-{name.replace('_', '-')}",
+            type=float,
+            metavar="SHARE",
+            dest=f"fault_{name}",
+            help=f"share of requests {what} (default {getattr(d, f'fault_{name}'):g})",
+        )
     p.add_argument(
         "--exit-with-parent",
         action="store_true",
         help="stop when the process that started it is gone (loadgen passes this: a killed client leaves no server)",
     )
-    p.add_argument("--stall-ms", type=float)
-    p.add_argument("--slow-first-byte-ms", type=float)
+    p.add_argument("--stall-ms", type=float, help=f"length of a stall (default {d.stall_ms:g})")
+    p.add_argument(
+        "--slow-first-byte-ms",
+        type=float,
+        help=f"delay of a slow first byte (default {d.slow_first_byte_ms:g})",
+    )
     return p
 
 

@@ -451,17 +451,29 @@ def rows_from_hub(defn: DatasetDef) -> list[dict[str, Any]]:
     local = f"download it and pass --dataset {defn.name} --dataset-path FILE_OR_FOLDER"
     if defn.hub_id is None:
         raise WorkloadError(f"dataset {defn.name!r} has no hub copy loadgen knows of: {local} ({defn.note})")
+    no_extra = WorkloadError(
+        f"dataset {defn.name!r} needs a local copy or the hub extra: {local} "
+        f"(the {defn.hub_id} files, same fields), or pip install 'loadgen[datasets]'"
+    )
+    if not _have_datasets_package():
+        raise no_extra
+    offline = hub_offline_reason()
+    if offline and not _env_offline():
+        # datasets reads these when imported: a cached copy still loads, and nothing retries the network
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     try:
         import datasets as hf_datasets
     except ImportError:
-        raise WorkloadError(
-            f"dataset {defn.name!r} needs a local copy or the hub extra: {local} "
-            f"(the {defn.hub_id} files, same fields), or pip install 'loadgen[datasets]'"
-        ) from None
+        raise no_extra from None
     try:
         ds = hf_datasets.load_dataset(defn.hub_id, defn.hub_config, split=defn.hub_split)
     except Exception as exc:  # the hub raises many types: gated, offline, not found
         text = f"{type(exc).__name__}: {exc}"
+        if offline:
+            raise WorkloadError(
+                f"{defn.hub_id} is not in the local hub cache and the hub cannot be reached ({offline}): "
+                f"download it elsewhere and pass --dataset {defn.name} --dataset-path FILE_OR_FOLDER"
+            ) from None
         if defn.gated or "gated" in text.lower() or "401" in text or "403" in text:
             raise WorkloadError(
                 f"{defn.hub_id} is gated: accept its terms on the dataset's hub page, log in (huggingface-cli "
@@ -469,6 +481,69 @@ def rows_from_hub(defn: DatasetDef) -> list[dict[str, Any]]:
             ) from None
         raise WorkloadError(f"cannot load {defn.hub_id} from the hub ({text[:200]}); or {local}") from None
     return [dict(r) for r in ds]
+
+
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+HUB_PROBE_TIMEOUT_S = 2.0
+
+
+def _env_offline() -> str | None:
+    for name in _OFFLINE_VARS:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return name
+    return None
+
+
+def _have_datasets_package() -> bool:
+    """Whether ``import datasets`` can work, without importing it (slow) yet."""
+    if "datasets" in sys.modules:
+        return sys.modules["datasets"] is not None
+    import importlib.util
+
+    return importlib.util.find_spec("datasets") is not None
+
+
+def hub_offline_reason() -> str | None:
+    """Why the hub is out of reach, or None when it may be reached. ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``
+    say so outright; otherwise one TCP connection to the hub (``HF_ENDPOINT``; through the HTTPS proxy when one is
+    set) must open within HUB_PROBE_TIMEOUT_S. Without this, an offline ``load_dataset`` retries for about 30 s
+    and prints every warning twice before failing."""
+    name = _env_offline()
+    if name:
+        return f"{name}=1"
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    via = next(
+        (
+            os.environ[v]
+            for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+            if os.environ.get(v)
+        ),
+        None,
+    )
+    url = urlsplit(via or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[BaseException | None] = []
+
+    def probe() -> None:  # getaddrinfo has no timeout of its own: the thread bounds the whole attempt
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+            result.append(None)
+        except OSError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(HUB_PROBE_TIMEOUT_S)
+    where = f"{host}:{port}" + (" (proxy)" if via else "")
+    if not result:
+        return f"no answer from {where} within {HUB_PROBE_TIMEOUT_S:g} s"
+    if result[0] is not None:
+        return f"cannot connect to {where}: {result[0].strerror or result[0]}"
+    return None
 
 
 def specs_from_rows(

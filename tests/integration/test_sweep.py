@@ -51,8 +51,20 @@ def test_sweep_against_the_simulator_stops_a_saturated_cv(tmp_path, capsys):
     # stationary vs growing queue: the low-rate cell's halves agree
     assert low["queue"]["growing"] is False
 
-    printed = capsys.readouterr().out
-    assert "goodput (req/s) / p99 TTFT (ms)" in printed and "saturated" in printed and "skipped" in printed
+    # rates over the steady window (no drain), said so; p99 TTFT from the intended start (corrected) shown
+    assert low["goodput_rps"] == low["throughput"]  # no --slo: every successful request counts
+    assert "shifted later by the median E2E" in low["rate_window"]["window"]
+    assert low["throughput_whole_run"] is not None and low["goodput_whole_run"] is not None
+    for c in (low, high):  # per request, from intended >= from send, so every quantile is too
+        assert c["p99_ttft_from_intended_ms"] >= c["p99_ttft_ms"] > 0
+        assert c["p99_ttfvt_from_intended_ms"] is not None and isinstance(c["trustworthy"], bool)
+    printed = " ".join(capsys.readouterr().out.split())  # the table's title wraps above its narrow grid
+    assert "successful req/s (no --slo set) / p99 TTFT from intended start (ms)" in printed
+    assert "saturated" in printed and "skipped" in printed and "shifted later by the median E2E" in printed
+    assert (
+        f"{low['p99_ttft_from_intended_ms']:.2f}" in printed
+        or f"{low['p99_ttft_from_intended_ms']:,.0f}" in printed
+    )
 
     # the sweep page from this real sweep.json: well-formed cells, links only to runs that exist
     from loadgen.report.html import write_sweep_report

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from loadgen.accuracy import score
 from loadgen.errors import WorkloadError
-from loadgen.workload.datasets import MATH_INSTRUCTION, describe_datasets, load_dataset, resolve_name
+from loadgen.workload.datasets import (
+    MATH_INSTRUCTION,
+    describe_datasets,
+    hub_offline_reason,
+    load_dataset,
+    resolve_name,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "datasets"
 
@@ -117,6 +125,7 @@ def test_without_a_path_or_the_hub_extra_the_message_says_how_to_proceed(monkeyp
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_datasets)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # where the package is installed: no probe of the real hub
     with pytest.raises(WorkloadError, match=r"--dataset-path.*loadgen\[datasets\]"):
         load_dataset("aime2024")
     with pytest.raises(WorkloadError, match="needs --dataset-path"):
@@ -128,3 +137,81 @@ def test_describe_lists_every_dataset():
     for name in ("gsm8k", "math500", "aime2024", "gpqa_diamond", "sharegpt"):
         assert name in text
     assert "gated" in text
+
+
+class _FakeHub:
+    """Stands in for the optional ``datasets`` package: records each load and whether offline mode was on."""
+
+    def __init__(self, rows=None):
+        self.rows = rows
+        self.calls: list[tuple[str, str | None]] = []
+
+    def module(self):
+        import importlib.machinery
+        import types
+
+        m = types.ModuleType("datasets")
+        m.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
+
+        def load_dataset(hub_id, config=None, split=None):
+            self.calls.append((hub_id, os.environ.get("HF_HUB_OFFLINE")))
+            if self.rows is None:  # what datasets raises offline for a dataset it has not cached
+                raise ConnectionError(f"Couldn't reach '{hub_id}' on the Hub (LocalEntryNotFoundError)")
+            return self.rows
+
+        m.load_dataset = load_dataset
+        return m
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    def install(rows=None, *, env_offline=False, endpoint=None):
+        hub = _FakeHub(rows)
+        monkeypatch.setitem(sys.modules, "datasets", hub.module())
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # set (so restored afterwards), then as asked
+            monkeypatch.setenv(v, "1" if env_offline and v == "HF_HUB_OFFLINE" else "")
+        for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(v, raising=False)
+        monkeypatch.setenv(
+            "HF_ENDPOINT", endpoint or "http://127.0.0.1:1"
+        )  # loopback only, never the real hub
+        return hub
+
+    return install
+
+
+def test_offline_by_environment_fails_at_once_naming_dataset_path(fake_hub):
+    hub = fake_hub(env_offline=True)
+    with pytest.raises(WorkloadError) as e:
+        load_dataset("gsm8k")
+    msg = str(e.value)
+    assert "\n" not in msg and "--dataset-path" in msg and "HF_HUB_OFFLINE=1" in msg and "openai/gsm8k" in msg
+    assert hub.calls == [("openai/gsm8k", "1")]  # one cache-only attempt, no retries
+
+
+def test_no_network_is_detected_and_the_hub_is_asked_in_offline_mode(fake_hub):
+    hub = fake_hub()  # HF_ENDPOINT is a closed loopback port: the probe is refused at once
+    with pytest.raises(WorkloadError, match=r"cannot connect to 127\.0\.0\.1:1.*--dataset-path"):
+        load_dataset("aime2024")
+    assert hub.calls == [("HuggingFaceH4/aime_2024", "1")]
+
+
+def test_offline_with_a_cached_copy_still_loads(fake_hub):
+    hub = fake_hub([{"question": "1+1?", "answer": "#### 2"}], env_offline=True)
+    specs = load_dataset("gsm8k")
+    assert [s.reference for s in specs] == ["2"] and hub.calls[0][1] == "1"
+
+
+def test_online_the_hub_is_asked_normally(fake_hub):
+    import socket
+
+    with socket.socket() as listener:  # a reachable "hub" on loopback
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        hub = fake_hub(
+            [{"question": "1+1?", "answer": "#### 2"}],
+            endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}",
+        )
+        assert hub_offline_reason() is None
+        assert len(load_dataset("gsm8k")) == 1
+    assert hub.calls == [("openai/gsm8k", "")]  # offline mode left off

@@ -80,3 +80,47 @@ def test_tiny_sample_file_and_too_few_arrivals():
     assert r.n_arrivals == 6 and "reproduce:" in format_fit(r)
     with pytest.raises(ValueError):
         fit_trace(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("n", [3, 9, 60, 140, 600, 5000])
+def test_same_fit_and_ks_as_scipy_stats(n):
+    # the fit avoids importing scipy.stats (slow to import); its numbers must still be scipy's
+    from scipy import stats
+
+    rng = np.random.default_rng(n)
+    for cv in (0.4, 1.0, 2.5):
+        shape = 1 / cv**2
+        g = rng.gamma(shape, 1 / shape, n) + 1e-12
+        f = fit_gaps(g)
+        a, _, scale = stats.gamma.fit(g, floc=0)
+        assert f.shape == pytest.approx(a, rel=1e-9) and f.scale == pytest.approx(scale, rel=1e-9)
+        kg = stats.kstest(g, "gamma", args=(a, 0, scale))
+        ke = stats.kstest(g, "expon", args=(0, g.mean()))
+        assert f.ks_gamma == pytest.approx(kg.statistic, rel=1e-6)
+        assert f.ks_exp == pytest.approx(ke.statistic, rel=1e-6)
+        for mine, ref in ((f.p_gamma, kg.pvalue), (f.p_exp, ke.pvalue)):
+            if n <= 140 or ref < 0.03:  # exact there; Stephens' limit (within 0.01) for large n and large p
+                assert mine == pytest.approx(ref, rel=1e-6, abs=1e-12)
+            else:
+                assert mine == pytest.approx(ref, abs=0.01)
+
+
+def test_fit_command_imports_only_what_fitting_needs(tmp_path):
+    # `python -m loadgen fit` on a small file must answer at once: no scipy.stats / scipy.optimize (the bulk of
+    # its old start-up), nothing of the run machinery (network client, rich, the simulator)
+    import subprocess
+    import sys
+
+    f = tmp_path / "ts.txt"
+    f.write_text(
+        "\n".join(f"{t:.3f}" for t in np.cumsum(np.random.default_rng(0).exponential(1.0, 10))) + "\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "loadgen", "fit", str(f)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "reproduce: --arrival gamma" in r.stdout
+    imported = {ln.split("|")[-1].strip() for ln in r.stderr.splitlines() if ln.startswith("import time:")}
+    assert "loadgen.fit" in imported and any(m.startswith("scipy.special.") for m in imported)
+    for heavy in ("scipy.stats", "scipy.optimize", "rich", "aiohttp", "loadgen.run", "loadgen.sim", "pandas"):
+        assert not any(m == heavy or m.startswith(heavy + ".") for m in imported), heavy

@@ -1,0 +1,117 @@
+"""Settings and counts written as a person reads them, one definition for the console, the HTML and the tables.
+
+No Python reprs reach a reader: ``{'http_5xx': 2}`` is "2 HTTP 5xx", ``{'ttft': 500.0}`` is "TTFT ≤ 500 ms", and
+the command line is the one typed (``python -m loadgen …``), with secrets masked by the option that carries them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+# the closed set of ErrorKind values (loadgen.errors), as a person names them
+ERROR_LABELS = {
+    "connect": "connection failed",
+    "timeout": "timed out",
+    "http_429": "HTTP 429 (rate limited)",
+    "http_4xx": "HTTP 4xx",
+    "http_5xx": "HTTP 5xx",
+    "stream_error": "error in the stream",
+    "disconnect": "disconnected mid-stream",
+    "malformed": "malformed response",
+    "empty": "no tokens",
+    "cancelled": "cancelled (interrupted)",
+    "client": "loadgen's own failure",
+}
+
+# SLO metric keys (loadgen.config.SLO_METRICS) as written in tables
+METRIC_LABELS = {"ttft": "TTFT", "ttfvt": "TTFVT", "tpot": "TPOT", "itl": "ITL", "e2e": "E2E"}
+
+
+def number(v: float) -> str:
+    """A plain number without float noise: 500.0 -> 500, 0.25 -> 0.25, 12345.6 -> 12,346."""
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def slo(slo_ms: Mapping[str, float] | None) -> str:
+    """``{'ttft': 500.0, 'tpot': 50.0}`` -> "TTFT ≤ 500 ms and TPOT ≤ 50 ms"; "" when none is set."""
+    parts = [f"{METRIC_LABELS.get(k, k)} ≤ {number(v)} ms" for k, v in (slo_ms or {}).items()]
+    return " and ".join(parts)
+
+
+def error_counts(by_kind: Mapping[str, int] | None) -> str:
+    """``{'http_5xx': 2, 'timeout': 1}`` -> "2 HTTP 5xx, 1 timed out" (most frequent first)."""
+    items = sorted((by_kind or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n:,} {ERROR_LABELS.get(k, k.replace('_', ' '))}" for k, n in items)
+
+
+def counts(d: Mapping[str, Any] | None) -> str:
+    """A small flat mapping as "name 3; other name 1,024; dtype fp8" (None values left out)."""
+    parts = []
+    for k, v in (d or {}).items():
+        if v is None:
+            continue
+        shown = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+        parts.append(f"{str(k).replace('_', ' ')} {shown}")
+    return "; ".join(parts)
+
+
+# options whose value is a secret; --header keeps its name and hides its value
+_SECRET_ALL = "--api-key"
+_SECRET_VALUE = "--header"
+MASK = "***"
+
+
+def _secret_option(token: str) -> str | None:
+    """Which secret option a command-line word names, abbreviations included (argparse accepts unique prefixes:
+    ``--api-k`` is ``--api-key``; ``--api`` alone is the endpoint flag, ``--h`` is ambiguous with ``--help``)."""
+    name = token.split("=", 1)[0]
+    if name.startswith("--api-") and _SECRET_ALL.startswith(name):
+        return _SECRET_ALL
+    if name.startswith("--he") and _SECRET_VALUE.startswith(name):
+        return _SECRET_VALUE
+    return None
+
+
+def _mask(option: str, value: str) -> str:
+    if option == _SECRET_VALUE and ":" in value:
+        return f"{value.split(':', 1)[0].strip()}: {MASK}"
+    return MASK
+
+
+def command_line(argv: Sequence[str] | None) -> str:
+    """The command as typed: ``python -m loadgen …`` for the module's file path, secrets masked by the option
+    that carries them (the value after ``--api-key``, the value part of ``--header NAME:VALUE``), quoted for a
+    shell."""
+    args = [str(a) for a in argv or ()]
+    if not args:
+        return ""
+    first = PurePath(args[0])
+    if args[0].startswith("python -m "):  # already as typed (the run records it so, secrets masked by option)
+        head = args[0].split()
+    elif first.name == "__main__.py" and first.parent.name:
+        head = ["python", "-m", first.parent.name]
+    elif first.suffix == ".py":
+        head = ["python", first.name]
+    else:
+        head = [first.name]
+    out: list[str] = []
+    pending: str | None = None
+    for a in args[1:]:
+        if pending is not None:
+            out.append(_mask(pending, a))
+            pending = None
+            continue
+        opt = _secret_option(a) if a.startswith("--") else None
+        if opt is None:
+            out.append(a)
+        elif "=" in a:
+            out.append(f"{a.split('=', 1)[0]}={_mask(opt, a.split('=', 1)[1])}")
+        else:
+            out.append(a)
+            pending = opt
+    return shlex.join(head + out)
