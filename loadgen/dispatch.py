@@ -11,7 +11,9 @@ and every 1,000 finished requests what has survived since (mostly the run's reco
 collections (``gc.freeze()``, O(1)), and the young-generation threshold is raised from 700 to 10,000, so the
 collector neither rescans the workload, setup and records on old-generation passes nor runs every 700 container
 allocations (a stream's decode makes ~5 per token); both stalled the loop for tens of ms at 360 req/s.
-``drain()`` puts everything back. Requests due at the same instant go out in one pass. A request that must wait for a concurrency slot keeps its
+``quiet_gc()`` is the context manager that does this and puts everything back in its ``finally``, so a dispatch that
+raises cannot leave the collector frozen for the next run in the same process (a sweep). Requests due at the same
+instant go out in one pass. A request that must wait for a concurrency slot keeps its
 intended start; the wait is its queue time, not send lag.
 """
 
@@ -23,7 +25,7 @@ import gc
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter_ns
 
@@ -129,6 +131,33 @@ def _make_timerfd(loop: asyncio.AbstractEventLoop) -> _TimerFd | None:
         return None
 
 
+_gc_quiet = (
+    False  # True inside quiet_gc(): the dispatcher then freezes survivors every _GC_FREEZE_EVERY requests
+)
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Keep the garbage collector out of the way while requests are in flight; always restored on exit.
+
+    Re-entrant: an inner use (a nested run) changes nothing and restores nothing.
+    """
+    global _gc_quiet
+    if _gc_quiet:
+        yield
+        return
+    saved = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, *saved[1:])
+    _gc_quiet = True
+    try:
+        yield
+    finally:
+        _gc_quiet = False
+        gc.set_threshold(*saved)
+        gc.unfreeze()
+
+
 class Dispatcher:
     """Owns pacing and the concurrency cap, nothing else."""
 
@@ -157,7 +186,6 @@ class Dispatcher:
         self.api = api
         self.stats = DispatchStats()
         self.tasks: set[asyncio.Task[None]] = set()
-        self._gc_saved: tuple[int, int, int] | None = None
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         # A burst (every arrival at t=0) under a cap is a closed loop: the dispatcher itself waits for slots
         # instead of parking every request as a task.
@@ -207,15 +235,14 @@ class Dispatcher:
         if rec.status != "ok":
             stats.errors += 1
         self.on_done(rec)
-        if self._gc_saved is not None and stats.done % _GC_FREEZE_EVERY == 0:
+        if _gc_quiet and stats.done % _GC_FREEZE_EVERY == 0:
             gc.freeze()  # O(1): what has survived so far is never scanned again during the run
 
     async def run(self) -> None:
-        """Dispatch every planned request (or until ``stop`` is set); returns once all are sent, not finished."""
-        if self._gc_saved is None:
-            self._gc_saved = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(_GC_GEN0_THRESHOLD, *self._gc_saved[1:])
+        """Dispatch every planned request (or until ``stop`` is set); returns once all are sent, not finished.
+
+        Run it inside ``quiet_gc()`` (``loadgen.run`` does) to keep collections out of the measurement.
+        """
         loop = asyncio.get_running_loop()
         tfd = _make_timerfd(loop) if any(self.offsets) else None
         try:
@@ -263,19 +290,13 @@ class Dispatcher:
 
     async def drain(self, grace_s: float = math.inf) -> int:
         """Wait for in-flight requests; after ``grace_s`` cancel the rest (they are recorded as cancelled)."""
-        try:
-            if not self.tasks:
-                return 0
-            pending = set(self.tasks)
-            timeout = None if math.isinf(grace_s) else grace_s
-            done, pending = await asyncio.wait(pending, timeout=timeout)
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            return len(pending)
-        finally:
-            if self._gc_saved is not None:
-                gc.set_threshold(*self._gc_saved)
-                gc.unfreeze()
-                self._gc_saved = None
+        if not self.tasks:
+            return 0
+        pending = set(self.tasks)
+        timeout = None if math.isinf(grace_s) else grace_s
+        done, pending = await asyncio.wait(pending, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)

@@ -25,7 +25,7 @@ import orjson
 
 from loadgen.client import StreamingClient
 from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
-from loadgen.dispatch import Dispatcher
+from loadgen.dispatch import Dispatcher, quiet_gc
 from loadgen.errors import ConfigError, LoadgenError
 from loadgen.metrics import group_latencies, summarize
 from loadgen.records import RecordSink, RequestRecord
@@ -304,26 +304,8 @@ async def run_async(
                 loop.add_signal_handler(signal.SIGINT, on_sigint)
                 loop.add_signal_handler(signal.SIGTERM, on_sigint)
 
-        # Ctrl-C must stop sending at once, even while the dispatcher waits minutes for the next planned send
-        sending = loop.create_task(dispatcher.run())
-        stop_wait = loop.create_task(stop.wait())
-        await asyncio.wait({sending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if not sending.done():
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending
-            dispatcher.stats.stopped_early = True
-        else:
-            sending.result()  # a bug in dispatch surfaces here rather than being swallowed
-        if stop.is_set():
-            await dispatcher.drain(STOP_GRACE_S)
-        else:
-            drain = loop.create_task(dispatcher.drain())
-            await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not drain.done():
-                await dispatcher.drain(STOP_GRACE_S)
-                drain.cancel()
-        stop_wait.cancel()
+        with quiet_gc():  # restored in its finally, even if dispatch raises
+            await _dispatch_and_drain(dispatcher, stop)
         if install_signal_handlers:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
@@ -362,6 +344,33 @@ async def run_async(
         await client.close()
         if sim is not None:
             await sim.stop()
+
+
+async def _dispatch_and_drain(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    """Send everything, then wait for what is in flight; Ctrl-C (``stop``) ends sending at once."""
+    loop = asyncio.get_running_loop()
+    # Ctrl-C must stop sending at once, even while the dispatcher waits minutes for the next planned send
+    sending = loop.create_task(dispatcher.run())
+    stop_wait = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({sending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+            dispatcher.stats.stopped_early = True
+        else:
+            sending.result()  # a bug in dispatch surfaces here rather than being swallowed
+        if stop.is_set():
+            await dispatcher.drain(STOP_GRACE_S)
+        else:
+            drain = loop.create_task(dispatcher.drain())
+            await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not drain.done():
+                await dispatcher.drain(STOP_GRACE_S)
+                drain.cancel()
+    finally:
+        stop_wait.cancel()
 
 
 def _write_report(out_dir: Path, console: Any) -> None:
