@@ -223,11 +223,18 @@ class StreamingClient:
                 raw = b"".join(d for _, d in reads)[:ERROR_BODY_LIMIT]
                 _fail(rec, kind_for_status(status), f"HTTP {status}: {_error_message(raw)}")
                 return
-            ctype = conn.headers.get("content-type", "")
-            if "json" in ctype and "event-stream" not in ctype:
-                apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
-            else:
+            ctype = conn.headers.get("content-type", "").lower()
+            if "event-stream" in ctype or not ctype:
                 apply_stream(rec, reads, keep_text)
+            elif "json" in ctype:
+                apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
+            else:  # an HTML error page from a proxy, a login portal: not a stream that broke off
+                head = b"".join(d for _, d in reads[:4])[:80]
+                _fail(
+                    rec,
+                    ErrorKind.MALFORMED,
+                    f"HTTP 200 with Content-Type {ctype!r}, not an event stream: {head!r}",
+                )
             return
         except asyncio.CancelledError:
             rec.end_ns = perf_counter_ns() - t0
@@ -235,12 +242,14 @@ class StreamingClient:
             rec.error_kind = ErrorKind.CANCELLED.value
             rec.error_message = "run interrupted while the request was in flight"
             if conn is not None:
-                if conn.state != HEAD and rec.first_byte_ns is None:
+                if conn.status:
+                    rec.http_status = conn.status
                     rec.first_byte_ns = conn.first_byte_ns
-                reads = conn.body_reads()
+                    rec.server_request_id = conn.headers.get("x-request-id")
                 if conn.transport is not None:
                     conn.transport.abort()
-                apply_stream(rec, reads, keep_text)
+                if conn.status == 200:
+                    apply_stream(rec, conn.body_reads(), keep_text)
             raise
         except H1Error as exc:
             rec.end_ns = perf_counter_ns() - t0
