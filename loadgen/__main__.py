@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "api_key": None,
     "header": [],
     "timeout": 600.0,
+    "connect_timeout": 10.0,
+    "read_timeout": None,
     "arrival": "gamma",
     "rate": 4.0,
     "cv": 1.0,
@@ -111,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--api-key", help="bearer token; env OPENAI_API_KEY (never written to results)")
     g.add_argument("--header", action="append", metavar="NAME:VALUE", help="extra HTTP header (repeatable)")
     g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 600)")
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help="a new connection must be up within S seconds, or the request fails unsent (default 10)",
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="fail a request after S seconds without a byte from the server (default: no such limit)",
+    )
     g = p.add_argument_group("arrivals")
     g.add_argument(
         "--arrival", choices=("constant", "poisson", "gamma", "trace"), help="arrival process (gamma)"
@@ -224,7 +238,7 @@ def _coerce(key: str, raw: Any) -> Any:
         return float(raw)
     if isinstance(default, int) or key in ("num_requests", "max_concurrency", "max_tokens"):
         return int(raw)
-    if key in ("duration", "temperature", "top_p"):
+    if key in ("duration", "temperature", "top_p", "read_timeout"):
         return float(raw)
     return raw
 
@@ -308,6 +322,8 @@ def build_config(opts: dict[str, Any]) -> Any:
         api_key=opts["api_key"],
         headers=tuple(headers),
         timeout_s=opts["timeout"],
+        connect_timeout_s=opts["connect_timeout"],
+        read_timeout_s=opts["read_timeout"],
         simulated=simulated,
     )
     schedule = ScheduleConfig(

@@ -181,37 +181,37 @@ class StreamingClient:
         return self._pool
 
     async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool = True) -> None:
-        """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises."""
+        """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises.
+
+        ``--timeout`` covers the whole request from now (its turn to be sent): connecting, writing, the response.
+        A new connection must also be up within ``--connect-timeout``; a request whose connection is not up by its
+        deadline is never written. Nothing is ever sent twice: a kept-alive connection the server has closed is
+        found before the request is written to it (``retries`` counts those skipped), and a connection that closes
+        after the write fails the request, since the server may have read it.
+        """
         t0 = self.t0_ns
+        ep = self.endpoint
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ep.timeout_s
         body = self.body_bytes(spec)
         request = b"%s%d\r\n\r\n%s" % (self._req_head, len(body), body)
         pool = self._pool or self._pool_for()
-        loop = asyncio.get_running_loop()
         conn: Conn | None = None
         timer = None
-        rec.send_ns = perf_counter_ns() - t0
-        deadline = loop.time() + self.endpoint.timeout_s
         try:
-            for attempt in (0, 1):
-                conn, reused = await pool.acquire()
-                conn.t0 = t0
-                waiter = conn.waiter = loop.create_future()
-                if timer is None:
-                    timer = loop.call_at(deadline, _expire, waiter)
-                else:
-                    timer.cancel()
-                    timer = loop.call_at(deadline, _expire, waiter)
-                conn.transport.write(request)  # type: ignore[union-attr]
-                try:
-                    await waiter
-                    break
-                except H1Error as exc:
-                    # a kept-alive connection the server had already closed: nothing was read, send again once
-                    if attempt or not reused or exc.kind is not ErrorKind.CONNECT or conn.status:
-                        raise
-                    conn = None
-            assert conn is not None
+            rec.connect_ns = perf_counter_ns() - t0
+            conn, reused, rec.retries = await pool.acquire(min(ep.connect_timeout_s, deadline - loop.time()))
+            rec.conn_reused = reused
+            conn.t0 = t0
+            waiter = conn.waiter = loop.create_future()
+            timer = loop.call_at(deadline, _expire, waiter)
+            conn.transport.write(request)  # type: ignore[union-attr]
+            rec.send_ns = perf_counter_ns() - t0
+            if ep.read_timeout_s is not None:
+                conn.watch_idle(ep.read_timeout_s, rec.send_ns)
+            await waiter
             timer.cancel()
+            conn.stop_idle()
             rec.first_byte_ns = conn.first_byte_ns
             rec.end_ns = perf_counter_ns() - t0
             status = conn.status
@@ -259,7 +259,7 @@ class StreamingClient:
                 rec.http_status = conn.status or None
                 rec.server_request_id = conn.headers.get("x-request-id")
             if kind is ErrorKind.TIMEOUT:
-                _fail(rec, kind, f"no complete response within {self.endpoint.timeout_s:g} s")
+                _fail(rec, kind, f"no complete response within {ep.timeout_s:g} s (--timeout)")
             else:
                 _fail(rec, kind, str(exc))
             if conn is not None:
@@ -276,6 +276,8 @@ class StreamingClient:
         finally:
             if timer is not None:
                 timer.cancel()
+            if conn is not None:
+                conn.stop_idle()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

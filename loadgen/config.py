@@ -96,8 +96,12 @@ class EndpointConfig:
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     headers: tuple[tuple[str, str], ...] = ()
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # the whole request, from its turn to be sent: connect, send, the full response
     simulated: bool = False
+    connect_timeout_s: float = 10.0  # a new connection must be up within this (and within timeout_s)
+    read_timeout_s: float | None = (
+        None  # fail a response after this long without a byte; None = no such limit
+    )
 
     def __post_init__(self) -> None:
         if not re.match(r"^https?://[^/\s]+", self.base_url):
@@ -106,6 +110,10 @@ class EndpointConfig:
             raise ConfigError(f"--api must be chat or completions, got {self.api!r}")
         if not (self.timeout_s > 0):
             raise ConfigError(f"--timeout must be > 0, got {self.timeout_s}")
+        if not (self.connect_timeout_s > 0):
+            raise ConfigError(f"--connect-timeout must be > 0, got {self.connect_timeout_s}")
+        if self.read_timeout_s is not None and not (self.read_timeout_s > 0):
+            raise ConfigError(f"--read-timeout must be > 0, got {self.read_timeout_s}")
 
     @property
     def api_root(self) -> str:
@@ -131,6 +139,8 @@ class EndpointConfig:
             "api_key": "set" if self.api_key else None,
             "header_names": [k for k, _ in self.headers],
             "timeout_s": self.timeout_s,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
             "simulated": self.simulated,
         }
 

@@ -71,6 +71,9 @@ class Conn(asyncio.Protocol):
         "_cs",
         "_need",
         "_line",
+        "_idle_timer",
+        "_idle_limit_ns",
+        "_sent_ns",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -78,6 +81,9 @@ class Conn(asyncio.Protocol):
         self.t0 = 0  # timestamps are perf_counter_ns() - t0, the run's clock
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_limit_ns = 0
+        self._sent_ns = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -146,8 +152,15 @@ class Conn(asyncio.Protocol):
             self._finish()
             return
         if self.state == HEAD:
-            why = "Server disconnected" if exc is None else f"{type(exc).__name__}: {exc}"
-            self._fail(H1Error(ErrorKind.CONNECT, f"ServerDisconnectedError: {why}"))
+            # the request was written: the server may have read it, so it is never sent again
+            why = "closed" if exc is None else f"{type(exc).__name__}: {exc}"
+            self._fail(
+                H1Error(
+                    ErrorKind.DISCONNECT,
+                    f"ServerDisconnectedError: the connection {why} before a response (not resent: the server "
+                    "may have read the request)",
+                )
+            )
         else:
             why = "connection closed" if exc is None else f"{type(exc).__name__}: {exc}"
             self._fail(
@@ -155,6 +168,52 @@ class Conn(asyncio.Protocol):
                     ErrorKind.DISCONNECT, f"ClientPayloadError: response payload is not completed ({why})"
                 )
             )
+
+    # reuse and the idle (read) timeout
+    def reusable(self) -> bool:
+        """Still open at both ends: checked just before a request would be written to this kept-alive connection."""
+        t = self.transport
+        if self.lost or t is None or t.is_closing():
+            return False
+        return not peer_closed(t)
+
+    def last_read_ns(self) -> int:
+        """When the last byte of this response arrived (run clock); the send time before any did."""
+        last = self._sent_ns
+        if self.status:
+            last = max(last, self.first_byte_ns)
+        if self.read_ns:
+            last = max(last, self.read_ns[-1])
+        if self.body:
+            last = max(last, self.body[-1][0])
+        return last
+
+    def watch_idle(self, limit_s: float, sent_ns: int) -> None:
+        """Fail the response with READ_TIMEOUT once no byte has arrived for ``limit_s`` (one timer, re-armed lazily)."""
+        self._idle_limit_ns = int(limit_s * 1e9)
+        self._sent_ns = sent_ns
+        self._idle_timer = asyncio.get_running_loop().call_later(limit_s, self._idle_check)
+
+    def stop_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self.state == DONE:
+            return
+        idle = perf_counter_ns() - self.t0 - self.last_read_ns()
+        left = self._idle_limit_ns - idle
+        if left <= 0:
+            self._fail(
+                H1Error(
+                    ErrorKind.READ_TIMEOUT,
+                    f"no data from the server for {self._idle_limit_ns / 1e9:g} s (--read-timeout)",
+                )
+            )
+        else:
+            self._idle_timer = asyncio.get_running_loop().call_later(left / 1e9, self._idle_check)
 
     # parsing
     def _head(self, ts: int, data: bytes) -> None:
@@ -512,6 +571,40 @@ def kernel_stamps_available() -> bool:
     return os.environ.get("LOADGEN_KERNEL_TIMESTAMPS", "") not in ("", "0")
 
 
+_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def peer_closed(transport: Any) -> bool:
+    """True when the server has closed or reset an idle connection, or sent bytes nobody asked for.
+
+    The event loop learns of a server's FIN only when it next polls, so after a client stall (a busy machine, a long
+    callback) a connection can be taken from the pool in the very pass in which its FIN waits to be read: writing a
+    request there loses it. A non-blocking ``MSG_PEEK`` sees the FIN now and consumes nothing (a TLS close_notify
+    shows as bytes: also not reusable).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+    except OSError:
+        return True
+    if fd < 0:
+        return True
+    # asyncio's and uvloop's socket wrappers have no recv(): peek through a socket object on the same descriptor
+    s = sock if isinstance(sock, socket.socket) else socket.socket(sock.family, sock.type, sock.proto, fd)
+    try:
+        s.recv(1, _PEEK_FLAGS)
+    except (BlockingIOError, InterruptedError):
+        return False  # open, nothing pending
+    except OSError:
+        return True  # reset
+    finally:
+        if s is not sock:
+            s.detach()  # the descriptor stays the transport's
+    return True  # b"": the server closed; or bytes nobody asked for
+
+
 class Pool:
     """Idle keep-alive connections to one origin (no limit, like ``TCPConnector(limit=0)``).
 
@@ -530,11 +623,7 @@ class Pool:
 
     async def _connect_stamped(self, conn: Conn) -> None:
         loop = asyncio.get_running_loop()
-        if self._addr is None:
-            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            if not infos:
-                raise OSError(f"cannot resolve {self.host}")
-            self._addr = (infos[0][0], infos[0][4])
+        assert self._addr is not None
         family, addr = self._addr
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -548,26 +637,59 @@ class Pool:
         assert self._clock is not None
         conn.transport = _KernelStampedTransport(loop, sock, conn, self._clock)  # type: ignore[assignment]
 
-    async def acquire(self) -> tuple[Conn, bool]:
+    async def resolve(self) -> None:
+        """Look the host up once (before the run's t0): later connects go to the address, no resolver in between."""
+        if self._addr is None:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            if not infos:
+                raise OSError(f"cannot resolve {self.host}")
+            self._addr = (infos[0][0], infos[0][4])
+
+    async def acquire(self, timeout_s: float) -> tuple[Conn, bool, int]:
+        """A connection for one request: the most recently used idle one that is still open, else a new one.
+
+        Returns ``(conn, reused, skipped)``; ``skipped`` counts kept-alive connections found closed by the server
+        (before anything was written to them) and dropped. A new connection not up within ``timeout_s`` raises
+        CONNECT_TIMEOUT; a refused one CONNECT. Either way the request was never sent.
+        """
+        skipped = 0
         idle = self.idle
         while idle:
             c = idle.pop()
-            if not c.lost and c.transport is not None and not c.transport.is_closing():
+            if c.reusable():
                 c._reset()
-                return c, True
+                return c, True, skipped
+            skipped += 1
+            if c.transport is not None:
+                c.transport.abort()
         loop = asyncio.get_running_loop()
         conn = Conn(self)
         try:
-            if self.kernel_stamps:
-                await self._connect_stamped(conn)
-            else:
-                await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
+            async with asyncio.timeout(timeout_s):
+                await self.resolve()
+                assert self._addr is not None
+                if self.kernel_stamps:
+                    await self._connect_stamped(conn)
+                else:
+                    await loop.create_connection(
+                        lambda: conn,
+                        self._addr[1][0],
+                        self.port,
+                        ssl=self.ssl,
+                        server_hostname=self.host if self.ssl else None,
+                    )
+        except TimeoutError:
+            raise H1Error(
+                ErrorKind.CONNECT_TIMEOUT,
+                f"no connection to {self.host}:{self.port} within {max(timeout_s, 0):g} s; the request was not sent",
+            ) from None
         except OSError as exc:
             raise H1Error(
                 ErrorKind.CONNECT,
                 f"ClientConnectorError: Cannot connect to host {self.host}:{self.port} [{describe_exc(exc)}]",
             ) from None
-        return conn, False
+        return conn, False, skipped
 
     def release(self, c: Conn) -> None:
         if c.keep_alive and c.state == DONE and not c.lost and c.transport is not None:

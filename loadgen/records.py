@@ -46,7 +46,8 @@ class RequestRecord:
     intended_ns: int = 0  # when the schedule wanted it sent
     dispatched_ns: int | None = None  # when the dispatcher handled it (send lag = dispatched - intended)
     slot_ns: int | None = None  # when a concurrency slot was granted (queue wait = slot - dispatched)
-    send_ns: int | None = None  # just before the request bytes were handed to the connection
+    connect_ns: int | None = None  # when the client began getting a connection (kept-alive or new)
+    send_ns: int | None = None  # just after the request's bytes were written to the connection
     first_byte_ns: int | None = None  # response status line and headers received
     first_chunk_ns: int | None = None  # first SSE data event of any kind (may carry no token: role chunk)
     first_token_ns: int | None = None  # first event carrying reasoning or answer text
@@ -73,6 +74,8 @@ class RequestRecord:
     error_kind: str | None = None
     error_message: str | None = None
     server_request_id: str | None = None
+    conn_reused: bool | None = None  # a kept-alive connection (True), a new one (False), none obtained (None)
+    retries: int = 0  # kept-alive connections found closed before the request was written to them, skipped
 
     output_text: str | None = None  # the visible answer (kept for accuracy scoring)
     reasoning_chars: int = 0

@@ -53,6 +53,12 @@ class ScriptedServer:
         self.arrivals: list[Arrival] = []
         self.models_status = 200
         self.metrics_body: bytes | None = None
+        self.idle_close_s: float | None = (
+            None  # close a kept-alive connection idle this long (like most servers)
+        )
+        self.hangup_on_reuse = (
+            False  # read a connection's 2nd and later requests, then close without answering
+        )
         self.arrivals_path: Path | None = None  # when set, each finished POST is appended here as a JSON line
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
@@ -72,9 +78,17 @@ class ScriptedServer:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                if served and self.idle_close_s is not None:
+                    try:
+                        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_close_s)
+                    except TimeoutError:
+                        return
+                else:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                served += 1
                 t = perf_counter_ns()
                 lines = head.decode().split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
@@ -100,6 +114,11 @@ class ScriptedServer:
                     else:
                         await self._respond(writer, 200, "text/plain; version=0.0.4", self.metrics_body)
                     continue
+                if self.hangup_on_reuse and served > 1:
+                    if self.arrivals_path is not None:
+                        with open(self.arrivals_path, "ab") as fh:
+                            fh.write(orjson.dumps(asdict(arrival)) + b"\n")
+                    return  # the request was read; the connection closes without an answer
                 script = self.scripts.get(obj.get("model", ""), self.default)
                 if script is None:
                     await self._respond(writer, 404, "application/json", b'{"error":{"message":"no script"}}')
@@ -234,13 +253,16 @@ class ServerProcess:
         default: Script | None = None,
         scripts: dict[str, Script] | None = None,
         metrics_body: bytes | None = None,
+        **options: object,
     ) -> None:
+        """``options`` set the server's attributes of the same name (``idle_close_s``, ``hangup_on_reuse``)."""
         self.workdir = Path(workdir)
         self.spec = {
             "default": _script_to_json(default) if default else None,
             "scripts": {k: _script_to_json(v) for k, v in (scripts or {}).items()},
             "metrics_body": base64.b64encode(metrics_body).decode() if metrics_body is not None else None,
             "arrivals": str(self.workdir / "arrivals.jsonl"),
+            "options": options,
         }
         self.port = 0
         self.arrivals: list[Arrival] = []
@@ -287,6 +309,8 @@ async def _serve_spec(spec: dict) -> None:
     if spec["metrics_body"] is not None:
         srv.metrics_body = base64.b64decode(spec["metrics_body"])
     srv.arrivals_path = Path(spec["arrivals"])
+    for name, value in spec["options"].items():
+        setattr(srv, name, value)
     await srv.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -20,6 +20,7 @@ _ROWS = (
     ("e2e_from_intended", "E2E (from intended)"),
     ("queue_wait", "client queue wait"),
     ("send_lag", "send lag"),
+    ("connect", "connect (new connections)"),
 )
 
 
@@ -71,6 +72,18 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(
             f"goodput: {gp['good_requests']} requests met {gp['slo_ms']} ({_fmt(gp['fraction'])} of measured), "
             f"{gp['requests_per_s']:.2f} req/s"
+        )
+    conns = m.get("connections")
+    if conns:
+        console.print(
+            f"connections: {conns['new']} new, {conns['reused']} reused"
+            + (f", {conns['none']} never connected" if conns["none"] else "")
+            + (
+                f"; {conns['retries']} kept-alive connections found closed and skipped before writing "
+                f"({conns['requests_retried']} requests; nothing is sent twice)"
+                if conns["retries"]
+                else ""
+            )
         )
     if req["errors_by_kind"]:
         console.print(f"[red]errors:[/] {req['errors_by_kind']}")
