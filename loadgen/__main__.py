@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "straggler_k": 3.0,
     "send_lag_limit_ms": 5.0,
     "cpu_limit": 0.9,
+    "loop_lag_limit_ms": None,
+    "loop_lag_max_ms": 50.0,
     "output_dir": None,
     "label": None,
     "quiet": False,
@@ -203,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy (0.9)"
     )
+    g.add_argument(
+        "--loop-lag-limit-ms",
+        type=float,
+        help="event-loop lag p99 above this marks the run untrustworthy (default: --send-lag-limit-ms)",
+    )
+    g.add_argument(
+        "--loop-lag-max-ms",
+        type=float,
+        help="one event-loop stall longer than this marks the run untrustworthy: reads during it are "
+        "stamped late (default 50)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", help="results folder (default results/<UTC time>-<label>/)")
     g.add_argument("--label", help="a name for this run")
@@ -238,7 +251,7 @@ def _coerce(key: str, raw: Any) -> Any:
         return float(raw)
     if isinstance(default, int) or key in ("num_requests", "max_concurrency", "max_tokens"):
         return int(raw)
-    if key in ("duration", "temperature", "top_p", "read_timeout"):
+    if key in ("duration", "temperature", "top_p", "read_timeout", "loop_lag_limit_ms"):
         return float(raw)
     return raw
 
@@ -399,6 +412,8 @@ def build_config(opts: dict[str, Any]) -> Any:
             straggler_iqr_k=opts["straggler_k"],
             send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
             client_cpu_limit=opts["cpu_limit"],
+            loop_lag_p99_limit_ms=opts["loop_lag_limit_ms"],
+            loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=tuple(opts["sim_arg"])),
     )

@@ -259,10 +259,16 @@ class AnalysisConfig:
     straggler_iqr_k: float = 3.0
     send_lag_p99_limit_ms: float = 5.0
     client_cpu_limit: float = 0.9
+    loop_lag_p99_limit_ms: float | None = None  # None: the send-lag limit
+    loop_lag_max_limit_ms: float = 50.0
 
     def __post_init__(self) -> None:
         if not (self.straggler_iqr_k > 0):
             raise ConfigError(f"--straggler-k must be > 0, got {self.straggler_iqr_k}")
+        if self.loop_lag_p99_limit_ms is not None and not (self.loop_lag_p99_limit_ms > 0):
+            raise ConfigError(f"--loop-lag-limit-ms must be > 0, got {self.loop_lag_p99_limit_ms}")
+        if not (self.loop_lag_max_limit_ms > 0):
+            raise ConfigError(f"--loop-lag-max-ms must be > 0, got {self.loop_lag_max_limit_ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +308,8 @@ class RunConfig:
                 "straggler_iqr_k": self.analysis.straggler_iqr_k,
                 "send_lag_p99_limit_ms": self.analysis.send_lag_p99_limit_ms,
                 "client_cpu_limit": self.analysis.client_cpu_limit,
+                "loop_lag_p99_limit_ms": self.analysis.loop_lag_p99_limit_ms,
+                "loop_lag_max_limit_ms": self.analysis.loop_lag_max_limit_ms,
             },
             "sim": asdict(self.sim),
         }

@@ -438,6 +438,8 @@ def build_summary(
         spin_s,
         cfg.analysis.send_lag_p99_limit_ms,
         cfg.analysis.client_cpu_limit,
+        loop_lag_p99_limit_ms=cfg.analysis.loop_lag_p99_limit_ms,
+        loop_lag_max_limit_ms=cfg.analysis.loop_lag_max_limit_ms,
     )
     rate = metrics["rate"]
     if target_rate and rate["achieved_send"] and metrics["requests"]["measured"] >= 50:

@@ -108,9 +108,11 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         if acc.get("note"):
             console.print(f"[yellow]{acc['note']}[/]")
     check = summary["client_check"]
+    loop_lag = check.get("event_loop_lag_ms") or {}
     if check["trustworthy"]:
         console.print(
             f"[green]client check: ok[/] — send lag p99 {_fmt(check['send_lag_ms']['p99'])} ms, "
+            f"event-loop lag p99 {_fmt(loop_lag.get('p99'))} / max {_fmt(loop_lag.get('max'))} ms, "
             f"CPU peak {check['cpu_peak_1s']:.0%} of a core"
         )
     else:
