@@ -207,8 +207,9 @@ class StreamingClient:
             conn.t0 = t0
             waiter = conn.waiter = loop.create_future()
             timer = loop.call_at(deadline, _expire, waiter)
-            conn.transport.write(request)  # type: ignore[union-attr]
+            # stamped as the write begins: the server may read the bytes before write() returns
             rec.send_ns = perf_counter_ns() - t0
+            conn.transport.write(request)  # type: ignore[union-attr]
             if ep.read_timeout_s is not None:
                 conn.watch_idle(ep.read_timeout_s, rec.send_ns)
             await waiter

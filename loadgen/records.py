@@ -47,7 +47,7 @@ class RequestRecord:
     dispatched_ns: int | None = None  # when the dispatcher handled it (send lag = dispatched - intended)
     slot_ns: int | None = None  # when a concurrency slot was granted (queue wait = slot - dispatched)
     connect_ns: int | None = None  # when the client began getting a connection (kept-alive or new)
-    send_ns: int | None = None  # just after the request's bytes were written to the connection
+    send_ns: int | None = None  # as the request's bytes were written to the (connected) connection
     first_byte_ns: int | None = None  # response status line and headers received
     first_chunk_ns: int | None = None  # first SSE data event of any kind (may carry no token: role chunk)
     first_token_ns: int | None = None  # first event carrying reasoning or answer text
