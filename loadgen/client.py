@@ -168,6 +168,14 @@ class StreamingClient:
             raise EndpointError(f"{url} answered HTTP {status} without a model list; pass --model")
         return self.model
 
+    async def warm(self) -> None:
+        """Before the run's t0: the connection pool (and a TLS context) exists and the host is resolved."""
+        pool = self._pool or self._pool_for()
+        try:
+            await pool.resolve()
+        except OSError:
+            pass  # connecting will fail per request, as data (resolve_model has already reached the server)
+
     def body_bytes(self, spec: RequestSpec) -> bytes:
         return orjson.dumps(build_body(spec, self.endpoint, self.sampling, self.model))
 

@@ -186,6 +186,8 @@ class Dispatcher:
         self.api = api
         self.stats = DispatchStats()
         self.tasks: set[asyncio.Task[None]] = set()
+        self._tfd: _TimerFd | None = None
+        self._prepared = False
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         # A burst (every arrival at t=0) under a cap is a closed loop: the dispatcher itself waits for slots
         # instead of parking every request as a task.
@@ -238,18 +240,29 @@ class Dispatcher:
         if _gc_quiet and stats.done % _GC_FREEZE_EVERY == 0:
             gc.freeze()  # O(1): what has survived so far is never scanned again during the run
 
+    def prepare(self) -> None:
+        """Set up the wake-up timer (a timerfd through ctypes) now, so none of it happens after t0."""
+        if not self._prepared:
+            self._prepared = True
+            if any(self.offsets):
+                self._tfd = _make_timerfd(asyncio.get_running_loop())
+
     async def run(self) -> None:
         """Dispatch every planned request (or until ``stop`` is set); returns once all are sent, not finished.
 
-        Run it inside ``quiet_gc()`` (``loadgen.run`` does) to keep collections out of the measurement.
+        Call ``prepare()`` and set ``t0_ns`` first, and run it inside ``quiet_gc()`` (``loadgen.run`` does both).
         """
-        loop = asyncio.get_running_loop()
-        tfd = _make_timerfd(loop) if any(self.offsets) else None
+        self.prepare()
         try:
-            await self._dispatch_all(tfd)
+            await self._dispatch_all(self._tfd)
         finally:
-            if tfd is not None:
-                tfd.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the wake-up timer (idempotent)."""
+        if self._tfd is not None:
+            self._tfd.close()
+            self._tfd = None
 
     async def _dispatch_all(self, tfd: _TimerFd | None) -> None:
         t0 = self.t0_ns

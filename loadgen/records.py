@@ -92,30 +92,32 @@ _FIELD_NAMES = tuple(f.name for f in fields(RequestRecord))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
-class RecordSink:
-    """Append-only JSONL writer: serialises on the caller's thread, writes on its own.
+class LineSink:
+    """Append-only writer of byte lines: the caller hands over finished lines, a thread writes them.
 
     A disk that stalls (another process loading gigabytes; 375 ms was seen here) must never block the event loop
     that timestamps streams, so the file write happens on a writer thread. Each line reaches the OS as soon as
     that thread gets to it (unbuffered writes, batched when several are queued): a crash loses at most the lines
-    of the last moment, Ctrl-C and errors lose none (``close`` drains the queue).
+    of the last moment, Ctrl-C and errors lose none (``close`` drains the queue). A write error (disk full) is
+    raised by the next ``write_line`` and by ``close``.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], thread_name: str = "loadgen-sink") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
         self.count = 0
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._write_loop, name="loadgen-records", daemon=True)
+        self._thread = threading.Thread(target=self._write_loop, name=thread_name, daemon=True)
         self._thread.start()
         self._closed = False
 
-    def write(self, record: RequestRecord) -> None:
+    def write_line(self, line: bytes) -> None:
+        """Queue one line (ending in a newline) for writing."""
         if self._error is not None:
             raise self._error
-        self._queue.put(record.to_json() + b"\n")
+        self._queue.put(line)
         self.count += 1
 
     def _write_loop(self) -> None:
@@ -138,7 +140,7 @@ class RecordSink:
             if batch:
                 try:
                     self._fh.write(b"".join(batch))
-                except OSError as exc:  # disk full: surfaced on the next write() and at close()
+                except OSError as exc:  # disk full: surfaced on the next write and at close()
                     self._error = exc
             if stop:
                 return
@@ -153,11 +155,22 @@ class RecordSink:
         if self._error is not None:
             raise self._error
 
-    def __enter__(self) -> RecordSink:
+    def __enter__(self) -> LineSink:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordSink(LineSink):
+    """The run's ``requests.jsonl``: a record is serialised on the caller's thread (it is final once finished, and
+    a later change must not leak into the file), the line is written on the sink's thread."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path, thread_name="loadgen-records")
+
+    def write(self, record: RequestRecord) -> None:
+        self.write_line(record.to_json() + b"\n")
 
 
 def read_records(path: str | os.PathLike[str]) -> list[RequestRecord]:

@@ -30,6 +30,8 @@ from loadgen.errors import ConfigError, LoadgenError
 from loadgen.metrics import group_latencies, summarize
 from loadgen.records import RecordSink, RequestRecord
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.scrape.poller import default_metrics_url
+from loadgen.scrape.process import PollerProcess
 from loadgen.selfcheck import SelfCheck
 from loadgen.target import SimulatorProcess
 from loadgen.workload.prompts_file import load_prompts_file
@@ -236,8 +238,11 @@ async def run_async(
     records: list[RequestRecord] = []
     client = StreamingClient(endpoint, cfg.sampling, t0_ns=0)
     live = None
+    dispatcher: Dispatcher | None = None
     aux_tasks: list[asyncio.Task[Any]] = []
-    poller = None
+    poller = _poller(cfg, endpoint.base_url, out_dir)
+    # the scraper's process starts now, while the server is checked: it must be ready before t0
+    poller_ready = loop.create_task(poller.start()) if poller is not None else None
     try:
         await client.open()
         try:
@@ -262,13 +267,11 @@ async def run_async(
             if live is not None:
                 live.observe(rec)
 
-        # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
-        t0 = perf_counter_ns() + START_LEAD_NS
-        t0_unix = time.time_ns() + START_LEAD_NS
-        client.t0_ns = t0
+        # Everything that can be imported, resolved, started or warmed happens before t0: whatever ran after it
+        # delayed the first planned sends (the scrape poller's imports: 40-300 ms).
         dispatcher = Dispatcher(
             client,
-            t0,
+            0,
             offsets,
             specs,
             cfg.schedule.warmup,
@@ -277,13 +280,14 @@ async def run_async(
             stop,
             api=endpoint.api,
         )
+        await client.warm()
+        dispatcher.prepare()
         check = SelfCheck()
-        aux_tasks.append(loop.create_task(check.run(aux_stop)))
         if live is not None:
             live.stats = dispatcher.stats
-            aux_tasks.append(loop.create_task(live.run(aux_stop)))
-        if cfg.scrape.enabled:
-            poller = _start_poller(cfg, endpoint.base_url, out_dir, t0, aux_stop, aux_tasks, loop)
+            live.start()
+        if poller_ready is not None:
+            await poller_ready  # when it failed to start, the summary's server section says why
 
         def on_sigint() -> None:
             nonlocal interrupted
@@ -305,6 +309,15 @@ async def run_async(
                 loop.add_signal_handler(signal.SIGTERM, on_sigint)
 
         with quiet_gc():  # restored in its finally, even if dispatch raises
+            # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
+            t0 = perf_counter_ns() + START_LEAD_NS
+            t0_unix = time.time_ns() + START_LEAD_NS
+            client.t0_ns = dispatcher.t0_ns = t0
+            if poller is not None:
+                poller.begin(t0)
+            aux_tasks.append(loop.create_task(check.run(aux_stop)))
+            if live is not None:
+                aux_tasks.append(loop.create_task(live.run(aux_stop)))
             await _dispatch_and_drain(dispatcher, stop)
         if install_signal_handlers:
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -313,6 +326,8 @@ async def run_async(
         aux_stop.set()
         await asyncio.gather(*aux_tasks, return_exceptions=True)
         check.finish()
+        if poller is not None:
+            await poller.stop()  # one last scrape, after the last request ended
 
         summary = build_summary(
             cfg,
@@ -340,6 +355,14 @@ async def run_async(
         aux_stop.set()
         for t in aux_tasks:
             t.cancel()
+        if poller_ready is not None:
+            poller_ready.cancel()
+        if poller is not None:
+            await poller.kill()
+        if dispatcher is not None:
+            dispatcher.close()
+        if live is not None:
+            live.close()
         sink.close()
         await client.close()
         if sim is not None:
@@ -387,23 +410,11 @@ def _write_report(out_dir: Path, console: Any) -> None:
             console.print(f"[yellow]report.html not written: {exc}[/]")
 
 
-def _start_poller(
-    cfg: RunConfig,
-    base_url: str,
-    out_dir: Path,
-    t0: int,
-    stop: asyncio.Event,
-    tasks: list[asyncio.Task[Any]],
-    loop: asyncio.AbstractEventLoop,
-) -> Any:
-    from loadgen.scrape.poller import MetricsPoller, default_metrics_url
-
+def _poller(cfg: RunConfig, base_url: str, out_dir: Path) -> PollerProcess | None:
+    if not cfg.scrape.enabled:
+        return None
     urls = list(cfg.scrape.urls) or [default_metrics_url(base_url)]
-    poller = MetricsPoller(
-        urls, interval_s=cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl", t0_ns=t0
-    )
-    tasks.append(loop.create_task(poller.run(stop)))
-    return poller
+    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl")
 
 
 def build_summary(
@@ -498,6 +509,8 @@ def _has_tag(records: list[RequestRecord], key: str) -> bool:
 
 def _server_sections(poller: Any, out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """The `server` section and straggler explanations from the scraped series; never fails the run."""
+    if getattr(poller, "error", None) and not poller.stats:
+        return {"server": {"error": poller.error}}
     try:
         from loadgen.scrape.explain import explain_requests
         from loadgen.scrape.series import load_samples
