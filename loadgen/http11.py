@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import platform
 import socket
-import struct
-import sys
 from itertools import repeat
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 
 from loadgen.errors import ErrorKind
+from loadgen.kernel_stamps import RealtimeToMonotonic, connect_stamped, kernel_stamps_available
 
 ERROR_BODY_LIMIT = 2000
 
@@ -444,152 +441,6 @@ def whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
     return b"".join(payloads), last
 
 
-# Python's socket module does not export SO_TIMESTAMPNS; 35 is Linux's value (SO_TIMESTAMPNS_OLD, also the cmsg
-# type) on x86-64 and arm64, where the control message is a 64-bit struct timespec. Elsewhere: event-loop stamps.
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
-if (
-    _SO_TIMESTAMPNS is None
-    and sys.platform.startswith("linux")
-    and platform.machine() in ("x86_64", "aarch64")
-):
-    _SO_TIMESTAMPNS = 35
-_SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", _SO_TIMESTAMPNS)
-_TIMESPEC = struct.Struct("@qq")
-_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
-_RECV_SIZE = 65_536
-# one receive buffer for every kernel-stamped socket: each read is copied out before the next (one loop thread)
-_RECV_BUF = bytearray(_RECV_SIZE)
-_RECV_VIEW = memoryview(_RECV_BUF)
-_RECV_VIEWS = [_RECV_VIEW]
-
-
-class _RealtimeToMonotonic:
-    """Kernel receive stamps are CLOCK_REALTIME; this maps them onto perf_counter_ns (CLOCK_MONOTONIC).
-
-    The offset is the tightest of a few back-to-back readings and is re-read every second, so an NTP slew shifts
-    a stamp by at most the slew over one second (microseconds).
-    """
-
-    __slots__ = ("offset", "_next")
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self._next = 0
-        self.refresh()
-
-    def refresh(self) -> None:
-        best = None
-        for _ in range(5):
-            a = perf_counter_ns()
-            r = time_ns()
-            b = perf_counter_ns()
-            if best is None or b - a < best[0]:
-                best = (b - a, r - (a + b) // 2)
-        assert best is not None
-        self.offset = best[1]
-        self._next = perf_counter_ns() + 1_000_000_000
-
-    def due(self, now: int) -> bool:
-        return now >= self._next
-
-
-class _KernelStampedTransport:
-    """A plain TCP socket read with ``recvmsg`` so every read carries the kernel's receive time (SO_TIMESTAMPNS).
-
-    The time a byte reached the socket does not depend on how busy the event loop or the machine is, so a client
-    that is late to read still records when the server's data arrived. Implements the part of
-    ``asyncio.Transport`` that ``Conn`` and ``execute()`` use.
-    """
-
-    __slots__ = ("_loop", "_sock", "_conn", "_clock", "_fd", "_closing")
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: Conn, clock: _RealtimeToMonotonic
-    ) -> None:
-        self._loop = loop
-        self._sock = sock
-        self._conn = conn
-        self._clock = clock
-        self._fd = sock.fileno()
-        self._closing = False
-        loop.add_reader(self._fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            n, anc, _flags, _addr = self._sock.recvmsg_into(_RECV_VIEWS, _CMSG_SPACE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._shutdown(exc)
-            return
-        if not n:
-            self._shutdown(None)
-            return
-        # one exact-size copy out of the shared buffer (recvmsg(size) allocates and shrinks size bytes per read)
-        data = bytes(_RECV_VIEW[:n])
-        now = perf_counter_ns()
-        clock = self._clock
-        if clock.due(now):
-            clock.refresh()
-        ts = now
-        for level, kind, cdata in anc:
-            if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(cdata) >= 16:
-                sec, nsec = _TIMESPEC.unpack_from(cdata)
-                k = sec * 1_000_000_000 + nsec - clock.offset
-                if k < now:  # never later than the read itself
-                    ts = k
-        self._conn.data_received_at(ts, data)
-
-    def write(self, data: bytes) -> None:
-        if self._closing:
-            return
-        try:
-            n = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as exc:
-            self._shutdown(exc)
-            return
-        if n < len(data):  # a request larger than the socket buffer: finish it in the background
-            self._loop.create_task(self._send_rest(memoryview(data)[n:]))
-
-    async def _send_rest(self, rest: memoryview) -> None:
-        try:
-            await self._loop.sock_sendall(self._sock, rest)
-        except OSError as exc:
-            self._shutdown(exc)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._sock if name == "socket" else default
-
-    def close(self) -> None:
-        self._shutdown(None)
-
-    def abort(self) -> None:
-        self._shutdown(None)
-
-    def _shutdown(self, exc: Exception | None) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._fd)
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        self._loop.call_soon(self._conn.connection_lost, exc)
-
-
-def kernel_stamps_available() -> bool:
-    if _SO_TIMESTAMPNS is None or not _CMSG_SPACE or not sys.platform.startswith("linux"):
-        return False
-    # opt-in for now: a kernel stamp can precede a server's own post-write stamp (the bytes reach this socket
-    # inside the server's write call), which tests/integration/test_client.py does not allow yet
-    return os.environ.get("LOADGEN_KERNEL_TIMESTAMPS", "") not in ("", "0")
-
-
 _PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 
 
@@ -628,7 +479,7 @@ class Pool:
     """Idle keep-alive connections to one origin (no limit, like ``TCPConnector(limit=0)``).
 
     With ``LOADGEN_KERNEL_TIMESTAMPS=1``, plain-HTTP connections on Linux (x86-64, arm64) are kernel-stamped
-    sockets (see ``_KernelStampedTransport``); otherwise an asyncio transport stamped in ``data_received``.
+    sockets (see ``loadgen.kernel_stamps``); otherwise an asyncio transport stamped in ``data_received``.
     """
 
     def __init__(self, host: str, port: int, ssl: Any) -> None:
@@ -637,24 +488,8 @@ class Pool:
         self.ssl = ssl
         self.idle: list[Conn] = []
         self.kernel_stamps = ssl is None and kernel_stamps_available()
-        self._clock = _RealtimeToMonotonic() if self.kernel_stamps else None
+        self._clock = RealtimeToMonotonic() if self.kernel_stamps else None
         self._addr: tuple[int, Any] | None = None
-
-    async def _connect_stamped(self, conn: Conn) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._addr is not None
-        family, addr = self._addr
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            await loop.sock_connect(sock, addr)
-        except BaseException:
-            sock.close()
-            raise
-        assert self._clock is not None
-        conn.transport = _KernelStampedTransport(loop, sock, conn, self._clock)  # type: ignore[assignment]
 
     async def resolve(self) -> None:
         """Look the host up once (before the run's t0): later connects go to the address, no resolver in between."""
@@ -688,8 +523,8 @@ class Pool:
             async with asyncio.timeout(timeout_s):
                 await self.resolve()
                 assert self._addr is not None
-                if self.kernel_stamps:
-                    await self._connect_stamped(conn)
+                if self._clock is not None:
+                    conn.transport = await connect_stamped(self._addr, conn, self._clock)  # type: ignore[assignment]
                 else:
                     await loop.create_connection(
                         lambda: conn,

@@ -56,17 +56,25 @@ def test_kept_alive_connections_closed_during_a_client_stall_are_skipped_not_wri
     """
     from asyncio.selector_events import _SelectorSocketTransport
 
+    from loadgen.kernel_stamps import KernelStampedTransport
+
     script = Script(stream_writes(first=0.002, gap=0.001))
     spec = RequestSpec(prompt="hi")
     writes: list[bytes] = []
-    write = _SelectorSocketTransport.write
 
-    def counting_write(self, data):
-        if bytes(data[:5]) == b"POST ":
-            writes.append(bytes(data[:5]))
-        return write(self, data)
+    def counting(write):
+        def counting_write(self, data):
+            if bytes(data[:5]) == b"POST ":
+                writes.append(bytes(data[:5]))
+            return write(self, data)
 
-    monkeypatch.setattr(_SelectorSocketTransport, "write", counting_write)
+        return counting_write
+
+    for transport in (
+        _SelectorSocketTransport,
+        KernelStampedTransport,
+    ):  # LOADGEN_KERNEL_TIMESTAMPS=1 uses the latter
+        monkeypatch.setattr(transport, "write", counting(transport.write))
 
     async def main(base_url):
         client = StreamingClient(
