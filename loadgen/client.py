@@ -1,9 +1,9 @@
 """The only module on the network: one aiohttp session, request bodies, and the timestamped stream read.
 
 The hot path does three things per response: send, read whatever bytes arrived, stamp them with
-``perf_counter_ns()``. Parsing happens after the stream closes (``loadgen.stream``), in slices of ~32 KiB with the
+``perf_counter_ns()``. Parsing happens after the stream closes (``loadgen.stream``), in slices of ~64 KiB with the
 event loop given back in between, so a long response's parse never delays another stream's stamps by more than
-about a millisecond.
+a millisecond or two.
 """
 
 from __future__ import annotations

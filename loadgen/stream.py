@@ -1,10 +1,10 @@
 """Turn the timestamped raw reads of one streamed response into token events on its record.
 
 The client only timestamps bytes as they arrive; this runs once the stream is over, so no JSON is decoded while
-a response is still being read. A stream is parsed in slices of ~32 KiB cut at SSE event boundaries
+a response is still being read. A stream is parsed in slices of ~64 KiB cut at SSE event boundaries
 (``slices``); ``apply_stream_async`` gives the event loop back between slices, so even a 100k-token response
-holds the loop for about a millisecond at a time and every other stream's reads are stamped when they arrive. It copes with what real servers send: several SSE events in one read and one event
-split across reads, CRLF or LF framing, several tokens in one chunk (speculative decoding, a server under load),
+holds the loop for only a millisecond or two at a time and every other stream's reads are stamped when they
+arrive. It copes with what real servers send: several SSE events in one read and one event split across reads, CRLF or LF framing, several tokens in one chunk (speculative decoding, a server under load),
 reasoning in ``delta.reasoning_content`` (DeepSeek, SGLang, older vLLM) or ``delta.reasoning`` (vLLM >= 0.10),
 usage only on the final chunk or on every chunk (vLLM's ``continuous_usage_stats``), no ``[DONE]`` line
 (transformers serve), error events, and a stream that simply stops.
@@ -33,9 +33,9 @@ from loadgen.records import (
 
 Reads = list[tuple[int, bytes]]
 
-# parsed in one go: ~0.4-0.9 ms (13-30 us/KB on a quiet core, several times that on a busy one); each slice
-# costs ~20 us of set-up, +4 % on a 256-token response (16 KiB: +18 %)
-SLICE_BYTES = 32 * 1024
+# parsed in one go: ~1.3 ms on a quiet core (13-30 us/KB; several times that on a busy one). A response below
+# 1.5 x this (a 256-token one is ~64-80 KB) is one slice, as before; each further slice costs ~20 us of set-up.
+SLICE_BYTES = 64 * 1024
 
 
 def slices(reads: Reads, limit: int = SLICE_BYTES) -> Iterator[Reads]:
@@ -43,22 +43,31 @@ def slices(reads: Reads, limit: int = SLICE_BYTES) -> Iterator[Reads]:
 
     Once a run reaches ``limit``, the read that takes it there is cut just after its next blank line; both parts
     keep the read's time. An event is stamped with the read that completes it, so the cut changes no stamp, and
-    each run can be parsed on its own. A run grows past ``limit`` only while no blank line comes.
+    each run can be parsed on its own. A run grows past ``limit`` while no blank line comes, and takes in the
+    rest of the stream when less than ``limit / 2`` would be left (so a stream below 1.5 x ``limit`` is one run).
     """
+    total = sum(len(d) for _, d in reads)
+    if total < limit + limit // 2:
+        if reads:
+            yield reads
+        return
     run: Reads = []
     size = 0
+    left = total  # bytes not yet in a run
     for ts, data in reads:
         while size + len(data) >= limit:
             cut = _boundary_after(data, limit - size)
-            if cut < 0:
+            if cut < 0 or left - cut < limit // 2:
                 break
             run.append((ts, data[:cut]))
             yield run
+            left -= cut
             run, size = [], 0
             data = data[cut:]
         if data:
             run.append((ts, data))
             size += len(data)
+            left -= len(data)
     if run:
         yield run
 
@@ -91,6 +100,7 @@ class _Acc:
         "first_chunk_ns",
         "continuous",
         "malformed",
+        "prefix",
     )
 
     def __init__(self) -> None:
@@ -110,6 +120,7 @@ class _Acc:
         self.first_chunk_ns: int | None = None
         self.continuous = True  # every token chunk carried a cumulative usage
         self.malformed: str | None = None
+        self.prefix = b""  # the repeated event prefix found in an earlier slice
 
 
 def _error_text(obj: Any) -> str:
@@ -232,7 +243,9 @@ def _split_simple(reads: Reads, acc: _Acc) -> bool:
         segs.pop()
         pts.pop()
         done = True
-    prefix = _repeated_prefix(segs[0]) if segs else b""
+    prefix = acc.prefix  # the previous slice's: cutting it is safe wherever it starts an event
+    if not (prefix and segs and segs[0].startswith(prefix)):
+        prefix = acc.prefix = _repeated_prefix(segs[0]) if segs else b""
     if prefix and all(map(bytes.startswith, segs, repeat(prefix))):
         joined = b"{" + b",{".join(map(itemgetter(slice(len(prefix), None)), segs))
     else:
