@@ -269,6 +269,8 @@ class StreamingClient:
         except H1Error as exc:
             rec.end_ns = perf_counter_ns() - t0
             kind = exc.kind
+            if conn is None:
+                rec.retries = exc.skipped
             if conn is not None and conn.state != HEAD and conn.status:
                 rec.first_byte_ns = conn.first_byte_ns
                 rec.http_status = conn.status or None

@@ -32,9 +32,10 @@ def describe_exc(exc: BaseException) -> str:
 class H1Error(Exception):
     """A transport-level failure; ``kind`` says how the record should classify it."""
 
-    def __init__(self, kind: ErrorKind, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, skipped: int = 0) -> None:
         super().__init__(message)
         self.kind = kind
+        self.skipped = skipped  # from Pool.acquire: closed kept-alive connections dropped before it failed
 
 
 HEAD, BODY, DONE = 0, 1, 2
@@ -176,8 +177,8 @@ class Conn(asyncio.Protocol):
     def reusable(self) -> bool:
         """Still open at both ends: checked just before a request would be written to this kept-alive connection."""
         t = self.transport
-        if self.lost or t is None or t.is_closing():
-            return False
+        if self.lost or t is None or t.is_closing() or not self.keep_alive:
+            return False  # keep_alive drops when bytes came while idle (a server's 408 before it closes)
         return not peer_closed(t)
 
     def last_read_ns(self) -> int:
@@ -537,11 +538,13 @@ class Pool:
             raise H1Error(
                 ErrorKind.CONNECT_TIMEOUT,
                 f"no connection to {self.host}:{self.port} within {max(timeout_s, 0):g} s; the request was not sent",
+                skipped,
             ) from None
         except OSError as exc:
             raise H1Error(
                 ErrorKind.CONNECT,
                 f"ClientConnectorError: Cannot connect to host {self.host}:{self.port} [{describe_exc(exc)}]",
+                skipped,
             ) from None
         return conn, False, skipped
 

@@ -53,12 +53,12 @@ class ScriptedServer:
         self.arrivals: list[Arrival] = []
         self.models_status = 200
         self.metrics_body: bytes | None = None
-        self.idle_close_s: float | None = (
-            None  # close a kept-alive connection idle this long (like most servers)
-        )
-        self.hangup_on_reuse = (
-            False  # read a connection's 2nd and later requests, then close without answering
-        )
+        # close a kept-alive connection idle this long (like most servers)
+        self.idle_close_s: float | None = None
+        # read a connection's 2nd and later requests, then close without answering
+        self.hangup_on_reuse = False
+        # on idle_close_s, answer 408 first and close only a second later (like Apache)
+        self.idle_408 = False
         self.arrivals_path: Path | None = None  # when set, each finished POST is appended here as a JSON line
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
@@ -85,6 +85,10 @@ class ScriptedServer:
                     try:
                         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_close_s)
                     except TimeoutError:
+                        if self.idle_408:
+                            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+                            await writer.drain()
+                            await asyncio.sleep(1.0)
                         return
                 else:
                     head = await reader.readuntil(b"\r\n\r\n")

@@ -101,6 +101,41 @@ def test_kept_alive_connections_closed_during_a_client_stall_are_skipped_not_wri
     assert sum(r.retries for r in second) == 8  # each closed connection skipped once, before any write
 
 
+def test_a_kept_alive_connection_that_sent_bytes_while_idle_is_not_reused(scripted):
+    """A server that answers an idle connection with 408 and closes it a second later (Apache does): the 408 is
+    read while the connection is idle, so no peek can see it any more, yet the connection must not carry the
+    next request."""
+    scripted.default = Script(stream_writes(first=0.001, gap=0.0))
+    scripted.idle_close_s = 0.05
+    scripted.idle_408 = True
+
+    async def main():
+        await scripted.start()
+        client = StreamingClient(
+            EndpointConfig(base_url=scripted.base_url, model="scripted"), SamplingConfig(), t0_ns=0
+        )
+        await client.open()
+        try:
+            recs = [RequestRecord(index=i) for i in range(2)]
+            await client.execute(RequestSpec(prompt="x"), recs[0])
+            idle = client._pool.idle
+            for _ in range(500):  # until the 408 has been read (bounded: 5 s at most)
+                await asyncio.sleep(0.01)
+                if idle and not idle[0].keep_alive:
+                    break
+            assert idle and not idle[0].keep_alive and not idle[0].lost
+            await client.execute(RequestSpec(prompt="x"), recs[1])
+        finally:
+            await client.close()
+            await scripted.stop()
+        return recs
+
+    recs = asyncio.run(main())
+    assert [r.status for r in recs] == ["ok", "ok"], [r.error_message for r in recs]
+    assert recs[1].conn_reused is False and recs[1].retries == 1
+    assert len([a for a in scripted.arrivals if a.path.endswith("/completions")]) == 2
+
+
 def test_connect_time_is_recorded_apart_from_send(scripted, tmp_path):
     """send_ns is when the bytes were written; connecting is connect_ns..send_ns, and the summary shows it."""
     scripted.default = Script(stream_writes(first=0.002, gap=0.001))
