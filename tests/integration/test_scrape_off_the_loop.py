@@ -57,8 +57,8 @@ def lateness_ms(res, arrivals) -> np.ndarray:
 
 
 def test_a_large_metrics_text_does_not_delay_stamps(tmp_path):
-    """Before: scraping a 5 MB text every 0.1 s (parsed in a worker thread, 1.7 s each) made token stamps 62 ms late
-    at p99 (first tokens 37 ms) against 1-3 ms without scraping. The scrape now runs in its own process."""
+    """Before: scraping a 5 MB text every 0.1 s (parsed in a worker thread, ~1 s each) made token stamps 44-62 ms
+    late at p99 (first tokens 37-70 ms) against 0.4-3 ms without scraping. The scrape now runs in its own process."""
     body = big_metrics()
     assert len(body) > 4_000_000
     results = {}
@@ -83,8 +83,9 @@ def test_a_large_metrics_text_does_not_delay_stamps(tmp_path):
         f"{np.percentile(late, 99):.2f} ms with a {len(body) / 1e6:.1f} MB scrape every 0.1 s "
         f"({scrape['ok']} parsed, {scrape['parse_ns_max'] / 1e6:.0f} ms the longest)"
     )
-    # the same machine, minutes apart: scraping may cost CPU (two cores here) but never the loop
-    assert np.percentile(late, 99) <= 2 * np.percentile(base, 99) + 5
+    # the same machine, seconds apart: scraping may cost CPU (two cores here) but never the loop. Measured here:
+    # 0.5-4.6 ms with scraping against 0.4-1.2 ms without; before the change 14-62 ms (mostly 44-48 ms).
+    assert np.percentile(late, 99) <= 2 * np.percentile(base, 99) + 8
 
 
 def test_the_first_requests_leave_on_time_with_scraping_on(tmp_path):
