@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fast_server import Templates  # noqa: E402
 
-from loadgen.client import _Conn  # noqa: E402
+from loadgen.http11 import Conn as _Conn  # noqa: E402
 from loadgen.records import RequestRecord  # noqa: E402
 from loadgen.stream import apply_stream  # noqa: E402
 

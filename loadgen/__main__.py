@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "api_key": None,
     "header": [],
     "timeout": 600.0,
+    "connect_timeout": 10.0,
+    "read_timeout": None,
     "arrival": "gamma",
     "rate": 4.0,
     "cv": 1.0,
@@ -62,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "send_lag_limit_ms": 5.0,
     "cpu_limit": 0.9,
     "max_error_share": None,
+    "loop_lag_limit_ms": None,
+    "loop_lag_max_ms": 50.0,
     "output_dir": None,
     "label": None,
     "quiet": False,
@@ -157,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--api-key", help="bearer token; env OPENAI_API_KEY (never written to results)")
     g.add_argument("--header", action="append", metavar="NAME:VALUE", help="extra HTTP header (repeatable)")
     g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 600)")
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help="a new connection must be up within S seconds, or the request fails unsent (default 10)",
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="fail a request after S seconds without a byte from the server (default: no such limit)",
+    )
     g = p.add_argument_group("arrivals")
     g.add_argument("--arrival", choices=("constant", "poisson", "gamma", "trace"), help="arrival process")
     g.add_argument("--rate", type=_rate, help="mean requests per second, or inf (default 4)")
@@ -238,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="X",
         help="exit 3 when more than this share of measured requests failed (always when all failed)",
+    )
+    g.add_argument(
+        "--loop-lag-limit-ms",
+        type=float,
+        help="event-loop lag p99 above this marks the run untrustworthy (default: --send-lag-limit-ms)",
+    )
+    g.add_argument(
+        "--loop-lag-max-ms",
+        type=float,
+        help="one event-loop stall longer than this marks the run untrustworthy: reads during it are "
+        "stamped late (default 50)",
     )
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", help="results folder (default results/<UTC time>-<label>/)")
@@ -352,7 +379,7 @@ def _coerce(key: str, raw: Any) -> Any:
         return float(raw)
     if isinstance(default, int) or key in ("num_requests", "max_concurrency", "max_tokens"):
         return int(raw)
-    if key in ("duration", "temperature", "top_p", "max_error_share"):
+    if key in ("duration", "temperature", "top_p", "max_error_share", "read_timeout", "loop_lag_limit_ms"):
         return float(raw)
     return raw
 
@@ -436,6 +463,8 @@ def build_config(opts: dict[str, Any]) -> Any:
         api_key=opts["api_key"],
         headers=tuple(headers),
         timeout_s=opts["timeout"],
+        connect_timeout_s=opts["connect_timeout"],
+        read_timeout_s=opts["read_timeout"],
         simulated=simulated,
     )
     schedule = ScheduleConfig(
@@ -512,6 +541,8 @@ def build_config(opts: dict[str, Any]) -> Any:
             send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
             client_cpu_limit=opts["cpu_limit"],
             max_error_share=opts["max_error_share"],
+            loop_lag_p99_limit_ms=opts["loop_lag_limit_ms"],
+            loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
     )

@@ -1,23 +1,17 @@
 """The only module on the network: one aiohttp session, request bodies, and the timestamped stream read.
 
 The hot path does three things per response: send, read whatever bytes arrived, stamp them with
-``perf_counter_ns()``. Parsing happens after the stream closes (``loadgen.stream``), so a slow parse can never
-delay the timestamp of a later byte.
+``perf_counter_ns()``. Parsing happens after the stream closes (``loadgen.stream``), in slices of ~64 KiB with the
+event loop given back in between, so a long response's parse never delays another stream's stamps by more than
+a millisecond or two.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import platform
-import socket
-import struct
-import sys
 from collections.abc import Mapping
-from itertools import repeat
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,13 +20,12 @@ import orjson
 
 from loadgen.config import EndpointConfig, SamplingConfig
 from loadgen.errors import EndpointError, ErrorKind, kind_for_status
+from loadgen.http11 import ERROR_BODY_LIMIT, HEAD, Conn, H1Error, Pool, describe_exc
 from loadgen.records import STATUS_CANCELLED, STATUS_ERROR, RequestRecord
-from loadgen.stream import apply_json_body, apply_stream
+from loadgen.stream import apply_json_body, apply_stream, apply_stream_async
 from loadgen.workload.spec import RequestSpec
 
 log = logging.getLogger(__name__)
-
-_ERROR_BODY_LIMIT = 2000
 
 
 def build_body(
@@ -79,11 +72,6 @@ def _fail(rec: RequestRecord, kind: ErrorKind, message: str) -> None:
     rec.error_message = message[:500]
 
 
-def _describe_exc(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
-
-
 class StreamingClient:
     """Sends requests and fills :class:`RequestRecord` timestamps; never raises for a per-request failure."""
 
@@ -104,7 +92,7 @@ class StreamingClient:
         head += [f"{k}: {v}" for k, v in self.headers.items()]
         # the request head is built once; per request only Content-Length and the body are added
         self._req_head = ("\r\n".join(head) + "\r\nContent-Length: ").encode("latin-1")
-        self._pool: _Pool | None = None
+        self._pool: Pool | None = None
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None, keepalive_timeout=60)
@@ -146,7 +134,7 @@ class StreamingClient:
                 raw = await r.read()
         except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, ConnectionError) as exc:
             raise EndpointError(
-                f"cannot reach the server at {self.endpoint.base_url}: {_describe_exc(exc)}"
+                f"cannot reach the server at {self.endpoint.base_url}: {describe_exc(exc)}"
             ) from None
         except TimeoutError:
             raise EndpointError(
@@ -180,111 +168,138 @@ class StreamingClient:
             raise EndpointError(f"{url} answered HTTP {status} without a model list; pass --model")
         return self.model
 
+    async def warm(self) -> None:
+        """Before the run's t0: the connection pool (and a TLS context) exists and the host is resolved."""
+        pool = self._pool or self._pool_for()
+        try:
+            await pool.resolve()
+        except OSError:
+            pass  # connecting will fail per request, as data (resolve_model has already reached the server)
+
     def body_bytes(self, spec: RequestSpec) -> bytes:
         return orjson.dumps(build_body(spec, self.endpoint, self.sampling, self.model))
 
-    def _pool_for(self) -> _Pool:
+    def _pool_for(self) -> Pool:
         if self._pool is None:
             ssl_ctx: Any = None
             if self._https:
                 import ssl
 
                 ssl_ctx = ssl.create_default_context()
-            self._pool = _Pool(self._host, self._port, ssl_ctx)
+            self._pool = Pool(self._host, self._port, ssl_ctx)
         return self._pool
 
     async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool = True) -> None:
-        """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises."""
+        """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises.
+
+        ``--timeout`` covers the whole request from now (its turn to be sent): connecting, writing, the response.
+        A new connection must also be up within ``--connect-timeout``; a request whose connection is not up by its
+        deadline is never written. Nothing is ever sent twice: a kept-alive connection the server has closed is
+        found before the request is written to it (``retries`` counts those skipped), and a connection that closes
+        after the write fails the request, since the server may have read it.
+        """
         t0 = self.t0_ns
+        ep = self.endpoint
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ep.timeout_s
         body = self.body_bytes(spec)
         request = b"%s%d\r\n\r\n%s" % (self._req_head, len(body), body)
         pool = self._pool or self._pool_for()
-        loop = asyncio.get_running_loop()
-        conn: _Conn | None = None
+        conn: Conn | None = None
+        reads = None
         timer = None
-        rec.send_ns = perf_counter_ns() - t0
-        deadline = loop.time() + self.endpoint.timeout_s
         try:
-            for attempt in (0, 1):
-                conn, reused = await pool.acquire()
-                conn.t0 = t0
-                waiter = conn.waiter = loop.create_future()
-                if timer is None:
-                    timer = loop.call_at(deadline, _expire, waiter)
-                else:
-                    timer.cancel()
-                    timer = loop.call_at(deadline, _expire, waiter)
-                conn.transport.write(request)  # type: ignore[union-attr]
-                try:
-                    await waiter
-                    break
-                except _H1Error as exc:
-                    # a kept-alive connection the server had already closed: nothing was read, send again once
-                    if attempt or not reused or exc.kind is not ErrorKind.CONNECT or conn.status:
-                        raise
-                    conn = None
-            assert conn is not None
+            rec.connect_ns = perf_counter_ns() - t0
+            conn, reused, rec.retries = await pool.acquire(min(ep.connect_timeout_s, deadline - loop.time()))
+            rec.conn_reused = reused
+            conn.t0 = t0
+            waiter = conn.waiter = loop.create_future()
+            timer = loop.call_at(deadline, _expire, waiter)
+            # stamped as the write begins: the server may read the bytes before write() returns
+            rec.send_ns = perf_counter_ns() - t0
+            conn.transport.write(request)  # type: ignore[union-attr]
+            if ep.read_timeout_s is not None:
+                conn.watch_idle(ep.read_timeout_s, rec.send_ns)
+            await waiter
             timer.cancel()
+            conn.stop_idle()
             rec.first_byte_ns = conn.first_byte_ns
             rec.end_ns = perf_counter_ns() - t0
             status = conn.status
             rec.http_status = status
             rec.server_request_id = conn.headers.get("x-request-id")
             reads = conn.body_reads()
+            ctype = conn.headers.get("content-type", "").lower()
             pool.release(conn)
+            conn = None  # the pool may hand it to another request while this one is parsed
             if status != 200:
-                raw = b"".join(d for _, d in reads)[:_ERROR_BODY_LIMIT]
+                raw = b"".join(d for _, d in reads)[:ERROR_BODY_LIMIT]
                 _fail(rec, kind_for_status(status), f"HTTP {status}: {_error_message(raw)}")
                 return
-            ctype = conn.headers.get("content-type", "")
-            if "json" in ctype and "event-stream" not in ctype:
+            if "event-stream" in ctype or not ctype:
+                await apply_stream_async(rec, reads, keep_text)
+            elif "json" in ctype:
                 apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
-            else:
-                apply_stream(rec, reads, keep_text)
+            else:  # an HTML error page from a proxy, a login portal: not a stream that broke off
+                head = b"".join(d for _, d in reads[:4])[:80]
+                _fail(
+                    rec,
+                    ErrorKind.MALFORMED,
+                    f"HTTP 200 with Content-Type {ctype!r}, not an event stream: {head!r}",
+                )
             return
         except asyncio.CancelledError:
-            rec.end_ns = perf_counter_ns() - t0
+            if reads is not None:  # the response was complete: interrupted while it was being parsed
+                apply_stream(rec, reads, keep_text)
+            else:
+                rec.end_ns = perf_counter_ns() - t0
             rec.status = STATUS_CANCELLED
             rec.error_kind = ErrorKind.CANCELLED.value
             rec.error_message = "run interrupted while the request was in flight"
             if conn is not None:
-                if conn.state != _HEAD and rec.first_byte_ns is None:
+                if conn.status:
+                    rec.http_status = conn.status
                     rec.first_byte_ns = conn.first_byte_ns
-                reads = conn.body_reads()
+                    rec.server_request_id = conn.headers.get("x-request-id")
                 if conn.transport is not None:
                     conn.transport.abort()
-                apply_stream(rec, reads, keep_text)
+                if conn.status == 200:
+                    apply_stream(rec, conn.body_reads(), keep_text)
             raise
-        except _H1Error as exc:
+        except H1Error as exc:
             rec.end_ns = perf_counter_ns() - t0
             kind = exc.kind
-            if conn is not None and conn.state != _HEAD and conn.status:
+            if conn is None:
+                rec.retries = exc.skipped
+            if conn is not None and conn.state != HEAD and conn.status:
                 rec.first_byte_ns = conn.first_byte_ns
                 rec.http_status = conn.status or None
                 rec.server_request_id = conn.headers.get("x-request-id")
             if kind is ErrorKind.TIMEOUT:
-                _fail(rec, kind, f"no complete response within {self.endpoint.timeout_s:g} s")
+                _fail(rec, kind, f"no complete response within {ep.timeout_s:g} s (--timeout)")
             else:
                 _fail(rec, kind, str(exc))
             if conn is not None:
                 if conn.transport is not None:
                     conn.transport.abort()
                 if conn.status == 200:
-                    apply_stream(rec, conn.body_reads(), keep_text)
+                    await apply_stream_async(rec, conn.body_reads(), keep_text)
         except Exception as exc:  # a bug in loadgen must not lose the record
             rec.end_ns = perf_counter_ns() - t0
             log.exception("unexpected client failure")
-            _fail(rec, ErrorKind.CLIENT, _describe_exc(exc))
+            _fail(rec, ErrorKind.CLIENT, describe_exc(exc))
             if conn is not None and conn.transport is not None:
                 conn.transport.abort()
         finally:
             if timer is not None:
                 timer.cancel()
+            if conn is not None:
+                conn.stop_idle()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(_H1Error(ErrorKind.TIMEOUT, "timeout"))
+        waiter.set_exception(H1Error(ErrorKind.TIMEOUT, "timeout"))
 
 
 def _error_message(raw: bytes) -> str:
@@ -300,568 +315,3 @@ def _error_message(raw: bytes) -> str:
             return str(obj["message"])[:300]
         return str(err)[:300]
     return str(obj)[:300]
-
-
-# --- a minimal HTTP/1.1 client for the streamed POSTs --------------------------------------------------------
-#
-# aiohttp's StreamReader does Python work for every HTTP chunk of a response (feed_data, the chunk-split
-# bookkeeping, a resume_reading() that re-enters its parser): at 256 single-token chunks per response that was
-# more than half of the client's CPU. The hot path here does only what the module docstring promises: each
-# data_received() appends (perf_counter_ns(), bytes) to a list. Chunked framing is undone lazily, only when a
-# read ends like the terminating zero chunk, and the SSE parse runs after the stream closes. aiohttp still
-# serves /v1/models (setup, not measured).
-
-
-class _H1Error(Exception):
-    """A transport-level failure; ``kind`` says how the record should classify it."""
-
-    def __init__(self, kind: ErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-_HEAD, _BODY, _DONE = 0, 1, 2
-_CHUNKED, _LENGTH, _CLOSE = 0, 1, 2
-# dechunker states: reading a size line, inside chunk data, reading trailer lines
-_SIZE, _DATA, _TRAILER = 0, 1, 2
-
-
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection; serves one response at a time."""
-
-    __slots__ = (
-        "pool",
-        "t0",
-        "transport",
-        "state",
-        "head",
-        "status",
-        "headers",
-        "framing",
-        "length",
-        "received",
-        "read_ns",
-        "reads",
-        "body",
-        "first_byte_ns",
-        "waiter",
-        "keep_alive",
-        "lost",
-        "limit",
-        "_di",
-        "_cs",
-        "_need",
-        "_line",
-    )
-
-    def __init__(self, pool: _Pool) -> None:
-        self.pool = pool
-        self.t0 = 0  # timestamps are perf_counter_ns() - t0, the run's clock
-        self.transport: asyncio.Transport | None = None
-        self.lost = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.state = _HEAD
-        self.head = b""
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.framing = _CLOSE
-        self.length = 0
-        self.received = 0
-        # raw body bytes as they arrived, and when: two flat lists, so a read allocates no tracked tuple (GC)
-        self.read_ns: list[int] = []
-        self.reads: list[bytes] = []
-        self.body: list[tuple[int, bytes]] = []  # de-chunked body, one piece per read
-        self.first_byte_ns = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.keep_alive = True
-        self.limit = 0  # stop after this many body bytes (error bodies); 0 = read to the end
-        self._di = 0
-        self._cs = _SIZE
-        self._need = 0
-        self._line = b""
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        self.data_received_at(perf_counter_ns(), data)
-
-    def data_received_at(self, ts_abs: int, data: bytes) -> None:
-        """``data`` arrived at ``ts_abs`` (perf_counter_ns clock): the kernel's receive time when known."""
-        ts = ts_abs - self.t0
-        if self.state == _BODY:
-            if (
-                self.framing == _CHUNKED
-                and not self.limit
-                and len(data) >= 4
-                and not data.endswith(b"\r\n\r\n")
-            ):
-                # the per-token read of a streamed body: stamp, keep, nothing else
-                self.read_ns.append(ts)
-                self.reads.append(data)
-                self.received += len(data)
-                return
-            self._body(ts, data)
-        elif self.state == _HEAD:
-            self._head(ts, data)
-        # bytes after a finished response: the connection is not reusable
-        elif data:
-            self.keep_alive = False
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self.pool.forget(self)
-        if self.state == _DONE or self.waiter is None:
-            return
-        if self.state == _BODY and self.framing == _CLOSE:
-            self._finish()
-            return
-        if self.state == _HEAD:
-            why = "Server disconnected" if exc is None else f"{type(exc).__name__}: {exc}"
-            self._fail(_H1Error(ErrorKind.CONNECT, f"ServerDisconnectedError: {why}"))
-        else:
-            why = "connection closed" if exc is None else f"{type(exc).__name__}: {exc}"
-            self._fail(
-                _H1Error(
-                    ErrorKind.DISCONNECT, f"ClientPayloadError: response payload is not completed ({why})"
-                )
-            )
-
-    # parsing
-    def _head(self, ts: int, data: bytes) -> None:
-        buf = self.head + data if self.head else data
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > 65536:
-                self._fail(_H1Error(ErrorKind.MALFORMED, "ClientResponseError: response headers too long"))
-            self.head = buf
-            return
-        self.head = b""
-        self.first_byte_ns = ts
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        try:
-            if not parts[0].startswith("HTTP/1."):
-                raise ValueError
-            self.status = int(parts[1])
-        except (ValueError, IndexError):
-            self._fail(
-                _H1Error(ErrorKind.MALFORMED, f"ClientResponseError: bad status line {lines[0][:80]!r}")
-            )
-            return
-        h = self.headers
-        for line in lines[1:]:
-            k, sep, v = line.partition(":")
-            if sep:
-                h[k.strip().lower()] = v.strip()
-        if parts[0] == "HTTP/1.0" or h.get("connection", "").lower() == "close":
-            self.keep_alive = False
-        if "chunked" in h.get("transfer-encoding", "").lower():
-            self.framing = _CHUNKED
-        elif "content-length" in h:
-            try:
-                self.length = int(h["content-length"])
-            except ValueError:
-                self._fail(_H1Error(ErrorKind.MALFORMED, "ClientResponseError: bad Content-Length"))
-                return
-            self.framing = _LENGTH
-        elif self.status in (204, 304) or 100 <= self.status < 200:
-            self.framing = _LENGTH
-        else:
-            self.framing = _CLOSE
-            self.keep_alive = False
-        self.state = _BODY
-        if self.status != 200:
-            self.limit = _ERROR_BODY_LIMIT
-        rest = buf[end + 4 :]
-        if rest or (self.framing == _LENGTH and self.length == 0):
-            self._body(ts, rest)
-
-    def _body(self, ts: int, data: bytes) -> None:
-        if data:
-            self.read_ns.append(ts)
-            self.reads.append(data)
-            self.received += len(data)
-        fr = self.framing
-        if fr == _CHUNKED:
-            # the last chunk is "0\r\n\r\n" (trailers end with a blank line too): only then undo the framing
-            # (a read shorter than 4 bytes: the terminator may span the previous ones)
-            tail = data if len(data) >= 4 else b"".join(self.reads[-4:])
-            if tail.endswith(b"\r\n\r\n") or (self.limit and self.received >= self.limit):
-                try:
-                    done = self._dechunk()
-                except ValueError:
-                    self._fail(_H1Error(ErrorKind.MALFORMED, "ClientPayloadError: bad chunked encoding"))
-                    return
-                if done:
-                    self._finish()
-                elif self.limit and self.received >= self.limit:
-                    self.keep_alive = False
-                    self._finish()
-        elif fr == _LENGTH:
-            if self.received >= self.length:
-                if self.received > self.length:
-                    self.keep_alive = False
-                self._finish()
-            elif self.limit and self.received >= self.limit:
-                self.keep_alive = False
-                self._finish()
-        elif self.limit and self.received >= self.limit:
-            self._finish()
-
-    def _dechunk(self) -> bool:
-        """Undo chunked framing over the reads not yet seen; True once the terminating chunk has been read."""
-        reads = self.reads
-        read_ns = self.read_ns
-        out = self.body
-        cs, need, line = self._cs, self._need, self._line
-        done = False
-        while self._di < len(reads):
-            ts = read_ns[self._di]
-            data = reads[self._di]
-            self._di += 1
-            if cs == _SIZE and not line:
-                fast = _whole_chunks(data)
-                if fast is not None:
-                    payload, last = fast
-                    if payload:
-                        out.append((ts, payload))
-                    if last:
-                        done = True
-                        break
-                    continue
-            pos, n = 0, len(data)
-            pieces = []
-            while pos < n:
-                if cs == _DATA:
-                    end = pos + need
-                    if end <= n:
-                        pieces.append(data[pos:end])
-                        pos = end
-                        need = 0
-                        cs = _SIZE
-                    else:
-                        pieces.append(data[pos:])
-                        need -= n - pos
-                        pos = n
-                    continue
-                j = data.find(b"\n", pos)
-                if j < 0:
-                    line += data[pos:]
-                    break
-                if line:
-                    text = (line + data[pos:j]).strip()
-                    line = b""
-                else:
-                    text = data[pos:j].strip()
-                pos = j + 1
-                if cs == _SIZE:
-                    if not text:
-                        continue  # the CRLF that closes a chunk's data
-                    size = int(text.split(b";", 1)[0], 16)
-                    if size:
-                        need = size
-                        cs = _DATA
-                    else:
-                        cs = _TRAILER
-                elif not text:  # blank line after the trailers: the body is complete
-                    done = True
-                    if pos < n:
-                        self.keep_alive = False
-                    break
-            if pieces:
-                out.append((ts, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
-            if done:
-                break
-        self._cs, self._need, self._line = cs, need, line
-        return done
-
-    def _finish(self) -> None:
-        self.state = _DONE
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _fail(self, exc: _H1Error) -> None:
-        self.state = _DONE
-        self.keep_alive = False
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_exception(exc)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def body_reads(self) -> list[tuple[int, bytes]]:
-        """The body with framing removed, as (arrival ns, bytes) per read."""
-        if self.framing == _CHUNKED:
-            with contextlib.suppress(ValueError):
-                self._dechunk()
-            return self.body
-        return list(zip(self.read_ns, self.reads, strict=True))
-
-
-_HEX = repeat(16)
-
-
-def _whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
-    """Fast path for a read that holds only whole chunks: (payload, ends with the last chunk) or None.
-
-    One chunk (a token per write, the usual case) is sliced directly; several are checked with ``split`` and
-    ``map`` so the per-chunk work stays in C. A size that does not match its payload's length (a payload holding
-    CRLF, a read cut mid-chunk, chunk extensions, trailers) falls back to the state machine.
-    """
-    if data[-2:] != b"\r\n":
-        return None
-    j = data.find(b"\r\n", 0, 10)
-    if j > 0:
-        try:
-            size = int(data[:j], 16)
-        except ValueError:
-            return None
-        if j + size + 4 == len(data):
-            return data[j + 2 : -2], size == 0
-    parts = data[:-2].split(b"\r\n")
-    if len(parts) & 1:
-        return None
-    sizes = parts[0::2]
-    payloads = parts[1::2]
-    try:
-        lens = list(map(int, sizes, _HEX))
-    except ValueError:
-        return None
-    if lens != list(map(len, payloads)):
-        return None
-    last = lens[-1] == 0
-    if 0 in lens and (not last or lens.index(0) != len(lens) - 1):
-        return None
-    return b"".join(payloads), last
-
-
-# Python's socket module does not export SO_TIMESTAMPNS; 35 is Linux's value (SO_TIMESTAMPNS_OLD, also the cmsg
-# type) on x86-64 and arm64, where the control message is a 64-bit struct timespec. Elsewhere: event-loop stamps.
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
-if (
-    _SO_TIMESTAMPNS is None
-    and sys.platform.startswith("linux")
-    and platform.machine() in ("x86_64", "aarch64")
-):
-    _SO_TIMESTAMPNS = 35
-_SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", _SO_TIMESTAMPNS)
-_TIMESPEC = struct.Struct("@qq")
-_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
-_RECV_SIZE = 65_536
-# one receive buffer for every kernel-stamped socket: each read is copied out before the next (one loop thread)
-_RECV_BUF = bytearray(_RECV_SIZE)
-_RECV_VIEW = memoryview(_RECV_BUF)
-_RECV_VIEWS = [_RECV_VIEW]
-
-
-class _RealtimeToMonotonic:
-    """Kernel receive stamps are CLOCK_REALTIME; this maps them onto perf_counter_ns (CLOCK_MONOTONIC).
-
-    The offset is the tightest of a few back-to-back readings and is re-read every second, so an NTP slew shifts
-    a stamp by at most the slew over one second (microseconds).
-    """
-
-    __slots__ = ("offset", "_next")
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self._next = 0
-        self.refresh()
-
-    def refresh(self) -> None:
-        best = None
-        for _ in range(5):
-            a = perf_counter_ns()
-            r = time_ns()
-            b = perf_counter_ns()
-            if best is None or b - a < best[0]:
-                best = (b - a, r - (a + b) // 2)
-        assert best is not None
-        self.offset = best[1]
-        self._next = perf_counter_ns() + 1_000_000_000
-
-    def due(self, now: int) -> bool:
-        return now >= self._next
-
-
-class _KernelStampedTransport:
-    """A plain TCP socket read with ``recvmsg`` so every read carries the kernel's receive time (SO_TIMESTAMPNS).
-
-    The time a byte reached the socket does not depend on how busy the event loop or the machine is, so a client
-    that is late to read still records when the server's data arrived. Implements the part of
-    ``asyncio.Transport`` that ``_Conn`` and ``execute()`` use.
-    """
-
-    __slots__ = ("_loop", "_sock", "_conn", "_clock", "_fd", "_closing")
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: _Conn, clock: _RealtimeToMonotonic
-    ) -> None:
-        self._loop = loop
-        self._sock = sock
-        self._conn = conn
-        self._clock = clock
-        self._fd = sock.fileno()
-        self._closing = False
-        loop.add_reader(self._fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            n, anc, _flags, _addr = self._sock.recvmsg_into(_RECV_VIEWS, _CMSG_SPACE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._shutdown(exc)
-            return
-        if not n:
-            self._shutdown(None)
-            return
-        # one exact-size copy out of the shared buffer (recvmsg(size) allocates and shrinks size bytes per read)
-        data = bytes(_RECV_VIEW[:n])
-        now = perf_counter_ns()
-        clock = self._clock
-        if clock.due(now):
-            clock.refresh()
-        ts = now
-        for level, kind, cdata in anc:
-            if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS and len(cdata) >= 16:
-                sec, nsec = _TIMESPEC.unpack_from(cdata)
-                k = sec * 1_000_000_000 + nsec - clock.offset
-                if k < now:  # never later than the read itself
-                    ts = k
-        self._conn.data_received_at(ts, data)
-
-    def write(self, data: bytes) -> None:
-        if self._closing:
-            return
-        try:
-            n = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as exc:
-            self._shutdown(exc)
-            return
-        if n < len(data):  # a request larger than the socket buffer: finish it in the background
-            self._loop.create_task(self._send_rest(memoryview(data)[n:]))
-
-    async def _send_rest(self, rest: memoryview) -> None:
-        try:
-            await self._loop.sock_sendall(self._sock, rest)
-        except OSError as exc:
-            self._shutdown(exc)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._sock if name == "socket" else default
-
-    def close(self) -> None:
-        self._shutdown(None)
-
-    def abort(self) -> None:
-        self._shutdown(None)
-
-    def _shutdown(self, exc: Exception | None) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._fd)
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        self._loop.call_soon(self._conn.connection_lost, exc)
-
-
-def _kernel_stamps_available() -> bool:
-    if _SO_TIMESTAMPNS is None or not _CMSG_SPACE or not sys.platform.startswith("linux"):
-        return False
-    # opt-in for now: a kernel stamp can precede a server's own post-write stamp (the bytes reach this socket
-    # inside the server's write call), which tests/integration/test_client.py does not allow yet
-    return os.environ.get("LOADGEN_KERNEL_TIMESTAMPS", "") not in ("", "0")
-
-
-class _Pool:
-    """Idle keep-alive connections to one origin (no limit, like ``TCPConnector(limit=0)``).
-
-    With ``LOADGEN_KERNEL_TIMESTAMPS=1``, plain-HTTP connections on Linux (x86-64, arm64) are kernel-stamped
-    sockets (see ``_KernelStampedTransport``); otherwise an asyncio transport stamped in ``data_received``.
-    """
-
-    def __init__(self, host: str, port: int, ssl: Any) -> None:
-        self.host = host
-        self.port = port
-        self.ssl = ssl
-        self.idle: list[_Conn] = []
-        self.kernel_stamps = ssl is None and _kernel_stamps_available()
-        self._clock = _RealtimeToMonotonic() if self.kernel_stamps else None
-        self._addr: tuple[int, Any] | None = None
-
-    async def _connect_stamped(self, conn: _Conn) -> None:
-        loop = asyncio.get_running_loop()
-        if self._addr is None:
-            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            if not infos:
-                raise OSError(f"cannot resolve {self.host}")
-            self._addr = (infos[0][0], infos[0][4])
-        family, addr = self._addr
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            await loop.sock_connect(sock, addr)
-        except BaseException:
-            sock.close()
-            raise
-        assert self._clock is not None
-        conn.transport = _KernelStampedTransport(loop, sock, conn, self._clock)  # type: ignore[assignment]
-
-    async def acquire(self) -> tuple[_Conn, bool]:
-        idle = self.idle
-        while idle:
-            c = idle.pop()
-            if not c.lost and c.transport is not None and not c.transport.is_closing():
-                c._reset()
-                return c, True
-        loop = asyncio.get_running_loop()
-        conn = _Conn(self)
-        try:
-            if self.kernel_stamps:
-                await self._connect_stamped(conn)
-            else:
-                await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl)
-        except OSError as exc:
-            raise _H1Error(
-                ErrorKind.CONNECT,
-                f"ClientConnectorError: Cannot connect to host {self.host}:{self.port} [{_describe_exc(exc)}]",
-            ) from None
-        return conn, False
-
-    def release(self, c: _Conn) -> None:
-        if c.keep_alive and c.state == _DONE and not c.lost and c.transport is not None:
-            self.idle.append(c)
-        elif c.transport is not None:
-            c.transport.close()
-
-    def forget(self, c: _Conn) -> None:
-        with contextlib.suppress(ValueError):
-            self.idle.remove(c)
-
-    def close(self) -> None:
-        for c in self.idle:
-            if c.transport is not None:
-                c.transport.close()
-        self.idle.clear()

@@ -98,8 +98,12 @@ class EndpointConfig:
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     headers: tuple[tuple[str, str], ...] = ()
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # the whole request, from its turn to be sent: connect, send, the full response
     simulated: bool = False
+    connect_timeout_s: float = 10.0  # a new connection must be up within this (and within timeout_s)
+    read_timeout_s: float | None = (
+        None  # fail a response after this long without a byte; None = no such limit
+    )
 
     def __post_init__(self) -> None:
         if not re.match(r"^https?://[^/\s]+", self.base_url):
@@ -108,6 +112,10 @@ class EndpointConfig:
             raise ConfigError(f"--api must be chat or completions, got {self.api!r}")
         if not (self.timeout_s > 0):
             raise ConfigError(f"--timeout must be > 0, got {self.timeout_s}")
+        if not (self.connect_timeout_s > 0):
+            raise ConfigError(f"--connect-timeout must be > 0, got {self.connect_timeout_s}")
+        if self.read_timeout_s is not None and not (self.read_timeout_s > 0):
+            raise ConfigError(f"--read-timeout must be > 0, got {self.read_timeout_s}")
 
     @property
     def api_root(self) -> str:
@@ -133,6 +141,8 @@ class EndpointConfig:
             "api_key": "set" if self.api_key else None,
             "header_names": [k for k, _ in self.headers],
             "timeout_s": self.timeout_s,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
             "simulated": self.simulated,
         }
 
@@ -269,12 +279,18 @@ class AnalysisConfig:
     send_lag_p99_limit_ms: float = 5.0
     client_cpu_limit: float = 0.9
     max_error_share: float | None = None  # exit 3 when the share of failed measured requests is above this
+    loop_lag_p99_limit_ms: float | None = None  # None: the send-lag limit
+    loop_lag_max_limit_ms: float = 50.0
 
     def __post_init__(self) -> None:
         if not (self.straggler_iqr_k > 0):
             raise ConfigError(f"--straggler-k must be > 0, got {self.straggler_iqr_k}")
         if self.max_error_share is not None and not (0 <= self.max_error_share < 1):
             raise ConfigError(f"--max-error-share must be in [0, 1), got {self.max_error_share}")
+        if self.loop_lag_p99_limit_ms is not None and not (self.loop_lag_p99_limit_ms > 0):
+            raise ConfigError(f"--loop-lag-limit-ms must be > 0, got {self.loop_lag_p99_limit_ms}")
+        if not (self.loop_lag_max_limit_ms > 0):
+            raise ConfigError(f"--loop-lag-max-ms must be > 0, got {self.loop_lag_max_limit_ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +331,8 @@ class RunConfig:
                 "send_lag_p99_limit_ms": self.analysis.send_lag_p99_limit_ms,
                 "client_cpu_limit": self.analysis.client_cpu_limit,
                 "max_error_share": self.analysis.max_error_share,
+                "loop_lag_p99_limit_ms": self.analysis.loop_lag_p99_limit_ms,
+                "loop_lag_max_limit_ms": self.analysis.loop_lag_max_limit_ms,
             },
             "sim": asdict(self.sim),
         }

@@ -11,11 +11,13 @@ and every 1,000 finished requests what has survived since (mostly the run's reco
 collections (``gc.freeze()``, O(1)), and the young-generation threshold is raised from 700 to 10,000, so the
 collector neither rescans the workload, setup and records on old-generation passes nor runs every 700 container
 allocations (a stream's decode makes ~5 per token); both stalled the loop for tens of ms at 360 req/s.
-``drain()`` puts everything back. Requests due at the same instant go out in one pass. A request that must wait for a concurrency slot keeps its
-intended start; the wait is its queue time, not send lag, in both modes: under a cap with a finite rate the request
-is dispatched on time and then waits in its own task (``slot_ns > dispatched_ns``); in a closed loop (``--rate inf``
-with a cap) the dispatcher itself waits for the slot before dispatching (``slot_ns <= dispatched_ns``), and the
-request has been waiting since its intended start.
+``quiet_gc()`` is the context manager that does this and puts everything back in its ``finally``, so a dispatch that
+raises cannot leave the collector frozen for the next run in the same process (a sweep). Requests due at the same
+instant go out in one pass. A request that must wait for a concurrency slot keeps its intended start; the wait is
+its queue time, not send lag, in both modes: under a cap with a finite rate the request is dispatched on time and
+then waits in its own task (``slot_ns > dispatched_ns``); in a closed loop (``--rate inf`` with a cap) the
+dispatcher itself waits for the slot before dispatching (``slot_ns <= dispatched_ns``), and the request has been
+waiting since its intended start.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import gc
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter_ns
 
@@ -132,6 +134,33 @@ def _make_timerfd(loop: asyncio.AbstractEventLoop) -> _TimerFd | None:
         return None
 
 
+_gc_quiet = (
+    False  # True inside quiet_gc(): the dispatcher then freezes survivors every _GC_FREEZE_EVERY requests
+)
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Keep the garbage collector out of the way while requests are in flight; always restored on exit.
+
+    Re-entrant: an inner use (a nested run) changes nothing and restores nothing.
+    """
+    global _gc_quiet
+    if _gc_quiet:
+        yield
+        return
+    saved = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, *saved[1:])
+    _gc_quiet = True
+    try:
+        yield
+    finally:
+        _gc_quiet = False
+        gc.set_threshold(*saved)
+        gc.unfreeze()
+
+
 class Dispatcher:
     """Owns pacing and the concurrency cap, nothing else."""
 
@@ -160,7 +189,8 @@ class Dispatcher:
         self.api = api
         self.stats = DispatchStats()
         self.tasks: set[asyncio.Task[None]] = set()
-        self._gc_saved: tuple[int, int, int] | None = None
+        self._tfd: _TimerFd | None = None
+        self._prepared = False
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         # A burst (every arrival at t=0) under a cap is a closed loop: the dispatcher itself waits for slots
         # instead of parking every request as a task.
@@ -211,22 +241,32 @@ class Dispatcher:
         if rec.status != "ok":
             stats.errors += 1
         self.on_done(rec)
-        if self._gc_saved is not None and stats.done % _GC_FREEZE_EVERY == 0:
+        if _gc_quiet and stats.done % _GC_FREEZE_EVERY == 0:
             gc.freeze()  # O(1): what has survived so far is never scanned again during the run
 
+    def prepare(self) -> None:
+        """Set up the wake-up timer (a timerfd through ctypes) now, so none of it happens after t0."""
+        if not self._prepared:
+            self._prepared = True
+            if any(self.offsets):
+                self._tfd = _make_timerfd(asyncio.get_running_loop())
+
     async def run(self) -> None:
-        """Dispatch every planned request (or until ``stop`` is set); returns once all are sent, not finished."""
-        if self._gc_saved is None:
-            self._gc_saved = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(_GC_GEN0_THRESHOLD, *self._gc_saved[1:])
-        loop = asyncio.get_running_loop()
-        tfd = _make_timerfd(loop) if any(self.offsets) else None
+        """Dispatch every planned request (or until ``stop`` is set); returns once all are sent, not finished.
+
+        Call ``prepare()`` and set ``t0_ns`` first, and run it inside ``quiet_gc()`` (``loadgen.run`` does both).
+        """
+        self.prepare()
         try:
-            await self._dispatch_all(tfd)
+            await self._dispatch_all(self._tfd)
         finally:
-            if tfd is not None:
-                tfd.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the wake-up timer (idempotent)."""
+        if self._tfd is not None:
+            self._tfd.close()
+            self._tfd = None
 
     async def _dispatch_all(self, tfd: _TimerFd | None) -> None:
         t0 = self.t0_ns
@@ -270,19 +310,13 @@ class Dispatcher:
 
     async def drain(self, grace_s: float = math.inf) -> int:
         """Wait for in-flight requests; after ``grace_s`` cancel the rest (they are recorded as cancelled)."""
-        try:
-            if not self.tasks:
-                return 0
-            pending = set(self.tasks)
-            timeout = None if math.isinf(grace_s) else grace_s
-            done, pending = await asyncio.wait(pending, timeout=timeout)
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            return len(pending)
-        finally:
-            if self._gc_saved is not None:
-                gc.set_threshold(*self._gc_saved)
-                gc.unfreeze()
-                self._gc_saved = None
+        if not self.tasks:
+            return 0
+        pending = set(self.tasks)
+        timeout = None if math.isinf(grace_s) else grace_s
+        done, pending = await asyncio.wait(pending, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)

@@ -44,13 +44,15 @@ class EndpointError(LoadgenError):
 class ErrorKind(StrEnum):
     """Why one request failed; a closed set so statistics keys never come from messages or URLs."""
 
-    CONNECT = "connect"  # connection refused / reset before a response
-    TIMEOUT = "timeout"  # the per-request timeout expired
+    CONNECT = "connect"  # no connection (refused, reset, unreachable): the request was never sent
+    CONNECT_TIMEOUT = "connect_timeout"  # no connection within --connect-timeout (or --timeout): never sent
+    TIMEOUT = "timeout"  # the whole request passed --timeout (counted from its turn to be sent)
+    READ_TIMEOUT = "read_timeout"  # no byte from the server for --read-timeout while waiting for the response
     HTTP_429 = "http_429"  # rate limited
     HTTP_4XX = "http_4xx"  # other client errors (400, 401, 403, 404, 413, ...)
     HTTP_5XX = "http_5xx"  # server errors (500, 502, 503, ...)
     STREAM_ERROR = "stream_error"  # the server sent an error event inside the stream
-    DISCONNECT = "disconnect"  # the connection dropped mid-stream
+    DISCONNECT = "disconnect"  # the connection closed after the request was sent, before the response ended
     MALFORMED = "malformed"  # the response was not the SSE/JSON it should be
     EMPTY = "empty"  # the stream finished without producing a single token
     CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C) while the request was in flight

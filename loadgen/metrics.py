@@ -15,6 +15,11 @@ Definitions (all from the client's clock; "from send" = from when the request wa
   before dispatch): slot granted − intended.
 - Send lag: the client's own lateness, slot waits excluded: dispatched − intended, or in a closed loop
   dispatched − slot granted. See :func:`client_delays`.
+- Connect: connection set-up, from when the client began getting a connection to the request written (``send``),
+  over requests that opened a new connection; ``connections`` counts new and reused ones, and the kept-alive
+  connections found closed and skipped before a write (``retries``: nothing is ever sent twice).
+
+"From send" latencies start when the request's bytes were written, so they never include connecting.
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ def request_latencies(rec: RequestRecord) -> dict[str, float | None]:
         "send_lag": None if lag_ns is None else lag_ns / NS_PER_MS,
         "reasoning_phase": reasoning_ms,
         "first_byte": ms(rec.send_ns, rec.first_byte_ns),
+        "connect": ms(rec.connect_ns, rec.send_ns) if rec.conn_reused is False else None,
     }
 
 
@@ -134,6 +140,7 @@ LATENCY_KEYS = (
     "send_lag",
     "reasoning_phase",
     "first_byte",
+    "connect",
 )
 
 
@@ -182,6 +189,7 @@ def summarize(
     latency["queue_wait"] = distribution(
         [lat["queue_wait"] for lat in all_lats if lat["queue_wait"] is not None]
     )
+    latency["connect"] = distribution([lat["connect"] for lat in all_lats if lat["connect"] is not None])
     itl_tok: list[float] = []
     itl_chunk: list[int] = []
     tokens_per_chunk: list[int] = []
@@ -233,6 +241,13 @@ def summarize(
             "ok": len(ok),
             "failed": len(measured) - len(ok),
             "errors_by_kind": dict(sorted(errors.items())),
+        },
+        "connections": {
+            "new": sum(1 for r in measured if r.conn_reused is False),
+            "reused": sum(1 for r in measured if r.conn_reused is True),
+            "none": sum(1 for r in measured if r.dispatched_ns is not None and r.conn_reused is None),
+            "retries": sum(r.retries for r in measured),
+            "requests_retried": sum(1 for r in measured if r.retries),
         },
         "window": {"start_ns": w0, "end_ns": w1, "duration_s": window_s},
         "rate": {

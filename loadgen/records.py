@@ -49,7 +49,8 @@ class RequestRecord:
     # when a concurrency slot was granted after a wait (queue wait = slot - dispatched); at or before
     # dispatched_ns in a closed loop, where the dispatcher waited (queue wait = slot - intended): metrics.client_delays
     slot_ns: int | None = None
-    send_ns: int | None = None  # just before the request bytes were handed to the connection
+    connect_ns: int | None = None  # when the client began getting a connection (kept-alive or new)
+    send_ns: int | None = None  # as the request's bytes were written to the (connected) connection
     first_byte_ns: int | None = None  # response status line and headers received
     first_chunk_ns: int | None = None  # first SSE data event of any kind (may carry no token: role chunk)
     first_token_ns: int | None = None  # first event carrying reasoning or answer text
@@ -76,6 +77,8 @@ class RequestRecord:
     error_kind: str | None = None
     error_message: str | None = None
     server_request_id: str | None = None
+    conn_reused: bool | None = None  # a kept-alive connection (True), a new one (False), none obtained (None)
+    retries: int = 0  # kept-alive connections found closed before the request was written to them, skipped
 
     output_text: str | None = None  # the visible answer (kept for accuracy scoring)
     reasoning_chars: int = 0
@@ -128,33 +131,32 @@ class Scrubber:
                 setattr(rec, name, self.text(v))
 
 
-class RecordSink:
-    """Append-only JSONL writer: serialises on the caller's thread, writes on its own.
+class LineSink:
+    """Append-only writer of byte lines: the caller hands over finished lines, a thread writes them.
 
     A disk that stalls (another process loading gigabytes; 375 ms was seen here) must never block the event loop
     that timestamps streams, so the file write happens on a writer thread. Each line reaches the OS as soon as
     that thread gets to it (unbuffered writes, batched when several are queued): a crash loses at most the lines
-    of the last moment, Ctrl-C and errors lose none (``close`` drains the queue).
+    of the last moment, Ctrl-C and errors lose none (``close`` drains the queue). A write error (disk full) is
+    raised by the next ``write_line`` and by ``close``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], scrubber: Scrubber | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], thread_name: str = "loadgen-sink") -> None:
         self.path = Path(path)
-        self._scrubber = scrubber if scrubber else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
         self.count = 0
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._write_loop, name="loadgen-records", daemon=True)
+        self._thread = threading.Thread(target=self._write_loop, name=thread_name, daemon=True)
         self._thread.start()
         self._closed = False
 
-    def write(self, record: RequestRecord) -> None:
+    def write_line(self, line: bytes) -> None:
+        """Queue one line (ending in a newline) for writing."""
         if self._error is not None:
             raise self._error
-        if self._scrubber is not None:
-            self._scrubber.record(record)  # in place: the caller's copy (summary, report) is clean too
-        self._queue.put(record.to_json() + b"\n")
+        self._queue.put(line)
         self.count += 1
 
     def _write_loop(self) -> None:
@@ -177,7 +179,7 @@ class RecordSink:
             if batch:
                 try:
                     self._fh.write(b"".join(batch))
-                except OSError as exc:  # disk full: surfaced on the next write() and at close()
+                except OSError as exc:  # disk full: surfaced on the next write and at close()
                     self._error = exc
             if stop:
                 return
@@ -192,11 +194,26 @@ class RecordSink:
         if self._error is not None:
             raise self._error
 
-    def __enter__(self) -> RecordSink:
+    def __enter__(self) -> LineSink:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordSink(LineSink):
+    """The run's ``requests.jsonl``: a record is serialised on the caller's thread (it is final once finished, and
+    a later change must not leak into the file), the line is written on the sink's thread. Configured secrets are
+    scrubbed from the record first (``Scrubber``), in place, so the caller's copy is clean too."""
+
+    def __init__(self, path: str | os.PathLike[str], scrubber: Scrubber | None = None) -> None:
+        super().__init__(path, thread_name="loadgen-records")
+        self._scrubber = scrubber if scrubber else None
+
+    def write(self, record: RequestRecord) -> None:
+        if self._scrubber is not None:
+            self._scrubber.record(record)
+        self.write_line(record.to_json() + b"\n")
 
 
 def read_records(path: str | os.PathLike[str]) -> list[RequestRecord]:

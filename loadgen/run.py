@@ -25,11 +25,13 @@ import orjson
 
 from loadgen.client import StreamingClient
 from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
-from loadgen.dispatch import Dispatcher
+from loadgen.dispatch import Dispatcher, quiet_gc
 from loadgen.errors import ConfigError, LoadgenError
 from loadgen.metrics import group_latencies, summarize
 from loadgen.records import RecordSink, RequestRecord, Scrubber
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.scrape.poller import default_metrics_url
+from loadgen.scrape.process import PollerProcess
 from loadgen.selfcheck import SelfCheck
 from loadgen.target import SimulatorProcess
 from loadgen.workload.prompts_file import load_prompts_file
@@ -296,8 +298,11 @@ async def run_async(
     records: list[RequestRecord] = []
     client = StreamingClient(endpoint, cfg.sampling, t0_ns=0)
     live = None
+    dispatcher: Dispatcher | None = None
     aux_tasks: list[asyncio.Task[Any]] = []
-    poller = None
+    poller = _poller(cfg, endpoint.base_url, out_dir)
+    # the scraper's process starts now, while the server is checked: it must be ready before t0
+    poller_ready = loop.create_task(poller.start()) if poller is not None else None
     try:
         await client.open()
         try:
@@ -335,13 +340,11 @@ async def run_async(
             # imported before t0: ~40 ms of imports after it made the first sends of every run late
             import loadgen.scrape.poller  # noqa: F401
 
-        # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
-        t0 = perf_counter_ns() + START_LEAD_NS
-        t0_unix = time.time_ns() + START_LEAD_NS
-        client.t0_ns = t0
+        # Everything that can be imported, resolved, started or warmed happens before t0: whatever ran after it
+        # delayed the first planned sends (the scrape poller's imports: 40-300 ms).
         dispatcher = Dispatcher(
             client,
-            t0,
+            0,
             offsets,
             specs,
             cfg.schedule.warmup,
@@ -350,13 +353,14 @@ async def run_async(
             stop,
             api=endpoint.api,
         )
+        await client.warm()
+        dispatcher.prepare()
         check = SelfCheck()
-        aux_tasks.append(loop.create_task(check.run(aux_stop)))
         if live is not None:
             live.stats = dispatcher.stats
-            aux_tasks.append(loop.create_task(live.run(aux_stop)))
-        if cfg.scrape.enabled:
-            poller = _start_poller(cfg, endpoint.base_url, out_dir, t0, aux_stop, aux_tasks, loop)
+            live.start()
+        if poller_ready is not None:
+            await poller_ready  # when it failed to start, the summary's server section says why
 
         def on_sigint() -> None:
             nonlocal interrupted
@@ -377,26 +381,17 @@ async def run_async(
                 loop.add_signal_handler(signal.SIGINT, on_sigint)
                 loop.add_signal_handler(signal.SIGTERM, on_sigint)
 
-        # Ctrl-C must stop sending at once, even while the dispatcher waits minutes for the next planned send
-        sending = loop.create_task(dispatcher.run())
-        stop_wait = loop.create_task(stop.wait())
-        await asyncio.wait({sending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if not sending.done():
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending
-            dispatcher.stats.stopped_early = True
-        else:
-            sending.result()  # a bug in dispatch surfaces here rather than being swallowed
-        if stop.is_set():
-            await dispatcher.drain(STOP_GRACE_S)
-        else:
-            drain = loop.create_task(dispatcher.drain())
-            await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not drain.done():
-                await dispatcher.drain(STOP_GRACE_S)
-                drain.cancel()
-        stop_wait.cancel()
+        with quiet_gc():  # restored in its finally, even if dispatch raises
+            # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
+            t0 = perf_counter_ns() + START_LEAD_NS
+            t0_unix = time.time_ns() + START_LEAD_NS
+            client.t0_ns = dispatcher.t0_ns = t0
+            if poller is not None:
+                poller.begin(t0)
+            aux_tasks.append(loop.create_task(check.run(aux_stop)))
+            if live is not None:
+                aux_tasks.append(loop.create_task(live.run(aux_stop)))
+            await _dispatch_and_drain(dispatcher, stop)
         if install_signal_handlers:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
@@ -404,6 +399,8 @@ async def run_async(
         aux_stop.set()
         await asyncio.gather(*aux_tasks, return_exceptions=True)
         check.finish()
+        if poller is not None:
+            await poller.stop()  # one last scrape, after the last request ended
 
         summary = build_summary(
             cfg,
@@ -433,6 +430,14 @@ async def run_async(
         aux_stop.set()
         for t in aux_tasks:
             t.cancel()
+        if poller_ready is not None:
+            poller_ready.cancel()
+        if poller is not None:
+            await poller.kill()
+        if dispatcher is not None:
+            dispatcher.close()
+        if live is not None:
+            live.close()
         sink.close()
         await client.close()
         if sim is not None:
@@ -442,6 +447,33 @@ async def run_async(
 def secret_scrubber(endpoint: Any) -> Scrubber:
     """The values no result file may hold: the API key and every --header value."""
     return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
+
+
+async def _dispatch_and_drain(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    """Send everything, then wait for what is in flight; Ctrl-C (``stop``) ends sending at once."""
+    loop = asyncio.get_running_loop()
+    # Ctrl-C must stop sending at once, even while the dispatcher waits minutes for the next planned send
+    sending = loop.create_task(dispatcher.run())
+    stop_wait = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({sending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+            dispatcher.stats.stopped_early = True
+        else:
+            sending.result()  # a bug in dispatch surfaces here rather than being swallowed
+        if stop.is_set():
+            await dispatcher.drain(STOP_GRACE_S)
+        else:
+            drain = loop.create_task(dispatcher.drain())
+            await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not drain.done():
+                await dispatcher.drain(STOP_GRACE_S)
+                drain.cancel()
+    finally:
+        stop_wait.cancel()
 
 
 def _write_report(out_dir: Path, console: Any) -> None:
@@ -458,23 +490,11 @@ def _write_report(out_dir: Path, console: Any) -> None:
             console.print(f"[yellow]report.html not written: {exc}[/]")
 
 
-def _start_poller(
-    cfg: RunConfig,
-    base_url: str,
-    out_dir: Path,
-    t0: int,
-    stop: asyncio.Event,
-    tasks: list[asyncio.Task[Any]],
-    loop: asyncio.AbstractEventLoop,
-) -> Any:
-    from loadgen.scrape.poller import MetricsPoller, default_metrics_url
-
+def _poller(cfg: RunConfig, base_url: str, out_dir: Path) -> PollerProcess | None:
+    if not cfg.scrape.enabled:
+        return None
     urls = list(cfg.scrape.urls) or [default_metrics_url(base_url)]
-    poller = MetricsPoller(
-        urls, interval_s=cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl", t0_ns=t0
-    )
-    tasks.append(loop.create_task(poller.run(stop)))
-    return poller
+    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl")
 
 
 RUN_JSON = "run.json"
@@ -575,6 +595,8 @@ def build_summary(
         spin_s,
         cfg.analysis.send_lag_p99_limit_ms,
         cfg.analysis.client_cpu_limit,
+        loop_lag_p99_limit_ms=cfg.analysis.loop_lag_p99_limit_ms,
+        loop_lag_max_limit_ms=cfg.analysis.loop_lag_max_limit_ms,
     )
     rate_check(metrics, target_rate, client_check)
     summary: dict[str, Any] = {
@@ -599,7 +621,10 @@ def build_summary(
         if endpoint.simulated:
             summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
     if poller is not None:
-        summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
+        if getattr(poller, "error", None) and not poller.stats:  # the scraper process never started
+            summary["server"] = {"error": poller.error}
+        else:
+            summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
     return summary
 
 

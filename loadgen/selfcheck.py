@@ -58,8 +58,17 @@ class SelfCheck:
         spin_s: float,
         send_lag_p99_limit_ms: float,
         cpu_limit: float,
+        loop_lag_p99_limit_ms: float | None = None,
+        loop_lag_max_limit_ms: float = 50.0,
     ) -> dict[str, Any]:
-        """Numbers plus a verdict: not trustworthy when send lag p99 or client CPU passes its limit."""
+        """Numbers plus a verdict: not trustworthy when send lag p99, event-loop lag or client CPU passes its limit.
+
+        Event-loop lag is how late the loop woke a 10 ms timer: while the loop is held, every read waiting on a
+        socket is stamped late by as much. Its p99 is held to ``loop_lag_p99_limit_ms`` (default: the send-lag
+        limit) and its max to ``loop_lag_max_limit_ms``: one long stall is a single sample that a p99 never shows.
+        """
+        if loop_lag_p99_limit_ms is None:
+            loop_lag_p99_limit_ms = send_lag_p99_limit_ms
         wall = max(self.wall_total_s, 1e-9)
         cpu_share = self.cpu_total_s / wall
         busy_share = max(self.cpu_total_s - spin_s, 0.0) / wall
@@ -78,13 +87,26 @@ class SelfCheck:
                 f"client CPU peaked at {peak_busy:.0%} of a core (limit {cpu_limit:.0%}): latencies may include "
                 "client queueing"
             )
-        if lag["p99"] is not None and lag["p99"] > 20:
-            reasons.append(f"event-loop lag p99 {lag['p99']:.1f} ms: timestamps may be late")
+        if lag["p99"] is not None and lag["p99"] > loop_lag_p99_limit_ms:
+            reasons.append(
+                f"event-loop lag p99 {lag['p99']:.1f} ms > {loop_lag_p99_limit_ms:g} ms: timestamps may be late"
+            )
+        if lag["max"] is not None and lag["max"] > loop_lag_max_limit_ms:
+            reasons.append(
+                f"event-loop lag max {lag['max']:,.1f} ms > {loop_lag_max_limit_ms:g} ms: the loop stalled, and "
+                "reads that arrived meanwhile were stamped up to that late"
+            )
         return {
             "trustworthy": not reasons,
             "reasons": reasons,
             "send_lag_ms": {k: send_lag_ms.get(k) for k in ("p50", "p99", "max")},
             "event_loop_lag_ms": {k: lag[k] for k in ("p50", "p99", "max")},
+            "limits": {
+                "send_lag_p99_ms": send_lag_p99_limit_ms,
+                "event_loop_lag_p99_ms": loop_lag_p99_limit_ms,
+                "event_loop_lag_max_ms": loop_lag_max_limit_ms,
+                "cpu_share": cpu_limit,
+            },
             "cpu_s": self.cpu_total_s,
             "wall_s": self.wall_total_s,
             "cpu_share": cpu_share,

@@ -3,13 +3,22 @@
 Each POST looks up a script by the request body's ``model`` (or the default script): a status, headers and a list
 of (delay_s, bytes) writes. It can send chunked or close-delimited bodies, split SSE events anywhere, cut the
 connection mid-stream, and it records when each request arrived (``perf_counter_ns``), so tests can compare the
-client's timestamps with the server's.
+client's timestamps with the server's. ``metrics_body`` (when set) is served at ``GET /metrics``.
+
+``python -m tests.scripted_server SPEC.json`` runs one in a child process (see ``ServerProcess``): its clock and
+its writes keep going while the test's own event loop is busy, so the client's stamps can be judged against it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import base64
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from time import perf_counter_ns
 
 import orjson
@@ -45,6 +54,14 @@ class ScriptedServer:
         self.models = models
         self.arrivals: list[Arrival] = []
         self.models_status = 200
+        self.metrics_body: bytes | None = None
+        # close a kept-alive connection idle this long (like most servers)
+        self.idle_close_s: float | None = None
+        # read a connection's 2nd and later requests, then close without answering
+        self.hangup_on_reuse = False
+        # on idle_close_s, answer 408 first and close only a second later (like Apache)
+        self.idle_408 = False
+        self.arrivals_path: Path | None = None  # when set, each finished POST is appended here as a JSON line
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -63,9 +80,21 @@ class ScriptedServer:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                if served and self.idle_close_s is not None:
+                    try:
+                        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_close_s)
+                    except TimeoutError:
+                        if self.idle_408:
+                            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+                            await writer.drain()
+                            await asyncio.sleep(1.0)
+                        return
+                else:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                served += 1
                 t = perf_counter_ns()
                 lines = head.decode().split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
@@ -85,11 +114,27 @@ class ScriptedServer:
                     )
                     await self._respond(writer, self.models_status, "application/json", payload)
                     continue
+                if method == "GET" and path == "/metrics":
+                    if self.metrics_body is None:
+                        await self._respond(writer, 404, "text/plain", b"no metrics")
+                    else:
+                        await self._respond(writer, 200, "text/plain; version=0.0.4", self.metrics_body)
+                    continue
+                if self.hangup_on_reuse and served > 1:
+                    if self.arrivals_path is not None:
+                        with open(self.arrivals_path, "ab") as fh:
+                            fh.write(orjson.dumps(asdict(arrival)) + b"\n")
+                    return  # the request was read; the connection closes without an answer
                 script = self.scripts.get(obj.get("model", ""), self.default)
                 if script is None:
                     await self._respond(writer, 404, "application/json", b'{"error":{"message":"no script"}}')
                     continue
-                keep = await self._play(writer, script, arrival)
+                try:
+                    keep = await self._play(writer, script, arrival)
+                finally:
+                    if self.arrivals_path is not None:
+                        with open(self.arrivals_path, "ab") as fh:
+                            fh.write(orjson.dumps(asdict(arrival)) + b"\n")
                 if not keep:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -188,3 +233,101 @@ def usage_chunk(prompt: int, completion: int, reasoning: int | None = None) -> b
 
 
 DONE = b"data: [DONE]\n\n"
+
+
+# --- the same server in a child process -------------------------------------------------------------------
+
+
+def _script_to_json(s: Script) -> dict:
+    d = asdict(s)
+    d["writes"] = [(delay, base64.b64encode(data).decode()) for delay, data in s.writes]
+    return d
+
+
+def _script_from_json(d: dict) -> Script:
+    d = dict(d)
+    d["writes"] = [(delay, base64.b64decode(data)) for delay, data in d["writes"]]
+    return Script(**d)
+
+
+class ServerProcess:
+    """A :class:`ScriptedServer` in its own process: ``with ServerProcess(tmp, default=...) as srv: srv.base_url``.
+
+    After the block, ``arrivals`` holds every POST it served (with its write times), in the order they finished.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        default: Script | None = None,
+        scripts: dict[str, Script] | None = None,
+        metrics_body: bytes | None = None,
+        **options: object,
+    ) -> None:
+        """``options`` set the server's attributes of the same name (``idle_close_s``, ``hangup_on_reuse``)."""
+        self.workdir = Path(workdir)
+        self.spec = {
+            "default": _script_to_json(default) if default else None,
+            "scripts": {k: _script_to_json(v) for k, v in (scripts or {}).items()},
+            "metrics_body": base64.b64encode(metrics_body).decode() if metrics_body is not None else None,
+            "arrivals": str(self.workdir / "arrivals.jsonl"),
+            "options": options,
+        }
+        self.port = 0
+        self.arrivals: list[Arrival] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        spec_path = self.workdir / "server_spec.json"
+        spec_path.write_bytes(orjson.dumps(self.spec))
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.scripted_server", str(spec_path)],
+            stdout=subprocess.PIPE,
+            cwd=root,
+            env=env,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            raise RuntimeError("scripted server process did not start")
+        self.port = int(line)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGTERM)
+        self._proc.wait()
+        path = Path(self.spec["arrivals"])
+        if path.exists():
+            self.arrivals = [Arrival(**orjson.loads(line)) for line in path.read_bytes().splitlines()]
+
+
+async def _serve_spec(spec: dict) -> None:
+    srv = ScriptedServer()
+    if spec["default"]:
+        srv.default = _script_from_json(spec["default"])
+    srv.scripts = {k: _script_from_json(v) for k, v in spec["scripts"].items()}
+    if spec["metrics_body"] is not None:
+        srv.metrics_body = base64.b64decode(spec["metrics_body"])
+    srv.arrivals_path = Path(spec["arrivals"])
+    for name, value in spec["options"].items():
+        setattr(srv, name, value)
+    await srv.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print(srv.port, flush=True)
+    await stop.wait()
+    await srv.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve_spec(orjson.loads(Path(sys.argv[1]).read_bytes())))

@@ -22,6 +22,7 @@ _ROWS = (
     ("e2e_from_intended", "E2E (from intended)"),
     ("queue_wait", "client queue wait"),
     ("send_lag", "send lag"),
+    ("connect", "connect (new connections)"),
 )
 
 
@@ -87,6 +88,18 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"goodput: {gp['good_requests']:,} of {req['measured']:,} measured requests{share} met "
             f"{words.slo(gp['slo_ms'])}: {gp['requests_per_s']:.2f} req/s over the same {m['window']['duration_s']:.1f} s window as throughput"
         )
+    conns = m.get("connections")
+    if conns:
+        console.print(
+            f"connections: {conns['new']} new, {conns['reused']} reused"
+            + (f", {conns['none']} never connected" if conns["none"] else "")
+            + (
+                f"; {conns['retries']} kept-alive connections found closed and skipped before writing "
+                f"({conns['requests_retried']} requests; nothing is sent twice)"
+                if conns["retries"]
+                else ""
+            )
+        )
     if req["errors_by_kind"]:
         console.print(
             f"[red]errors:[/] {req['failed']:,} of {req['measured']:,} failed: "
@@ -120,6 +133,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         if acc.get("note"):
             console.print(f"[yellow]{acc['note']}[/]")
     check = summary["client_check"]
+    loop_lag = check.get("event_loop_lag_ms") or {}
     if summary.get("rebuilt"):
         console.print(
             "[yellow]rebuilt summary (the run did not finish); missing:[/] "
@@ -130,6 +144,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     elif check["trustworthy"]:
         console.print(
             f"[green]client check: ok[/] — send lag p99 {_fmt(check['send_lag_ms']['p99'])} ms, "
+            f"event-loop lag p99 {_fmt(loop_lag.get('p99'))} / max {_fmt(loop_lag.get('max'))} ms, "
             f"CPU peak {check['cpu_peak_1s']:.0%} of a core"
         )
     else:

@@ -47,6 +47,11 @@ _LAT_ROWS = (
     ("e2e_from_intended", "E2E, from intended start", "corrected"),
     ("queue_wait", "client queue wait", "waiting for a --max-concurrency slot"),
     ("send_lag", "send lag", "how late loadgen itself sent requests"),
+    (
+        "connect",
+        "connect",
+        "setting up a new connection, before the request was written (not in 'from send')",
+    ),
 )
 _LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
@@ -469,8 +474,8 @@ def _latency_section(m: dict[str, Any]) -> str:
         cells = "".join(cell(d.get(c), f"metrics.latency_ms.{key}.{c}") for c in _LAT_COLS)
         rows.append(f'<tr><td>{esc(label)}</td>{cells}<td class="what">{esc(what)}</td></tr>')
     lat_t = table(["latency (ms)", *(c.replace("_", ".") for c in _LAT_COLS), "meaning"], rows)
-    thr, tok, gp, rate, req = (
-        m.get(k) or {} for k in ("throughput", "tokens", "goodput", "rate", "requests")
+    thr, tok, gp, rate, req, conns = (
+        m.get(k) or {} for k in ("throughput", "tokens", "goodput", "rate", "requests", "connections")
     )
     kv_rows = [
         ("requests: total / warm-up / measured / ok / failed",
@@ -483,6 +488,8 @@ def _latency_section(m: dict[str, Any]) -> str:
          [("metrics.rate." + k, rate.get(k)) for k in ("target", "planned", "achieved_send")]),
         ("goodput: good requests, requests/s, fraction",
          [("metrics.goodput." + k, gp.get(k)) for k in ("good_requests", "requests_per_s", "fraction")]),
+        ("connections: new, reused, closed kept-alive ones skipped before writing (never resent)",
+         [("metrics.connections." + k, conns.get(k)) for k in ("new", "reused", "retries")]),
     ]  # fmt: skip
     other = "".join(
         f"<tr><td>{esc(label)}</td>" + "".join(cell(v, k) for k, v in vals) + "</tr>"

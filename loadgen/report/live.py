@@ -27,6 +27,7 @@ class LiveView:
         self.tpot: deque[float] = deque(maxlen=window)
         self.stats: DispatchStats | None = None
         self.t_start = perf_counter_ns()
+        self._live: Live | None = None
 
     def observe(self, rec: RequestRecord) -> None:
         if rec.status != STATUS_OK:
@@ -56,11 +57,28 @@ class LiveView:
         line2 = "  ".join(parts) or "waiting for the first responses..."
         return Group(Text.from_markup(line1), Text(f"         last {len(self.ttft)} requests: {line2}"))
 
+    def start(self) -> None:
+        """Show the view (before the run's t0: starting rich's display and its refresh thread takes a while)."""
+        if self._live is None:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self._live.start()
+
     async def run(self, stop: asyncio.Event) -> None:
-        with Live(self._render(), console=self.console, refresh_per_second=4, transient=True) as live:
+        self.start()
+        live = self._live
+        assert live is not None
+        try:
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), 0.25)
                 except TimeoutError:
                     pass
                 live.update(self._render())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Take the view down (idempotent)."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()

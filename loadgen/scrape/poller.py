@@ -8,8 +8,9 @@ Why it is built this way:
   was read somewhere in between, and that span is the sample's time uncertainty.
 * Each URL has its own loop, so one slow server cannot hold back another; the HTTP session is the poller's own
   (one connection per URL, short timeouts), so it shares no connection pool with the load-generating client.
-* The text is filtered and parsed in a worker thread (``asyncio.to_thread``): the event loop that timestamps the
-  client's stream chunks only ever awaits.
+* The text is filtered, parsed and serialised in a worker thread (``asyncio.to_thread``) and the lines are written by
+  the sink's own thread (``records.LineSink``): the event loop only awaits. A run scrapes from a child process
+  (``loadgen.scrape.process``), so even a 10 MB text never holds the client's GIL.
 * Failures are data: counted by kind (``connect``, ``timeout``, ``http``, ``parse``, ``other``), written to the
   sink as an ``error`` line so the timeline shows the gap, and never raised into the run.
 
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from loadgen.records import LineSink
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, detect_dialect
 from loadgen.scrape.parse import Values, engine_info, parse_raw, parse_text
 from loadgen.scrape.slots import slots_values
@@ -102,10 +104,10 @@ class MetricsPoller:
         The last sample then lies after the last request ended, so counter and histogram deltas over the run's
         window are complete instead of missing whatever happened after the previous tick.
         """
-        self.sink_path.parent.mkdir(parents=True, exist_ok=True)
         timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=self.timeout_s)
         connector = aiohttp.TCPConnector(limit=len(self.urls), limit_per_host=1, force_close=False)
-        with open(self.sink_path, "ab", buffering=0) as sink:
+        sink = LineSink(self.sink_path, thread_name="loadgen-scrape")
+        try:
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                 loops = [asyncio.create_task(self._loop(session, url, sink, stop)) for url in self.urls]
                 try:
@@ -117,9 +119,29 @@ class MetricsPoller:
                 if final_scrape:
                     lines = await asyncio.gather(*(self._scrape(session, url) for url in self.urls))
                     for line in lines:
-                        sink.write(orjson.dumps(line) + b"\n")
+                        self._write(sink, line)
+        finally:
+            try:
+                sink.close()
+            except OSError as exc:
+                self._sink_failed(exc)
 
-    async def _loop(self, session: aiohttp.ClientSession, url: str, sink: Any, stop: asyncio.Event) -> None:
+    def _write(self, sink: LineSink, line: bytes) -> None:
+        if self.stats.get("sink_error"):
+            return
+        try:
+            sink.write_line(line)
+        except OSError as exc:
+            self._sink_failed(exc)
+
+    def _sink_failed(self, exc: OSError) -> None:
+        if not self.stats.get("sink_error"):
+            self.stats["sink_error"] = f"{type(exc).__name__}: {exc}"
+            logger.warning("writing %s failed: %s; no more samples are written", self.sink_path, exc)
+
+    async def _loop(
+        self, session: aiohttp.ClientSession, url: str, sink: LineSink, stop: asyncio.Event
+    ) -> None:
         k = max(0, -(-self._now() // self.interval_ns))  # first tick not in the past
         while not stop.is_set():
             wait_ns = self.t0_ns + k * self.interval_ns - time.perf_counter_ns()
@@ -129,14 +151,14 @@ class MetricsPoller:
                     return
                 except TimeoutError:
                     pass
-            line = await self._scrape(session, url)
-            sink.write(orjson.dumps(line) + b"\n")
+            self._write(sink, await self._scrape(session, url))
             due = -(-self._now() // self.interval_ns)  # next tick strictly in the future
             if due > k + 1:
                 self.stats["missed_ticks"] += due - k - 1
             k = max(k + 1, due)
 
-    async def _scrape(self, session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async def _scrape(self, session: aiohttp.ClientSession, url: str) -> bytes:
+        """One scrape as its sink line (serialised)."""
         self.stats["scrapes"] += 1
         t_start = self._now()
         try:
@@ -159,13 +181,15 @@ class MetricsPoller:
         self.stats["ok"] += 1
         self.stats["parse_ns_total"] += parse_ns
         self.stats["parse_ns_max"] = max(self.stats["parse_ns_max"], parse_ns)
+        line: dict[str, Any] = {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect}
         if dialect == UNKNOWN:
             self.stats["dialect_unknown"] += 1
-            return {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect, "values": {},
-                    "raw": values}  # fmt: skip
-        if dialect == "llamacpp" and self._slots_ok.get(url, True):
-            values.update(await self._scrape_slots(session, url))
-        return {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect, "values": values}
+            line.update(values={}, raw=values)
+        else:
+            if dialect == "llamacpp" and self._slots_ok.get(url, True):
+                values.update(await self._scrape_slots(session, url))
+            line["values"] = values
+        return await asyncio.to_thread(_dump_line, line)  # its values can be large
 
     async def _scrape_slots(self, session: aiohttp.ClientSession, url: str) -> Values:
         """llama.cpp has no KV metric: its ``GET /slots`` (with ``--slots``) on the same tick gives slot occupancy.
@@ -174,7 +198,7 @@ class MetricsPoller:
         try:
             async with session.get(slots_url) as resp:
                 body = await resp.read()
-                status = resp.status
+                status: Any = resp.status
             values = await asyncio.to_thread(slots_values, body) if status == 200 else None
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             values, status = None, f"{type(exc).__name__}: {exc}"
@@ -213,12 +237,15 @@ class MetricsPoller:
         values = parse_text(text, DIALECTS[name])
         return name, values, time.perf_counter_ns() - t
 
-    def _fail(
-        self, kind: str, message: str, url: str, t_start: int, t_end: int | None = None
-    ) -> dict[str, Any]:
+    def _fail(self, kind: str, message: str, url: str, t_start: int, t_end: int | None = None) -> bytes:
         self.stats["failures"][kind] += 1
         self.stats["last_error"] = f"{kind}: {message}"
         if self.stats["failures"][kind] == 1:
             logger.warning("scraping %s failed (%s): %s", url, kind, message)
         t = t_end if t_end is not None else self._now()
-        return {"t_ns": t, "t_start_ns": t_start, "url": url, "error": kind, "message": message[:300]}
+        line = {"t_ns": t, "t_start_ns": t_start, "url": url, "error": kind, "message": message[:300]}
+        return orjson.dumps(line) + b"\n"
+
+
+def _dump_line(line: dict[str, Any]) -> bytes:
+    return orjson.dumps(line) + b"\n"

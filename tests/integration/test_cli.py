@@ -85,6 +85,9 @@ def slow_stream(seconds: float, tokens: int = 10) -> Script:
             "cannot read prompts file",
         ),
         (["--arrival", "trace"], "--trace"),
+        (["--connect-timeout", "0"], "--connect-timeout must be"),
+        (["--read-timeout", "-1"], "--read-timeout must be"),
+        (["--loop-lag-max-ms", "0"], "--loop-lag-max-ms must be"),
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
@@ -95,6 +98,34 @@ def test_user_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
     assert any(needle in ln for ln in lines), r.stderr
     assert len([ln for ln in lines if "error" in ln]) == 1, r.stderr
     assert not (tmp_path / "o").exists(), "a run that measured nothing leaves no results folder"
+
+
+def test_timeouts_and_loop_lag_limits_reach_the_config(monkeypatch):
+    from loadgen.__main__ import build_config, build_parser, resolve_options
+
+    def config(*argv):
+        return build_config(resolve_options(build_parser().parse_args(list(argv))))
+
+    c = config()
+    assert (c.endpoint.connect_timeout_s, c.endpoint.read_timeout_s) == (10.0, None)
+    assert (c.analysis.loop_lag_p99_limit_ms, c.analysis.loop_lag_max_limit_ms) == (None, 50.0)
+    c = config(
+        "--connect-timeout",
+        "2",
+        "--read-timeout",
+        "30",
+        "--loop-lag-limit-ms",
+        "3",
+        "--loop-lag-max-ms",
+        "80",
+    )
+    assert (c.endpoint.connect_timeout_s, c.endpoint.read_timeout_s) == (2.0, 30.0)
+    assert (c.analysis.loop_lag_p99_limit_ms, c.analysis.loop_lag_max_limit_ms) == (3.0, 80.0)
+    monkeypatch.setenv("LOADGEN_READ_TIMEOUT", "12.5")
+    monkeypatch.setenv("LOADGEN_CONNECT_TIMEOUT", "4")
+    c = config()
+    assert (c.endpoint.connect_timeout_s, c.endpoint.read_timeout_s) == (4.0, 12.5)
+    assert c.public_dict()["endpoint"]["read_timeout_s"] == 12.5
 
 
 def test_malformed_dataset_line_names_the_line(tmp_path):

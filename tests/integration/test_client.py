@@ -145,6 +145,11 @@ def test_corrected_latency_includes_queueing_behind_the_concurrency_cap(scripted
             "stream_error",
         ),
         (Script([(2.0, chat_chunk(content="late"))]), "timeout"),
+        # a proxy's or portal's HTML page with status 200 is not a stream that broke off
+        (
+            Script([(0, b"<html><body>Please log in</body></html>")], content_type="text/html"),
+            "malformed",
+        ),
     ],
 )
 def test_failures_become_records_with_the_right_kind(scripted, tmp_path, script, kind):
@@ -217,3 +222,47 @@ def test_api_key_never_reaches_result_files(scripted, tmp_path):
     assert any(f.name == "summary.json" for f in files)
     for f in files:
         assert b"sk-secret-123" not in f.read_bytes(), f
+
+
+def test_a_request_cancelled_after_the_headers_keeps_its_http_status(scripted, tmp_path):
+    """Ctrl-C while a stream is open: the record is cancelled but still says the server answered 200."""
+    from loadgen import http11
+    from loadgen.client import StreamingClient
+    from loadgen.records import RequestRecord
+    from loadgen.workload.spec import RequestSpec
+
+    scripted.default = Script([(0, chat_chunk(role=True)), (0, chat_chunk(content="a")), (60, DONE)])
+    headers_read = asyncio.Event()
+    original = http11.Conn._head
+
+    def head(self, ts, data):
+        original(self, ts, data)
+        if self.status:
+            headers_read.set()
+
+    async def main():
+        await scripted.start()
+        client = StreamingClient(
+            EndpointConfig(base_url=scripted.base_url, model="scripted"), SamplingConfig(), t0_ns=0
+        )
+        await client.open()
+        rec = RequestRecord(index=0)
+        try:
+            task = asyncio.create_task(client.execute(RequestSpec(prompt="hi"), rec))
+            await headers_read.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await client.close()
+            await scripted.stop()
+        return rec
+
+    http11.Conn._head = head
+    try:
+        rec = asyncio.run(main())
+    finally:
+        http11.Conn._head = original
+    assert rec.status == "cancelled" and rec.error_kind == "cancelled"
+    assert rec.http_status == 200 and rec.first_byte_ns is not None
+    assert rec.server_request_id == "req-1"

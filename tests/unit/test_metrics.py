@@ -129,3 +129,23 @@ def test_slot_waits_are_queue_wait_in_both_modes():
     m = summarize([open_loop, closed, old, free])
     assert m["latency_ms"]["send_lag"]["max"] == pytest.approx(2.0)
     assert m["latency_ms"]["queue_wait"]["max"] == pytest.approx(20_000.0)
+
+
+def test_self_check_counts_one_long_event_loop_stall():
+    """Issue 11: a 2.6 s stall is one 10 ms-timer sample among thousands: p99 never shows it, max must."""
+    from loadgen.selfcheck import SelfCheck
+
+    check = SelfCheck()
+    check.lags_ns = [200_000] * 5000 + [2_600_000_000]
+    check.wall_total_s, check.cpu_total_s = 60.0, 6.0
+    send_lag = {"p50": 0.1, "p99": 0.5, "max": 1.0}
+    r = check.report(send_lag, 0.0, send_lag_p99_limit_ms=5.0, cpu_limit=0.9)
+    assert r["event_loop_lag_ms"]["p99"] < 1 and r["event_loop_lag_ms"]["max"] == pytest.approx(2600)
+    assert not r["trustworthy"]
+    assert any("max 2,600.0 ms" in why and "stamped" in why for why in r["reasons"])
+    # the p99 limit defaults to the send-lag limit
+    check.lags_ns = [6_000_000] * 200
+    r = check.report(send_lag, 0.0, send_lag_p99_limit_ms=5.0, cpu_limit=0.9)
+    assert [why for why in r["reasons"] if "p99" in why] and r["limits"]["event_loop_lag_p99_ms"] == 5.0
+    r = check.report(send_lag, 0.0, send_lag_p99_limit_ms=5.0, cpu_limit=0.9, loop_lag_p99_limit_ms=10)
+    assert r["trustworthy"], r["reasons"]
