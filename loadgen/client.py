@@ -107,10 +107,16 @@ class StreamingClient:
     async def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+            self._reuse_note = self._pool.reuse_note
             self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    @property
+    def connection_note(self) -> str | None:
+        """Why connections stopped being reused, when the server closed kept-alive ones (for the summary)."""
+        return self._pool.reuse_note if self._pool is not None else getattr(self, "_reuse_note", None)
 
     @property
     def stamp_source(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from itertools import repeat
 from time import perf_counter_ns
@@ -42,6 +43,11 @@ HEAD, BODY, DONE = 0, 1, 2
 _CHUNKED, _LENGTH, _CLOSE = 0, 1, 2
 # dechunker states: reading a size line, inside chunk data, reading trailer lines
 _SIZE, _DATA, _TRAILER = 0, 1, 2
+log = logging.getLogger(__name__)
+
+# a kept-alive connection the server closed within this long after its response was not closed for idleness
+# (keep-alive timeouts are seconds): the server closes after every response
+CLOSE_AFTER_RESPONSE_S = 1.0
 _DECHUNK_BYTES = 65_536  # undo the framing of what arrived every this many bytes (~0.1-0.3 ms of work)
 
 
@@ -75,6 +81,8 @@ class Conn(asyncio.Protocol):
         "_idle_timer",
         "_idle_limit_ns",
         "_sent_ns",
+        "served",
+        "idle_since",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -85,6 +93,8 @@ class Conn(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._idle_limit_ns = 0
         self._sent_ns = 0
+        self.served = 0  # responses completed on this connection (> 0: it is a kept-alive one)
+        self.idle_since = 0.0  # loop time it went back to the pool
         self._reset()
 
     def _reset(self) -> None:
@@ -158,6 +168,8 @@ class Conn(asyncio.Protocol):
         if self.state == HEAD:
             # the request was written: the server may have read it, so it is never sent again
             why = "closed" if exc is None else f"{type(exc).__name__}: {exc}"
+            if self.served:
+                self.pool.stop_reuse("closed a kept-alive connection as the next request was written to it")
             self._fail(
                 H1Error(
                     ErrorKind.DISCONNECT,
@@ -491,6 +503,14 @@ class Pool:
         self.kernel_stamps = ssl is None and kernel_stamps_available()
         self._clock = RealtimeToMonotonic() if self.kernel_stamps else None
         self._addr: tuple[int, Any] | None = None
+        # Some servers announce keep-alive and still close the connection after every (streamed) response
+        # (llama.cpp's llama-server 0.5.0-dev does). Reusing such a connection races the server's FIN: a request
+        # written just before it arrives is lost and, being a POST the server may have read, is never resent.
+        # The first sign of it (a kept-alive connection found closed soon after its response, or closed under a
+        # request) turns reuse off for this origin: every later request gets its own connection, whose set-up is
+        # timed apart (connect_ns), so no latency "from send" changes. ``reuse_note`` says why, for the summary.
+        self.reuse = True
+        self.reuse_note: str | None = None
 
     async def resolve(self) -> None:
         """Look the host up once (before the run's t0): later connects go to the address, no resolver in between."""
@@ -510,15 +530,19 @@ class Pool:
         """
         skipped = 0
         idle = self.idle
+        loop = asyncio.get_running_loop()
         while idle:
             c = idle.pop()
             if c.reusable():
                 c._reset()
                 return c, True, skipped
             skipped += 1
+            if c.keep_alive and loop.time() - c.idle_since < CLOSE_AFTER_RESPONSE_S:
+                self.stop_reuse(
+                    f"closed a kept-alive connection {loop.time() - c.idle_since:.3f} s after its response"
+                )
             if c.transport is not None:
                 c.transport.abort()
-        loop = asyncio.get_running_loop()
         conn = Conn(self)
         try:
             async with asyncio.timeout(timeout_s):
@@ -549,10 +573,23 @@ class Pool:
         return conn, False, skipped
 
     def release(self, c: Conn) -> None:
-        if c.keep_alive and c.state == DONE and not c.lost and c.transport is not None:
+        if self.reuse and c.keep_alive and c.state == DONE and not c.lost and c.transport is not None:
+            c.served += 1
+            c.idle_since = asyncio.get_running_loop().time()
             self.idle.append(c)
         elif c.transport is not None:
             c.transport.close()
+
+    def stop_reuse(self, what: str) -> None:
+        """The server closes connections it announced as kept alive: open one per request from now on."""
+        if self.reuse:
+            self.reuse = False
+            self.reuse_note = (
+                f"{self.host}:{self.port} {what} although it announced keep-alive: every later request got its own "
+                "connection (connect time is measured apart from send)"
+            )
+            log.warning("%s", self.reuse_note)
+        self.close()
 
     def forget(self, c: Conn) -> None:
         with contextlib.suppress(ValueError):

@@ -417,6 +417,7 @@ async def run_async(
             poller=poller,
             specs=specs,
             read_stamps=getattr(client, "stamp_source", None),
+            connection_note=getattr(client, "connection_note", None),
             stopped=auth_stop.reason,
             header=header,
         )
@@ -579,6 +580,7 @@ def build_summary(
     poller: Any = None,
     specs: list[RequestSpec] | None = None,
     read_stamps: str | None = None,
+    connection_note: str | None = None,
     stopped: str | None = None,
     header: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -599,6 +601,8 @@ def build_summary(
         loop_lag_max_limit_ms=cfg.analysis.loop_lag_max_limit_ms,
     )
     rate_check(metrics, target_rate, client_check)
+    if connection_note and isinstance(metrics.get("connections"), dict):
+        metrics["connections"]["note"] = connection_note
     summary: dict[str, Any] = {
         "loadgen_summary_version": 1,
         **(header or run_header(cfg, sched, endpoint, model, out_dir)),

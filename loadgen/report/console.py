@@ -100,6 +100,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                 else ""
             )
         )
+        if conns.get("note"):
+            console.print(f"[yellow]connections:[/] {conns['note']}", highlight=False)
     if req["errors_by_kind"]:
         console.print(
             f"[red]errors:[/] {req['failed']:,} of {req['measured']:,} failed: "
