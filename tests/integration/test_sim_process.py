@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -113,3 +114,18 @@ def test_sigkilled_client_leaves_no_simulator_and_its_run_is_rebuilt(tmp_path):
         summary["target"]["kind"] == "simulated" and summary["rebuilt"]["from"][-1] == "server_metrics.jsonl"
     )
     assert summary["server"]["dialect"] == "vllm" and summary["metrics"]["requests"]["ok"] >= 10
+
+
+def test_the_simulator_yields_the_cpu_to_the_client(tmp_path):
+    """On a busy machine the client's stamps must win the CPU: the simulator runs at a lower priority (nice +5)."""
+    code = "import time\nprint('loadgen.sim listening on http://127.0.0.1:9', flush=True)\ntime.sleep(600)\n"
+
+    async def main() -> int:
+        sim = SimulatorProcess(command=(sys.executable, "-c", code), log_path=str(tmp_path / "sim.log"))
+        await sim.start()
+        try:
+            return os.getpriority(os.PRIO_PROCESS, sim._proc.pid) - os.getpriority(os.PRIO_PROCESS, 0)
+        finally:
+            await sim.stop()
+
+    assert asyncio.run(main()) == 5
