@@ -168,13 +168,22 @@ def read_server_log(path: Path) -> dict[str, Any]:
     return {"requests": by_id, "summary": summary}
 
 
-def run_loadgen(args: list[str], out_dir: Path, timeout_s: float = 900) -> dict[str, Any]:
-    """``python -m loadgen ...`` on the client core; returns its summary, records and rusage of the child."""
+def run_loadgen(
+    args: list[str], out_dir: Path, timeout_s: float = 900, src: Path | None = None
+) -> dict[str, Any]:
+    """``python -m loadgen ...`` on the client core; returns its summary, records and rusage of the child.
+
+    ``src``: another checkout's root to run loadgen from (its ``loadgen`` package), e.g. main's code for a
+    before/after comparison in one session; default this one.
+    """
     cmd = pinned(
         [PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"], CLIENT_CPU
     )
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = None
+    if src is not None:
+        env = dict(os.environ, PYTHONPATH=str(src))
+    proc = subprocess.Popen(cmd, cwd=src or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = t + timeout_s
     while True:
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
@@ -196,6 +205,8 @@ def run_loadgen(args: list[str], out_dir: Path, timeout_s: float = 900) -> dict[
         "summary": summary,
         "records": records,
         "process_cpu_s": ru.ru_utime + ru.ru_stime,
+        "process_user_s": ru.ru_utime,
+        "process_sys_s": ru.ru_stime,
         "process_wall_s": wall,
         "max_rss_mb": ru.ru_maxrss / 1024,
     }

@@ -35,7 +35,15 @@ TTFT_MS = 100.0
 ITL_MS = 10.0
 
 
-def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float = 1.0) -> dict[str, Any]:
+def scenario(
+    name: str,
+    rate: float,
+    n: int,
+    tokens: int,
+    tmp: Path,
+    cv: float = 1.0,
+    src: Path | None = None,
+) -> dict[str, Any]:
     load_before = machine_load()
     tmp = tmp / f"{name}-{time.monotonic_ns()}"
     tmp.mkdir()
@@ -59,6 +67,7 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
                 "1",
             ],
             tmp / "loadgen",
+            src=src,
         )
         log = srv.stop()
     load_during = window.report(r["process_cpu_s"] + srv.cpu_s)
@@ -68,7 +77,13 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
     ttft_err, tok_err, itl_err, in_flight_ends = [], [], [], []
     past_end, write_dur = [], []
     missing = bad = 0
+    events = reads = single = 0
     for rec in r["records"]:
+        stamps = rec["chunk_ns"] or []
+        events += len(stamps)
+        per_read = np.unique(np.asarray(stamps, dtype=np.int64), return_counts=True)[1]
+        reads += len(per_read)
+        single += int(np.count_nonzero(per_read == 1))
         if rec["status"] != "ok" or rec["server_request_id"] is None:
             bad += 1
             continue
@@ -130,6 +145,17 @@ def scenario(name: str, rate: float, n: int, tokens: int, tmp: Path, cv: float =
             "pacing_spin_s": round(cc["pacing_spin_s"], 3),
             "trustworthy": cc["trustworthy"],
             "reasons": cc["reasons"],
+        },
+        # the client's cost per token event: CPU from the first send to the last response (getrusage)
+        "client_cost": {
+            "token_events": events,
+            "reads_with_tokens": reads,
+            "single_token_reads_share": round(single / reads, 4) if reads else None,
+            "run_cpu_s": round(cc["cpu_s"], 3),
+            "events_per_cpu_s": round(events / cc["cpu_s"]) if cc["cpu_s"] else None,
+            "us_per_event": round(cc["cpu_s"] / events * 1e6, 2) if events else None,
+            "process_user_s": round(r["process_user_s"], 3),
+            "process_sys_s": round(r["process_sys_s"], 3),
         },
         "machine_load_during": load_during,
         "machine_load_before": load_before,

@@ -47,8 +47,12 @@ log = logging.getLogger(__name__)
 
 # a kept-alive connection the server closed within this long after its response was not closed for idleness
 # (keep-alive timeouts are seconds): the server closes after every response
-CLOSE_AFTER_RESPONSE_S = 1.0
+CLOSE_AFTER_RESPONSE_S = 0.2
 _DECHUNK_BYTES = 65_536  # undo the framing of what arrived every this many bytes (~0.1-0.3 ms of work)
+# the per-read path (a token per read) takes reads below this size and undoes the framing every _DECHUNK_READS
+# reads (<= 1 MiB, ~0.1 ms for single-token reads); larger reads take _body(), which counts bytes
+_SMALL_READ = 4096
+_DECHUNK_READS = 256
 
 
 class Conn(asyncio.Protocol):
@@ -83,6 +87,8 @@ class Conn(asyncio.Protocol):
         "_sent_ns",
         "served",
         "idle_since",
+        "_fast",
+        "_step_at",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -118,6 +124,8 @@ class Conn(asyncio.Protocol):
         self._need = 0
         self._line = b""
         self._dbytes = 0  # body bytes received when the framing was last undone
+        self._fast = False  # reading a chunked 200 body: small reads take the per-token path in data_received
+        self._step_at = _DECHUNK_READS  # undo the framing once this many reads have arrived
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -128,25 +136,28 @@ class Conn(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        self.data_received_at(perf_counter_ns(), data)
+        ts = perf_counter_ns()
+        # the per-token read of a streamed body: stamp, keep, nothing else (the framing is undone later, in bulk);
+        # a read that may end the body (the zero chunk ends in a blank line) or is short or large takes _body()
+        if self._fast and 3 < len(data) < _SMALL_READ and not data.endswith(b"\r\n\r\n"):
+            self.read_ns.append(ts - self.t0)
+            reads = self.reads
+            reads.append(data)
+            if len(reads) >= self._step_at:
+                self._dechunk_step()
+            return
+        self.data_received_at(ts, data)
 
     def data_received_at(self, ts_abs: int, data: bytes) -> None:
         """``data`` arrived at ``ts_abs`` (perf_counter_ns clock): the kernel's receive time when known."""
         ts = ts_abs - self.t0
-        if self.state == BODY:
-            if (
-                self.framing == _CHUNKED
-                and not self.limit
-                and len(data) >= 4
-                and not data.endswith(b"\r\n\r\n")
-            ):
-                # the per-token read of a streamed body: stamp, keep, nothing else
-                self.read_ns.append(ts)
-                self.reads.append(data)
-                self.received += len(data)
-                if self.received - self._dbytes >= _DECHUNK_BYTES:
-                    self._dechunk_step()
-                return
+        if self._fast and 3 < len(data) < _SMALL_READ and not data.endswith(b"\r\n\r\n"):
+            self.read_ns.append(ts)
+            reads = self.reads
+            reads.append(data)
+            if len(reads) >= self._step_at:
+                self._dechunk_step()
+        elif self.state == BODY:
             self._body(ts, data)
         elif self.state == HEAD:
             self._head(ts, data)
@@ -160,6 +171,12 @@ class Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool.forget(self)
+        if self.state == DONE and self.served and self.pool.reuse:
+            idle_s = asyncio.get_running_loop().time() - self.idle_since
+            if idle_s < CLOSE_AFTER_RESPONSE_S:
+                self.pool.stop_reuse(
+                    f"closed a kept-alive connection {idle_s * 1e3:.1f} ms after its response"
+                )
         if self.state == DONE or self.waiter is None:
             return
         if self.state == BODY and self.framing == _CLOSE:
@@ -277,6 +294,7 @@ class Conn(asyncio.Protocol):
         self.state = BODY
         if self.status != 200:
             self.limit = ERROR_BODY_LIMIT
+        self._fast = self.framing == _CHUNKED and not self.limit
         rest = buf[end + 4 :]
         if rest or (self.framing == _LENGTH and self.length == 0):
             self._body(ts, rest)
@@ -305,6 +323,8 @@ class Conn(asyncio.Protocol):
                 elif self.limit and self.received >= self.limit:
                     self.keep_alive = False
                     self._finish()
+            elif self.received - self._dbytes >= _DECHUNK_BYTES or len(self.reads) >= self._step_at:
+                self._dechunk_step()
         elif fr == _LENGTH:
             if self.received >= self.length:
                 if self.received > self.length:
@@ -319,6 +339,7 @@ class Conn(asyncio.Protocol):
     def _dechunk_step(self) -> None:
         """Undo the framing of the reads so far, so the work at the end of a long stream stays small."""
         self._dbytes = self.received
+        self._step_at = len(self.reads) + _DECHUNK_READS
         try:
             done = self._dechunk()
         except ValueError:
@@ -330,20 +351,35 @@ class Conn(asyncio.Protocol):
     def _dechunk(self) -> bool:
         """Undo chunked framing over the reads not yet seen; True once the terminating chunk has been read."""
         reads = self.reads
-        read_ns = self.read_ns
+        di = self._di
+        if di >= len(reads):
+            return False
         out = self.body
+        append = out.append
         cs, need, line = self._cs, self._need, self._line
         done = False
-        while self._di < len(reads):
-            ts = read_ns[self._di]
-            data = reads[self._di]
-            self._di += 1
+        for ts, data in zip(self.read_ns[di:], reads[di:], strict=True):
+            di += 1
             if cs == _SIZE and not line:
+                # one whole chunk (a token per write): its size line, payload and CRLF, sliced here directly
+                j = data.find(b"\r\n", 0, 10)
+                if j > 0 and data.endswith(b"\r\n"):
+                    try:
+                        size = int(data[:j], 16)
+                    except ValueError:
+                        size = -1
+                    if j + size + 4 == len(data):
+                        if size > 0:
+                            append((ts, data[j + 2 : -2]))
+                            continue
+                        if size == 0:
+                            done = True
+                            break
                 fast = whole_chunks(data)
                 if fast is not None:
                     payload, last = fast
                     if payload:
-                        out.append((ts, payload))
+                        append((ts, payload))
                     if last:
                         done = True
                         break
@@ -388,20 +424,23 @@ class Conn(asyncio.Protocol):
                         self.keep_alive = False
                     break
             if pieces:
-                out.append((ts, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
+                append((ts, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
             if done:
                 break
+        self._di = di
         self._cs, self._need, self._line = cs, need, line
         return done
 
     def _finish(self) -> None:
         self.state = DONE
+        self._fast = False
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
 
     def _fail(self, exc: H1Error) -> None:
         self.state = DONE
+        self._fast = False
         self.keep_alive = False
         w = self.waiter
         if w is not None and not w.done():
@@ -506,8 +545,8 @@ class Pool:
         # Some servers announce keep-alive and still close the connection after every (streamed) response
         # (llama.cpp's llama-server 0.5.0-dev does). Reusing such a connection races the server's FIN: a request
         # written just before it arrives is lost and, being a POST the server may have read, is never resent.
-        # The first sign of it (a kept-alive connection found closed soon after its response, or closed under a
-        # request) turns reuse off for this origin: every later request gets its own connection, whose set-up is
+        # The first sign of it (a kept-alive connection closed within CLOSE_AFTER_RESPONSE_S of its response, or
+        # closed under a request) turns reuse off for this origin: every later request gets its own connection, whose set-up is
         # timed apart (connect_ns), so no latency "from send" changes. ``reuse_note`` says why, for the summary.
         self.reuse = True
         self.reuse_note: str | None = None
@@ -530,19 +569,15 @@ class Pool:
         """
         skipped = 0
         idle = self.idle
-        loop = asyncio.get_running_loop()
         while idle:
             c = idle.pop()
             if c.reusable():
                 c._reset()
                 return c, True, skipped
             skipped += 1
-            if c.keep_alive and loop.time() - c.idle_since < CLOSE_AFTER_RESPONSE_S:
-                self.stop_reuse(
-                    f"closed a kept-alive connection {loop.time() - c.idle_since:.3f} s after its response"
-                )
             if c.transport is not None:
                 c.transport.abort()
+        loop = asyncio.get_running_loop()
         conn = Conn(self)
         try:
             async with asyncio.timeout(timeout_s):
