@@ -84,15 +84,17 @@ def test_chat_and_completions_counts_match_usage_and_the_servers_timings(llamacp
 
 
 def test_reasoning_then_answer_in_every_chat_stream(llamacpp_server, llamacpp_setup, tmp_path):
-    # 128 reasoning tokens (~40 ms here) in every stream: the random model is kept from writing <think> or
+    # 512 reasoning tokens (~130 ms here) in every stream: the random model is kept from writing <think> or
     # </think> itself (a bias against both: a <think> of its own turns the rest into content), the budget then
-    # closes the reasoning, so the two phases never share one read
+    # closes the reasoning, so the two phases never share one read, even when a busy machine holds the client
+    # back for tens of milliseconds
     from server_launchers.local_llamacpp import read_model_info
 
-    budget = 128
+    budget = 512
     info = read_model_info(llamacpp_setup[1])
-    bias = {str(info["think_start_id"]): -100, str(info["think_end_id"]): -100}
-    res = _run(llamacpp_server(["--reasoning-budget", str(budget)]), tmp_path, max_tokens=192, label="reasoning",
+    # and from spelling "<think>" out of bytes: the tiny GGUF's first 256 tokens are the bytes, in order
+    bias = {str(info["think_start_id"]): -100, str(info["think_end_id"]): -100, str(ord("<")): -100}
+    res = _run(llamacpp_server(["--reasoning-budget", str(budget)]), tmp_path, max_tokens=640, n=6, label="reasoning",
                extra={"logit_bias": bias})  # fmt: skip
     assert all(r.status == "ok" for r in res.records), [r.error_message for r in res.records]
     # the random model can still spell "<think>" out of byte tokens, which the parser takes as the answer's start
