@@ -497,7 +497,7 @@ def build_config(opts: dict[str, Any]) -> Any:
         raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
     workload = WorkloadConfig(
         kind=kind,
-        dataset=opts["dataset"],
+        dataset=_dataset_mix(opts["dataset"]),
         dataset_paths=tuple(opts["dataset_path"]),
         repeats=opts["repeats"],
         with_replacement=opts["sample_with_replacement"],
@@ -561,8 +561,8 @@ def _sim_args(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _max_tokens(value: Any) -> tuple[int | None, str | None]:
-    """``--max-tokens``: one number for every request, or a sweep / per-dataset budgets (a string)."""
+def _max_tokens(value: Any) -> tuple[int | None, Any]:
+    """``--max-tokens``: one number for every request, or a sweep / per-dataset budgets (``Budgets``)."""
     if value is None:
         return None, None
     text = str(value).strip()
@@ -570,8 +570,16 @@ def _max_tokens(value: Any) -> tuple[int | None, str | None]:
         return int(text), None
     from loadgen.workload.sampling import parse_budgets
 
-    parse_budgets(text)  # validate now: one clear line on a mistake
-    return None, text
+    return None, parse_budgets(text)
+
+
+def _dataset_mix(value: str | None) -> Any:
+    """``--dataset``: the mix of canonical dataset names and weights (``DatasetMix``), or None."""
+    if not value:
+        return None
+    from loadgen.workload.sampling import DatasetMix
+
+    return DatasetMix.parse(str(value))
 
 
 def _run_main(argv: Sequence[str]) -> int:

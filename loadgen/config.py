@@ -7,9 +7,12 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from loadgen.workload.sampling import Budgets, DatasetMix
 
 SLO_METRICS = ("ttft", "ttfvt", "tpot", "itl", "e2e")
 DEFAULT_NUM_REQUESTS = 100  # when neither --num-requests, --duration nor a trace bounds the run
@@ -220,11 +223,11 @@ class WorkloadConfig:
     prefix_len: int = 0  # tokens of a prefix shared by every synthetic prompt
     path: str | None = None
     seed: int = 0
-    dataset: str | None = None  # e.g. "gsm8k:0.5,aime2024:0.5"
+    dataset: DatasetMix | None = None  # --dataset, parsed: e.g. "gsm8k:0.5,aime2024:0.5"
     dataset_paths: tuple[str, ...] = ()  # FILE|DIR or NAME=PATH entries
     repeats: int = 1
     with_replacement: bool = False
-    budgets: str | None = None  # a --max-tokens sweep ("1024,2048") or per-dataset budgets ("gsm8k=2048")
+    budgets: Budgets | None = None  # --max-tokens, parsed: a sweep or budgets per dataset
     force_output_len: bool = False  # trace lengths: ask for exactly the trace's output length
 
     def __post_init__(self) -> None:
@@ -319,6 +322,8 @@ class RunConfig:
             "schedule": asdict(self.schedule),
             "workload": {
                 **asdict(self.workload),
+                "dataset": str(self.workload.dataset) if self.workload.dataset else None,
+                "budgets": str(self.workload.budgets) if self.workload.budgets else None,
                 "input_len": self.workload.input_len.describe(),
                 "output_len": self.workload.output_len.describe() if self.workload.output_len else None,
             },

@@ -133,9 +133,7 @@ def _read_trace(cfg: RunConfig) -> Any:
 
 
 def _budget_sweep(cfg: RunConfig) -> Any:
-    from loadgen.workload.sampling import parse_budgets
-
-    return parse_budgets(cfg.workload.budgets) if cfg.workload.budgets else None
+    return cfg.workload.budgets
 
 
 def prepare(cfg: RunConfig) -> tuple[GammaSchedule | TraceSchedule, list[int], list[RequestSpec]]:
@@ -156,10 +154,10 @@ def prepare(cfg: RunConfig) -> tuple[GammaSchedule | TraceSchedule, list[int], l
 
     fixed: list[RequestSpec] | None = None
     if w.kind == "dataset":
-        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths, parse_mix
+        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths
 
         assert w.dataset
-        names = [name for name, _ in parse_mix(w.dataset)]
+        names = w.dataset.names
         fixed = build_dataset_workload(
             w.dataset,
             n or DEFAULT_NUM_REQUESTS,
