@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,10 +257,16 @@ class OutputConfig:
     live: bool = True
     report: bool = True  # write report.html at the end of the run (when the report module is available)
     command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
+    log_level: str = "warning"  # log messages from this level on (the CLI sets up logging with it)
 
     def __post_init__(self) -> None:
         if self.output_dir:
             check_output_dir(self.output_dir)
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def check_output_dir(path: str | os.PathLike[str], flag: str = "--output-dir") -> None:
@@ -315,6 +321,22 @@ class RunConfig:
     analysis: AnalysisConfig = AnalysisConfig()
     sim: SimConfig = SimConfig()
 
+    def with_seed(self, seed: int) -> RunConfig:
+        """The same run with another seed for its arrivals and its workload's draws (what ``--seed`` sets)."""
+        return replace(
+            self, schedule=replace(self.schedule, seed=seed), workload=replace(self.workload, seed=seed)
+        )
+
+    def at(self, base_url: str) -> RunConfig:
+        """The same run against the server at ``base_url``."""
+        return replace(self, endpoint=replace(self.endpoint, base_url=base_url, simulated=False))
+
+    def unattended(self, output_dir: str | os.PathLike[str], label: str | None) -> RunConfig:
+        """The same run into ``output_dir``, with no live view and nothing printed: one cell of a sweep or an
+        experiment (``--output-dir D --label L --no-live --quiet``)."""
+        out = replace(self.output, output_dir=str(output_dir), label=label, live=False, quiet=True)
+        return replace(self, output=out)
+
     def public_dict(self) -> dict[str, Any]:
         """The configuration as written to summary.json: everything except secrets."""
         d = {
@@ -329,7 +351,7 @@ class RunConfig:
             },
             "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
             "scrape": asdict(self.scrape),
-            "output": {k: v for k, v in asdict(self.output).items() if k != "command"},
+            "output": {k: v for k, v in asdict(self.output).items() if k not in ("command", "log_level")},
             "analysis": {
                 "slo_ms": self.analysis.slo.as_dict(),
                 "straggler_iqr_k": self.analysis.straggler_iqr_k,

@@ -138,7 +138,7 @@ def _num_list(doc: dict[str, Any], key: str, where: str, default: list[Any]) -> 
 
 def option_argv(table: dict[str, Any], where: str) -> list[str]:
     """A table of run options (CLI flag names, ``_`` or ``-``) as command-line arguments."""
-    from loadgen.__main__ import DEFAULTS
+    from loadgen.options import DEFAULTS
 
     argv: list[str] = []
     for key, value in table.items():
@@ -165,7 +165,7 @@ def option_argv(table: dict[str, Any], where: str) -> list[str]:
 
 def build_run_config(argv: Sequence[str]) -> Any:
     """A RunConfig from command-line arguments, exactly as ``python -m loadgen`` builds it."""
-    from loadgen.__main__ import build_config, build_parser, resolve_options
+    from loadgen.options import build_config, build_parser, resolve_options
 
     parser = build_parser()
     try:
@@ -590,7 +590,7 @@ def run_experiment(
     plan: Plan, out_dir: Path, *, console: Any = None, install_signal_handlers: bool = True
 ) -> dict[str, Any]:
     """Run every cell of ``plan`` into ``out_dir``; returns the manifest (also written to manifest.json)."""
-    from loadgen.__main__ import SECRET_DESTS, mask_secrets
+    from loadgen.options import SECRET_DESTS, mask_secrets
     from loadgen.run import run as run_once
 
     def say(msg: str) -> None:
@@ -762,7 +762,7 @@ def print_plan(plan: Plan, console: Any) -> None:
     t = Table(header_style="bold")
     for col in ("cell", "config", "workload", "rate", "cv", "seed", "run options"):
         t.add_column(col)
-    from loadgen.__main__ import mask_secrets
+    from loadgen.options import mask_secrets
 
     for c in plan.cells:
         t.add_row(
