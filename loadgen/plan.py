@@ -15,7 +15,7 @@ the records of all of them merge back by index), and :func:`merge` puts shards b
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,13 @@ class RequestPlan:
 
     def __len__(self) -> int:
         return len(self.specs)
+
+    def __getstate__(self) -> list[Any]:  # a shard is sent to its sender's process
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, _frozen(value) if isinstance(value, np.ndarray) else value)
 
     @property
     def measured(self) -> int:

@@ -95,6 +95,21 @@ def test_shards_split_by_index_and_merge_back_request_for_request(n):
         assert list(whole.requests()) == list(plan.requests())
 
 
+def test_a_shard_travels_to_another_process_as_it_is():
+    import pickle
+
+    from loadgen.clock import RunClock
+
+    shard = plan_requests(_cfg()).shard(1, 3)
+    back = pickle.loads(pickle.dumps(shard))
+    assert list(back.requests()) == list(shard.requests()) and (back.shard_k, back.total) == (1, 43)
+    assert not back.offsets_ns.flags.writeable and not back.indices.flags.writeable
+    clock = RunClock()
+    clock.start(1_000_000)
+    same = pickle.loads(pickle.dumps(clock))
+    assert (same.t0_ns, same.t0_unix_ns) == (clock.t0_ns, clock.t0_unix_ns)
+
+
 def test_merge_refuses_shards_that_do_not_make_the_plan():
     plan = plan_requests(_cfg())
     with pytest.raises(ValueError, match="exactly once"):
