@@ -4,8 +4,9 @@ Precedence for every option: command line > ``LOADGEN_*`` environment variable (
 ``OPENAI_API_KEY``) > ``--config FILE.toml`` > default. Defaults live on the config dataclasses only
 (``loadgen.config``); :data:`FIELD_OF` says which field each option sets, and the help shows that field's default.
 Values from the environment, a config file or an experiment's tables are coerced with the same converter as the
-flag's (its argparse ``type``). Nothing else in loadgen sees an argparse Namespace or an option dict: the rest of
-the code takes the frozen ``RunConfig`` and derives variants of it with ``dataclasses.replace``.
+flag's (its argparse ``type``). Options become a ``RunConfig`` once (the CLI's flags, sweep's run flags, an
+experiment's tables); past that point code takes the frozen config and derives variants of it with
+``dataclasses.replace`` (a cell's rate, cv, seed, server, folder), never by writing flags again.
 """
 
 from __future__ import annotations
