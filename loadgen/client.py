@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from loadgen.clock import RunClock
 from loadgen.config import EndpointConfig, SamplingConfig
 from loadgen.errors import EndpointError, ErrorKind, kind_for_status
 from loadgen.http11 import ERROR_BODY_LIMIT, HEAD, Conn, H1Error, Pool, describe_exc
@@ -75,10 +76,19 @@ def _fail(rec: RequestRecord, kind: ErrorKind, message: str) -> None:
 class StreamingClient:
     """Sends requests and fills :class:`RequestRecord` timestamps; never raises for a per-request failure."""
 
-    def __init__(self, endpoint: EndpointConfig, sampling: SamplingConfig, t0_ns: int) -> None:
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        sampling: SamplingConfig,
+        t0_ns: int = 0,
+        *,
+        clock: RunClock | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.sampling = sampling
-        self.t0_ns = t0_ns
+        self.clock = (
+            clock if clock is not None else RunClock(t0_ns)
+        )  # the run's; started before the first send
         self.url = endpoint.request_url
         self.headers = _headers(endpoint)
         self.model: str = endpoint.model or ""
@@ -112,6 +122,10 @@ class StreamingClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    @property
+    def t0_ns(self) -> int:
+        return self.clock.t0_ns
 
     @property
     def connection_note(self) -> str | None:

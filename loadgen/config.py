@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from loadgen.workload.sampling import Budgets, DatasetMix
 
 SLO_METRICS = ("ttft", "ttfvt", "tpot", "itl", "e2e")
 DEFAULT_NUM_REQUESTS = 100  # when neither --num-requests, --duration nor a trace bounds the run
@@ -220,11 +223,11 @@ class WorkloadConfig:
     prefix_len: int = 0  # tokens of a prefix shared by every synthetic prompt
     path: str | None = None
     seed: int = 0
-    dataset: str | None = None  # e.g. "gsm8k:0.5,aime2024:0.5"
+    dataset: DatasetMix | None = None  # --dataset, parsed: e.g. "gsm8k:0.5,aime2024:0.5"
     dataset_paths: tuple[str, ...] = ()  # FILE|DIR or NAME=PATH entries
     repeats: int = 1
     with_replacement: bool = False
-    budgets: str | None = None  # a --max-tokens sweep ("1024,2048") or per-dataset budgets ("gsm8k=2048")
+    budgets: Budgets | None = None  # --max-tokens, parsed: a sweep or budgets per dataset
     force_output_len: bool = False  # trace lengths: ask for exactly the trace's output length
 
     def __post_init__(self) -> None:
@@ -254,10 +257,16 @@ class OutputConfig:
     live: bool = True
     report: bool = True  # write report.html at the end of the run (when the report module is available)
     command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
+    log_level: str = "warning"  # log messages from this level on (the CLI sets up logging with it)
 
     def __post_init__(self) -> None:
         if self.output_dir:
             check_output_dir(self.output_dir)
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def check_output_dir(path: str | os.PathLike[str], flag: str = "--output-dir") -> None:
@@ -312,6 +321,22 @@ class RunConfig:
     analysis: AnalysisConfig = AnalysisConfig()
     sim: SimConfig = SimConfig()
 
+    def with_seed(self, seed: int) -> RunConfig:
+        """The same run with another seed for its arrivals and its workload's draws (what ``--seed`` sets)."""
+        return replace(
+            self, schedule=replace(self.schedule, seed=seed), workload=replace(self.workload, seed=seed)
+        )
+
+    def at(self, base_url: str) -> RunConfig:
+        """The same run against the server at ``base_url``."""
+        return replace(self, endpoint=replace(self.endpoint, base_url=base_url, simulated=False))
+
+    def unattended(self, output_dir: str | os.PathLike[str], label: str | None) -> RunConfig:
+        """The same run into ``output_dir``, with no live view and nothing printed: one cell of a sweep or an
+        experiment (``--output-dir D --label L --no-live --quiet``)."""
+        out = replace(self.output, output_dir=str(output_dir), label=label, live=False, quiet=True)
+        return replace(self, output=out)
+
     def public_dict(self) -> dict[str, Any]:
         """The configuration as written to summary.json: everything except secrets."""
         d = {
@@ -319,12 +344,14 @@ class RunConfig:
             "schedule": asdict(self.schedule),
             "workload": {
                 **asdict(self.workload),
+                "dataset": str(self.workload.dataset) if self.workload.dataset else None,
+                "budgets": str(self.workload.budgets) if self.workload.budgets else None,
                 "input_len": self.workload.input_len.describe(),
                 "output_len": self.workload.output_len.describe() if self.workload.output_len else None,
             },
             "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
             "scrape": asdict(self.scrape),
-            "output": {k: v for k, v in asdict(self.output).items() if k != "command"},
+            "output": {k: v for k, v in asdict(self.output).items() if k not in ("command", "log_level")},
             "analysis": {
                 "slo_ms": self.analysis.slo.as_dict(),
                 "straggler_iqr_k": self.analysis.straggler_iqr_k,

@@ -35,6 +35,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from loadgen.client import StreamingClient
+from loadgen.clock import RunClock
 from loadgen.records import RequestRecord
 from loadgen.workload.spec import RequestSpec
 
@@ -162,12 +163,17 @@ def quiet_gc() -> Iterator[None]:
 
 
 class Dispatcher:
-    """Owns pacing and the concurrency cap, nothing else."""
+    """Owns pacing and the concurrency cap, nothing else.
+
+    Sends ``specs[j]`` at ``clock.t0_ns + offsets_ns[j]`` as request ``indices[j]`` (default ``j``: a shard of a
+    plan keeps its requests' global indices); requests with an index below ``warmup`` are warm-up. ``clock`` is
+    the run's :class:`RunClock` (read when sending starts), or a t0 in ``perf_counter_ns``.
+    """
 
     def __init__(
         self,
         client: StreamingClient,
-        t0_ns: int,
+        clock: RunClock | int,
         offsets_ns: np.ndarray,
         specs: Sequence[RequestSpec],
         warmup: int,
@@ -175,12 +181,14 @@ class Dispatcher:
         on_done: Callable[[RequestRecord], None],
         stop: asyncio.Event,
         api: str = "chat",
+        indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         if len(specs) < len(offsets_ns):
             raise ValueError("fewer request specs than planned arrivals")
         self.client = client
-        self.t0_ns = t0_ns
+        self.clock = RunClock.of(clock)
         self.offsets = [int(x) for x in offsets_ns]
+        self.indices = list(range(len(self.offsets))) if indices is None else [int(i) for i in indices]
         self.specs = specs
         self.warmup = warmup
         self.cap = max_concurrency
@@ -196,14 +204,19 @@ class Dispatcher:
         # instead of parking every request as a task.
         self._closed_loop = bool(max_concurrency) and len(self.offsets) > 1 and self.offsets[-1] == 0
 
+    @property
+    def t0_ns(self) -> int:
+        return self.clock.t0_ns
+
     def _record(self, i: int) -> RequestRecord:
         spec = self.specs[i]
+        index = self.indices[i]
         return RequestRecord(
-            index=i,
-            warmup=i < self.warmup,
+            index=index,
+            warmup=index < self.warmup,
             api=self.api,
             tags=dict(spec.tags),
-            max_tokens=spec.max_tokens if spec.max_tokens is not None else self.client.sampling.max_tokens,
+            max_tokens=spec.max_tokens,  # final in the plan (its own budget, else --max-tokens)
             intended_ns=self.offsets[i],
         )
 
@@ -254,7 +267,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Dispatch every planned request (or until ``stop`` is set); returns once all are sent, not finished.
 
-        Call ``prepare()`` and set ``t0_ns`` first, and run it inside ``quiet_gc()`` (``loadgen.run`` does both).
+        Call ``prepare()`` and start the clock first, and run it inside ``quiet_gc()`` (``loadgen.run`` does both).
         """
         self.prepare()
         try:
@@ -269,7 +282,7 @@ class Dispatcher:
             self._tfd = None
 
     async def _dispatch_all(self, tfd: _TimerFd | None) -> None:
-        t0 = self.t0_ns
+        t0 = self.clock.t0_ns
         stats = self.stats
         loop = asyncio.get_running_loop()
         for i, off in enumerate(self.offsets):

@@ -1,6 +1,9 @@
-"""The composition root of one run: target, workload, schedule, dispatcher, scraper, sink, summary.
+"""The composition root of one run: plan, target, sender, scraper, record sink, summary.
 
-``run(config)`` is the library entry point; the CLI is a thin layer over it.
+``run(config)`` is the library entry point; the CLI is a thin layer over it. ``run_async`` plans every request
+(``loadgen.plan``), opens what the run needs in one exit stack (the simulator, the record sink, the scraper's
+process, the sender's client), starts the run clock once everything is warm, sends (``loadgen.sender``) with the
+collector quiet and Ctrl-C handled, and writes the summary.
 """
 
 from __future__ import annotations
@@ -16,31 +19,30 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from time import perf_counter_ns
 from typing import Any
 
 import orjson
 
-from loadgen.client import StreamingClient
-from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
-from loadgen.dispatch import Dispatcher, quiet_gc
-from loadgen.errors import ConfigError, LoadgenError
+from loadgen.clock import RunClock
+from loadgen.config import RunConfig
+from loadgen.dispatch import quiet_gc
+from loadgen.errors import LoadgenError
 from loadgen.metrics import group_latencies, summarize
+from loadgen.plan import plan_requests
 from loadgen.records import RecordSink, RequestRecord, Scrubber
-from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.schedule import GammaSchedule, TraceSchedule
 from loadgen.scrape.poller import default_metrics_url
 from loadgen.scrape.process import PollerProcess
 from loadgen.selfcheck import SelfCheck
+from loadgen.sender import STOP_GRACE_S, Sender
 from loadgen.target import SimulatorProcess
-from loadgen.workload.prompts_file import load_prompts_file
 from loadgen.workload.spec import RequestSpec
-from loadgen.workload.synthetic import synthetic_specs
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 5.0
 START_LEAD_NS = 5_000_000
 
 
@@ -122,115 +124,6 @@ def default_output_dir(label: str) -> Path:
     return out
 
 
-def _read_trace(cfg: RunConfig) -> Any:
-    from loadgen.workload.traces import read_trace
-
-    s = cfg.schedule
-    assert s.trace_path
-    return read_trace(
-        s.trace_path, s.trace_format, speedup=s.trace_speedup, start_s=s.trace_start_s, end_s=s.trace_end_s
-    )
-
-
-def _budget_sweep(cfg: RunConfig) -> Any:
-    from loadgen.workload.sampling import parse_budgets
-
-    return parse_budgets(cfg.workload.budgets) if cfg.workload.budgets else None
-
-
-def prepare(cfg: RunConfig) -> tuple[GammaSchedule | TraceSchedule, list[int], list[RequestSpec]]:
-    """The arrival plan and one spec per planned request (warm-up first), for every kind of workload.
-
-    Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
-    """
-    s, w = cfg.schedule, cfg.workload
-    trace = _read_trace(cfg) if s.arrival == "trace" else None
-    sched: GammaSchedule | TraceSchedule
-    if trace is not None:
-        sched = TraceSchedule.from_offsets_ns(trace.arrival_ns, s.trace_path or "", s.trace_speedup)
-    else:
-        sched = make_schedule(s.arrival, s.rate, s.cv, s.seed)
-    n = s.num_requests
-    if n is None and s.duration_s is None and trace is None:
-        n = DEFAULT_NUM_REQUESTS
-
-    fixed: list[RequestSpec] | None = None
-    if w.kind == "dataset":
-        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths, parse_mix
-
-        assert w.dataset
-        names = [name for name, _ in parse_mix(w.dataset)]
-        fixed = build_dataset_workload(
-            w.dataset,
-            n or DEFAULT_NUM_REQUESTS,
-            seed=w.seed,
-            paths=parse_dataset_paths(list(w.dataset_paths), names) if w.dataset_paths else None,
-            replace_=w.with_replacement,
-            repeats=w.repeats,
-            max_tokens=w.budgets,
-        )
-    elif w.budgets:
-        budgets = _budget_sweep(cfg)
-        if budgets.per_dataset:
-            raise ConfigError("per-dataset --max-tokens budgets need --dataset")
-        if n is None:
-            raise ConfigError("a --max-tokens sweep needs --num-requests")
-        from loadgen.workload.sampling import expand
-
-        fixed = expand(_base_specs(cfg, n, trace), budgets=budgets.sweep, seed=w.seed)
-
-    if fixed is not None:
-        warm = [fixed[i % len(fixed)] for i in range(s.warmup)]
-        specs = warm + fixed
-        offsets = sched.offsets_ns(len(specs), s.duration_s)
-        specs = specs[: len(offsets)]
-    else:
-        total = None if n is None else n + s.warmup
-        offsets = sched.offsets_ns(total, s.duration_s)
-        specs = _base_specs(cfg, len(offsets), trace)
-    if len(offsets) == 0:
-        raise ConfigError("the schedule plans no requests: raise --duration or --num-requests")
-    if len(specs) < len(offsets):
-        raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests in the workload")
-    return sched, [int(x) for x in offsets], specs
-
-
-def _base_specs(cfg: RunConfig, n: int, trace: Any) -> list[RequestSpec]:
-    w = cfg.workload
-    if w.kind == "file":
-        assert w.path
-        base = load_prompts_file(w.path)
-        return [base[i % len(base)] for i in range(n)]
-    if w.kind == "trace":
-        if trace is None:
-            raise ConfigError("--trace-lengths needs --trace FILE")
-        from loadgen.workload.traces import trace_to_specs
-
-        specs = trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len)
-        return [specs[i % len(specs)] for i in range(n)]
-    return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)
-
-
-_SIM_DIFFICULTY = {"easy": 0.2, "medium": 0.5, "hard": 0.85}
-
-
-def with_sim_hints(specs: list[RequestSpec]) -> list[RequestSpec]:
-    """Tell the simulator each item's reference and difficulty, so its (simulated) answers can be scored."""
-    out = []
-    for spec in specs:
-        if spec.reference is None:
-            out.append(spec)
-            continue
-        hint: dict[str, Any] = {"reference": spec.reference}
-        diff = _SIM_DIFFICULTY.get(str(spec.tags.get("difficulty")))
-        if diff is not None:
-            hint["difficulty"] = diff
-        extra = dict(spec.extra_body or {})
-        extra["sim"] = hint
-        out.append(replace(spec, extra_body=extra))
-    return out
-
-
 def _versions() -> dict[str, str]:
     import aiohttp
     import numpy
@@ -252,6 +145,99 @@ def _versions() -> dict[str, str]:
     return out
 
 
+class _ResultsDir:
+    """The run's results folder. Made at the start; removed again, with the parents made for it, when the run
+    measured nothing because the server could not be used (no empty folder for a mistyped URL or a bad key)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created = [d for d in (path, *path.parents) if not d.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+        self.discard = False
+
+    def close(self) -> None:
+        if self.discard and self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            for d in self.created[1:]:  # the parents made for it (results/), while empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
+class _Interrupt:
+    """Ctrl-C / SIGTERM: the first stops sending and gives in-flight requests STOP_GRACE_S; the second cancels
+    them. A stop for another reason (``stop.set()``, as AuthStop does) is not an interruption."""
+
+    def __init__(self, stop: asyncio.Event, console: Any) -> None:
+        self.stop, self.console = stop, console
+        self.sender: Sender | None = None
+        self.interrupted = False
+
+    def __call__(self) -> None:
+        if self.interrupted:
+            if self.sender is not None:
+                self.sender.cancel_in_flight()
+            return
+        self.interrupted = True
+        self.stop.set()
+        if self.console is not None and self.sender is not None:
+            self.console.print(
+                f"[yellow]interrupted: no new requests; waiting up to {STOP_GRACE_S:g} s for "
+                f"{self.sender.stats.in_flight} in flight (Ctrl-C again to stop now)[/]"
+            )
+
+    @contextlib.contextmanager
+    def installed(self, enabled: bool) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        done = False
+        if enabled:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, self)
+                loop.add_signal_handler(signal.SIGTERM, self)
+                done = True
+        try:
+            yield
+        finally:
+            if done:
+                loop.remove_signal_handler(signal.SIGINT)
+                loop.remove_signal_handler(signal.SIGTERM)
+
+
+@contextlib.asynccontextmanager
+async def _alongside(*runs: Callable[[asyncio.Event], Awaitable[Any]]) -> AsyncIterator[None]:
+    """Tasks that run beside sending (the self-check, the live view) until it ends; told to stop, then awaited."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    tasks = [loop.create_task(r(done)) for r in runs]
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        done.set()
+        if not ok:
+            for t in tasks:
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _start_target(cfg: RunConfig, out_dir: Path, stack: contextlib.AsyncExitStack, console: Any) -> Any:
+    """The endpoint to measure: the configured one, or the built-in simulator started now (stopped by ``stack``)."""
+    if not cfg.endpoint.simulated:
+        return cfg.endpoint
+    sim = SimulatorProcess(
+        profile=cfg.sim.profile,
+        seed=cfg.schedule.seed,
+        args=cfg.sim.args,
+        ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
+        log_path=str(out_dir / "sim.log"),
+    )
+    stack.push_async_callback(sim.stop)
+    base_url = await sim.start()
+    if console is not None:
+        console.print(f"[cyan]no endpoint given: using the built-in simulated server at {base_url}[/]")
+    return replace(cfg.endpoint, base_url=base_url)
+
+
 async def run_async(
     cfg: RunConfig,
     *,
@@ -259,72 +245,32 @@ async def run_async(
     console: Any = None,
     install_signal_handlers: bool = True,
 ) -> RunResult:
-    """Run one measurement; records are appended as they finish, the summary is written at the end."""
-    if specs is None:
-        sched, offsets, specs = prepare(cfg)
-    else:
-        sched, offsets, _ = prepare(cfg)
-        if len(specs) < len(offsets):
-            raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
+    """Run one measurement; records are appended as they finish, the summary is written at the end.
 
-    endpoint = cfg.endpoint
-    sim: SimulatorProcess | None = None
+    ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
+    """
+    plan = plan_requests(cfg, specs)
     label = cfg.output.label or (
-        "sim" if endpoint.simulated else re.sub(r"^https?://", "", endpoint.base_url)
+        "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
     )
-    out_dir = Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label)
-    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # removed again if setup fails
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    if endpoint.simulated:
-        sim = SimulatorProcess(
-            profile=cfg.sim.profile,
-            seed=cfg.schedule.seed,
-            args=cfg.sim.args,
-            ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
-            log_path=str(out_dir / "sim.log"),
-        )
-        base_url = await sim.start()
-        endpoint = replace(endpoint, base_url=base_url)
-        specs = with_sim_hints(specs)
-        if console is not None:
-            console.print(f"[cyan]no endpoint given: using the built-in simulated server at {base_url}[/]")
-
+    results = _ResultsDir(Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label))
+    out_dir = results.path
+    clock = RunClock()
     stop = asyncio.Event()
-    aux_stop = asyncio.Event()
-    interrupted = False
-    loop = asyncio.get_running_loop()
-    sink = RecordSink(out_dir / "requests.jsonl", secret_scrubber(endpoint))
+    interrupt = _Interrupt(stop, console)
     records: list[RequestRecord] = []
-    client = StreamingClient(endpoint, cfg.sampling, t0_ns=0)
-    live = None
-    dispatcher: Dispatcher | None = None
-    aux_tasks: list[asyncio.Task[Any]] = []
-    poller = _poller(cfg, endpoint.base_url, out_dir)
-    # the scraper's process starts now, while the server is checked: it must be ready before t0
-    poller_ready = loop.create_task(poller.start()) if poller is not None else None
-    try:
-        await client.open()
-        try:
-            model = await client.resolve_model()
-        except LoadgenError:
-            # nothing was measured: leave no empty results folder behind for a mistyped URL or a bad key
-            sink.close()
-            if created:
-                shutil.rmtree(out_dir, ignore_errors=True)
-                for d in created[1:]:  # the parents made for it (results/), while empty
-                    with contextlib.suppress(OSError):
-                        d.rmdir()
-            raise
-        if console is not None and not endpoint.simulated:
-            console.print(f"target {endpoint.base_url} model {model}")
-
-        if cfg.output.live and console is not None and console.is_terminal:
-            from loadgen.report.live import LiveView
-
-            live = LiveView(console, len(offsets))
-
-        auth_stop = AuthStop(len(offsets))
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(results.close)
+        endpoint = await _start_target(cfg, out_dir, stack, console)
+        sink = stack.enter_context(RecordSink(out_dir / "requests.jsonl", secret_scrubber(endpoint)))
+        poller = _poller(cfg, endpoint.base_url, out_dir)
+        if poller is not None:
+            stack.push_async_callback(poller.kill)
+            # the scraper's process starts now, while the server is checked: it must be ready before t0
+            poller_ready = asyncio.get_running_loop().create_task(poller.start())
+            stack.callback(poller_ready.cancel)
+        live = None
+        auth_stop = AuthStop(len(plan))
 
         def on_done(rec: RequestRecord) -> None:
             sink.write(rec)
@@ -334,90 +280,66 @@ async def run_async(
             if auth_stop.observe(rec):
                 stop.set()  # as Ctrl-C does, without counting as an interruption
 
-        header = run_header(cfg, sched, endpoint, model, out_dir)
-        write_run_json(out_dir, header, len(offsets), cfg.schedule.warmup)
+        sender = interrupt.sender = await stack.enter_async_context(
+            Sender(cfg, endpoint, plan, clock, on_done, stop)
+        )
+        try:
+            model = await sender.resolve_model()
+        except LoadgenError:
+            results.discard = True  # nothing was measured
+            raise
+        if console is not None and not endpoint.simulated:
+            console.print(f"target {endpoint.base_url} model {model}")
+        if cfg.output.live and console is not None and console.is_terminal:
+            from loadgen.report.live import LiveView
+
+            live = LiveView(console, len(plan))
+            stack.callback(live.close)
+        header = run_header(cfg, plan.schedule, endpoint, model, out_dir)
+        write_run_json(out_dir, header, len(plan), plan.warmup)
         if cfg.scrape.enabled:
             # imported before t0: ~40 ms of imports after it made the first sends of every run late
             import loadgen.scrape.poller  # noqa: F401
 
         # Everything that can be imported, resolved, started or warmed happens before t0: whatever ran after it
         # delayed the first planned sends (the scrape poller's imports: 40-300 ms).
-        dispatcher = Dispatcher(
-            client,
-            0,
-            offsets,
-            specs,
-            cfg.schedule.warmup,
-            cfg.schedule.max_concurrency,
-            on_done,
-            stop,
-            api=endpoint.api,
-        )
-        await client.warm()
-        dispatcher.prepare()
+        await sender.ready()
         check = SelfCheck()
         if live is not None:
-            live.stats = dispatcher.stats
+            live.stats = sender.stats
             live.start()
-        if poller_ready is not None:
+        if poller is not None:
             await poller_ready  # when it failed to start, the summary's server section says why
 
-        def on_sigint() -> None:
-            nonlocal interrupted
-            if not interrupted:
-                interrupted = True
-                stop.set()
-                if console is not None:
-                    console.print(
-                        f"[yellow]interrupted: no new requests; waiting up to {STOP_GRACE_S:g} s for "
-                        f"{dispatcher.stats.in_flight} in flight (Ctrl-C again to stop now)[/]"
-                    )
-            else:
-                for t in list(dispatcher.tasks):
-                    t.cancel()
-
-        if install_signal_handlers:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGINT, on_sigint)
-                loop.add_signal_handler(signal.SIGTERM, on_sigint)
-
-        with quiet_gc():  # restored in its finally, even if dispatch raises
+        async with contextlib.AsyncExitStack() as sending:
+            sending.enter_context(interrupt.installed(install_signal_handlers))
+            sending.enter_context(quiet_gc())  # restored on the way out, even if dispatch raises
             # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
-            t0 = perf_counter_ns() + START_LEAD_NS
-            t0_unix = time.time_ns() + START_LEAD_NS
-            client.t0_ns = dispatcher.t0_ns = t0
+            clock.start(START_LEAD_NS)
             if poller is not None:
-                poller.begin(t0)
-            aux_tasks.append(loop.create_task(check.run(aux_stop)))
-            if live is not None:
-                aux_tasks.append(loop.create_task(live.run(aux_stop)))
-            await _dispatch_and_drain(dispatcher, stop)
-        if install_signal_handlers:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
-        aux_stop.set()
-        await asyncio.gather(*aux_tasks, return_exceptions=True)
+                poller.begin(clock.t0_ns)
+            await sending.enter_async_context(_alongside(check.run, *([live.run] if live else [])))
+            await sender.send()
         check.finish()
         if poller is not None:
             await poller.stop()  # one last scrape, after the last request ended
 
         summary = build_summary(
             cfg,
-            sched,
+            plan.schedule,
             records,
             check,
-            dispatcher.stats.spin_ns / 1e9,
+            sender.stats.spin_ns / 1e9,
             endpoint=endpoint,
             model=model,
-            t0_ns=t0,
-            t0_unix_ns=t0_unix,
+            t0_ns=clock.t0_ns,
+            t0_unix_ns=clock.t0_unix_ns,
             out_dir=out_dir,
-            interrupted=interrupted,
+            interrupted=interrupt.interrupted,
             poller=poller,
-            specs=specs,
-            read_stamps=getattr(client, "stamp_source", None),
-            connection_note=getattr(client, "connection_note", None),
+            specs=plan.specs,
+            read_stamps=getattr(sender.client, "stamp_source", None),
+            connection_note=getattr(sender.client, "connection_note", None),
             stopped=auth_stop.reason,
             header=header,
         )
@@ -426,55 +348,12 @@ async def run_async(
         )
         if cfg.output.report:
             _write_report(out_dir, console)
-        return RunResult(out_dir, summary, records, interrupted, summary["outcome"]["reason"])
-    finally:
-        aux_stop.set()
-        for t in aux_tasks:
-            t.cancel()
-        if poller_ready is not None:
-            poller_ready.cancel()
-        if poller is not None:
-            await poller.kill()
-        if dispatcher is not None:
-            dispatcher.close()
-        if live is not None:
-            live.close()
-        sink.close()
-        await client.close()
-        if sim is not None:
-            await sim.stop()
+        return RunResult(out_dir, summary, records, interrupt.interrupted, summary["outcome"]["reason"])
 
 
 def secret_scrubber(endpoint: Any) -> Scrubber:
     """The values no result file may hold: the API key and every --header value."""
     return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
-
-
-async def _dispatch_and_drain(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
-    """Send everything, then wait for what is in flight; Ctrl-C (``stop``) ends sending at once."""
-    loop = asyncio.get_running_loop()
-    # Ctrl-C must stop sending at once, even while the dispatcher waits minutes for the next planned send
-    sending = loop.create_task(dispatcher.run())
-    stop_wait = loop.create_task(stop.wait())
-    try:
-        await asyncio.wait({sending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if not sending.done():
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending
-            dispatcher.stats.stopped_early = True
-        else:
-            sending.result()  # a bug in dispatch surfaces here rather than being swallowed
-        if stop.is_set():
-            await dispatcher.drain(STOP_GRACE_S)
-        else:
-            drain = loop.create_task(dispatcher.drain())
-            await asyncio.wait({drain, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not drain.done():
-                await dispatcher.drain(STOP_GRACE_S)
-                drain.cancel()
-    finally:
-        stop_wait.cancel()
 
 
 def _write_report(out_dir: Path, console: Any) -> None:

@@ -29,16 +29,16 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from loadgen.config import check_output_dir
+from loadgen.config import RunConfig, check_output_dir
 from loadgen.errors import ConfigError
 from loadgen.metrics import STEADY_WINDOW, steady_rates
 
@@ -205,20 +205,20 @@ def run_sweep(
     console: Any = None,
     install_signal_handlers: bool = True,
 ) -> dict[str, Any]:
-    """Run the grid; returns (and writes) the ``sweep.json`` document."""
-    from loadgen.__main__ import mask_secrets
-    from loadgen.experiment import build_run_config
+    """Run the grid; returns (and writes) the ``sweep.json`` document.
+
+    ``run_argv`` (the run options) is parsed once; each cell is that configuration with its rate and cv.
+    """
+    from loadgen.options import bounded, build_config, mask_secrets, options_from_argv
     from loadgen.run import run as run_once
 
     rates = sorted(set(rates))
     cvs = list(dict.fromkeys(cvs))
-    probe = build_run_config([*run_argv, "--rate", _label(rates[0]), "--cv", _label(cvs[0])])
+    opts = options_from_argv(run_argv)
+    base = build_config(opts)
+    probe = _with_arrivals(base, rates[0], cvs[0])
     # a sweep runs many cells: their size must be chosen, not defaulted (100 requests at 0.5/s is 200 s a cell)
-    bounds = ("-n", "--num-requests", "--duration")
-    explicit = any(a in bounds or a.split("=", 1)[0] in bounds for a in run_argv) or any(
-        os.environ.get(v) for v in ("LOADGEN_NUM_REQUESTS", "LOADGEN_DURATION")
-    )
-    if not explicit and probe.workload.kind != "dataset":
+    if not bounded(opts) and probe.workload.kind != "dataset":
         raise ConfigError("a sweep needs bounded cells: give --num-requests or --duration")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
@@ -262,15 +262,12 @@ def run_sweep(
                 )
                 continue
             cell_dir = sweep_dir / row["dir"]
-            argv = [*run_argv, "--rate", _label(rate), "--cv", _label(cv), "--output-dir", str(cell_dir)]
-            argv += ["--label", row["dir"], "--no-live", "--quiet"]
+            cfg = _with_arrivals(base, rate, cv).unattended(cell_dir, row["dir"])
             row["status"] = "running"
             write()
             t0 = time.monotonic()
             try:
-                res = run_once(
-                    build_run_config(argv), console=None, install_signal_handlers=install_signal_handlers
-                )
+                res = run_once(cfg, console=None, install_signal_handlers=install_signal_handlers)
             except KeyboardInterrupt:
                 row.update(status="interrupted")
                 interrupted = True
@@ -329,6 +326,10 @@ def run_sweep(
     doc["finished_unix"] = time.time()
     write()
     return doc
+
+
+def _with_arrivals(cfg: RunConfig, rate: float, cv: float) -> RunConfig:
+    return replace(cfg, schedule=replace(cfg.schedule, rate=rate, cv=cv))
 
 
 def _f(v: float | None) -> str:

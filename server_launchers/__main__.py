@@ -13,14 +13,11 @@ Setup problems print one line and exit 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from server_launchers.engines import (
     local_llamacpp_args,
     local_vllm_args,
 )
+from server_launchers.lifecycle import Server, http, http_json
 from server_launchers.spec import ENGINES, LaunchSpec, LaunchSpecError, load_spec
 
 
@@ -62,25 +60,6 @@ def resolve_spec(ns: argparse.Namespace, environ: dict[str, str] | None = None) 
     return spec
 
 
-def wait_healthy(url: str, timeout_s: float, proc_alive=lambda: True) -> float:
-    """Poll ``url`` until it answers 200; return the seconds it took. Raises TimeoutError/RuntimeError."""
-    import httpx
-
-    t0 = time.monotonic()
-    with httpx.Client(timeout=5.0) as client:
-        while True:
-            try:
-                if client.get(url).status_code == 200:
-                    return time.monotonic() - t0
-            except httpx.TransportError:
-                pass
-            if not proc_alive():
-                raise RuntimeError(f"the server exited before {url} answered")
-            if time.monotonic() - t0 > timeout_s:
-                raise TimeoutError(f"{url} not healthy after {timeout_s:.0f} s")
-            time.sleep(1.0)
-
-
 def _state_path(spec: LaunchSpec) -> Path:
     return state_dir() / f"{container_name(spec)}.json"
 
@@ -102,36 +81,18 @@ def _local_args(spec: LaunchSpec) -> list[str]:
 
 
 def cmd_start(spec: LaunchSpec, mode: str, timeout_s: float) -> int:
-    state = {"mode": mode, "engine": spec.engine, "name": spec.name, "endpoint": endpoint(spec)}
-    if mode == "local":
-        if spec.engine == "llamacpp":  # the CPU routes, owned by local_llamacpp.py / local_vllm.py
-            from server_launchers.local_llamacpp import LocalLlamaCppServer as Local
-        else:
-            from server_launchers.local_vllm import LocalVllmServer as Local
-        server = Local(_local_args(spec), port=spec.port, startup_timeout_s=timeout_s)
+    log_path = state_dir() / f"{container_name(spec)}.log" if mode == "host" else None
+    server = Server(
+        spec, mode, log_path=log_path, timeout_s=timeout_s, port=spec.port if mode == "local" else None
+    )
+    try:
         server.start(detach=True)
-        state.update(pgid=server.pgid, endpoint=server.root_url, log=str(server.log_path))
-    elif mode == "host":
-        rendered = host_command(spec)
-        log_path = state_dir() / f"{container_name(spec)}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as logf:
-            proc = subprocess.Popen(
-                rendered.argv, env={**os.environ, **rendered.env}, stdin=subprocess.DEVNULL,
-                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        state.update(pgid=proc.pid, log=str(log_path))
-        _state_path(spec).write_text(json.dumps(state))
-        wait_healthy(state["endpoint"] + HEALTH_PATH, timeout_s, lambda: proc.poll() is None)
-    else:
-        rendered = docker_command(spec)
-        subprocess.run(rendered.argv, check=True, stdout=subprocess.DEVNULL)
-        state.update(container=container_name(spec))
-        _state_path(spec).parent.mkdir(parents=True, exist_ok=True)
-        _state_path(spec).write_text(json.dumps(state))
-        wait_healthy(state["endpoint"] + HEALTH_PATH, timeout_s)
-    _state_path(spec).parent.mkdir(parents=True, exist_ok=True)
-    _state_path(spec).write_text(json.dumps(state))
+    finally:
+        # written even when it never became healthy, so that `stop` still finds it
+        state = server.state()
+        if "pgid" in state or "container" in state:
+            _state_path(spec).parent.mkdir(parents=True, exist_ok=True)
+            _state_path(spec).write_text(json.dumps(state))
     print(state["endpoint"])
     return 0
 
@@ -141,43 +102,23 @@ def cmd_stop(spec: LaunchSpec) -> int:
     if not path.exists():
         print(f"nothing started for {container_name(spec)}", file=sys.stderr)
         return 0
-    state = json.loads(path.read_text())
-    if state.get("container"):
-        subprocess.run(["docker", "rm", "-f", state["container"]], check=False, stdout=subprocess.DEVNULL)
-    elif state.get("pgid"):
-        _stop_group(int(state["pgid"]))
+    Server.from_state(spec, json.loads(path.read_text())).stop()
     path.unlink()
     return 0
 
 
-def _stop_group(pgid: int, grace_s: float = 15.0) -> None:
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
 def cmd_status(spec: LaunchSpec) -> int:
-    import httpx
-
     path = _state_path(spec)
     url = json.loads(path.read_text())["endpoint"] if path.exists() else endpoint(spec)
     try:
-        health = httpx.get(url + HEALTH_PATH, timeout=5.0).status_code
-        models = [m["id"] for m in httpx.get(url + MODELS_PATH, timeout=5.0).json().get("data", [])]
-    except httpx.HTTPError as exc:
+        health = http(url + HEALTH_PATH)[0]
+        _, models = http_json(url + MODELS_PATH)
+    except OSError as exc:
         print(f"{url}: down ({type(exc).__name__})")
         return 1
-    print(f"{url}: health {health}; models {', '.join(models) or '-'}")
+    data = models.get("data", []) if isinstance(models, dict) else []
+    ids = [m["id"] for m in data if isinstance(m, dict) and "id" in m]
+    print(f"{url}: health {health}; models {', '.join(ids) or '-'}")
     return 0 if health == 200 else 1
 
 

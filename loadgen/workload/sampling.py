@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -84,11 +84,38 @@ def parse_mix(text: str) -> list[tuple[str, float]]:
 
 
 @dataclass(frozen=True, slots=True)
+class DatasetMix:
+    """Parsed ``--dataset``: canonical dataset names with weights summing to 1, and the text as it was given."""
+
+    weights: tuple[tuple[str, float], ...]
+    text: str = field(default="", compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetMix:
+        return cls(tuple(parse_mix(text)), text)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.weights]
+
+    def __str__(self) -> str:
+        return self.text or ",".join(f"{n}:{w:g}" for n, w in self.weights)
+
+
+@dataclass(frozen=True, slots=True)
 class Budgets:
     """Parsed ``--max-tokens``: a sweep applied to every dataset, or one budget per named dataset."""
 
     sweep: tuple[int, ...] = ()
     per_dataset: Mapping[str, int] | None = None
+    text: str = field(default="", compare=False)  # as given, for summary.json
+
+    def __str__(self) -> str:
+        if self.text:
+            return self.text
+        if self.per_dataset:
+            return ",".join(f"{k}={v}" for k, v in self.per_dataset.items())
+        return ",".join(str(b) for b in self.sweep)
 
 
 def _parse_tokens(value: str, text: str) -> int:
@@ -127,11 +154,11 @@ def parse_budgets(text: str) -> Budgets:
             except Exception as exc:
                 raise ConfigError(f"--max-tokens {text!r}: {exc}") from None
             per[canonical] = _parse_tokens(value, text)
-        return Budgets(per_dataset=per)
+        return Budgets(per_dataset=per, text=text)
     sweep = tuple(_parse_tokens(p, text) for p in parts)
     if len(set(sweep)) != len(sweep):
         raise ConfigError(f"--max-tokens {text!r}: a budget appears twice")
-    return Budgets(sweep=sweep)
+    return Budgets(sweep=sweep, text=text)
 
 
 def parse_dataset_paths(text: str | Sequence[str] | None, names: Sequence[str]) -> dict[str, str]:
@@ -281,7 +308,7 @@ def expand(
 
 
 def build_dataset_workload(
-    dataset: str,
+    dataset: str | DatasetMix,
     num_items: int | None = None,
     *,
     seed: int = 0,
@@ -295,7 +322,7 @@ def build_dataset_workload(
 
     Returns the specs in send order: ``num_items × repeats × len(sweep)`` of them.
     """
-    weights = parse_mix(dataset)
+    weights = parse_mix(dataset) if isinstance(dataset, str) else list(dataset.weights)
     if isinstance(max_tokens, str):
         max_tokens = parse_budgets(max_tokens)
     elif isinstance(max_tokens, int):

@@ -101,7 +101,7 @@ def test_user_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
 
 
 def test_timeouts_and_loop_lag_limits_reach_the_config(monkeypatch):
-    from loadgen.__main__ import build_config, build_parser, resolve_options
+    from loadgen.options import build_config, build_parser, resolve_options
 
     def config(*argv):
         return build_config(resolve_options(build_parser().parse_args(list(argv))))

@@ -84,7 +84,7 @@ def test_nothing_is_imported_while_requests_are_being_sent(tmp_path):
 
     code = f"""
 import sys
-import loadgen.run as R
+import loadgen.sender as R
 class D(R.Dispatcher):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.__main__ import build_parser, mask_secrets
+from loadgen.options import build_parser, mask_secrets
 from loadgen.records import RecordSink, RequestRecord, Scrubber, read_records
 from tests.integration.test_cli import ROOT, ThreadedServer, cli, slow_stream
 from tests.scripted_server import Script

@@ -40,13 +40,14 @@ def _parsers() -> dict[str, tuple[argparse.ArgumentParser, dict]]:
     import loadgen.__main__ as cli
     import loadgen.compare
     import loadgen.experiment
+    import loadgen.options as opt
     import loadgen.report.html
     import loadgen.sim.__main__
     import loadgen.sweep
     import server_launchers.__main__
 
-    run = cli.build_parser()  # argument_default=SUPPRESS: the defaults live in DEFAULTS (CLI > env > file)
-    out = {"run": (run, dict(cli.DEFAULTS))}
+    run = opt.build_parser()  # argument_default=SUPPRESS: the defaults live in DEFAULTS (CLI > env > file)
+    out = {"run": (run, dict(opt.DEFAULTS))}
     for name, main, argv in (
         ("fit", cli.main, ["fit", "x"]),
         ("compare", loadgen.compare.main, ["x"]),

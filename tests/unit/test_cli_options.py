@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.__main__ import build_config, build_parser, resolve_options
 from loadgen.errors import ConfigError
+from loadgen.options import build_config, build_parser, resolve_options
 
 
 def _cfg(*argv: str):

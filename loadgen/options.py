@@ -1,0 +1,612 @@
+"""Run options: flags, ``LOADGEN_*`` environment variables and ``--config`` files, turned into a ``RunConfig``.
+
+Precedence for every option: command line > ``LOADGEN_*`` environment variable (and ``OPENAI_BASE_URL`` /
+``OPENAI_API_KEY``) > ``--config FILE.toml`` > default. Defaults live on the config dataclasses only
+(``loadgen.config``); :data:`FIELD_OF` says which field each option sets, and the help shows that field's default.
+Values from the environment, a config file or an experiment's tables are coerced with the same converter as the
+flag's (its argparse ``type``). Options become a ``RunConfig`` once (the CLI's flags, sweep's run flags, an
+experiment's tables); past that point code takes the frozen config and derives variants of it with
+``dataclasses.replace`` (a cell's rate, cv, seed, server, folder), never by writing flags again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import shlex
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, fields
+from typing import Any
+
+from loadgen.config import (
+    DEFAULT_NUM_REQUESTS,
+    LOG_LEVELS,
+    AnalysisConfig,
+    EndpointConfig,
+    LengthDist,
+    OutputConfig,
+    RunConfig,
+    SamplingConfig,
+    ScheduleConfig,
+    ScrapeConfig,
+    SimConfig,
+    Slo,
+    WorkloadConfig,
+)
+from loadgen.errors import ConfigError
+
+# the config field each option sets: its default is the option's default (negated for a --no-... flag). None: the
+# option sets no one field (--base-url: absent means the built-in simulator; --trace-lengths picks the workload)
+FIELD_OF: dict[str, str | None] = {
+    "base_url": None, "api": "endpoint.api", "model": "endpoint.model", "api_key": "endpoint.api_key",
+    "header": "endpoint.headers", "timeout": "endpoint.timeout_s",
+    "connect_timeout": "endpoint.connect_timeout_s", "read_timeout": "endpoint.read_timeout_s",
+    "arrival": "schedule.arrival", "rate": "schedule.rate", "cv": "schedule.cv", "seed": "schedule.seed",
+    "trace": "schedule.trace_path", "trace_speedup": "schedule.trace_speedup",
+    "trace_format": "schedule.trace_format", "trace_start": "schedule.trace_start_s",
+    "trace_end": "schedule.trace_end_s", "trace_lengths": None,
+    "force_output_len": "workload.force_output_len", "dataset": "workload.dataset",
+    "dataset_path": "workload.dataset_paths", "repeats": "workload.repeats",
+    "sample_with_replacement": "workload.with_replacement", "num_requests": "schedule.num_requests",
+    "duration": "schedule.duration_s", "warmup": "schedule.warmup",
+    "max_concurrency": "schedule.max_concurrency", "input_len": "workload.input_len",
+    "output_len": "workload.output_len", "prefix_len": "workload.prefix_len", "prompts": "workload.path",
+    "max_tokens": "sampling.max_tokens", "ignore_eos": "sampling.ignore_eos",
+    "temperature": "sampling.temperature", "top_p": "sampling.top_p", "extra_body": "sampling.extra_body",
+    "no_continuous_usage": "sampling.continuous_usage", "metrics_url": "scrape.urls",
+    "scrape_interval": "scrape.interval_s", "no_scrape": "scrape.enabled", "slo": "analysis.slo",
+    "straggler_k": "analysis.straggler_iqr_k", "send_lag_limit_ms": "analysis.send_lag_p99_limit_ms",
+    "cpu_limit": "analysis.client_cpu_limit", "max_error_share": "analysis.max_error_share",
+    "loop_lag_limit_ms": "analysis.loop_lag_p99_limit_ms",
+    "loop_lag_max_ms": "analysis.loop_lag_max_limit_ms", "output_dir": "output.output_dir",
+    "label": "output.label", "quiet": "output.quiet", "json": "output.json", "no_live": "output.live",
+    "no_report": "output.report", "log_level": "output.log_level", "sim_profile": "sim.profile",
+    "sim_arg": "sim.args",
+}  # fmt: skip
+
+_SECTIONS: dict[str, type] = {
+    "endpoint": EndpointConfig,
+    "schedule": ScheduleConfig,
+    "workload": WorkloadConfig,
+    "sampling": SamplingConfig,
+    "scrape": ScrapeConfig,
+    "output": OutputConfig,
+    "analysis": AnalysisConfig,
+    "sim": SimConfig,
+}
+
+
+def _option_default(dest: str, path: str | None) -> Any:
+    """The default of ``dest`` in the option's own terms (what one would type), from its config field."""
+    if path is None:
+        return False if dest == "trace_lengths" else None
+    section, _, name = path.partition(".")
+    f = next(f for f in fields(_SECTIONS[section]) if f.name == name)
+    value = f.default if f.default is not MISSING else None
+    if dest.startswith("no_"):
+        return not value
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, LengthDist):
+        return value.describe()
+    if isinstance(value, Slo):
+        return None if not value.limits_ms else value
+    return value
+
+
+# every option's default, derived from the dataclasses (the parser itself has none: see build_parser)
+DEFAULTS: dict[str, Any] = {dest: _option_default(dest, path) for dest, path in FIELD_OF.items()}
+
+# environment variables that also feed an option (besides LOADGEN_<OPTION>)
+ENV_ALIASES = {"base_url": ("OPENAI_BASE_URL",), "api_key": ("OPENAI_API_KEY",)}
+
+# options whose values are secrets, by dest: every spelling the parser accepts for them is masked
+SECRET_DESTS = frozenset({"api_key", "header"})
+
+
+def _rate(text: str) -> float:
+    if text.strip().lower() in ("inf", "infinite", "infinity"):
+        return math.inf
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number of requests/s, or inf)") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """One line for a bad flag instead of argparse's usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        flags = [s for a in self._actions if a.dest in SECRET_DESTS for s in a.option_strings]
+        print(
+            f"loadgen: error: {_mask_unrecognized(message, flags)} (see {self.prog} --help)", file=sys.stderr
+        )
+        sys.exit(2)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return super().parse_known_args(_glue_sim_args(args), namespace)
+
+
+def _glue_sim_args(args: Sequence[str] | None) -> list[str]:
+    """``--sim-arg VALUE`` always takes the next word, even one starting with ``-`` (argparse would read
+    ``--sim-arg --fault-500`` as a missing value): glued into ``--sim-arg=VALUE``."""
+    args = list(sys.argv[1:] if args is None else args)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--sim-arg" and i + 1 < len(args):
+            out.append("--sim-arg=" + args[i + 1])
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def _mask_unrecognized(message: str, secret_flags: Sequence[str]) -> str:
+    """An abbreviated secret flag (``--api-k sk-...``) is refused; its value must not be echoed to the terminal."""
+    head = "unrecognized arguments: "
+    if not message.startswith(head) or not secret_flags:
+        return message
+    out, hide = [], False
+    for tok in message[len(head) :].split(" "):
+        if tok.startswith("-"):
+            name = tok.split("=", 1)[0]
+            hide = len(name) >= 3 and any(f.startswith(name) for f in secret_flags)
+            out.append(name + "=***" if hide and "=" in tok else tok)
+        else:
+            out.append("***" if hide else tok)
+    return head + " ".join(out) + " (abbreviated options are not accepted)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    S = argparse.SUPPRESS
+    p = _Parser(
+        allow_abbrev=False,
+        prog="python -m loadgen",
+        description="Open-loop, reasoning-aware load generator for OpenAI-compatible LLM servers. "
+        "Without --base-url (or OPENAI_BASE_URL) it runs against the built-in simulated server.",
+        argument_default=S,
+    )
+    p.add_argument("--config", help="TOML file of options (keys as the long flag names, with _ or -)")
+    g = p.add_argument_group("target")
+    g.add_argument(
+        "--base-url",
+        help="server root, e.g. http://127.0.0.1:8000 (or /v1); env OPENAI_BASE_URL (default: none: the simulator)",
+    )
+    g.add_argument(
+        "--api", choices=("chat", "completions"), help="endpoint: /v1/chat/completions or /v1/completions"
+    )
+    g.add_argument("--model", help="model id; default: the first id of /v1/models")
+    g.add_argument("--api-key", help="bearer token; env OPENAI_API_KEY (never written to results)")
+    g.add_argument("--header", action="append", metavar="NAME:VALUE", help="extra HTTP header (repeatable)")
+    g.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 600)")
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help="a new connection must be up within S seconds, or the request fails unsent (default 10)",
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="fail a request after S seconds without a byte from the server (default: no such limit)",
+    )
+    g = p.add_argument_group("arrivals")
+    g.add_argument("--arrival", choices=("constant", "poisson", "gamma", "trace"), help="arrival process")
+    g.add_argument("--rate", type=_rate, help="mean requests per second, or inf (default 4)")
+    g.add_argument("--cv", type=float, help="coefficient of variation of the gaps: 1 Poisson, 0 constant")
+    g.add_argument("--seed", type=int, help="seed for arrivals and synthetic lengths")
+    g.add_argument(
+        "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
+    )
+    g.add_argument("--trace-speedup", type=float, help="divide the trace's gaps by this factor")
+    g.add_argument("--trace-format", choices=("auto", "timestamps", "burstgpt", "azure"), help="trace layout")
+    g.add_argument("--trace-start", type=float, metavar="S", help="replay the trace from S seconds in")
+    g.add_argument("--trace-end", type=float, metavar="S", help="replay the trace up to S seconds in")
+    g.add_argument(
+        "--num-requests", "-n", type=int, help="requests to measure (default 100 without --duration)"
+    )
+    g.add_argument("--duration", type=float, metavar="S", help="send for at most S seconds")
+    g.add_argument("--warmup", type=int, help="extra requests sent first and kept out of the statistics")
+    g.add_argument(
+        "--max-concurrency", type=int, help="cap on requests in flight (waiting ones keep their start)"
+    )
+    g = p.add_argument_group("workload")
+    g.add_argument(
+        "--input-len", help="prompt tokens: N, uniform:LO,HI, normal:MEAN,SD, lognormal:MEDIAN,SIGMA"
+    )
+    g.add_argument("--output-len", help="per-request max_tokens drawn like --input-len")
+    g.add_argument("--prefix-len", type=int, help="tokens of a prefix shared by every synthetic prompt")
+    g.add_argument(
+        "--prompts", metavar="FILE", help="JSONL of {prompt|messages, max_tokens?, reference?, tags?}"
+    )
+    g.add_argument(
+        "--dataset",
+        help="gsm8k, math500, aime2024, gpqa_diamond, sharegpt or file; a weighted mix: gsm8k:0.5,aime2024:0.5",
+    )
+    g.add_argument(
+        "--dataset-path", action="append", metavar="PATH", help="local FILE/DIR, or NAME=PATH per dataset"
+    )
+    g.add_argument("--repeats", type=int, help="send every dataset item this many times (the study used 3)")
+    g.add_argument(
+        "--sample-with-replacement", action="store_true", help="draw dataset items with replacement"
+    )
+    g.add_argument("--trace-lengths", action="store_true", help="prompt/output lengths from the --trace file")
+    g.add_argument(
+        "--force-output-len", action="store_true", help="with --trace-lengths: exactly that many tokens"
+    )
+    g = p.add_argument_group("sampling")
+    g.add_argument(
+        "--max-tokens",
+        help="max_tokens for every request; a sweep 1024,2048,4096 sends each item at each budget; "
+        "per dataset: gsm8k=2048,aime2024=16k",
+    )
+    g.add_argument("--ignore-eos", action="store_true", help="ask the server to ignore EOS (vLLM extension)")
+    g.add_argument("--temperature", type=float, help="sampling temperature (default: not sent: the server's)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling top_p (default: not sent: the server's)")
+    g.add_argument("--extra-body", metavar="JSON", help="JSON object merged into every request body")
+    g.add_argument(
+        "--no-continuous-usage",
+        action="store_true",
+        help="don't ask for per-chunk usage (stream_options.continuous_usage_stats) on servers that reject it",
+    )
+    g = p.add_argument_group("server metrics")
+    g.add_argument(
+        "--metrics-url", action="append", help="Prometheus /metrics URL (repeatable); default: origin"
+    )
+    g.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between scrapes")
+    g.add_argument("--no-scrape", action="store_true", help="don't scrape /metrics")
+    g = p.add_argument_group("analysis")
+    g.add_argument(
+        "--slo",
+        help="goodput objectives, e.g. ttft=500ms,tpot=0.05s (ttft, ttfvt, tpot, itl, e2e; units ms, s or us; "
+        "a bare number is milliseconds)",
+    )
+    g.add_argument("--straggler-k", type=float, help="stragglers: e2e > p50 + K x IQR (default 3)")
+    g.add_argument(
+        "--send-lag-limit-ms", type=float, help="send lag p99 above this marks the run untrustworthy"
+    )
+    g.add_argument("--cpu-limit", type=float, help="client CPU share above this marks the run untrustworthy")
+    g.add_argument(
+        "--max-error-share",
+        type=float,
+        metavar="X",
+        help="exit 3 when more than this share of measured requests failed (always when all failed)",
+    )
+    g.add_argument(
+        "--loop-lag-limit-ms",
+        type=float,
+        help="event-loop lag p99 above this marks the run untrustworthy (default: --send-lag-limit-ms)",
+    )
+    g.add_argument(
+        "--loop-lag-max-ms",
+        type=float,
+        help="one event-loop stall longer than this marks the run untrustworthy: reads during it are "
+        "stamped late (default 50)",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--output-dir", help="results folder (default results/<UTC time>-<label>/)")
+    g.add_argument("--label", help="a name for this run")
+    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    g.add_argument("--json", action="store_true", help="print summary.json to stdout (nothing else)")
+    g.add_argument("--no-live", action="store_true", help="no live progress view")
+    g.add_argument("--no-report", action="store_true", help="don't write report.html at the end")
+    g.add_argument("--log-level", choices=LOG_LEVELS, help="log messages from this level on")
+    g = p.add_argument_group("built-in simulator (used when no endpoint is given)")
+    g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
+    g.add_argument(
+        "--sim-arg",
+        action="append",
+        metavar="ARGS",
+        help='options for the simulator, split like a shell line: --sim-arg "--fault-500 0.3" (repeatable)',
+    )
+    return _finish_help(p)
+
+
+def _finish_help(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every option's help ends with its default, taken from DEFAULTS (the config fields' defaults, since the
+    parser itself has none: argument_default=SUPPRESS tells the command line from environment and file)."""
+    for action in p._actions:
+        default = DEFAULTS.get(action.dest)
+        if not action.option_strings or not action.help or action.help == argparse.SUPPRESS:
+            continue
+        if default in (None, False, [], "") or "default" in action.help:
+            continue
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        action.help += f" (default {shown})"
+    return p
+
+
+def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """``argv`` with the value of every secret option replaced by ``***``, for anything that records a command.
+
+    Secret options are found by their dest (``SECRET_DESTS``), not by one spelling, so every option string the
+    parser accepts for them is covered, as ``--flag VALUE`` and as ``--flag=VALUE``; abbreviations are refused
+    by every parser (``allow_abbrev=False``), so no other spelling can carry a secret in.
+    """
+    parser = parser or build_parser()
+    flags = {s for a in parser._actions if a.dest in SECRET_DESTS for s in a.option_strings}
+    out: list[str] = []
+    hide = False
+    for a in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif a in flags:
+            out.append(a)
+            hide = True
+        elif "=" in a and a.split("=", 1)[0] in flags:
+            out.append(a.split("=", 1)[0] + "=***")
+        else:
+            out.append(a)
+    return out
+
+
+def _env_value(key: str) -> str | None:
+    for name in ("LOADGEN_" + key.upper(), *ENV_ALIASES.get(key, ())):
+        v = os.environ.get(name)
+        if v:
+            return v
+    return None
+
+
+@functools.cache
+def _actions() -> dict[str, argparse.Action]:
+    return {a.dest: a for a in build_parser()._actions if a.option_strings}
+
+
+def _coerce(key: str, raw: Any) -> Any:
+    """An environment, file or table value as the flag would have given it: the flag's own converter."""
+    action = _actions()[key]
+    if isinstance(action, argparse._StoreTrueAction):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+    if isinstance(action, argparse._AppendAction):
+        return list(raw) if isinstance(raw, list) else [s for s in str(raw).split(",") if s]
+    if isinstance(raw, bool):
+        raise ValueError(f"{key}: not a switch")
+    if action.type is None:
+        # a TOML number for a text option (input_len = 512, max_tokens = 64) is that text; tables stay as they are
+        value = str(raw) if isinstance(raw, int | float) else raw
+    else:
+        value = action.type(raw if isinstance(raw, str) or action.type in (int, float) else str(raw))
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """A ``--config`` TOML file's options, keys checked (``-`` or ``_``), values as written."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = k.replace("-", "_")
+        if key not in DEFAULTS:
+            raise ConfigError(f"--config {path}: unknown option {k!r}")
+        out[key] = v
+    return out
+
+
+def table_options(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A table of options (an experiment's ``[run]`` or workload table: CLI long names, ``_`` or ``-``) as the
+    command line would have given them."""
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        key = k.replace("-", "_")
+        if key not in DEFAULTS:
+            raise ConfigError(f"{where}: unknown run option {k!r} (use the CLI's long flag names)")
+        try:
+            out[key] = _coerce(key, v)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            raise ConfigError(f"{where}: {k} = {v!r}: invalid value ({exc})") from None
+    return out
+
+
+def merge_options(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Option tables laid one over another as on one command line: a later value wins, repeatable options
+    (``--header``, ``--metrics-url``, ...) add up."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in out and isinstance(_actions()[key], argparse._AppendAction):
+                out[key] = [*out[key], *value]
+            else:
+                out[key] = value
+    return out
+
+
+def resolve_options(ns: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    """Merge command line (a parsed Namespace, or options given as the command line would give them),
+    environment and config file into one plain dict of options."""
+    cli = dict(vars(ns) if isinstance(ns, argparse.Namespace) else ns)
+    file_opts = read_config_file(cli["config"]) if "config" in cli else {}
+    opts: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        if key in cli:
+            opts[key] = cli[key]
+            continue
+        env = _env_value(key)
+        try:
+            if env is not None:
+                opts[key] = _coerce(key, env)
+            elif key in file_opts:
+                opts[key] = _coerce(key, file_opts[key])
+            else:
+                opts[key] = default
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            src = f"environment LOADGEN_{key.upper()}" if env is not None else f"--config {key}"
+            raise ConfigError(f"{src}: invalid value") from None
+    if opts["trace"] and opts["arrival"] == "gamma" and "arrival" not in cli:
+        opts["arrival"] = "trace"
+    return opts
+
+
+def bounded(opts: Mapping[str, Any]) -> bool:
+    """Whether the options choose the run's size (--num-requests or --duration from any source), rather than
+    leaving it to the default of 100 requests."""
+    return opts["num_requests"] is not None or opts["duration"] is not None
+
+
+def options_from_argv(argv: Sequence[str]) -> dict[str, Any]:
+    """The resolved options of a run's command-line arguments given inside another command's (``sweep``)."""
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(list(argv))
+    except SystemExit:
+        raise ConfigError(f"invalid run options: {shlex.join(mask_secrets(argv, parser))}") from None
+    return resolve_options(ns)
+
+
+def build_config(opts: Mapping[str, Any]) -> RunConfig:
+    """The frozen RunConfig of resolved options (see :func:`resolve_options`); every value is checked here."""
+    headers = []
+    for h in opts["header"]:
+        if ":" not in h:
+            raise ConfigError(f"--header {h.split(':')[0][:30]!r}: expected NAME:VALUE")
+        k, v = h.split(":", 1)
+        headers.append((k.strip(), v.strip()))
+    extra: tuple[tuple[str, Any], ...] = ()
+    if opts["extra_body"]:
+        try:
+            obj = (
+                json.loads(opts["extra_body"]) if isinstance(opts["extra_body"], str) else opts["extra_body"]
+            )
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ConfigError("--extra-body must be a JSON object")
+        extra = tuple(obj.items())
+    simulated = not opts["base_url"]
+    endpoint = EndpointConfig(
+        base_url=opts["base_url"] or "http://127.0.0.1:0",
+        api=opts["api"],
+        model=opts["model"],
+        api_key=opts["api_key"],
+        headers=tuple(headers),
+        timeout_s=opts["timeout"],
+        connect_timeout_s=opts["connect_timeout"],
+        read_timeout_s=opts["read_timeout"],
+        simulated=simulated,
+    )
+    schedule = ScheduleConfig(
+        arrival=opts["arrival"],
+        rate=opts["rate"],
+        cv=opts["cv"],
+        seed=opts["seed"],
+        trace_path=opts["trace"],
+        trace_speedup=opts["trace_speedup"],
+        trace_format=opts["trace_format"],
+        trace_start_s=opts["trace_start"],
+        trace_end_s=opts["trace_end"],
+        # the default bound is written into the config, so summary.json says how many were planned
+        num_requests=opts["num_requests"] if bounded(opts) or opts["trace"] else DEFAULT_NUM_REQUESTS,
+        duration_s=opts["duration"],
+        warmup=opts["warmup"],
+        max_concurrency=opts["max_concurrency"],
+    )
+    max_tokens, budgets = _max_tokens(opts["max_tokens"])
+    kind = "synthetic"
+    if opts["dataset"]:
+        kind = "dataset"
+    elif opts["prompts"]:
+        kind = "file"
+    elif opts["trace_lengths"]:
+        kind = "trace"
+    if opts["dataset"] and opts["prompts"]:
+        raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
+    workload = WorkloadConfig(
+        kind=kind,
+        dataset=_dataset_mix(opts["dataset"]),
+        dataset_paths=tuple(opts["dataset_path"]),
+        repeats=opts["repeats"],
+        with_replacement=opts["sample_with_replacement"],
+        budgets=budgets,
+        force_output_len=opts["force_output_len"],
+        input_len=LengthDist.parse(str(opts["input_len"]), "--input-len"),
+        output_len=LengthDist.parse(str(opts["output_len"]), "--output-len") if opts["output_len"] else None,
+        prefix_len=opts["prefix_len"],
+        path=opts["prompts"],
+        seed=opts["seed"],
+    )
+    if workload.prefix_len < 0:
+        raise ConfigError("--prefix-len must be >= 0")
+    sampling = SamplingConfig(
+        max_tokens=max_tokens,
+        ignore_eos=opts["ignore_eos"],
+        temperature=opts["temperature"],
+        top_p=opts["top_p"],
+        extra_body=extra,
+        continuous_usage=not opts["no_continuous_usage"],
+    )
+    return RunConfig(
+        endpoint=endpoint,
+        schedule=schedule,
+        workload=workload,
+        sampling=sampling,
+        scrape=ScrapeConfig(
+            enabled=not opts["no_scrape"], urls=tuple(opts["metrics_url"]), interval_s=opts["scrape_interval"]
+        ),
+        output=OutputConfig(
+            output_dir=opts["output_dir"],
+            label=opts["label"],
+            quiet=opts["quiet"],
+            json=opts["json"],
+            live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
+            report=not opts["no_report"],
+            log_level=opts["log_level"],
+        ),
+        analysis=AnalysisConfig(
+            slo=Slo.parse(opts["slo"]),
+            straggler_iqr_k=opts["straggler_k"],
+            send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
+            client_cpu_limit=opts["cpu_limit"],
+            max_error_share=opts["max_error_share"],
+            loop_lag_p99_limit_ms=opts["loop_lag_limit_ms"],
+            loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
+        ),
+        sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
+    )
+
+
+def _sim_args(values: Sequence[str]) -> tuple[str, ...]:
+    """Each ``--sim-arg`` split like a shell line: ``--sim-arg "--fault-500 0.3"`` is two simulator words."""
+    out: list[str] = []
+    for v in values:
+        try:
+            out += shlex.split(v)
+        except ValueError as exc:
+            raise ConfigError(f"--sim-arg {v!r}: {exc}") from None
+    return tuple(out)
+
+
+def _max_tokens(value: Any) -> tuple[int | None, Any]:
+    """``--max-tokens``: one number for every request, or a sweep / per-dataset budgets (``Budgets``)."""
+    if value is None:
+        return None, None
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text), None
+    from loadgen.workload.sampling import parse_budgets
+
+    return None, parse_budgets(text)
+
+
+def _dataset_mix(value: str | None) -> Any:
+    """``--dataset``: the mix of canonical dataset names and weights (``DatasetMix``), or None."""
+    if not value:
+        return None
+    from loadgen.workload.sampling import DatasetMix
+
+    return DatasetMix.parse(str(value))

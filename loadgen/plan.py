@@ -1,0 +1,249 @@
+"""The request plan: every request a run will send, when, and exactly what, decided before the run starts.
+
+``plan_requests(cfg)`` reads the workload (synthetic lengths, a prompts file, datasets, a trace's lengths), the
+arrival process and the budgets, and returns a :class:`RequestPlan`: a frozen value holding the absolute send
+offsets (int64 ns since t0), one final :class:`RequestSpec` per planned request (warm-up first) and the seed. Each
+spec's ``max_tokens`` is final here (its own budget, else ``--max-tokens``), so neither the dispatcher nor the
+client decides it again; against the built-in simulator each spec also carries its reference as a hint, so the
+simulated answers can be scored.
+
+A plan splits among senders by request index: :meth:`RequestPlan.shard` gives sender ``k`` of ``n`` the requests
+``i`` with ``i % n == k``, keeping their global indices and offsets (so every sender keeps the one schedule and
+the records of all of them merge back by index), and :func:`merge` puts shards back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
+from loadgen.errors import ConfigError
+from loadgen.schedule import GammaSchedule, Schedule, TraceSchedule, make_schedule
+from loadgen.workload.spec import RequestSpec
+
+
+def _frozen(a: Any) -> np.ndarray:
+    out = np.array(a, dtype=np.int64)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RequestPlan:
+    """What a run (or one sender of it) sends: request ``indices[j]`` with ``specs[j]`` at ``offsets_ns[j]``.
+
+    ``warmup`` and ``total`` describe the whole plan (requests with an index below ``warmup`` are warm-up), so a
+    shard still knows which of its requests are warm-up and what it is a part of.
+    """
+
+    schedule: Schedule
+    offsets_ns: np.ndarray  # int64, read-only: absolute send offsets (ns since t0), in send order
+    specs: tuple[RequestSpec, ...]
+    indices: np.ndarray  # int64, read-only: each request's index in the whole plan
+    seed: int
+    warmup: int
+    total: int  # requests in the whole plan
+    shard_k: int = 0
+    shard_n: int = 1
+
+    @classmethod
+    def whole(
+        cls, schedule: Schedule, offsets_ns: Any, specs: Sequence[RequestSpec], seed: int, warmup: int
+    ) -> RequestPlan:
+        offsets = _frozen(offsets_ns)
+        if len(specs) != len(offsets):
+            raise ValueError(f"{len(offsets)} offsets but {len(specs)} specs")
+        return cls(
+            schedule, offsets, tuple(specs), _frozen(np.arange(len(offsets))), seed, warmup, len(offsets)
+        )
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getstate__(self) -> list[Any]:  # a shard is sent to its sender's process
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, _frozen(value) if isinstance(value, np.ndarray) else value)
+
+    @property
+    def measured(self) -> int:
+        """Requests of this plan that are not warm-up."""
+        return int(np.count_nonzero(self.indices >= self.warmup))
+
+    def describe(self) -> dict[str, object]:
+        """The arrival process, as summary.json shows it."""
+        return self.schedule.describe()
+
+    def requests(self) -> Iterator[tuple[int, int, RequestSpec]]:
+        """(index, offset ns, spec) per request, in send order."""
+        for j, spec in enumerate(self.specs):
+            yield int(self.indices[j]), int(self.offsets_ns[j]), spec
+
+    def spec_of(self, index: int) -> RequestSpec:
+        """The spec of request ``index`` of the whole plan (it must be in this plan)."""
+        j = int(np.searchsorted(self.indices, index))
+        if j >= len(self.indices) or int(self.indices[j]) != index:
+            raise KeyError(index)
+        return self.specs[j]
+
+    def shard(self, k: int, n: int) -> RequestPlan:
+        """Sender ``k`` of ``n``: the requests ``i`` with ``i % n == k``, with their indices and offsets."""
+        if self.shard_n != 1:
+            raise ValueError("a shard is not split again: shard the whole plan")
+        if not (n >= 1 and 0 <= k < n):
+            raise ValueError(f"shard {k} of {n}: need n >= 1 and 0 <= k < n")
+        take = np.flatnonzero(self.indices % n == k)
+        return replace(
+            self,
+            offsets_ns=_frozen(self.offsets_ns[take]),
+            specs=tuple(self.specs[int(j)] for j in take),
+            indices=_frozen(self.indices[take]),
+            shard_k=k,
+            shard_n=n,
+        )
+
+
+def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
+    """The whole plan again from its shards, request for request, ordered by index."""
+    parts = list(shards)
+    if not parts:
+        raise ValueError("no shards to merge")
+    first = parts[0]
+    indices = np.concatenate([p.indices for p in parts])
+    order = np.argsort(indices, kind="stable")
+    if len(indices) != first.total or not np.array_equal(indices[order], np.arange(first.total)):
+        raise ValueError(f"the shards do not hold each of the plan's {first.total} requests exactly once")
+    specs = [s for p in parts for s in p.specs]
+    return RequestPlan(
+        first.schedule,
+        _frozen(np.concatenate([p.offsets_ns for p in parts])[order]),
+        tuple(specs[int(j)] for j in order),
+        _frozen(indices[order]),
+        first.seed,
+        first.warmup,
+        first.total,
+    )
+
+
+def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) -> RequestPlan:
+    """The arrival plan and one final spec per planned request (warm-up first), for every kind of workload.
+
+    Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
+    ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
+    """
+    s, w = cfg.schedule, cfg.workload
+    trace = _read_trace(cfg) if s.arrival == "trace" else None
+    sched: GammaSchedule | TraceSchedule
+    if trace is not None:
+        sched = TraceSchedule.from_offsets_ns(trace.arrival_ns, s.trace_path or "", s.trace_speedup)
+    else:
+        sched = make_schedule(s.arrival, s.rate, s.cv, s.seed)
+    n = s.num_requests
+    if n is None and s.duration_s is None and trace is None:
+        n = DEFAULT_NUM_REQUESTS
+
+    fixed: list[RequestSpec] | None = None
+    if w.kind == "dataset":
+        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths
+
+        assert w.dataset is not None
+        fixed = build_dataset_workload(
+            w.dataset,
+            n or DEFAULT_NUM_REQUESTS,
+            seed=w.seed,
+            paths=parse_dataset_paths(list(w.dataset_paths), w.dataset.names) if w.dataset_paths else None,
+            replace_=w.with_replacement,
+            repeats=w.repeats,
+            max_tokens=w.budgets,
+        )
+    elif w.budgets is not None:
+        if w.budgets.per_dataset:
+            raise ConfigError("per-dataset --max-tokens budgets need --dataset")
+        if n is None:
+            raise ConfigError("a --max-tokens sweep needs --num-requests")
+        from loadgen.workload.sampling import expand
+
+        fixed = expand(_base_specs(cfg, n, trace), budgets=w.budgets.sweep, seed=w.seed)
+
+    if fixed is not None:
+        warm = [fixed[i % len(fixed)] for i in range(s.warmup)]
+        planned = warm + fixed
+        offsets = sched.offsets_ns(len(planned), s.duration_s)
+        planned = planned[: len(offsets)]
+    else:
+        total = None if n is None else n + s.warmup
+        offsets = sched.offsets_ns(total, s.duration_s)
+        planned = _base_specs(cfg, len(offsets), trace)
+    if len(offsets) == 0:
+        raise ConfigError("the schedule plans no requests: raise --duration or --num-requests")
+    if len(planned) < len(offsets):
+        raise ConfigError(f"{len(offsets)} arrivals planned but only {len(planned)} requests in the workload")
+    if specs is not None:
+        if len(specs) < len(offsets):
+            raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
+        planned = list(specs[: len(offsets)])
+    final = _final_specs(planned, cfg.sampling.max_tokens, cfg.endpoint.simulated)
+    return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
+
+
+def _final_specs(specs: list[RequestSpec], max_tokens: int | None, simulated: bool) -> list[RequestSpec]:
+    """Each spec as it is sent: its own budget, else the run's ``--max-tokens``; simulator hints when simulated."""
+    if max_tokens is not None:
+        specs = [s if s.max_tokens is not None else replace(s, max_tokens=max_tokens) for s in specs]
+    return with_sim_hints(specs) if simulated else specs
+
+
+def _read_trace(cfg: RunConfig) -> Any:
+    from loadgen.workload.traces import read_trace
+
+    s = cfg.schedule
+    assert s.trace_path
+    return read_trace(
+        s.trace_path, s.trace_format, speedup=s.trace_speedup, start_s=s.trace_start_s, end_s=s.trace_end_s
+    )
+
+
+def _base_specs(cfg: RunConfig, n: int, trace: Any) -> list[RequestSpec]:
+    w = cfg.workload
+    if w.kind == "file":
+        from loadgen.workload.prompts_file import load_prompts_file
+
+        assert w.path
+        base = load_prompts_file(w.path)
+        return [base[i % len(base)] for i in range(n)]
+    if w.kind == "trace":
+        if trace is None:
+            raise ConfigError("--trace-lengths needs --trace FILE")
+        from loadgen.workload.traces import trace_to_specs
+
+        specs = trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len)
+        return [specs[i % len(specs)] for i in range(n)]
+    from loadgen.workload.synthetic import synthetic_specs
+
+    return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)
+
+
+_SIM_DIFFICULTY = {"easy": 0.2, "medium": 0.5, "hard": 0.85}
+
+
+def with_sim_hints(specs: list[RequestSpec]) -> list[RequestSpec]:
+    """Tell the simulator each item's reference and difficulty, so its (simulated) answers can be scored."""
+    out = []
+    for spec in specs:
+        if spec.reference is None:
+            out.append(spec)
+            continue
+        hint: dict[str, Any] = {"reference": spec.reference}
+        diff = _SIM_DIFFICULTY.get(str(spec.tags.get("difficulty")))
+        if diff is not None:
+            hint["difficulty"] = diff
+        extra = dict(spec.extra_body or {})
+        extra["sim"] = hint
+        out.append(replace(spec, extra_body=extra))
+    return out
