@@ -75,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "sim_profile": None,
     "sim_arg": [],
     "log_level": "warning",
+    "workers": 1,
+    "ray": None,
 }
 
 # environment variables that also feed an option (besides LOADGEN_<OPTION>)
@@ -91,6 +93,18 @@ def _rate(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number of requests/s, or inf)") from None
+
+
+def _workers(text: str | int) -> int | None:
+    """``--workers``: a number of senders, or ``auto`` (None)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of senders: {text!r} (a whole number, or auto)"
+        ) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -276,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="log messages from this level on"
     )
+    g = p.add_argument_group("senders (beyond one core, beyond one host)")
+    g.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N|auto",
+        help="sender processes sharing the one plan (auto: from the usable cores and the planned token events/s)",
+    )
+    g.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="send from Ray actors spread over a cluster's nodes (--workers of them); needs loadgen[ray]",
+    )
     g = p.add_argument_group("built-in simulator (used when no endpoint is given)")
     g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
     g.add_argument(
@@ -371,6 +397,8 @@ def _coerce(key: str, raw: Any) -> Any:
     default = DEFAULTS[key]
     if key == "rate":
         return _rate(str(raw))
+    if key == "workers":
+        return _workers(raw)
     if isinstance(default, bool):
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if isinstance(default, list):
@@ -433,6 +461,7 @@ def build_config(opts: dict[str, Any]) -> Any:
         SamplingConfig,
         ScheduleConfig,
         ScrapeConfig,
+        SendersConfig,
         SimConfig,
         Slo,
         WorkloadConfig,
@@ -545,6 +574,7 @@ def build_config(opts: dict[str, Any]) -> Any:
             loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
+        senders=SendersConfig(workers=opts["workers"], ray_address=opts["ray"]),
     )
 
 
