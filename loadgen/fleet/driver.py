@@ -58,7 +58,7 @@ def local_sizing(cfg: RunConfig, plan: RequestPlan) -> Sizing:
     """How many local senders: ``--workers N``, or ``auto`` from the cores and the planned load."""
     if cfg.senders.workers is not None:
         n = cfg.senders.workers
-        return Sizing(n, f"--workers {n}")
+        return Sizing(n, f"--workers {n} as given")
     keep = 1 if cfg.endpoint.simulated else 0
     return auto_workers(cfg, plan, usable_cores(), keep_for_server=keep)
 
@@ -150,7 +150,7 @@ async def run_fleet_async(
                 results.discard = True
                 raise
             if cfg.senders.workers is not None:
-                sizing = Sizing(cfg.senders.workers, f"--workers {cfg.senders.workers}")
+                sizing = Sizing(cfg.senders.workers, f"--workers {cfg.senders.workers} as given")
             else:
                 sizing = auto_workers(cfg, plan, max(1, cluster["cpus"]), where="CPUs of the Ray cluster")
         else:

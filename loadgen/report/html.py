@@ -254,6 +254,10 @@ def write_run_report(result_dir: Path | str) -> Path:
     sections.append(_header(summary, out))
     sections.append(_glance(summary))
     sections.append(_config_section(summary))
+    if summary.get("senders"):  # --workers / --ray: which sender ran where, and its own self-check
+        from loadgen.report.senders import senders_html
+
+        sections.append(senders_html(summary))
     sections.append(_latency_section(m))
 
     if req is not None and len(req):
@@ -300,6 +304,7 @@ def write_run_report(result_dir: Path | str) -> Path:
     nav = [
         ("glance", "Summary"),
         ("config", "Configuration"),
+        *([("senders", "Senders")] if summary.get("senders") else []),
         ("latency", "Metrics"),
         ("cdfs", "Distributions"),
         ("timeline-sec", "Timeline"),

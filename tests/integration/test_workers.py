@@ -62,6 +62,9 @@ def test_two_workers_on_the_simulator_send_what_one_sends(tmp_path):
     assert r.returncode == 0, r.stderr
     _, s2 = _compare(one, two)
     assert s2["config"]["senders"] == {"workers": 2, "ray": None}
+    html = (two / "report.html").read_text()  # the report names each sender and its own self-check
+    assert 'id="senders"' in html and 'data-sender="0"' in html and 'data-sender="1"' in html
+    assert 'id="senders"' not in (one / "report.html").read_text()
     # the simulator saw every request once, from both senders' connections
     truth = [json.loads(x) for x in (two / "sim_ground_truth.jsonl").read_text().splitlines()]
     assert len(truth) == 42 and {t["completion_tokens"] for t in truth} == {24}
@@ -188,13 +191,14 @@ def test_a_worker_killed_mid_run_leaves_worker_lost_records_and_the_run_finishes
             _wait_for_sender_lines(out, 6, p)
             victim = _sender_pids(p.pid)[0]
             os.kill(victim, signal.SIGKILL)
-            _, stderr = p.communicate(timeout=120)
+            stdout, stderr = p.communicate(timeout=120)
         finally:
             if p.poll() is None:
                 p.kill()
     assert p.returncode == 0, stderr
     assert "was lost" in stderr and "worker_lost" in stderr
     summary = json.loads((out / "summary.json").read_text())
+    assert f"sender {summary['senders']['lost'][0]} on " in stdout and " - LOST" in stdout
     (k,) = summary["senders"]["lost"]
     row = summary["senders"]["list"][k]
     assert row["pid"] == victim and "killed by signal 9" in row["lost"]
