@@ -174,3 +174,16 @@ def merge_senders(
 
 def remove_staging(out_dir: Path) -> None:
     shutil.rmtree(staging_dir(out_dir), ignore_errors=True)
+
+
+def merge_staged(out_dir: Path) -> MergeResult | None:
+    """The staged sender files of a run killed before its own merge (``kill -9`` of the driver), merged into
+    ``requests.jsonl`` for ``python -m loadgen report DIR``; None when there are none (or it exists already)."""
+    staged = staging_dir(out_dir)
+    target = out_dir / "requests.jsonl"
+    if target.exists() or not staged.is_dir():
+        return None
+    files = sorted(staged.glob("sender-*.jsonl"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+    res = merge_senders(files, target)
+    remove_staging(out_dir)
+    return res

@@ -995,7 +995,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d: Path = ns.result_dir
     if (d / "sweep.json").is_file() and not (d / "summary.json").is_file():
         path = write_sweep_report(d)
-    elif not (d / "summary.json").is_file() and (d / "requests.jsonl").is_file():
+    elif not (d / "summary.json").is_file() and (
+        (d / "requests.jsonl").is_file() or (d / ".senders").is_dir()
+    ):
         # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
         from loadgen.rebuild import write_rebuilt_summary
 

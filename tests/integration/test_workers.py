@@ -211,3 +211,36 @@ def test_a_worker_killed_mid_run_leaves_worker_lost_records_and_the_run_finishes
     assert m["errors_by_kind"] == {"worker_lost": len(lost)} and m["total"] == 60
     assert k in summary["client_check"]["untrustworthy_senders"]
     assert any("worker_lost" in x for x in summary["outcome"]["senders_lost"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the sender processes through /proc")
+def test_a_killed_driver_stops_its_workers_and_the_run_is_rebuilt_from_their_files(tmp_path):
+    out = tmp_path / "o"
+    with ThreadedServer(slow_stream(0.5, 3)) as srv:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "loadgen", "--base-url", srv.base_url, "-n", "100", "--rate", "10",
+             "--workers", "2", "--no-scrape", "--no-live", "--output-dir", str(out)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _wait_for_sender_lines(out, 6, p)
+            workers = _sender_pids(p.pid)
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+            for _ in range(600):  # bounded: the workers read the end of their pipes, cancel and leave
+                if not any(Path(f"/proc/{w}").exists() for w in workers):
+                    break
+                time.sleep(0.05)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert len(workers) == 2 and not any(Path(f"/proc/{w}").exists() for w in workers)
+    assert not (out / "requests.jsonl").exists() and (out / ".senders").is_dir()
+    r = cli("report", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "rebuilt it from .senders/" in r.stderr
+    recs = _records(out)
+    idx = [x["index"] for x in recs]
+    assert idx == sorted(set(idx)) and len(recs) >= 6 and not (out / ".senders").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["requests"]["total"] == len(recs) and summary["rebuilt"]
