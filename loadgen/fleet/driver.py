@@ -112,6 +112,15 @@ class _Interrupt:
                 loop.remove_signal_handler(signal.SIGTERM)
 
 
+def wait_bound_s(cfg: RunConfig, plan: RequestPlan) -> float | None:
+    """How long after t0 a sender may still be sending: its last planned request plus its whole timeout, the stop
+    grace and a minute. None where requests may queue (under --max-concurrency, or a closed loop): then each
+    request is bounded by its own timeout and their number, not by a time after t0."""
+    if cfg.schedule.max_concurrency is not None or not len(plan) or int(plan.offsets_ns[-1]) == 0:
+        return None
+    return int(plan.offsets_ns[-1]) / 1e9 + cfg.endpoint.timeout_s + STOP_GRACE_S + 60.0
+
+
 def _jobs(cfg: RunConfig, endpoint: Any, plan: RequestPlan, n: int) -> list[ShardJob]:
     caps = split_cap(cfg.schedule.max_concurrency, n)
     jobs = []
@@ -208,7 +217,7 @@ async def run_fleet_async(
             if poller is not None:
                 poller.begin(clock.t0_ns)
             await fleet.go(clock)
-            outcomes = await fleet.wait()
+            outcomes = await fleet.wait(wait_bound_s(cfg, plan))
         if poller is not None:
             await poller.stop()
 

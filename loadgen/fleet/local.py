@@ -214,9 +214,19 @@ class LocalFleet:
         for w in self.workers:
             self._send(w, ("start", clock.t0_ns, clock.t0_unix_ns))
 
-    async def wait(self) -> list[dict[str, Any] | None]:
-        """Until every sender reported (its outcome) or was lost (None)."""
-        return list(await asyncio.gather(*(w.done for w in self.workers)))
+    async def wait(self, bound_s: float | None = None) -> list[dict[str, Any] | None]:
+        """Until every sender reported (its outcome) or was lost (None); one still running after ``bound_s`` is
+        ended and lost."""
+        futures = [w.done for w in self.workers]
+        await asyncio.wait(futures, timeout=bound_s)
+        for w in self.workers:
+            if not w.done.done():
+                w.lost = (
+                    f"it had not finished {bound_s:,.0f} s after t0, past its last planned request's timeout"
+                )
+                w.done.set_result(None)
+                w.proc.kill()
+        return [w.done.result() for w in self.workers]
 
     def lost(self) -> dict[int, str]:
         return {w.k: w.lost for w in self.workers if w.lost}

@@ -190,16 +190,23 @@ class RayFleet:
                     "sender %d heard of the start %.1f ms after it: its first sends are late", k, -m / 1e6
                 )
 
-    async def wait(self) -> list[dict[str, Any] | None]:
-        """Poll every actor for records until each has finished or is lost; its outcome (None when lost)."""
+    async def wait(self, bound_s: float | None = None) -> list[dict[str, Any] | None]:
+        """Poll every actor for records until each has finished or is lost; its outcome (None when lost). One still
+        sending ``bound_s`` from now is killed and lost."""
         n = len(self.actors)
         outcomes: list[dict[str, Any] | None] = [None] * n
         sinks = [LineSink(f, thread_name=f"loadgen-sender-{k}") for k, f in enumerate(self.files)]
         active = set(range(n))
         loop = asyncio.get_running_loop()
+        end = None if bound_s is None else loop.time() + bound_s
         try:
             while active:
                 t = loop.time()
+                if end is not None and t > end:
+                    for k in sorted(active):
+                        self._lose(k, f"it had not finished {bound_s:,.0f} s after t0, past its last planned "
+                                   "request's timeout")  # fmt: skip
+                    break
                 ks = sorted(active)
                 answers = await asyncio.gather(*(self._take(k) for k in ks))
                 for k, ans in zip(ks, answers, strict=True):

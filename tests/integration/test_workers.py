@@ -244,3 +244,21 @@ def test_a_killed_driver_stops_its_workers_and_the_run_is_rebuilt_from_their_fil
     assert idx == sorted(set(idx)) and len(recs) >= 6 and not (out / ".senders").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["requests"]["total"] == len(recs) and summary["rebuilt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--workers", "two"], "not a number of senders"),
+        (["--workers", "2", "--max-concurrency", "1"], "cannot be shared by 2 senders"),
+        (["--workers", "2", "--base-url", "http://127.0.0.1:9"], "cannot reach"),
+        (["--ray", "ray://head:10001"], "Ray Client"),
+    ],
+)
+def test_sender_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
+    r = cli(*args, "--output-dir", str(tmp_path / "o"), "--no-scrape", timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "error" in ln]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists(), "a run that measured nothing leaves no results folder"
