@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from pathlib import Path
 from time import perf_counter_ns
@@ -64,6 +66,24 @@ def _why(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster address (given, or ``RAY_ADDRESS`` for ``auto``) that nothing answers at is one line now: Ray
+    itself retries for minutes before it gives up."""
+    target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or "://" in target:
+        return  # auto without RAY_ADDRESS: Ray looks for a cluster started on this machine, and says when none is
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise EndpointError(
+            f"--ray {address}: no Ray cluster answers at {target} ({why}); start one with `ray start --head` "
+            "or give its address"
+        ) from None
+
+
 class RayFleet:
     """Sender actors on a Ray cluster; the driver polls them for records."""
 
@@ -86,6 +106,7 @@ class RayFleet:
     def connect(self) -> dict[str, Any]:
         """Join the cluster; what it offers (CPUs, nodes) and where the driver is."""
         ray = self.ray = import_ray()
+        _probe(self.address)
         try:
             ray.init(
                 address=self.address,

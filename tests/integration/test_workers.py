@@ -254,6 +254,7 @@ def test_a_killed_driver_stops_its_workers_and_the_run_is_rebuilt_from_their_fil
         (["--workers", "2", "--max-concurrency", "1"], "cannot be shared by 2 senders"),
         (["--workers", "2", "--base-url", "http://127.0.0.1:9"], "cannot reach"),
         (["--ray", "ray://head:10001"], "Ray Client"),
+        (["--ray", "127.0.0.1:9"], "--ray"),  # nothing there: at once, not after Ray's minutes of retries
     ],
 )
 def test_sender_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
