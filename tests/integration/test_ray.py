@@ -197,3 +197,30 @@ def test_a_killed_actor_leaves_worker_lost_records_and_the_run_finishes(ray_clus
     assert summary["metrics"]["requests"]["errors_by_kind"] == {"worker_lost": len(lost)}
     assert 1 in summary["client_check"]["untrustworthy_senders"] and summary["outcome"]["senders_lost"]
     assert not (out / ".senders").exists()
+
+
+def test_ctrl_c_stops_every_actor_and_keeps_what_finished(ray_cluster, tmp_path):
+    out = tmp_path / "o"
+    with ThreadedServer(slow_stream(1.0)) as srv:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "loadgen", "--ray", "auto", "--workers", "2", "--base-url", srv.base_url,
+             "-n", "200", "--rate", "10", "--no-scrape", "--no-report", "--no-live", "--output-dir", str(out)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **ray_cluster},
+        )  # fmt: skip
+        try:
+            _wait_for_sender_lines(out, 6, p)
+            p.send_signal(signal.SIGINT)
+            _, stderr = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert p.returncode == 130, stderr
+    recs = _records(out)
+    idx = [r["index"] for r in recs]
+    assert idx == sorted(set(idx)) and 6 <= len(recs) < 200
+    assert {r["status"] for r in recs} <= {"ok", "cancelled"}  # nothing lost, nothing made up
+    summary = _summary(out)
+    assert summary["interrupted"] is True and summary["senders"]["lost"] == []
+    senders = summary["senders"]["list"]
+    assert sum(s["sent"] for s in senders) == len(recs) == sum(s["records"] for s in senders)
