@@ -57,6 +57,13 @@ class RunClock:
         self._t0_unix_ns = time.time_ns() + lead_ns
         return self._t0_ns
 
+    def start_at(self, t0_ns: int, t0_unix_ns: int) -> None:
+        """Start at a t0 chosen elsewhere: by the driver of a multi-process run (the same CLOCK_MONOTONIC on one
+        host), or mapped onto this host's monotonic clock from the driver's wall-clock start (a Ray actor)."""
+        if self._t0_ns is not None:
+            raise RuntimeError("the run clock has already started")
+        self._t0_ns, self._t0_unix_ns = int(t0_ns), int(t0_unix_ns)
+
     def now_ns(self) -> int:
         """Nanoseconds since t0 (negative before it)."""
         return perf_counter_ns() - self.t0_ns

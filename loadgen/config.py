@@ -311,6 +311,33 @@ class SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SendersConfig:
+    """How many senders share the run's plan, and where they run (``loadgen.fleet``).
+
+    ``workers`` 1 is one process (today's run); N > 1 spawns N local sender processes; ``None`` is ``--workers
+    auto`` (sized from the cores and the planned token events/s). ``ray_address`` (``auto`` or a cluster's
+    HOST:PORT) puts the senders on a Ray cluster as actors instead.
+    """
+
+    workers: int | None = 1
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1 or auto, got {self.workers}")
+        if self.ray_address is not None and (not self.ray_address.strip() or "://" in self.ray_address):
+            raise ConfigError(
+                f"--ray {self.ray_address!r}: expected auto or a cluster's HOST:PORT (Ray Client ray:// is not "
+                "supported: run loadgen on a node of the cluster)"
+            )
+
+    @property
+    def distributed(self) -> bool:
+        """More than this one process sends (or may, for ``auto``)."""
+        return self.ray_address is not None or self.workers != 1
+
+
+@dataclass(frozen=True, slots=True)
 class RunConfig:
     endpoint: EndpointConfig
     schedule: ScheduleConfig = ScheduleConfig()
@@ -320,6 +347,7 @@ class RunConfig:
     output: OutputConfig = OutputConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     sim: SimConfig = SimConfig()
+    senders: SendersConfig = SendersConfig()
 
     def with_seed(self, seed: int) -> RunConfig:
         """The same run with another seed for its arrivals and its workload's draws (what ``--seed`` sets)."""
@@ -362,6 +390,7 @@ class RunConfig:
                 "loop_lag_max_limit_ms": self.analysis.loop_lag_max_limit_ms,
             },
             "sim": asdict(self.sim),
+            "senders": {"workers": self.senders.workers or "auto", "ray": self.senders.ray_address},
         }
         if math.isinf(self.schedule.rate):
             d["schedule"]["rate"] = "inf"

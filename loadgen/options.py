@@ -34,6 +34,7 @@ from loadgen.config import (
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
+    SendersConfig,
     SimConfig,
     Slo,
     WorkloadConfig,
@@ -66,7 +67,7 @@ FIELD_OF: dict[str, str | None] = {
     "loop_lag_max_ms": "analysis.loop_lag_max_limit_ms", "output_dir": "output.output_dir",
     "label": "output.label", "quiet": "output.quiet", "json": "output.json", "no_live": "output.live",
     "no_report": "output.report", "log_level": "output.log_level", "sim_profile": "sim.profile",
-    "sim_arg": "sim.args",
+    "sim_arg": "sim.args", "workers": "senders.workers", "ray": "senders.ray_address",
 }  # fmt: skip
 
 _SECTIONS: dict[str, type] = {
@@ -78,6 +79,7 @@ _SECTIONS: dict[str, type] = {
     "output": OutputConfig,
     "analysis": AnalysisConfig,
     "sim": SimConfig,
+    "senders": SendersConfig,
 }
 
 
@@ -299,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-live", action="store_true", help="no live progress view")
     g.add_argument("--no-report", action="store_true", help="don't write report.html at the end")
     g.add_argument("--log-level", choices=LOG_LEVELS, help="log messages from this level on")
+    g = p.add_argument_group("senders (beyond one core, beyond one host)")
+    g.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N|auto",
+        help="sender processes sharing the one plan (auto: from the usable cores and the planned token events/s)",
+    )
+    g.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="send from Ray actors spread over a cluster's nodes (--workers of them); needs loadgen[ray]",
+    )
     g = p.add_argument_group("built-in simulator (used when no endpoint is given)")
     g.add_argument("--sim-profile", help="simulator profile (see python -m loadgen.sim --help)")
     g.add_argument(
@@ -360,6 +374,18 @@ def _env_value(key: str) -> str | None:
 @functools.cache
 def _actions() -> dict[str, argparse.Action]:
     return {a.dest: a for a in build_parser()._actions if a.option_strings}
+
+
+def _workers(text: str | int) -> int | None:
+    """``--workers``: a number of senders, or ``auto`` (None)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of senders: {text!r} (a whole number, or auto)"
+        ) from None
 
 
 def _coerce(key: str, raw: Any) -> Any:
@@ -577,6 +603,7 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
             loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
+        senders=SendersConfig(workers=opts["workers"], ray_address=opts["ray"]),
     )
 
 

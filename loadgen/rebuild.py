@@ -37,6 +37,9 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     """The summary of the run in ``out_dir`` from its files; ``summary["rebuilt"]["missing"]`` says what is not."""
     out = Path(out_dir)
     rpath = out / "requests.jsonl"
+    from loadgen.fleet.merge import STAGING_DIR, merge_staged
+
+    staged = merge_staged(out)  # a multi-sender run killed before it merged its senders' files
     if not rpath.is_file():
         from loadgen.errors import ConfigError
 
@@ -46,7 +49,9 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     if (out / RUN_JSON).is_file():
         run = orjson.loads((out / RUN_JSON).read_bytes())
     missing: list[str] = []
-    sources = ["requests.jsonl"]
+    sources = (
+        ["requests.jsonl"] if staged is None else [f"{STAGING_DIR}/ (the senders' files, merged by index)"]
+    )
     if run is None:
         missing.append(
             "run.json (configuration, plan, target): the analysis uses the defaults (no SLO, straggler k = 3, "

@@ -250,6 +250,13 @@ async def run_async(
     ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
     """
     plan = plan_requests(cfg, specs)
+    if cfg.senders.distributed:  # --workers / --ray: the plan is shared by several senders (loadgen.fleet)
+        from loadgen.fleet.driver import one_process, run_fleet_async
+
+        if not one_process(cfg, plan, console):
+            return await run_fleet_async(
+                cfg, plan, console=console, install_signal_handlers=install_signal_handlers
+            )
     label = cfg.output.label or (
         "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
     )

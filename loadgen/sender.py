@@ -98,15 +98,20 @@ async def run_shard(
     endpoint: EndpointConfig | None = None,
     stop: asyncio.Event | None = None,
     before_t0: Callable[[], Awaitable[None]] | None = None,
+    started: Callable[[Sender], None] | None = None,
 ) -> DispatchStats:
     """Send one shard of a plan (or a whole plan) on a shared clock, each record written to ``sink``.
 
     The unit a sender process of a multi-process run runs: the server is checked and everything warmed, then
     ``before_t0`` is awaited (a sender reports that it is ready and learns t0 there), and the clock must have
-    started by then. Returns the dispatcher's counters; the summary is built by whoever merges the shards.
+    started by then. ``started`` is handed the sender once it exists (a worker reads its counters and cancels its
+    requests in flight through it). Returns the dispatcher's counters; the summary is built by whoever merges the
+    shards.
     """
     stop = stop if stop is not None else asyncio.Event()
     async with Sender(cfg, endpoint or cfg.endpoint, plan, clock, sink.write, stop) as sender:
+        if started is not None:
+            started(sender)
         await sender.resolve_model()
         await sender.ready()
         if before_t0 is not None:

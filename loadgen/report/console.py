@@ -134,6 +134,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(format_accuracy_table(acc), markup=False, highlight=False)
         if acc.get("note"):
             console.print(f"[yellow]{acc['note']}[/]")
+    from loadgen.report.senders import senders_lines
+
+    for line in senders_lines(summary):  # --workers / --ray: each sender's share and self-check
+        console.print(line, highlight=False, markup=False)
     check = summary["client_check"]
     loop_lag = check.get("event_loop_lag_ms") or {}
     if summary.get("rebuilt"):

@@ -254,6 +254,10 @@ def write_run_report(result_dir: Path | str) -> Path:
     sections.append(_header(summary, out))
     sections.append(_glance(summary))
     sections.append(_config_section(summary))
+    if summary.get("senders"):  # --workers / --ray: which sender ran where, and its own self-check
+        from loadgen.report.senders import senders_html
+
+        sections.append(senders_html(summary))
     sections.append(_latency_section(m))
 
     if req is not None and len(req):
@@ -300,6 +304,7 @@ def write_run_report(result_dir: Path | str) -> Path:
     nav = [
         ("glance", "Summary"),
         ("config", "Configuration"),
+        *([("senders", "Senders")] if summary.get("senders") else []),
         ("latency", "Metrics"),
         ("cdfs", "Distributions"),
         ("timeline-sec", "Timeline"),
@@ -990,7 +995,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d: Path = ns.result_dir
     if (d / "sweep.json").is_file() and not (d / "summary.json").is_file():
         path = write_sweep_report(d)
-    elif not (d / "summary.json").is_file() and (d / "requests.jsonl").is_file():
+    elif not (d / "summary.json").is_file() and (
+        (d / "requests.jsonl").is_file() or (d / ".senders").is_dir()
+    ):
         # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
         from loadgen.rebuild import write_rebuilt_summary
 

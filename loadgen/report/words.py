@@ -14,7 +14,9 @@ from typing import Any
 # the closed set of ErrorKind values (loadgen.errors), as a person names them
 ERROR_LABELS = {
     "connect": "connection failed",
+    "connect_timeout": "connect timed out",
     "timeout": "timed out",
+    "read_timeout": "read timed out",
     "http_429": "HTTP 429 (rate limited)",
     "http_4xx": "HTTP 4xx",
     "http_5xx": "HTTP 5xx",
@@ -23,6 +25,7 @@ ERROR_LABELS = {
     "malformed": "malformed response",
     "empty": "no tokens",
     "cancelled": "cancelled (interrupted)",
+    "worker_lost": "sender lost",
     "client": "loadgen's own failure",
 }
 

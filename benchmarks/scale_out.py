@@ -1,0 +1,323 @@
+"""Scale-out: token events/s with N senders (``--workers N``), and timing error with thousands of open streams.
+
+**events** — closed loop against ``fast_server.py --mode burst`` (every token of a response in one write, so the
+server costs little per token): ``--requests`` requests of ``--tokens`` tokens, ``--concurrency`` streams in all
+(shared out among the senders). Sustained token events/s = completion tokens of the ok records / (last end - first
+send). Efficiency = events/s(N) / (N x events/s(1)). Also: the senders' CPU (their self-checks), the driver's, and
+the server's core share (its CPU / the run's wall time), so a server or a machine that ran out of cores is visible.
+
+**streams** — the issue's 10,000 concurrent streams, scaled to the machine (``--streams``): ``fast_server.py --mode
+timed`` writes the first token 100 ms after a request arrives, then one every ``--itl-ms``, on absolute deadlines,
+logging ``perf_counter_ns()`` before each write. Poisson arrivals at streams / stream length keep ``--streams``
+streams open at the server. Per token: client read stamp - the server's write stamp (same CLOCK_MONOTONIC, joined
+by ``x-request-id``): TTFT error (the first token) and every token's delivery error, p50/p99/p99.9.
+
+Each case is re-run (up to ``--attempts``) while other processes use more than ``--max-other-load`` cores, and
+the quietest attempt is kept; every attempt's load is listed. Layout: the server on the last core; the senders on the others when there are enough (N <= cores - 1), otherwise
+on every core, sharing the server's (the table says which). On a 2-core machine N = 2 shares the server's core, so
+its efficiency says what two senders get from one extra half-core, not what they get on a bigger machine:
+
+    python benchmarks/scale_out.py                          # N = 1, 2 here
+    python benchmarks/scale_out.py --workers 1,2,4,8        # on a bigger machine
+    python benchmarks/scale_out.py --table                  # the markdown table from results/scale_out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    BENCH,
+    PY,
+    ROOT,
+    CpuWindow,
+    FastServer,
+    machine_load,
+    pct,
+    scratch_dir,
+    write_result,
+)
+
+TTFT_MS = 100.0
+STREAMS_REFERENCE = 10_000
+
+
+def _cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return list(range(os.cpu_count() or 1))
+
+
+def _layout(n: int) -> tuple[str | None, str | None, str]:
+    """(server core, client cores, description) for ``n`` senders."""
+    cores = _cores()
+    if len(cores) < 2:
+        return None, None, "1 core: everything shares it"
+    server = str(cores[-1])
+    rest = cores[:-1]
+    if n <= len(rest):
+        client = ",".join(str(c) for c in rest)
+        return server, client, f"server on core {server}, senders on cores {client}"
+    return (
+        server,
+        None,
+        f"server on core {server}; {n} senders on all {len(cores)} cores (sharing the server's)",
+    )
+
+
+def _server(mode: str, log: Path, core: str | None, itl_ms: float = 10.0) -> FastServer:
+    import _common
+
+    saved = _common.SERVER_CPU
+    _common.SERVER_CPU = core if core is not None else saved
+    try:
+        return FastServer(mode, log, ttft_ms=TTFT_MS, itl_ms=itl_ms)
+    finally:
+        _common.SERVER_CPU = saved
+
+
+def _loadgen(args: list[str], out: Path, client_cores: str | None, timeout_s: float = 900) -> dict[str, Any]:
+    cmd = [PY, "-m", "loadgen", *args, "--output-dir", str(out), "--quiet", "--no-live", "--no-report"]
+    if client_cores is not None:
+        cmd = ["taskset", "-c", client_cores, *cmd]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = t + timeout_s
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise RuntimeError("loadgen timed out")
+        time.sleep(0.05)
+    code = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if code != 0:
+        raise RuntimeError(f"loadgen exited {code}: {err[-2000:]}")
+    summary = json.loads((out / "summary.json").read_bytes())
+    records = [json.loads(x) for x in (out / "requests.jsonl").read_bytes().splitlines() if x]
+    # RUSAGE of the driver and every sender it waited for (children of the child are included once reaped)
+    return {"summary": summary, "records": records, "cpu_s": ru.ru_utime + ru.ru_stime,
+            "wall_s": time.perf_counter() - t}  # fmt: skip
+
+
+def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    cc = summary["client_check"]
+    if "senders" in cc:
+        return [
+            {"sender": s["sender"], "cpu_share": round(s.get("cpu_share") or 0, 3),
+             "cpu_s": round(s.get("cpu_s") or 0, 2), "trustworthy": s.get("trustworthy")}
+            for s in cc["senders"]
+        ]  # fmt: skip
+    return [{"sender": 0, "cpu_share": round(cc.get("cpu_share") or 0, 3), "cpu_s": round(cc.get("cpu_s") or 0, 2),
+             "trustworthy": cc.get("trustworthy")}]  # fmt: skip
+
+
+def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    server_core, client_cores, layout = _layout(n)
+    tmp = tmp / f"events-{n}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    window = CpuWindow()
+    with _server("burst", tmp / "server.jsonl", server_core) as srv:
+        r = _loadgen(
+            ["--base-url", srv.base_url, "--rate", "inf", "-n", str(args.requests), "--max-concurrency",
+             str(args.concurrency), "--max-tokens", str(args.tokens), "--input-len", "32", "--no-scrape",
+             "--workers", str(n)],
+            tmp / "lg", client_cores,
+        )  # fmt: skip
+        srv.stop()
+    load = window.report(r["cpu_s"] + srv.cpu_s)
+    ok = [x for x in r["records"] if x["status"] == "ok"]
+    start = min(x["send_ns"] for x in ok)
+    end = max(x["end_ns"] for x in ok)
+    span = (end - start) / 1e9
+    events = sum(x["completion_tokens"] or 0 for x in ok)
+    senders = _senders(r["summary"])
+    return {
+        "workers": n,
+        "layout": layout,
+        "requests_ok": len(ok),
+        "token_events": events,
+        "span_s": round(span, 3),
+        "events_per_s": round(events / span, 1),
+        "senders": senders,
+        "senders_cpu_s": round(sum(s["cpu_s"] for s in senders), 2),
+        "all_loadgen_processes_cpu_s": round(r["cpu_s"], 2),
+        "server_core_share": round(srv.cpu_s / span, 3) if span else None,
+        "trustworthy": r["summary"]["client_check"]["trustworthy"],
+        "machine_load_during": load,
+    }
+
+
+def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    server_core, client_cores, layout = _layout(n)
+    tmp = tmp / f"streams-{n}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    tokens = args.stream_tokens
+    length_s = TTFT_MS / 1000 + (tokens - 1) * args.itl_ms / 1000
+    rate = args.streams / length_s
+    count = int(rate * (args.stream_seconds + length_s))
+    window = CpuWindow()
+    with _server("timed", tmp / "server.jsonl", server_core, itl_ms=args.itl_ms) as srv:
+        r = _loadgen(
+            ["--base-url", srv.base_url, "--arrival", "poisson", "--rate", f"{rate:.3f}", "-n", str(count),
+             "--max-tokens", str(tokens), "--input-len", "32", "--no-scrape", "--seed", "1", "--workers", str(n)],
+            tmp / "lg", client_cores,
+        )  # fmt: skip
+        log = srv.stop()
+    load = window.report(r["cpu_s"] + srv.cpu_s)
+    t0 = r["summary"]["clock"]["t0_ns"]
+    server = log["requests"]
+    ttft, tok, spans = [], [], []
+    bad = 0
+    for rec in r["records"]:
+        s = server.get(int(rec["server_request_id"])) if rec.get("server_request_id") else None
+        if rec["status"] != "ok" or s is None or len(rec["chunk_ns"]) != len(s["write_ns"]):
+            bad += 1
+            continue
+        w = np.asarray(s["write_ns"], dtype=np.int64)
+        c = np.asarray(rec["chunk_ns"], dtype=np.int64) + t0
+        d = (c - w) / 1e6
+        ttft.append(d[0])
+        tok.append(d)
+        spans.append((s["arrival_ns"], w[-1]))
+    ev = np.asarray(spans, dtype=np.int64)
+    grid = np.linspace(ev[:, 0].min(), ev[:, 1].max(), 300)[100:200]  # the steady middle
+    open_streams = float(np.mean([np.sum((ev[:, 0] <= t) & (ev[:, 1] > t)) for t in grid]))
+    cc = r["summary"]["client_check"]
+    return {
+        "workers": n,
+        "layout": layout,
+        "scenario": f"{args.streams:,} streams open ({args.streams / STREAMS_REFERENCE:.0%} of 10,000): Poisson "
+        f"{rate:.1f} req/s, first token {TTFT_MS:g} ms, then {tokens - 1} tokens every {args.itl_ms:g} ms "
+        f"(~{args.streams / (args.itl_ms / 1000):,.0f} token events/s)",
+        "requests": len(r["records"]),
+        "unmatched_or_failed": bad,
+        "mean_open_streams": round(open_streams, 1),
+        "ttft_error_ms": pct(ttft),
+        "token_error_ms": pct(np.concatenate(tok) if tok else []),
+        "server_write_lateness_ms": log["summary"].get("write_lateness_ms"),
+        "senders": _senders(r["summary"]),
+        "send_lag_ms": cc["send_lag_ms"],
+        "event_loop_lag_ms": cc["event_loop_lag_ms"],
+        "trustworthy": cc["trustworthy"],
+        "reasons": cc["reasons"],
+        "server_core_share": round(srv.cpu_s / max(r["wall_s"], 1e-9), 3),
+        "machine_load_during": load,
+    }
+
+
+def _quietest(run, attempts: int, max_other_cores: float) -> dict[str, Any]:
+    """Run up to ``attempts`` times while other processes load the machine; keep the quietest attempt (every
+    attempt's result and load are listed with it)."""
+    tried = []
+    for _ in range(max(1, attempts)):
+        tried.append(run())
+        if tried[-1]["machine_load_during"]["other_load_cores"] <= max_other_cores:
+            break
+    best = min(tried, key=lambda x: x["machine_load_during"]["other_load_cores"])
+    key = "events_per_s" if "events_per_s" in best else "ttft_error_ms"
+    best["attempts"] = [
+        {"other_load_cores": x["machine_load_during"]["other_load_cores"], key: x[key]} for x in tried
+    ]
+    return best
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = ["| senders | layout | token events/s | efficiency | senders' CPU (cores) | server core share | "
+            "others' load (cores) | trustworthy |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for e in res.get("events", []):
+        span = e["span_s"] or 1
+        rows.append(
+            f"| {e['workers']} | {e['layout']} | {e['events_per_s']:,.0f} | {e['efficiency']:.2f} | "
+            f"{e['senders_cpu_s'] / span:.2f} | {e['server_core_share']:.2f} | "
+            f"{e['machine_load_during']['other_load_cores']} | {e['trustworthy']} |"
+        )
+    out = "\n".join(rows)
+    if res.get("streams"):
+        rows = ["| senders | scenario | open streams | TTFT error p50 / p99 / p99.9 ms | per-token error p50 / p99 / "
+                "p99.9 ms | server lateness p99 ms | send lag p99 ms | others' load (cores) |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for s in res["streams"]:
+            t, k = s["ttft_error_ms"], s["token_error_ms"]
+            late = (s.get("server_write_lateness_ms") or {}).get("p99")
+            rows.append(
+                f"| {s['workers']} | {s['scenario']} | {s['mean_open_streams']:,.0f} | {t['p50']} / {t['p99']} / "
+                f"{t['p99.9']} | {k['p50']} / {k['p99']} / {k['p99.9']} | {late} | {s['send_lag_ms']['p99']:.2f} | "
+                f"{s['machine_load_during']['other_load_cores']} |"
+            )
+        out += "\n\n" + "\n".join(rows)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--workers", default="1,2", help="sender counts to measure, e.g. 1,2,4,8 (default 1,2)")
+    p.add_argument("--requests", type=int, default=6000, help="events: requests per run")
+    p.add_argument("--concurrency", type=int, default=256, help="events: streams in flight, in all")
+    p.add_argument("--tokens", type=int, default=256, help="events: tokens per response")
+    p.add_argument("--attempts", type=int, default=3, help="re-run a case while others load the machine")
+    p.add_argument("--max-other-load", type=float, default=0.15, help="others' cores that count as busy")
+    p.add_argument("--streams", type=int, default=2000, help="streams: open streams (10,000 in the issue)")
+    p.add_argument("--itl-ms", type=float, default=100.0, help="streams: ms between two tokens of a stream")
+    p.add_argument("--stream-tokens", type=int, default=100, help="streams: tokens per stream")
+    p.add_argument("--stream-seconds", type=float, default=30.0, help="streams: seconds at full concurrency")
+    p.add_argument("--only", choices=("events", "streams"))
+    p.add_argument("--table", action="store_true", help="print the table of results/scale_out.json")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads((BENCH / "results" / "scale_out.json").read_text())))
+        return {}
+    ns = [int(x) for x in args.workers.split(",") if x.strip()]
+    out: dict[str, Any] = {
+        "benchmark": "scale_out",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cores": len(_cores()),
+        "machine_load_before": machine_load(),
+    }
+    with scratch_dir("scale-out-") as td:
+        if args.only in (None, "events"):
+            out["events"] = []
+            for n in ns:
+                res = _quietest(
+                    lambda n=n: events_case(n, args, Path(td)), args.attempts, args.max_other_load
+                )
+                out["events"].append(res)
+                print(
+                    f"events: {n} sender(s): {res['events_per_s']:,.0f}/s {res['attempts']}", file=sys.stderr
+                )
+            base = next((e["events_per_s"] for e in out["events"] if e["workers"] == 1), None)
+            for e in out["events"]:
+                e["efficiency"] = round(e["events_per_s"] / (e["workers"] * base), 3) if base else None
+        if args.only in (None, "streams"):
+            out["streams"] = []
+            for n in ns:
+                res = _quietest(
+                    lambda n=n: streams_case(n, args, Path(td)), args.attempts, args.max_other_load
+                )
+                out["streams"].append(res)
+                print(f"streams: {n} sender(s): TTFT error {res['ttft_error_ms']}", file=sys.stderr)
+    out["machine_load_after"] = machine_load()
+    write_result("scale_out" + (f"_{args.only}" if args.only else ""), out)
+    print(table(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Per-sender record files merged into the run's one ``requests.jsonl``, by request index.
+
+Each sender's records land in ``.senders/sender-K.jsonl`` inside the results folder while the run goes (a local
+worker writes its own file; a Ray actor's batches are appended by the driver), in the order its requests finished.
+At the end they are merged by index into ``requests.jsonl`` (written beside, then renamed into place) and the
+staging folder is removed, so the results folder looks exactly as a one-process run's.
+
+The merge holds (index, file, offset) per line, not the lines: it reads each line's index from its first bytes
+(``RequestRecord.to_json`` writes ``index`` first), sorts, and copies the lines in that order. A torn last line (a
+worker killed mid-write) is left out, as ``read_records`` does.
+
+A sender that was lost (its process or actor died, its node went away) leaves requests without a record: each one
+becomes a ``worker_lost`` error record, with its planned time, so a lost sender costs its requests visibly, never
+silently. In an interrupted run only requests planned before the interruption count (the rest were never to be
+sent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from loadgen.errors import ErrorKind
+from loadgen.plan import RequestPlan
+from loadgen.records import STATUS_ERROR, RequestRecord
+
+STAGING_DIR = ".senders"
+_PREFIX = b'{"index":'
+
+
+def staging_dir(out_dir: Path) -> Path:
+    return out_dir / STAGING_DIR
+
+
+def sender_file(out_dir: Path, k: int) -> Path:
+    return staging_dir(out_dir) / f"sender-{k}.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """A sender that was lost: its shard of the plan and why."""
+
+    shard: RequestPlan
+    reason: str
+
+
+@dataclass(slots=True)
+class MergeResult:
+    written: int = 0
+    per_sender: list[int] = field(default_factory=list)  # records each sender's file held
+    worker_lost: dict[int, int] = field(default_factory=dict)  # sender -> worker_lost records made for it
+    duplicates: int = 0  # the same index twice (never expected): the first is kept
+    torn: int = 0  # lines left out: cut short, or not a record
+
+
+def _index_of(line: bytes) -> int | None:
+    if line.startswith(_PREFIX):
+        end = line.find(b",", len(_PREFIX))
+        with contextlib.suppress(ValueError):
+            return int(line[len(_PREFIX) : end])
+    try:
+        return int(orjson.loads(line)["index"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def scan(path: Path) -> tuple[list[tuple[int, int, int]], int]:
+    """(index, offset, length) of every whole record line of ``path``, and how many lines were left out."""
+    out: list[tuple[int, int, int]] = []
+    torn = 0
+    if not path.exists():
+        return out, 0
+    with open(path, "rb") as fh:
+        off = 0
+        for line in fh:
+            n = len(line)
+            if not line.endswith(b"\n"):  # the last line, cut short by a kill
+                torn += 1
+            elif line.strip():
+                i = _index_of(line)
+                if i is None:
+                    torn += 1
+                else:
+                    out.append((i, off, n))
+            off += n
+    return out, torn
+
+
+def worker_lost_records(
+    shard: RequestPlan, seen: set[int], reason: str, api: str, before_ns: int | None = None
+) -> list[RequestRecord]:
+    """One ``worker_lost`` record per request of ``shard`` without a record (planned before ``before_ns``)."""
+    out = []
+    for i, off, spec in shard.requests():
+        if i in seen or (before_ns is not None and off >= before_ns):
+            continue
+        out.append(
+            RequestRecord(
+                index=i,
+                warmup=i < shard.warmup,
+                api=api,
+                tags=dict(spec.tags),
+                max_tokens=spec.max_tokens,
+                intended_ns=off,
+                status=STATUS_ERROR,
+                error_kind=ErrorKind.WORKER_LOST.value,
+                error_message=reason,
+            )
+        )
+    return out
+
+
+def merge_senders(
+    files: Sequence[Path],
+    out_path: Path,
+    *,
+    lost: dict[int, Lost] | None = None,
+    api: str = "chat",
+    before_ns: int | None = None,
+) -> MergeResult:
+    """Merge the sender files into ``out_path`` by index (with worker_lost records for lost senders)."""
+    res = MergeResult()
+    entries: list[tuple[int, int, int, int]] = []  # index, file, offset, length
+    seen: list[set[int]] = []
+    for k, f in enumerate(files):
+        lines, torn = scan(f)
+        res.torn += torn
+        res.per_sender.append(len(lines))
+        seen.append({i for i, _, _ in lines})
+        entries.extend((i, k, off, n) for i, off, n in lines)
+    made: list[bytes] = []
+    for k, item in (lost or {}).items():
+        recs = worker_lost_records(
+            item.shard, seen[k] if k < len(seen) else set(), item.reason, api, before_ns
+        )
+        res.worker_lost[k] = len(recs)
+        for rec in recs:
+            entries.append((rec.index, -1, len(made), 0))
+            made.append(rec.to_json() + b"\n")
+    entries.sort(key=lambda e: (e[0], e[1] < 0))
+    tmp = out_path.with_name(out_path.name + ".merging")
+    handles = [open(f, "rb") if f.exists() else None for f in files]  # noqa: SIM115 - closed below
+    try:
+        with open(tmp, "wb") as out:
+            last = None
+            for i, k, off, n in entries:
+                if i == last:
+                    res.duplicates += 1
+                    continue
+                last = i
+                if k < 0:
+                    out.write(made[off])
+                else:
+                    fh = handles[k]
+                    assert fh is not None
+                    fh.seek(off)
+                    out.write(fh.read(n))
+                res.written += 1
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        for fh in handles:
+            if fh is not None:
+                fh.close()
+    tmp.replace(out_path)
+    return res
+
+
+def remove_staging(out_dir: Path) -> None:
+    shutil.rmtree(staging_dir(out_dir), ignore_errors=True)
+
+
+def merge_staged(out_dir: Path) -> MergeResult | None:
+    """The staged sender files of a run killed before its own merge (``kill -9`` of the driver), merged into
+    ``requests.jsonl`` for ``python -m loadgen report DIR``; None when there are none (or it exists already)."""
+    staged = staging_dir(out_dir)
+    target = out_dir / "requests.jsonl"
+    if target.exists() or not staged.is_dir():
+        return None
+    files = sorted(staged.glob("sender-*.jsonl"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+    res = merge_senders(files, target)
+    remove_staging(out_dir)
+    return res

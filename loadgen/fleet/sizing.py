@@ -1,0 +1,84 @@
+"""``--workers auto``: how many senders a plan needs, and how many the machine (or the cluster) can give.
+
+One sender process tops out near 100,000 token events/s (each streamed token is one read, one timestamp, one
+parse share). A sender is planned at half of that, so its event loop keeps the slack that keeps timestamps on time:
+the plan's token events/s is its rate times the mean output length (each spec's final ``max_tokens``; where the
+server decides, ``ASSUMED_OUTPUT_TOKENS``). A closed loop (``--rate inf``) has no planned rate: it gets every core.
+On this host one core is left to a server on it (the built-in simulator); the count is never above the cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from loadgen.config import RunConfig
+from loadgen.plan import RequestPlan
+
+EVENTS_PER_SENDER_S = 50_000  # half of what one process can take: its loop keeps slack for timely stamps
+ASSUMED_OUTPUT_TOKENS = 256  # a request without max_tokens: the server decides; assume this many
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    workers: int
+    line: str  # the one line that says why
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def planned_events_per_s(cfg: RunConfig, plan: RequestPlan) -> tuple[float | None, float, float | None]:
+    """(token events/s, mean output tokens, requests/s) the plan asks for; None where the rate is unbounded."""
+    budgets = [s.max_tokens if s.max_tokens is not None else ASSUMED_OUTPUT_TOKENS for s in plan.specs]
+    mean_out = sum(budgets) / len(budgets) if budgets else float(ASSUMED_OUTPUT_TOKENS)
+    offs = plan.offsets_ns
+    if len(offs) < 2 or int(offs[-1]) <= int(offs[0]):
+        return None, mean_out, None  # a burst: every request at t0 (a closed loop)
+    rate = (len(offs) - 1) / ((int(offs[-1]) - int(offs[0])) / 1e9)
+    if math.isfinite(cfg.schedule.rate) and cfg.schedule.arrival != "trace":
+        rate = cfg.schedule.rate
+    return rate * mean_out, mean_out, rate
+
+
+def auto_workers(
+    cfg: RunConfig, plan: RequestPlan, cores: int, *, keep_for_server: int = 0, where: str = "usable cores"
+) -> Sizing:
+    """The number of senders for ``--workers auto`` and the line that says why."""
+    avail = max(1, cores - keep_for_server)
+    kept = f" ({keep_for_server} left for the built-in simulator)" if keep_for_server else ""
+    events, mean_out, rate = planned_events_per_s(cfg, plan)
+    if events is None:
+        n = avail
+        why = "a closed loop (no planned rate) gets every core"
+    else:
+        need = max(1, math.ceil(events / EVENTS_PER_SENDER_S))
+        n = min(need, avail)
+        why = (
+            f"the plan asks ~{events:,.0f} token events/s ({rate:,.4g} req/s x {mean_out:,.0f} tokens), "
+            f"~{EVENTS_PER_SENDER_S:,} per sender"
+        )
+        if need > avail:
+            why += f"; it needs {need}, more than there are"
+    line = f"--workers auto: {n} sender{'s' if n != 1 else ''}: {why}; {avail} of {cores} {where}{kept}"
+    return Sizing(n, line)
+
+
+def split_cap(cap: int | None, n: int) -> list[int | None]:
+    """``--max-concurrency`` shared out over ``n`` senders so that the run's total stays ``cap``."""
+    if cap is None:
+        return [None] * n
+    if cap < n:
+        from loadgen.errors import ConfigError
+
+        raise ConfigError(
+            f"--max-concurrency {cap} cannot be shared by {n} senders (each needs a slot): use --workers {cap} "
+            "or fewer"
+        )
+    return [cap // n + (1 if k < cap % n else 0) for k in range(n)]
