@@ -69,7 +69,7 @@ def one_process(cfg: RunConfig, plan: RequestPlan, console: Any = None) -> bool:
         return False
     sizing = local_sizing(cfg, plan)
     if sizing.workers == 1 and cfg.senders.workers is None and console is not None:
-        console.print(f"[cyan]{sizing.line}[/]")
+        console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
     return sizing.workers == 1
 
 
@@ -166,7 +166,7 @@ async def run_fleet_async(
             sizing = local_sizing(cfg, plan)
         n = sizing.workers
         if console is not None and cfg.senders.workers is None:
-            console.print(f"[cyan]{sizing.line}[/]")
+            console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
         endpoint = await _start_target(cfg, out_dir, stack, console)
         poller = _poller(cfg, endpoint.base_url, out_dir)
         if poller is not None:
@@ -241,7 +241,8 @@ async def run_fleet_async(
             for k, why in sorted(lost.items()):
                 console.print(
                     f"[bold red]{sender_name(k, infos[k])} was lost: {why}; the run went on without it, and "
-                    f"{merged.worker_lost.get(k, 0):,} of its requests are recorded as worker_lost[/]"
+                    f"{merged.worker_lost.get(k, 0):,} of its requests are recorded as worker_lost[/]",
+                    soft_wrap=True,
                 )
         done = [o for o in outcomes if o is not None]
         stopped = next((o["stopped"] for o in done if o.get("stopped")), None)
