@@ -168,11 +168,13 @@ def read_server_log(path: Path) -> dict[str, Any]:
     return {"requests": by_id, "summary": summary}
 
 
-def run_loadgen(args: list[str], out_dir: Path, timeout_s: float = 900) -> dict[str, Any]:
-    """``python -m loadgen ...`` on the client core; returns its summary, records and rusage of the child."""
-    cmd = pinned(
-        [PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"], CLIENT_CPU
-    )
+def run_loadgen(
+    args: list[str], out_dir: Path, timeout_s: float = 900, cpu: str | None = CLIENT_CPU
+) -> dict[str, Any]:
+    """``python -m loadgen ...`` on the client core (``cpu``: a taskset core list, None for any core); returns its
+    summary, records and rusage of the child (with the sender processes it waited for)."""
+    cmd = [PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"]
+    cmd = pinned(cmd, cpu) if cpu is not None else cmd
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = t + timeout_s

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,12 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     BENCH,
-    PY,
-    ROOT,
     CpuWindow,
     FastServer,
     machine_load,
     pct,
+    run_loadgen,
     scratch_dir,
     write_result,
 )
@@ -94,31 +92,8 @@ def _server(
         _common.SERVER_CPU = saved
 
 
-def _loadgen(args: list[str], out: Path, client_cores: str | None, timeout_s: float = 900) -> dict[str, Any]:
-    cmd = [PY, "-m", "loadgen", *args, "--output-dir", str(out), "--quiet", "--no-live", "--no-report"]
-    if client_cores is not None:
-        cmd = ["taskset", "-c", client_cores, *cmd]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = t + timeout_s
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            raise RuntimeError("loadgen timed out")
-        time.sleep(0.05)
-    code = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if code != 0:
-        raise RuntimeError(f"loadgen exited {code}: {err[-2000:]}")
-    summary = json.loads((out / "summary.json").read_bytes())
-    records = [json.loads(x) for x in (out / "requests.jsonl").read_bytes().splitlines() if x]
-    # RUSAGE of the driver and every sender it waited for (children of the child are included once reaped)
-    return {"summary": summary, "records": records, "cpu_s": ru.ru_utime + ru.ru_stime,
-            "wall_s": time.perf_counter() - t}  # fmt: skip
+def _loadgen(args: list[str], out: Path, client_cores: str | None) -> dict[str, Any]:
+    return run_loadgen([*args, "--no-report"], out, cpu=client_cores)
 
 
 def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,7 +121,7 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             tmp / "lg", client_cores,
         )  # fmt: skip
         srv.stop()
-    load = window.report(r["cpu_s"] + srv.cpu_s)
+    load = window.report(r["process_cpu_s"] + srv.cpu_s)
     ok = [x for x in r["records"] if x["status"] == "ok"]
     start = min(x["send_ns"] for x in ok)
     end = max(x["end_ns"] for x in ok)
@@ -162,7 +137,7 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "events_per_s": round(events / span, 1),
         "senders": senders,
         "senders_cpu_s": round(sum(s["cpu_s"] for s in senders), 2),
-        "all_loadgen_processes_cpu_s": round(r["cpu_s"], 2),
+        "all_loadgen_processes_cpu_s": round(r["process_cpu_s"], 2),
         "server_core_share": round(srv.cpu_s / span, 3) if span else None,
         "trustworthy": r["summary"]["client_check"]["trustworthy"],
         "machine_load_during": load,
@@ -185,7 +160,7 @@ def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             tmp / "lg", client_cores,
         )  # fmt: skip
         log = srv.stop()
-    load = window.report(r["cpu_s"] + srv.cpu_s)
+    load = window.report(r["process_cpu_s"] + srv.cpu_s)
     t0 = r["summary"]["clock"]["t0_ns"]
     server = log["requests"]
     ttft, tok, spans = [], [], []
@@ -222,7 +197,7 @@ def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "event_loop_lag_ms": cc["event_loop_lag_ms"],
         "trustworthy": cc["trustworthy"],
         "reasons": cc["reasons"],
-        "server_core_share": round(srv.cpu_s / max(r["wall_s"], 1e-9), 3),
+        "server_core_share": round(srv.cpu_s / max(r["process_wall_s"], 1e-9), 3),
         "machine_load_during": load,
     }
 
@@ -243,7 +218,7 @@ def fidelity_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
             tmp / "lg", client_cores,
         )  # fmt: skip
         log = srv.stop()
-    load = window.report(r["cpu_s"] + srv.cpu_s)
+    load = window.report(r["process_cpu_s"] + srv.cpu_s)
     t0 = r["summary"]["clock"]["t0_ns"]
     server = log["requests"]
     pairs = sorted(
@@ -308,7 +283,7 @@ def table(res: dict[str, Any]) -> str:
             )
         out += ("\n\n" if out else "") + "\n".join(rows)
     if res.get("fidelity"):
-        rows = ["| senders | Gamma 50/s cv 2, 1,500 arrivals at the server: rate vs plan | residual p50 / p99 ms | "
+        rows = ["| senders | Gamma 50/s cv 2 arrivals at the server: rate vs plan | residual p50 / p99 ms | "
                 "KS >= 1 ms (the plan's own) | KS received vs planned | send lag p99 ms | others' load (cores) |",
                 "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for f in res["fidelity"]:
@@ -355,38 +330,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cores": len(_cores()),
         "machine_load_before": machine_load(),
     }
+    cases = {"events": events_case, "streams": streams_case, "fidelity": fidelity_case}
     with scratch_dir("scale-out-") as td:
-        if args.only in (None, "events"):
-            out["events"] = []
+        for name, case in cases.items():
+            if args.only not in (None, name):
+                continue
+            out[name] = []
             for n in ns:
                 res = _quietest(
-                    lambda n=n: events_case(n, args, Path(td)), args.attempts, args.max_other_load
+                    lambda n=n, case=case: case(n, args, Path(td)), args.attempts, args.max_other_load
                 )
-                out["events"].append(res)
-                print(
-                    f"events: {n} sender(s): {res['events_per_s']:,.0f}/s {res['attempts']}", file=sys.stderr
-                )
+                out[name].append(res)
+                print(f"{name}: {n} sender(s): {res['attempts']}", file=sys.stderr)
+        if out.get("events"):
             base = next((e["events_per_s"] for e in out["events"] if e["workers"] == 1), None)
             for e in out["events"]:
                 e["efficiency"] = round(e["events_per_s"] / (e["workers"] * base), 3) if base else None
-        if args.only in (None, "streams"):
-            out["streams"] = []
-            for n in ns:
-                res = _quietest(
-                    lambda n=n: streams_case(n, args, Path(td)), args.attempts, args.max_other_load
-                )
-                out["streams"].append(res)
-                print(f"streams: {n} sender(s): TTFT error {res['ttft_error_ms']}", file=sys.stderr)
-        if args.only in (None, "fidelity"):
-            out["fidelity"] = []
-            for n in ns:
-                res = _quietest(
-                    lambda n=n: fidelity_case(n, args, Path(td)), args.attempts, args.max_other_load
-                )
-                out["fidelity"].append(res)
-                print(
-                    f"fidelity: {n} sender(s): residual {res['residual_ms']}, {res['gaps']}", file=sys.stderr
-                )
     out["machine_load_after"] = machine_load()
     write_result("scale_out" + (f"_{args.only}" if args.only else ""), out)
     print(table(out))
