@@ -169,16 +169,20 @@ def read_server_log(path: Path) -> dict[str, Any]:
 
 
 def run_loadgen(
-    args: list[str], out_dir: Path, timeout_s: float = 900, src: Path | None = None
+    args: list[str],
+    out_dir: Path,
+    timeout_s: float = 900,
+    src: Path | None = None,
+    cpu: str | None = CLIENT_CPU,
 ) -> dict[str, Any]:
-    """``python -m loadgen ...`` on the client core; returns its summary, records and rusage of the child.
+    """``python -m loadgen ...`` on the client core (``cpu``: a taskset core list, None for any core); returns its
+    summary, records and rusage of the child (with the sender processes it waited for).
 
     ``src``: another checkout's root to run loadgen from (its ``loadgen`` package), e.g. main's code for a
     before/after comparison in one session; default this one.
     """
-    cmd = pinned(
-        [PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"], CLIENT_CPU
-    )
+    cmd = [PY, "-m", "loadgen", *args, "--output-dir", str(out_dir), "--quiet", "--no-live"]
+    cmd = pinned(cmd, cpu) if cpu is not None else cmd
     t = time.perf_counter()
     env = None
     if src is not None:

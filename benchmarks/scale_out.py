@@ -6,6 +6,10 @@ server costs little per token): ``--requests`` requests of ``--tokens`` tokens, 
 send). Efficiency = events/s(N) / (N x events/s(1)). Also: the senders' CPU (their self-checks), the driver's, and
 the server's core share (its CPU / the run's wall time), so a server or a machine that ran out of cores is visible.
 
+**fidelity** — ``schedule_fidelity.py``'s case (Gamma arrivals, 50 req/s, cv 2, 1,500 requests, seed 7) sent by
+N senders, as the server received it: rate, arrival residual p50/p99 (arrival - t0 - intended, less the median) and
+the KS distance of the received gaps to the intended Gamma over gaps >= 1 ms.
+
 **streams** — the issue's 10,000 concurrent streams, scaled to the machine (``--streams``): ``fast_server.py --mode
 timed`` writes the first token 100 ms after a request arrives, then one every ``--itl-ms``, on absolute deadlines,
 logging ``perf_counter_ns()`` before each write. Poisson arrivals at streams / stream length keep ``--streams``
@@ -19,7 +23,7 @@ its efficiency says what two senders get from one extra half-core, not what they
 
     python benchmarks/scale_out.py                          # N = 1, 2 here
     python benchmarks/scale_out.py --workers 1,2,4,8        # on a bigger machine
-    python benchmarks/scale_out.py --table                  # the markdown table from results/scale_out.json
+    python benchmarks/scale_out.py --table                  # the markdown tables from results/scale_out*.json
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,12 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     BENCH,
-    PY,
-    ROOT,
     CpuWindow,
     FastServer,
     machine_load,
     pct,
+    run_loadgen,
     scratch_dir,
     write_result,
 )
@@ -77,42 +79,21 @@ def _layout(n: int) -> tuple[str | None, str | None, str]:
     )
 
 
-def _server(mode: str, log: Path, core: str | None, itl_ms: float = 10.0) -> FastServer:
+def _server(
+    mode: str, log: Path, core: str | None, itl_ms: float = 10.0, ttft_ms: float = TTFT_MS
+) -> FastServer:
     import _common
 
     saved = _common.SERVER_CPU
     _common.SERVER_CPU = core if core is not None else saved
     try:
-        return FastServer(mode, log, ttft_ms=TTFT_MS, itl_ms=itl_ms)
+        return FastServer(mode, log, ttft_ms=ttft_ms, itl_ms=itl_ms)
     finally:
         _common.SERVER_CPU = saved
 
 
-def _loadgen(args: list[str], out: Path, client_cores: str | None, timeout_s: float = 900) -> dict[str, Any]:
-    cmd = [PY, "-m", "loadgen", *args, "--output-dir", str(out), "--quiet", "--no-live", "--no-report"]
-    if client_cores is not None:
-        cmd = ["taskset", "-c", client_cores, *cmd]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = t + timeout_s
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            raise RuntimeError("loadgen timed out")
-        time.sleep(0.05)
-    code = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if code != 0:
-        raise RuntimeError(f"loadgen exited {code}: {err[-2000:]}")
-    summary = json.loads((out / "summary.json").read_bytes())
-    records = [json.loads(x) for x in (out / "requests.jsonl").read_bytes().splitlines() if x]
-    # RUSAGE of the driver and every sender it waited for (children of the child are included once reaped)
-    return {"summary": summary, "records": records, "cpu_s": ru.ru_utime + ru.ru_stime,
-            "wall_s": time.perf_counter() - t}  # fmt: skip
+def _loadgen(args: list[str], out: Path, client_cores: str | None) -> dict[str, Any]:
+    return run_loadgen([*args, "--no-report"], out, cpu=client_cores)
 
 
 def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,7 +121,7 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             tmp / "lg", client_cores,
         )  # fmt: skip
         srv.stop()
-    load = window.report(r["cpu_s"] + srv.cpu_s)
+    load = window.report(r["process_cpu_s"] + srv.cpu_s)
     ok = [x for x in r["records"] if x["status"] == "ok"]
     start = min(x["send_ns"] for x in ok)
     end = max(x["end_ns"] for x in ok)
@@ -156,7 +137,7 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "events_per_s": round(events / span, 1),
         "senders": senders,
         "senders_cpu_s": round(sum(s["cpu_s"] for s in senders), 2),
-        "all_loadgen_processes_cpu_s": round(r["cpu_s"], 2),
+        "all_loadgen_processes_cpu_s": round(r["process_cpu_s"], 2),
         "server_core_share": round(srv.cpu_s / span, 3) if span else None,
         "trustworthy": r["summary"]["client_check"]["trustworthy"],
         "machine_load_during": load,
@@ -179,7 +160,7 @@ def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             tmp / "lg", client_cores,
         )  # fmt: skip
         log = srv.stop()
-    load = window.report(r["cpu_s"] + srv.cpu_s)
+    load = window.report(r["process_cpu_s"] + srv.cpu_s)
     t0 = r["summary"]["clock"]["t0_ns"]
     server = log["requests"]
     ttft, tok, spans = [], [], []
@@ -216,7 +197,45 @@ def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "event_loop_lag_ms": cc["event_loop_lag_ms"],
         "trustworthy": cc["trustworthy"],
         "reasons": cc["reasons"],
-        "server_core_share": round(srv.cpu_s / max(r["wall_s"], 1e-9), 3),
+        "server_core_share": round(srv.cpu_s / max(r["process_wall_s"], 1e-9), 3),
+        "machine_load_during": load,
+    }
+
+
+def fidelity_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """schedule_fidelity.py's Gamma case (50 req/s, cv 2, 1,500 requests, seed 7) sent by ``n`` senders."""
+    from schedule_fidelity import SEED, TOKENS, gap_stats, rate_stats, residuals
+
+    server_core, client_cores, layout = _layout(n)
+    tmp = tmp / f"fidelity-{n}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    window = CpuWindow()
+    with _server("timed", tmp / "server.jsonl", server_core, itl_ms=2.0, ttft_ms=2.0) as srv:
+        r = _loadgen(
+            ["--base-url", srv.base_url, "--rate", "50", "--cv", "2", "--seed", str(SEED), "-n",
+             str(args.fidelity_requests), "--max-tokens", str(TOKENS), "--input-len", "32", "--no-scrape",
+             "--workers", str(n)],
+            tmp / "lg", client_cores,
+        )  # fmt: skip
+        log = srv.stop()
+    load = window.report(r["process_cpu_s"] + srv.cpu_s)
+    t0 = r["summary"]["clock"]["t0_ns"]
+    server = log["requests"]
+    pairs = sorted(
+        (x["intended_ns"] + t0, server[int(x["server_request_id"])]["arrival_ns"])
+        for x in r["records"]
+        if x.get("server_request_id") is not None and int(x["server_request_id"]) in server
+    )
+    pa = np.asarray(pairs, dtype=np.int64)
+    cc = r["summary"]["client_check"]
+    return {
+        "workers": n,
+        "layout": layout,
+        "matched": len(pairs),
+        "rate": rate_stats(pa[:, 1], pa[:, 0] - t0, 50.0),
+        "residual_ms": residuals(pa[:, 1], pa[:, 0]),
+        "gaps": gap_stats(pa[:, 1], pa[:, 0] - t0, 50.0, 2.0),
+        "send_lag_ms": cc["send_lag_ms"],
         "machine_load_during": load,
     }
 
@@ -230,7 +249,7 @@ def _quietest(run, attempts: int, max_other_cores: float) -> dict[str, Any]:
         if tried[-1]["machine_load_during"]["other_load_cores"] <= max_other_cores:
             break
     best = min(tried, key=lambda x: x["machine_load_during"]["other_load_cores"])
-    key = "events_per_s" if "events_per_s" in best else "ttft_error_ms"
+    key = next(k for k in ("events_per_s", "ttft_error_ms", "residual_ms") if k in best)
     best["attempts"] = [
         {"other_load_cores": x["machine_load_during"]["other_load_cores"], key: x[key]} for x in tried
     ]
@@ -247,20 +266,35 @@ def table(res: dict[str, Any]) -> str:
             f"{e['senders_cpu_s'] / span:.2f} | {e['server_core_share']:.2f} | "
             f"{e['machine_load_during']['other_load_cores']} | {e['trustworthy']} |"
         )
-    out = "\n".join(rows)
+    out = "\n".join(rows) if res.get("events") else ""
     if res.get("streams"):
         rows = ["| senders | scenario | open streams | TTFT error p50 / p99 / p99.9 ms | per-token error p50 / p99 / "
-                "p99.9 ms | server lateness p99 ms | send lag p99 ms | others' load (cores) |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+                "p99.9 ms | server lateness p99 ms | server core share | senders' CPU (cores each) | send lag p99 ms | "
+                "others' load (cores) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for s in res["streams"]:
             t, k = s["ttft_error_ms"], s["token_error_ms"]
-            late = (s.get("server_write_lateness_ms") or {}).get("p99")
+            late = (s.get("server_write_lateness_ms") or {}).get("p99") or 0.0
+            cpus = ", ".join(f"{x['cpu_share']:.2f}" for x in s["senders"])
             rows.append(
                 f"| {s['workers']} | {s['scenario']} | {s['mean_open_streams']:,.0f} | {t['p50']} / {t['p99']} / "
-                f"{t['p99.9']} | {k['p50']} / {k['p99']} / {k['p99.9']} | {late} | {s['send_lag_ms']['p99']:.2f} | "
+                f"{t['p99.9']} | {k['p50']} / {k['p99']} / {k['p99.9']} | {late:.2f} | {s['server_core_share']:.2f} | "
+                f"{cpus} | {s['send_lag_ms']['p99']:.2f} | "
                 f"{s['machine_load_during']['other_load_cores']} |"
             )
-        out += "\n\n" + "\n".join(rows)
+        out += ("\n\n" if out else "") + "\n".join(rows)
+    if res.get("fidelity"):
+        rows = ["| senders | Gamma 50/s cv 2 arrivals at the server: rate vs plan | residual p50 / p99 ms | "
+                "KS >= 1 ms (the plan's own) | KS received vs planned | send lag p99 ms | others' load (cores) |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for f in res["fidelity"]:
+            g, rs = f["gaps"], f["residual_ms"]
+            rows.append(
+                f"| {f['workers']} | {f['rate']['received_vs_planned']:+.2%} | {rs['p50']} / {rs['p99']} | "
+                f"{g['ks_received_vs_gamma_ge_1ms']} ({g['ks_planned_vs_gamma_ge_1ms']}) | "
+                f"{g['ks_received_vs_planned_ge_1ms']} | {f['send_lag_ms']['p99']:.2f} | "
+                f"{f['machine_load_during']['other_load_cores']} |"
+            )
+        out += ("\n\n" if out else "") + "\n".join(rows)
     return out
 
 
@@ -278,11 +312,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--itl-ms", type=float, default=100.0, help="streams: ms between two tokens of a stream")
     p.add_argument("--stream-tokens", type=int, default=100, help="streams: tokens per stream")
     p.add_argument("--stream-seconds", type=float, default=30.0, help="streams: seconds at full concurrency")
-    p.add_argument("--only", choices=("events", "streams"))
+    p.add_argument("--fidelity-requests", type=int, default=1500, help="fidelity: Gamma arrivals per run")
+    p.add_argument("--only", choices=("events", "streams", "fidelity"))
     p.add_argument("--table", action="store_true", help="print the table of results/scale_out.json")
     args = p.parse_args(argv)
     if args.table:
-        print(table(json.loads((BENCH / "results" / "scale_out.json").read_text())))
+        for name in ("scale_out", "scale_out_events", "scale_out_streams", "scale_out_fidelity"):
+            path = BENCH / "results" / f"{name}.json"
+            if path.is_file():
+                res = json.loads(path.read_text())
+                print(f"{name}.json ({res['date']}, {res['cores']} cores):\n{table(res)}\n")
         return {}
     ns = [int(x) for x in args.workers.split(",") if x.strip()]
     out: dict[str, Any] = {
@@ -291,28 +330,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cores": len(_cores()),
         "machine_load_before": machine_load(),
     }
+    cases = {"events": events_case, "streams": streams_case, "fidelity": fidelity_case}
     with scratch_dir("scale-out-") as td:
-        if args.only in (None, "events"):
-            out["events"] = []
+        for name, case in cases.items():
+            if args.only not in (None, name):
+                continue
+            out[name] = []
             for n in ns:
                 res = _quietest(
-                    lambda n=n: events_case(n, args, Path(td)), args.attempts, args.max_other_load
+                    lambda n=n, case=case: case(n, args, Path(td)), args.attempts, args.max_other_load
                 )
-                out["events"].append(res)
-                print(
-                    f"events: {n} sender(s): {res['events_per_s']:,.0f}/s {res['attempts']}", file=sys.stderr
-                )
+                out[name].append(res)
+                print(f"{name}: {n} sender(s): {res['attempts']}", file=sys.stderr)
+        if out.get("events"):
             base = next((e["events_per_s"] for e in out["events"] if e["workers"] == 1), None)
             for e in out["events"]:
                 e["efficiency"] = round(e["events_per_s"] / (e["workers"] * base), 3) if base else None
-        if args.only in (None, "streams"):
-            out["streams"] = []
-            for n in ns:
-                res = _quietest(
-                    lambda n=n: streams_case(n, args, Path(td)), args.attempts, args.max_other_load
-                )
-                out["streams"].append(res)
-                print(f"streams: {n} sender(s): TTFT error {res['ttft_error_ms']}", file=sys.stderr)
     out["machine_load_after"] = machine_load()
     write_result("scale_out" + (f"_{args.only}" if args.only else ""), out)
     print(table(out))

@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import signal
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from loadgen.plan import RequestPlan
 from loadgen.records import read_records
 from loadgen.run import (
     RunResult,
+    _Interrupt,
     _poller,
     _ResultsDir,
     _start_target,
@@ -69,17 +68,17 @@ def one_process(cfg: RunConfig, plan: RequestPlan, console: Any = None) -> bool:
         return False
     sizing = local_sizing(cfg, plan)
     if sizing.workers == 1 and cfg.senders.workers is None and console is not None:
-        console.print(f"[cyan]{sizing.line}[/]")
+        console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
     return sizing.workers == 1
 
 
-class _Interrupt:
-    """Ctrl-C / SIGTERM: the first stops every sender (in-flight requests get STOP_GRACE_S), the second cancels
-    what is in flight. Installed only while sending, as in a one-process run."""
+class _FleetInterrupt(_Interrupt):
+    """Ctrl-C / SIGTERM, as in a one-process run (installed only while sending): the first stops every sender
+    (in-flight requests get STOP_GRACE_S), the second cancels what is in flight."""
 
     def __init__(self, fleet: Any, console: Any, clock: RunClock) -> None:
-        self.fleet, self.console, self.clock = fleet, console, clock
-        self.interrupted = False
+        super().__init__(asyncio.Event(), console)
+        self.fleet, self.clock = fleet, clock
         self.at_ns: int | None = None  # when (ns since t0): requests planned later were never to be sent
 
     def __call__(self) -> None:
@@ -94,22 +93,6 @@ class _Interrupt:
                 f"[yellow]interrupted: every sender stops sending; in-flight requests get up to {STOP_GRACE_S:g} s "
                 "(Ctrl-C again to stop now)[/]"
             )
-
-    @contextlib.contextmanager
-    def installed(self, enabled: bool) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        done = False
-        if enabled:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGINT, self)
-                loop.add_signal_handler(signal.SIGTERM, self)
-                done = True
-        try:
-            yield
-        finally:
-            if done:
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
 
 
 def wait_bound_s(cfg: RunConfig, plan: RequestPlan) -> float | None:
@@ -166,7 +149,7 @@ async def run_fleet_async(
             sizing = local_sizing(cfg, plan)
         n = sizing.workers
         if console is not None and cfg.senders.workers is None:
-            console.print(f"[cyan]{sizing.line}[/]")
+            console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
         endpoint = await _start_target(cfg, out_dir, stack, console)
         poller = _poller(cfg, endpoint.base_url, out_dir)
         if poller is not None:
@@ -208,7 +191,7 @@ async def run_fleet_async(
         if poller is not None:
             await poller_ready
 
-        interrupt = _Interrupt(fleet, console, clock)
+        interrupt = _FleetInterrupt(fleet, console, clock)
         with interrupt.installed(install_signal_handlers):
             if fleet.kind == "ray":
                 fleet.start_clock(clock)
@@ -241,7 +224,8 @@ async def run_fleet_async(
             for k, why in sorted(lost.items()):
                 console.print(
                     f"[bold red]{sender_name(k, infos[k])} was lost: {why}; the run went on without it, and "
-                    f"{merged.worker_lost.get(k, 0):,} of its requests are recorded as worker_lost[/]"
+                    f"{merged.worker_lost.get(k, 0):,} of its requests are recorded as worker_lost[/]",
+                    soft_wrap=True,
                 )
         done = [o for o in outcomes if o is not None]
         stopped = next((o["stopped"] for o in done if o.get("stopped")), None)

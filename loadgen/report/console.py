@@ -137,7 +137,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     from loadgen.report.senders import senders_lines
 
     for line in senders_lines(summary):  # --workers / --ray: each sender's share and self-check
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     check = summary["client_check"]
     loop_lag = check.get("event_loop_lag_ms") or {}
     if summary.get("rebuilt"):

@@ -153,6 +153,15 @@ def test_ray_senders_write_the_same_results_as_local_workers(ray_cluster, tmp_pa
     assert all("event_loop_lag_ms" in c and "cpu_peak_1s" in c for c in s2["client_check"]["senders"])
 
 
+def _on_ray(env: dict, base_url: str, out: Path, *args: str) -> subprocess.Popen:
+    """``python -m loadgen --ray auto --workers 2`` against ``base_url``, in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "--ray", "auto", "--workers", "2", "--base-url", base_url, *args,
+         "--no-scrape", "--no-report", "--no-live", "--output-dir", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+
+
 KILL = """
 import ray, sys
 ray.init(namespace="loadgen", log_to_driver=False)
@@ -166,12 +175,7 @@ print(names[0])
 def test_a_killed_actor_leaves_worker_lost_records_and_the_run_finishes(ray_cluster, tmp_path):
     out = tmp_path / "o"
     with ThreadedServer(slow_stream(0.3, 3)) as srv:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "loadgen", "--ray", "auto", "--workers", "2", "--base-url", srv.base_url,
-             "-n", "60", "--rate", "15", "--no-scrape", "--no-report", "--no-live", "--output-dir", str(out)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **ray_cluster},
-        )  # fmt: skip
+        p = _on_ray(ray_cluster, srv.base_url, out, "-n", "60", "--rate", "15")
         try:
             _wait_for_sender_lines(out, 6, p)
             k = subprocess.run(
@@ -202,12 +206,7 @@ def test_a_killed_actor_leaves_worker_lost_records_and_the_run_finishes(ray_clus
 def test_ctrl_c_stops_every_actor_and_keeps_what_finished(ray_cluster, tmp_path):
     out = tmp_path / "o"
     with ThreadedServer(slow_stream(1.0)) as srv:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "loadgen", "--ray", "auto", "--workers", "2", "--base-url", srv.base_url,
-             "-n", "200", "--rate", "10", "--no-scrape", "--no-report", "--no-live", "--output-dir", str(out)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **ray_cluster},
-        )  # fmt: skip
+        p = _on_ray(ray_cluster, srv.base_url, out, "-n", "200", "--rate", "10")
         try:
             _wait_for_sender_lines(out, 6, p)
             p.send_signal(signal.SIGINT)

@@ -116,7 +116,9 @@ def test_samples_on_the_absolute_grid_with_increasing_times(server: MetricsServe
     assert ticks == sorted(set(ticks))
     # on the grid: every scrape starts inside its own tick's interval (a drifting poller would spill into the
     # next ones); how close to the tick is a matter of machine load, printed rather than asserted
-    print(f"offset past the tick: median {statistics.median(offsets) / 1e6:.2f} ms, last {offsets[-1] / 1e6:.2f} ms")
+    print(
+        f"offset past the tick: median {statistics.median(offsets) / 1e6:.2f} ms, last {offsets[-1] / 1e6:.2f} ms"
+    )
     assert all(0 <= o < interval_ns for o in offsets)
     assert all(x["dialect"] == "vllm" for x in lines)
     prompt = [x["values"]["prompt_tokens"]['engine="0",model_name="m"'] for x in lines]

@@ -263,3 +263,17 @@ def test_sender_mistakes_get_one_line_and_exit_2(args, needle, tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "error" in ln]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "o").exists(), "a run that measured nothing leaves no results folder"
+
+
+def test_workers_auto_says_how_many_and_one_is_this_process(tmp_path):
+    # 20 req/s x 16 tokens is ~320 token events/s: one sender, this process, as without --workers
+    r = cli("--workers", "auto", "-n", "10", "--rate", "20", "--max-tokens", "16", "--no-report", "--no-live",
+            "--output-dir", str(tmp_path / "o"), timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "--workers auto:" in ln]
+    assert (
+        "--workers auto: 1 sender: the plan asks ~320 token events/s" in line
+        and "left for the built-in" in line
+    )
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert "senders" not in summary and summary["config"]["senders"] == {"workers": "auto", "ray": None}
