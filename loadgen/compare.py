@@ -44,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.columns import RequestColumns, read_requests
 from loadgen.errors import ConfigError
+from loadgen.metrics import INTERVAL, as_columns, interval_ms
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +63,23 @@ class Metric:
     group: str  # table the metric is shown in
 
 
-# request-level: (latency key from the records, percentile)
+# request-level: (latency key of loadgen.metrics.INTERVALS, percentile)
+REQUEST_LATENCIES = ("ttft", "ttfvt", "tpot", "e2e")
 _REQUEST_METRICS = {
-    f"{lat}_{p}": (lat, q)
-    for lat in ("ttft", "ttfvt", "tpot", "e2e")
-    for p, q in (("p50", 50.0), ("p99", 99.0))
+    f"{lat}_{p}": (lat, q) for lat in REQUEST_LATENCIES for p, q in (("p50", 50.0), ("p99", 99.0))
 }
 
 METRICS: tuple[Metric, ...] = (
     *(
-        Metric(k, f"{lat.upper()} {p}", "ms", "request", "lower", "latency")
+        Metric(
+            k,
+            f"{INTERVAL[lat].name} {k.rsplit('_', 1)[1]}",
+            INTERVAL[lat].unit,
+            "request",
+            "lower",
+            "latency",
+        )
         for k, (lat, _) in _REQUEST_METRICS.items()
-        for p in [k.rsplit("_", 1)[1]]
     ),
     Metric("throughput_rps", "throughput", "req/s", "run", "higher", "throughput"),
     Metric("output_tok_s", "output tokens", "tok/s", "run", "higher", "throughput"),
@@ -132,21 +139,12 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def request_latency_arrays(records: Sequence[Any]) -> dict[str, np.ndarray]:
-    """ttft/ttfvt/tpot/e2e (ms) of the measured, successful records, as in ``loadgen.metrics``."""
-    ok = [r for r in records if not r.warmup and r.status == "ok"]
-
-    def col(attr: str) -> np.ndarray:
-        return np.array(
-            [getattr(r, attr) if getattr(r, attr) is not None else np.nan for r in ok], dtype=float
-        )
-
-    send, first, content = col("send_ns"), col("first_token_ns"), col("first_content_ns")
-    last, end, ntok = col("last_token_ns"), col("end_ns"), col("completion_tokens")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(ntok > 1, (last - first) / (ntok - 1), np.nan)
-    out = {"ttft": first - send, "ttfvt": content - send, "tpot": tpot, "e2e": end - send}
-    return {k: v[np.isfinite(v)] / 1e6 for k, v in out.items()}
+def request_latency_arrays(records: Sequence[Any] | RequestColumns) -> dict[str, np.ndarray]:
+    """ttft/ttfvt/tpot/e2e (ms, as ``loadgen.metrics`` defines them) of the measured, successful requests."""
+    cols = as_columns(records)
+    ok = cols.measured_ok
+    out = {key: interval_ms(cols, key)[ok] for key in REQUEST_LATENCIES}
+    return {k: v[np.isfinite(v)] for k, v in out.items()}
 
 
 def run_level_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -179,8 +177,6 @@ def run_level_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
 
 
 def load_run(path: Path, name: str | None = None, seed: int | None = None) -> RunData:
-    from loadgen.records import read_records
-
     summary_path = path / "summary.json"
     try:
         summary = json.loads(summary_path.read_text())
@@ -189,7 +185,8 @@ def load_run(path: Path, name: str | None = None, seed: int | None = None) -> Ru
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{summary_path}: not valid JSON ({exc})") from None
     req_path = path / "requests.jsonl"
-    records = read_records(req_path) if req_path.exists() else []
+    # per-request latencies need no chunk arrays: they are cut out before parsing
+    records = read_requests(req_path, chunks=False) if req_path.exists() else []
     if seed is None:
         seed = _get(summary, "config", "schedule", "seed")
     prefix_section = _get(summary, "server", "prefix_cache")
