@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,37 @@ class LogHistogram:
             self.min = v
         if v > self.max:
             self.max = v
+
+    def merge(self, other: LogHistogram) -> None:
+        """Add ``other``'s values (as if they had been added here)."""
+        if other.n == 0:
+            return
+        self.counts += other.counts
+        self.n += other.n
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-able form (the non-empty bins only), e.g. for a sender to send to the driver."""
+        nz = np.flatnonzero(self.counts)
+        return {
+            "bins": nz.tolist(),
+            "counts": self.counts[nz].tolist(),
+            "n": self.n,
+            "total": self.total,
+            "min": self.min if self.n else None,
+            "max": self.max if self.n else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogHistogram:
+        h = cls()
+        if d.get("n"):
+            h.counts[np.asarray(d["bins"], dtype=np.int64)] = np.asarray(d["counts"], dtype=np.float64)
+            h.n, h.total = int(d["n"]), float(d["total"])
+            h.min, h.max = float(d["min"]), float(d["max"])
+        return h
 
     def quantile(self, q: float) -> float | None:
         if self.n == 0:

@@ -201,10 +201,10 @@ class ChunkStats:
     """The reducer of a run's chunk arrays (see :mod:`loadgen.columns`): ITL per token and per chunk, tokens
     per chunk, and each request's longest per-token gap (the ``itl`` SLO), over measured successful requests.
 
-    Gaps are kept exactly up to ``EXACT_MAX`` values each (64 MB of float64), and always in a log histogram:
+    Gaps are kept exactly up to ``EXACT_MAX`` values each (32 MB of float64), and always in a log histogram:
     past the cap the distribution comes from the histogram (``binned``: within 0.6 %)."""
 
-    EXACT_MAX = 8_000_000
+    EXACT_MAX = 4_000_000
 
     def __init__(self, exact_max: int = EXACT_MAX) -> None:
         self.per_token = Gaps(exact_max)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import platform
 import re
@@ -20,7 +19,8 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,14 @@ from loadgen.clock import RunClock
 from loadgen.config import RunConfig
 from loadgen.dispatch import quiet_gc
 from loadgen.errors import LoadgenError
-from loadgen.metrics import group_latencies, summarize
 from loadgen.plan import plan_requests
-from loadgen.records import RecordSink, RequestRecord, Scrubber
+from loadgen.records import RecordSink, RequestRecord, Scrubber, read_records
 from loadgen.schedule import GammaSchedule, TraceSchedule
 from loadgen.scrape.poller import default_metrics_url
 from loadgen.scrape.process import PollerProcess
 from loadgen.selfcheck import SelfCheck
 from loadgen.sender import STOP_GRACE_S, Sender
+from loadgen.summary import build_summary
 from loadgen.target import SimulatorProcess
 from loadgen.workload.spec import RequestSpec
 
@@ -46,13 +46,28 @@ log = logging.getLogger(__name__)
 START_LEAD_NS = 5_000_000
 
 
-@dataclass
 class RunResult:
-    output_dir: Path
-    summary: dict[str, Any]
-    records: list[RequestRecord] = field(default_factory=list)
-    interrupted: bool = False
-    failure: str | None = None  # why the run's requests count as failed (the CLI exits 3), else None
+    """What a run returns: its folder and summary. ``records`` are read back from ``requests.jsonl`` when first
+    asked for (a run keeps none in memory while it runs: its memory stays flat however long it is), then kept."""
+
+    def __init__(
+        self, output_dir: Path, summary: dict[str, Any], interrupted: bool = False, failure: str | None = None
+    ) -> None:
+        self.output_dir = output_dir
+        self.summary = summary
+        self.interrupted = interrupted
+        self.failure = failure  # why the run's requests count as failed (the CLI exits 3), else None
+
+    @cached_property
+    def records(self) -> list[RequestRecord]:
+        """Every finished request, in the order they finished (the file's order)."""
+        path = Path(self.output_dir) / "requests.jsonl"
+        return read_records(path) if path.exists() else []
+
+    def __repr__(self) -> str:
+        return (
+            f"RunResult({str(self.output_dir)!r}, interrupted={self.interrupted}, failure={self.failure!r})"
+        )
 
 
 class AuthStop:
@@ -88,29 +103,6 @@ class AuthStop:
             )
             return True
         return False
-
-
-def requests_outcome(
-    requests: dict[str, Any], max_error_share: float | None, stopped: str | None, interrupted: bool
-) -> dict[str, Any]:
-    """Whether the run's requests failed (exit 3): stopped on refusals, all failed, or above --max-error-share."""
-    reason = stopped
-    measured, failed = requests["measured"], requests["failed"]
-    kinds = ", ".join(f"{v} {k}" for k, v in requests["errors_by_kind"].items())
-    if reason is None and not interrupted and measured:
-        if failed == measured:
-            reason = f"every measured request failed ({kinds})"
-        elif max_error_share is not None and failed / measured > max_error_share:
-            reason = (
-                f"{failed / measured:.1%} of measured requests failed ({kinds}), "
-                f"more than --max-error-share {max_error_share:g}"
-            )
-    return {
-        "failed": reason is not None,
-        "reason": reason,
-        "stopped_early": stopped,
-        "max_error_share": max_error_share,
-    }
 
 
 def default_output_dir(label: str) -> Path:
@@ -265,7 +257,6 @@ async def run_async(
     clock = RunClock()
     stop = asyncio.Event()
     interrupt = _Interrupt(stop, console)
-    records: list[RequestRecord] = []
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(results.close)
         endpoint = await _start_target(cfg, out_dir, stack, console)
@@ -280,8 +271,8 @@ async def run_async(
         auth_stop = AuthStop(len(plan))
 
         def on_done(rec: RequestRecord) -> None:
+            # the record goes to the file and is dropped: the summary reads the file back (loadgen.summary)
             sink.write(rec)
-            records.append(rec)
             if live is not None:
                 live.observe(rec)
             if auth_stop.observe(rec):
@@ -331,31 +322,29 @@ async def run_async(
         if poller is not None:
             await poller.stop()  # one last scrape, after the last request ended
 
+        sink.close()  # every record on disk: the summary is computed from the file
         summary = build_summary(
             cfg,
-            plan.schedule,
-            records,
-            check,
-            sender.stats.spin_ns / 1e9,
+            out_dir,
+            header=header,
+            check=check,
+            spin_s=sender.stats.spin_ns / 1e9,
             endpoint=endpoint,
-            model=model,
             t0_ns=clock.t0_ns,
             t0_unix_ns=clock.t0_unix_ns,
-            out_dir=out_dir,
             interrupted=interrupt.interrupted,
             poller=poller,
             specs=plan.specs,
             read_stamps=getattr(sender.client, "stamp_source", None),
             connection_note=getattr(sender.client, "connection_note", None),
             stopped=auth_stop.reason,
-            header=header,
         )
         (out_dir / "summary.json").write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
         if cfg.output.report:
             _write_report(out_dir, console)
-        return RunResult(out_dir, summary, records, interrupt.interrupted, summary["outcome"]["reason"])
+        return RunResult(out_dir, summary, interrupt.interrupted, summary["outcome"]["reason"])
 
 
 def secret_scrubber(endpoint: Any) -> Scrubber:
@@ -422,139 +411,6 @@ def write_run_json(out_dir: Path, header: dict[str, Any], planned: int, warmup: 
     tmp = out_dir / (RUN_JSON + ".tmp")
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     tmp.replace(out_dir / RUN_JSON)
-
-
-def target_rate_of(rate: Any, arrival: str | None) -> float | None:
-    """The rate the achieved send rate is held to: none for --rate inf and for traces."""
-    if not isinstance(rate, (int, float)) or math.isinf(rate) or arrival == "trace":
-        return None
-    return float(rate)
-
-
-def rate_check(metrics: dict[str, Any], target_rate: float | None, client_check: dict[str, Any]) -> None:
-    """Marks the run untrustworthy when the achieved send rate misses the planned one by more than 5 %."""
-    rate = metrics["rate"]
-    if target_rate and rate["achieved_send"] and metrics["requests"]["measured"] >= 50:
-        miss = abs(rate["achieved_send"] - (rate["planned"] or target_rate)) / (
-            rate["planned"] or target_rate
-        )
-        if miss > 0.05:
-            client_check["trustworthy"] = False
-            client_check["reasons"].append(
-                f"achieved send rate {rate['achieved_send']:.2f}/s is {miss:.0%} off the planned "
-                f"{rate['planned']:.2f}/s"
-            )
-
-
-def groups_of(records: list[RequestRecord]) -> dict[str, Any]:
-    return {key: group_latencies(records, key) for key in ("dataset", "budget") if _has_tag(records, key)}
-
-
-def build_summary(
-    cfg: RunConfig,
-    sched: GammaSchedule | TraceSchedule,
-    records: list[RequestRecord],
-    check: SelfCheck,
-    spin_s: float,
-    *,
-    endpoint: Any,
-    model: str,
-    t0_ns: int,
-    t0_unix_ns: int,
-    out_dir: Path,
-    interrupted: bool,
-    poller: Any = None,
-    specs: list[RequestSpec] | None = None,
-    read_stamps: str | None = None,
-    connection_note: str | None = None,
-    stopped: str | None = None,
-    header: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    records = sorted(records, key=lambda r: r.index)
-    target_rate = target_rate_of(cfg.schedule.rate, cfg.schedule.arrival)
-    metrics = summarize(
-        records,
-        slo_ms=cfg.analysis.slo.as_dict(),
-        straggler_k=cfg.analysis.straggler_iqr_k,
-        target_rate=target_rate,
-    )
-    client_check = check.report(
-        metrics["latency_ms"]["send_lag"],
-        spin_s,
-        cfg.analysis.send_lag_p99_limit_ms,
-        cfg.analysis.client_cpu_limit,
-        loop_lag_p99_limit_ms=cfg.analysis.loop_lag_p99_limit_ms,
-        loop_lag_max_limit_ms=cfg.analysis.loop_lag_max_limit_ms,
-    )
-    rate_check(metrics, target_rate, client_check)
-    if connection_note and isinstance(metrics.get("connections"), dict):
-        metrics["connections"]["note"] = connection_note
-    summary: dict[str, Any] = {
-        "loadgen_summary_version": 1,
-        **(header or run_header(cfg, sched, endpoint, model, out_dir)),
-        "interrupted": interrupted,
-        "clock": {
-            "read_stamps": read_stamps,
-            "t0_ns": t0_ns,
-            "t0_unix_ns": t0_unix_ns,
-            "note": "record and server-metric times are ns since t0 on the monotonic perf_counter clock",
-        },
-        "metrics": metrics,
-        "client_check": client_check,
-        "outcome": requests_outcome(metrics["requests"], cfg.analysis.max_error_share, stopped, interrupted),
-    }
-    summary["groups"] = groups_of(records)
-    if specs is not None and any(sp.reference is not None for sp in specs):
-        from loadgen.accuracy import accuracy_table
-
-        summary["accuracy"] = accuracy_table(records, specs)
-        if endpoint.simulated:
-            summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
-    if poller is not None:
-        if getattr(poller, "error", None) and not poller.stats:  # the scraper process never started
-            summary["server"] = {"error": poller.error}
-        else:
-            summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
-    return summary
-
-
-def _has_tag(records: list[RequestRecord], key: str) -> bool:
-    return len({str(r.tags.get(key)) for r in records if key in r.tags}) > 1 or (
-        key == "budget" and any(key in r.tags for r in records)
-    )
-
-
-def server_sections(
-    out_dir: Path, metrics: dict[str, Any], scrape_stats: dict[str, Any] | None, info: dict[str, Any]
-) -> dict[str, Any]:
-    """The `server` section and straggler explanations from the scraped series; never fails the run."""
-    try:
-        from loadgen.scrape.explain import explain_requests
-        from loadgen.scrape.series import load_samples
-        from loadgen.scrape.summary import server_summary
-
-        samples = load_samples(out_dir / "server_metrics.jsonl")
-        w = metrics["window"]
-        server = server_summary(samples, (w["start_ns"], w["end_ns"]))
-        if scrape_stats is not None:
-            server["scrape"] = scrape_stats
-        engine = info.get(server.get("url"))
-        if engine:
-            server["engine"] = engine
-        strag = metrics["stragglers"]["requests"]
-        explained = explain_requests(samples, [(s["index"], s["start_ns"], s["end_ns"]) for s in strag])
-        by_index = {s["index"]: s for s in strag}
-        for e in explained:
-            own = by_index.get(e.get("index"), {})
-            e.setdefault(
-                "detail",
-                f"e2e {own.get('e2e_ms', 0):,.0f} ms, {own.get('reasoning_tokens', 0)} reasoning / "
-                f"{own.get('completion_tokens', 0)} output tokens, client queue {own.get('queue_wait_ms', 0):,.0f} ms",
-            )
-        return {"server": server, "straggler_explanations": explained}
-    except Exception as exc:  # the scrape is auxiliary: report it, keep the run
-        log.warning("server metrics summary failed: %s", exc)
-        return {"server": {"error": f"{type(exc).__name__}: {exc}"}}
 
 
 _SECRET_FLAGS = {"--api-key", "--header"}

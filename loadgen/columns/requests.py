@@ -16,7 +16,7 @@ import orjson
 from loadgen.columns.arrays import BLOCK_ROWS, Categorical, Codes, float_col
 from loadgen.records import record_dict, without_chunks
 
-BLOCK_CHUNKS = 2_000_000  # chunk values handed to the reducers at a time
+BLOCK_CHUNKS = 1_000_000  # chunk values handed to the reducers at a time
 
 TIME_FIELDS = (
     "intended_ns",

@@ -30,7 +30,6 @@ from loadgen.fleet.shard import ShardJob
 from loadgen.fleet.sizing import Sizing, auto_workers, split_cap, usable_cores
 from loadgen.fleet.verdict import pooled_check, schedule_error, sender_name, senders_check
 from loadgen.plan import RequestPlan
-from loadgen.records import read_records
 from loadgen.run import (
     RunResult,
     _Interrupt,
@@ -38,14 +37,13 @@ from loadgen.run import (
     _ResultsDir,
     _start_target,
     _write_report,
-    build_summary,
     default_output_dir,
-    rate_check,
     run_header,
-    target_rate_of,
     write_run_json,
 )
 from loadgen.sender import STOP_GRACE_S
+from loadgen.columns import read_requests
+from loadgen.summary import REQUESTS, build_summary, rate_check, target_rate_of
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +217,6 @@ async def run_fleet_async(
             before_ns=interrupt.at_ns,
         )
         remove_staging(out_dir)
-        records = read_records(out_dir / "requests.jsonl")
         if console is not None:
             for k, why in sorted(lost.items()):
                 console.print(
@@ -231,23 +228,21 @@ async def run_fleet_async(
         stopped = next((o["stopped"] for o in done if o.get("stopped")), None)
         summary = build_summary(
             cfg,
-            plan.schedule,
-            records,
-            pooled_check(outcomes),
-            sum(float(o.get("spin_s") or 0.0) for o in done),
+            out_dir,
+            header=header,
+            check=pooled_check(outcomes),
+            spin_s=sum(float(o.get("spin_s") or 0.0) for o in done),
             endpoint=endpoint,
-            model=model,
             t0_ns=clock.t0_ns,
             t0_unix_ns=clock.t0_unix_ns,
-            out_dir=out_dir,
             interrupted=interrupt.interrupted,
             poller=poller,
             specs=list(plan.specs),
             read_stamps=infos[0].get("read_stamps"),
             stopped=stopped,
-            header=header,
         )
-        check = senders_check(cfg, records, infos, outcomes, lost)
+        # each sender's send lag from the merged file's columns (request i was sent by sender i % n)
+        check = senders_check(cfg, read_requests(out_dir / REQUESTS, chunks=False), infos, outcomes, lost)
         rate_check(summary["metrics"], target_rate_of(cfg.schedule.rate, cfg.schedule.arrival), check)
         summary["client_check"] = check
         summary["senders"] = senders_section(fleet, sizing, infos, outcomes, lost, jobs, merged)
@@ -261,7 +256,7 @@ async def run_fleet_async(
         )
         if cfg.output.report:
             _write_report(out_dir, console)
-        return RunResult(out_dir, summary, records, interrupt.interrupted, summary["outcome"]["reason"])
+        return RunResult(out_dir, summary, interrupt.interrupted, summary["outcome"]["reason"])
 
 
 def senders_section(
