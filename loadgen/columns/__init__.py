@@ -1,7 +1,10 @@
 """A run's files as numpy columns: ``requests.jsonl`` and ``server_metrics.jsonl``, read in blocks.
 
-This is the one reader of both files; everything that computes from them (the summary, the report, compare,
-sweep, the server summary, ``read_records``) goes through it, so a field is parsed one way everywhere.
+This is the one reader of both files for numbers: everything that computes from them (the summary, the report,
+compare, sweep, the server summary) goes through it, so a field is parsed one way everywhere. Where whole records
+are needed (the answers' text for accuracy, ``RunResult.records``), ``loadgen.records.iter_records`` yields them one
+at a time. Modules: :mod:`~loadgen.columns.requests`, :mod:`~loadgen.columns.server`, and their building blocks
+in :mod:`~loadgen.columns.arrays`.
 
 ``requests.jsonl`` becomes :class:`RequestColumns`: one row per record, in file order; times as float64 ns since
 t0 (NaN where never reached: exact up to 2^53 ns, 104 days), token counts as float64 (NaN for None), strings as
