@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from loadgen.clock import RunClock
+from loadgen.columns import read_requests
 from loadgen.config import RunConfig
 from loadgen.errors import LoadgenError
 from loadgen.fleet.merge import Lost, merge_senders, remove_staging, sender_file, staging_dir
@@ -42,7 +43,6 @@ from loadgen.run import (
     write_run_json,
 )
 from loadgen.sender import STOP_GRACE_S
-from loadgen.columns import read_requests
 from loadgen.summary import REQUESTS, build_summary, rate_check, target_rate_of
 
 log = logging.getLogger(__name__)
