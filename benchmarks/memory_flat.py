@@ -15,6 +15,10 @@ RSS steps up and stays, flat, at the new level. A leak grows the live objects st
 (they return to their level once the backlog is parsed). ``behind`` (planned so far minus finished; Poisson
 arrivals make it wander by +-sqrt(n)) shows such backlogs.
 
+``--stall-at S --stall-s D`` makes such an episode happen on purpose: the client is stopped (SIGSTOP) S seconds
+into the run for D seconds, then continued, so that what a starved client does to its memory is measured the
+same way every time, instead of whenever the machine happens to be busy.
+
 ``--loadgen-path DIR`` runs another checkout's loadgen (e.g. ``git archive main | tar -x -C /tmp/main``) with this
 script, to measure before and after a change the same way.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -108,7 +113,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         proc = subprocess.Popen(pinned(cmd, CLIENT_CPU), cwd=root, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)  # fmt: skip
         finished = LineCounter(out / "requests.jsonl")
+        stall = None if args.stall_at is None else (t0 + args.stall_at, t0 + args.stall_at + args.stall_s)
+        stalled = False
         while True:
+            now = time.monotonic()
+            if stall is not None and not stalled and now >= stall[0]:
+                os.kill(proc.pid, signal.SIGSTOP)
+                stalled = True
+            if stall is not None and stalled and now >= stall[1]:
+                os.kill(proc.pid, signal.SIGCONT)
+                stall = None
             pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -142,6 +156,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "tokens": args.tokens,
         "minutes": args.minutes,
+        "stall": None if args.stall_at is None else {"at_s": args.stall_at, "for_s": args.stall_s},
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "warmup_s": args.warmup_s,
         "requests": lines,
         "requests_jsonl_mb": round(file_mb, 1),
@@ -172,6 +188,8 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=1000, help="tokens per answer")
     p.add_argument("--every-s", type=float, default=10.0, help="RSS sampling period")
     p.add_argument("--warmup-s", type=float, default=60.0, help="left out of the slope")
+    p.add_argument("--stall-at", type=float, help="stop the client (SIGSTOP) this many seconds into the run")
+    p.add_argument("--stall-s", type=float, default=10.0, help="for this long, then continue it (SIGCONT)")
     p.add_argument("--loadgen-path", help="the checkout whose loadgen runs (default: this one)")
     p.add_argument("--name", default="memory_flat", help="results/NAME.json")
     args = p.parse_args()

@@ -407,7 +407,8 @@ def main(argv: Sequence[str]) -> int:
 
 def write_comparison(out_dir: Path, console: Any = None) -> dict[str, Any] | None:
     """compare.json (and compare.html when the report module exists) for a finished experiment."""
-    from loadgen.compare import _json_default, compare_runs, format_compare, write_html
+    from loadgen.compare import _json_default, compare_runs, write_html
+    from loadgen.report.compare_console import format_compare
 
     try:
         result = compare_runs([out_dir])
