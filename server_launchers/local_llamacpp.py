@@ -49,14 +49,14 @@ from pathlib import Path
 from typing import Any
 
 from server_launchers import local_server, tiny_gguf
+from server_launchers.engines import LLAMACPP_VERSION
 from server_launchers.lifecycle import EngineUnavailable, cache_dir, file_lock, run_logged
 from server_launchers.local_server import LocalServer
 
 log = logging.getLogger(__name__)
 
-LLAMA_CPP_PYTHON_VERSION = (
-    "0.3.36"  # the sdist whose vendor/llama.cpp is built (llama.cpp 0.5.0-dev, 0c1e570)
-)
+# the llama-cpp-python sdist whose vendor/llama.cpp is built: the one whose flags engines.py renders and checks
+LLAMA_CPP_PYTHON_VERSION = LLAMACPP_VERSION
 GGUF_VERSION = "0.19.0"
 MODEL_NAME = "tiny-reasoning"
 # cmake options: no web UI (it would be fetched at build time), no TLS (loopback), no tests or examples, static.
