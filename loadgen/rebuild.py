@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from loadgen.metrics import summarize
-from loadgen.run import RUN_JSON
+from loadgen.results_dir import RUN_JSON
 from loadgen.summary import (
     groups_of,
     rate_check,

@@ -31,19 +31,19 @@ from loadgen.fleet.shard import ShardJob
 from loadgen.fleet.sizing import Sizing, auto_workers, split_cap, usable_cores
 from loadgen.fleet.verdict import pooled_check, schedule_error, sender_name, senders_check
 from loadgen.plan import RequestPlan
-from loadgen.run import (
+from loadgen.results_dir import (
+    ResultsDir,
     RunResult,
-    _Interrupt,
-    _poller,
-    _ResultsDir,
-    _start_target,
-    _write_report,
     default_output_dir,
     run_header,
+    write_report,
     write_run_json,
 )
+from loadgen.scrape.process import run_poller
 from loadgen.sender import STOP_GRACE_S
+from loadgen.stopping import Interrupt
 from loadgen.summary import REQUESTS, build_summary, rate_check, target_rate_of
+from loadgen.target import start_target
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def one_process(cfg: RunConfig, plan: RequestPlan, console: Any = None) -> bool:
     return sizing.workers == 1
 
 
-class _FleetInterrupt(_Interrupt):
+class _FleetInterrupt(Interrupt):
     """Ctrl-C / SIGTERM, as in a one-process run (installed only while sending): the first stops every sender
     (in-flight requests get STOP_GRACE_S), the second cancels what is in flight."""
 
@@ -122,7 +122,7 @@ async def run_fleet_async(
     label = cfg.output.label or (
         "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
     )
-    results = _ResultsDir(Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label))
+    results = ResultsDir(Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label))
     out_dir = results.path
     clock = RunClock()
     ray_address = cfg.senders.ray_address
@@ -148,8 +148,8 @@ async def run_fleet_async(
         n = sizing.workers
         if console is not None and cfg.senders.workers is None:
             console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
-        endpoint = await _start_target(cfg, out_dir, stack, console)
-        poller = _poller(cfg, endpoint.base_url, out_dir)
+        endpoint = await start_target(cfg, out_dir, stack, console)
+        poller = run_poller(cfg, endpoint.base_url, out_dir)
         if poller is not None:
             stack.push_async_callback(poller.kill)
             poller_ready = asyncio.get_running_loop().create_task(poller.start())
@@ -255,7 +255,7 @@ async def run_fleet_async(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
         if cfg.output.report:
-            _write_report(out_dir, console)
+            write_report(out_dir, console)
         return RunResult(out_dir, summary, interrupt.interrupted, summary["outcome"]["reason"])
 
 

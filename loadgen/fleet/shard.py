@@ -21,9 +21,9 @@ from loadgen.clock import RunClock
 from loadgen.config import EndpointConfig, RunConfig
 from loadgen.plan import RequestPlan
 from loadgen.records import RequestRecord
-from loadgen.run import AuthStop
 from loadgen.selfcheck import SelfCheck
 from loadgen.sender import Sender, run_shard
+from loadgen.stopping import AuthStop
 
 
 class RecordWriter(Protocol):
