@@ -24,6 +24,7 @@ from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.errors import ConfigError
 from loadgen.schedule import GammaSchedule, Schedule, TraceSchedule, make_schedule
 from loadgen.workload.spec import RequestSpec
+from loadgen.workload.table import FixedSource, SpecTable
 
 
 def _frozen(a: Any) -> np.ndarray:
@@ -42,7 +43,7 @@ class RequestPlan:
 
     schedule: Schedule
     offsets_ns: np.ndarray  # int64, read-only: absolute send offsets (ns since t0), in send order
-    specs: tuple[RequestSpec, ...]
+    specs: SpecTable  # request j's spec is made when asked (loadgen.workload.table): a plan costs bytes a request
     indices: np.ndarray  # int64, read-only: each request's index in the whole plan
     seed: int
     warmup: int
@@ -57,9 +58,8 @@ class RequestPlan:
         offsets = _frozen(offsets_ns)
         if len(specs) != len(offsets):
             raise ValueError(f"{len(offsets)} offsets but {len(specs)} specs")
-        return cls(
-            schedule, offsets, tuple(specs), _frozen(np.arange(len(offsets))), seed, warmup, len(offsets)
-        )
+        table = SpecTable.of(specs)
+        return cls(schedule, offsets, table, _frozen(np.arange(len(offsets))), seed, warmup, len(offsets))
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -82,8 +82,8 @@ class RequestPlan:
 
     def requests(self) -> Iterator[tuple[int, int, RequestSpec]]:
         """(index, offset ns, spec) per request, in send order."""
-        for j, spec in enumerate(self.specs):
-            yield int(self.indices[j]), int(self.offsets_ns[j]), spec
+        for j in range(len(self.indices)):
+            yield int(self.indices[j]), int(self.offsets_ns[j]), self.specs[j]
 
     def spec_of(self, index: int) -> RequestSpec:
         """The spec of request ``index`` of the whole plan (it must be in this plan)."""
@@ -102,7 +102,7 @@ class RequestPlan:
         return replace(
             self,
             offsets_ns=_frozen(self.offsets_ns[take]),
-            specs=tuple(self.specs[int(j)] for j in take),
+            specs=self.specs.take(take),
             indices=_frozen(self.indices[take]),
             shard_k=k,
             shard_n=n,
@@ -119,11 +119,16 @@ def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
     order = np.argsort(indices, kind="stable")
     if len(indices) != first.total or not np.array_equal(indices[order], np.arange(first.total)):
         raise ValueError(f"the shards do not hold each of the plan's {first.total} requests exactly once")
-    specs = [s for p in parts for s in p.specs]
+    source = first.specs.source
+    if all(p.specs.source is source for p in parts):  # the shards of one plan: only the rows move
+        table = SpecTable(source, _frozen(np.concatenate([p.specs.rows for p in parts])[order]))
+    else:  # shards that travelled (each unpickled its own source): the specs themselves
+        specs = [s for p in parts for s in p.specs]
+        table = SpecTable(FixedSource(tuple(specs[int(j)] for j in order)), _frozen(np.arange(len(order))))
     return RequestPlan(
         first.schedule,
         _frozen(np.concatenate([p.offsets_ns for p in parts])[order]),
-        tuple(specs[int(j)] for j in order),
+        table,
         _frozen(indices[order]),
         first.seed,
         first.warmup,
@@ -169,13 +174,13 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
             raise ConfigError("a --max-tokens sweep needs --num-requests")
         from loadgen.workload.sampling import expand
 
-        fixed = expand(_base_specs(cfg, n, trace), budgets=w.budgets.sweep, seed=w.seed)
+        fixed = expand(list(_base_specs(cfg, n, trace)), budgets=w.budgets.sweep, seed=w.seed)
 
+    planned: SpecTable
     if fixed is not None:
         warm = [fixed[i % len(fixed)] for i in range(s.warmup)]
-        planned = warm + fixed
-        offsets = sched.offsets_ns(len(planned), s.duration_s)
-        planned = planned[: len(offsets)]
+        offsets = sched.offsets_ns(len(warm) + len(fixed), s.duration_s)
+        planned = SpecTable.of((warm + fixed)[: len(offsets)])
     else:
         total = None if n is None else n + s.warmup
         offsets = sched.offsets_ns(total, s.duration_s)
@@ -187,16 +192,10 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     if specs is not None:
         if len(specs) < len(offsets):
             raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
-        planned = list(specs[: len(offsets)])
-    final = _final_specs(planned, cfg.sampling.max_tokens, cfg.endpoint.simulated)
+        planned = SpecTable.of(list(specs[: len(offsets)]))
+    # each spec as it is sent: its own budget, else the run's --max-tokens; simulator hints when simulated
+    final = planned.final(cfg.sampling.max_tokens, with_sim_hints if cfg.endpoint.simulated else None)
     return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
-
-
-def _final_specs(specs: list[RequestSpec], max_tokens: int | None, simulated: bool) -> list[RequestSpec]:
-    """Each spec as it is sent: its own budget, else the run's ``--max-tokens``; simulator hints when simulated."""
-    if max_tokens is not None:
-        specs = [s if s.max_tokens is not None else replace(s, max_tokens=max_tokens) for s in specs]
-    return with_sim_hints(specs) if simulated else specs
 
 
 def _read_trace(cfg: RunConfig) -> Any:
@@ -209,21 +208,19 @@ def _read_trace(cfg: RunConfig) -> Any:
     )
 
 
-def _base_specs(cfg: RunConfig, n: int, trace: Any) -> list[RequestSpec]:
+def _base_specs(cfg: RunConfig, n: int, trace: Any) -> SpecTable:
     w = cfg.workload
     if w.kind == "file":
         from loadgen.workload.prompts_file import load_prompts_file
 
         assert w.path
-        base = load_prompts_file(w.path)
-        return [base[i % len(base)] for i in range(n)]
+        return SpecTable.cycled(load_prompts_file(w.path), n)
     if w.kind == "trace":
         if trace is None:
             raise ConfigError("--trace-lengths needs --trace FILE")
         from loadgen.workload.traces import trace_to_specs
 
-        specs = trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len)
-        return [specs[i % len(specs)] for i in range(n)]
+        return SpecTable.cycled(trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len), n)
     from loadgen.workload.synthetic import synthetic_specs
 
     return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)

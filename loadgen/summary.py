@@ -133,7 +133,7 @@ def build_summary(
         "outcome": requests_outcome(metrics["requests"], cfg.analysis.max_error_share, stopped, interrupted),
     }
     summary["groups"] = groups_of(cols)
-    if specs is not None and any(sp.reference is not None for sp in specs):
+    if specs is not None and _has_references(specs):
         from loadgen.accuracy import accuracy_table
 
         records = sorted(iter_records(out_dir / REQUESTS, chunks=False), key=lambda r: r.index)
@@ -146,6 +146,12 @@ def build_summary(
         else:
             summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
     return summary
+
+
+def _has_references(specs: Any) -> bool:
+    """Whether any request has a reference answer (a plan's table says so without making its specs)."""
+    known = getattr(specs, "has_references", None)
+    return bool(known) if known is not None else any(sp.reference is not None for sp in specs)
 
 
 def server_sections(

@@ -237,7 +237,7 @@ async def run_fleet_async(
             t0_unix_ns=clock.t0_unix_ns,
             interrupted=interrupt.interrupted,
             poller=poller,
-            specs=list(plan.specs),
+            specs=plan.specs,
             read_stamps=infos[0].get("read_stamps"),
             stopped=stopped,
         )

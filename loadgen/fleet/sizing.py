@@ -13,6 +13,8 @@ import math
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from loadgen.config import RunConfig
 from loadgen.plan import RequestPlan
 
@@ -36,8 +38,9 @@ def usable_cores() -> int:
 
 def planned_events_per_s(cfg: RunConfig, plan: RequestPlan) -> tuple[float | None, float, float | None]:
     """(token events/s, mean output tokens, requests/s) the plan asks for; None where the rate is unbounded."""
-    budgets = [s.max_tokens if s.max_tokens is not None else ASSUMED_OUTPUT_TOKENS for s in plan.specs]
-    mean_out = sum(budgets) / len(budgets) if budgets else float(ASSUMED_OUTPUT_TOKENS)
+    budgets = plan.specs.max_tokens()  # without making every spec
+    budgets = np.where(np.isnan(budgets), float(ASSUMED_OUTPUT_TOKENS), budgets)
+    mean_out = float(budgets.mean()) if len(budgets) else float(ASSUMED_OUTPUT_TOKENS)
     offs = plan.offsets_ns
     if len(offs) < 2 or int(offs[-1]) <= int(offs[0]):
         return None, mean_out, None  # a burst: every request at t0 (a closed loop)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from loadgen.config import LengthDist
-from loadgen.workload.spec import RequestSpec
+from loadgen.workload.table import SpecTable, SyntheticSource, synthetic_table
 from loadgen.workload.text import synthetic_prompt
 
 
@@ -30,26 +30,18 @@ def synthetic_specs(
     output_len: LengthDist | None,
     seed: int,
     prefix_len: int = 0,
-) -> list[RequestSpec]:
+) -> SpecTable:
     """``n`` specs with prompts of ≈ the drawn token counts; a shared prefix of ``prefix_len`` tokens if asked.
 
-    Each prompt starts with its own index so no two requests share a prefix by accident (prefix caching would
-    otherwise flatter the server).
+    The lengths are drawn here (seeded); each prompt is made when its request is sent
+    (:class:`~loadgen.workload.table.SyntheticSource`), so a plan of millions of requests stays small.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1A7]))
-    in_lens = draw_lengths(input_len, n, rng)
-    out_lens = draw_lengths(output_len, n, rng) if output_len is not None else None
+    in_lens = draw_lengths(input_len, n, rng).astype(np.int32)
+    out_lens = draw_lengths(output_len, n, rng).astype(np.int32) if output_len is not None else None
     prefix = synthetic_prompt(prefix_len, np.random.default_rng([seed, 0xBEEF])) + " " if prefix_len else ""
-    specs = []
-    for i in range(n):
-        body_len = max(int(in_lens[i]) - prefix_len - 2, 1)
-        text = f"{prefix}{i}: {synthetic_prompt(body_len, rng)}"
-        specs.append(
-            RequestSpec(
-                prompt=text,
-                max_tokens=int(out_lens[i]) if out_lens is not None else None,
-                tags={"dataset": "synthetic"},
-                input_tokens_hint=int(in_lens[i]),
-            )
-        )
-    return specs
+    for a in (in_lens, out_lens):
+        if a is not None:
+            a.flags.writeable = False
+    source = SyntheticSource(in_lens, out_lens, seed, prefix, prefix_len, None)
+    return synthetic_table(n, source)

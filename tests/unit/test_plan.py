@@ -83,8 +83,8 @@ def test_shards_split_by_index_and_merge_back_request_for_request(n):
         assert all(int(i) % n == k for i in sh.indices)
         assert np.all(np.diff(sh.offsets_ns) >= 0)  # each sender's requests stay in send order
         for i, off, spec in sh.requests():  # global indices, with their own offsets and specs
-            assert off == plan.offsets_ns[i] and spec is plan.specs[i]
-            assert sh.spec_of(i) is spec
+            assert off == plan.offsets_ns[i] and spec == plan.specs[i]  # made when asked: equal, not the same
+            assert sh.spec_of(i) == spec
     assert sum(len(s) for s in shards) == len(plan)
     assert sorted(int(i) for s in shards for i in s.indices) == list(range(len(plan)))
     assert sum(s.measured for s in shards) == plan.measured
@@ -120,3 +120,39 @@ def test_merge_refuses_shards_that_do_not_make_the_plan():
         plan.shard(3, 3)
     with pytest.raises(ValueError, match="whole plan"):
         plan.shard(0, 2).shard(0, 2)
+
+
+def test_a_day_long_plan_costs_bytes_a_request_not_objects():
+    """Six hours at 50 req/s are 1.08 M requests (a day, 4.3 M): a spec per request made up front (~600 bytes
+    each) was 2.6 GB a day before the first send. Specs are made when sent; the plan holds arrays."""
+    import gc
+    import sys
+
+    day = replace(
+        _cfg(),
+        schedule=ScheduleConfig(rate=50.0, cv=1.0, seed=7, duration_s=6 * 3600, warmup=0),
+        workload=WorkloadConfig(output_len=LengthDist("lognormal", 300, 0.5)),
+    )
+    gc.collect()
+    blocks = sys.getallocatedblocks()
+    plan = plan_requests(day)
+    gc.collect()
+    assert len(plan) > 1_000_000
+    assert sys.getallocatedblocks() - blocks < 20_000  # not one object per request (that was 5+ M)
+    table = plan.specs
+    assert table.rows.nbytes + table.source.in_lens.nbytes + table.source.out_lens.nbytes < 17 * len(plan)
+    a, b = plan.specs[123_456], plan.specs[123_457]
+    assert a == plan.specs[123_456] and a.prompt != b.prompt  # the same request, the same spec, every time
+    assert a.prompt.startswith("123456: ") and abs(len(a.prompt.split()) - (a.input_tokens_hint - 1)) <= 1
+    assert a.max_tokens == table.max_tokens()[123_456] and not table.has_references
+
+
+def test_synthetic_specs_travel_and_come_back_the_same():
+    import pickle
+
+    plan = plan_requests(replace(_cfg(), workload=WorkloadConfig(prefix_len=16)))
+    back = pickle.loads(pickle.dumps(plan.shard(1, 2)))
+    assert list(back.specs) == list(plan.shard(1, 2).specs)
+    prefixes = {s.prompt.split(": ", 1)[0].rsplit(" ", 1)[0] for s in plan.specs}
+    assert len(prefixes) == 1  # the shared prefix, then each request's own number
+    assert len({s.prompt for s in plan.specs}) == len(plan)
