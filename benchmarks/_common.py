@@ -185,8 +185,8 @@ def run_loadgen(
     cmd = pinned(cmd, cpu) if cpu is not None else cmd
     t = time.perf_counter()
     env = None
-    if src is not None:
-        env = dict(os.environ, PYTHONPATH=str(src))
+    if src is not None:  # that checkout's loadgen first, the rest of the path as it is (carried packages)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(src), os.environ.get("PYTHONPATH")))))
     proc = subprocess.Popen(cmd, cwd=src or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = t + timeout_s
     while True:
