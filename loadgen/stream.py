@@ -219,8 +219,17 @@ def _split_simple(reads: Reads, acc: _Acc) -> bool:
         if b"\r" in joined or joined[:6] != b"data: ":
             return False
         segs = joined[6:-2].split(b"\n\ndata: ")
-        counts = list(map(bytes.count, datas, repeat(b"\n\n")))
-        pts = list(chain.from_iterable(map(repeat, map(_first, reads), counts)))
+        # each read ends an event, so holds one or more; once no payload holds a newline (checked below), the
+        # events are exactly the reads' blank lines: as many events as reads means one each, and as many more
+        # as the last read's extra blank lines means one each but the last (the finish, usage and [DONE]
+        # events of a stream's tail in one write). Counting every read's blank lines costs a pass over its bytes.
+        pts = list(map(_first, reads))
+        extra = len(segs) - len(pts)
+        if extra and datas[-1].count(b"\n\n") == extra + 1:
+            pts.extend(repeat(pts[-1], extra))
+        elif extra:
+            counts = list(map(bytes.count, datas, repeat(b"\n\n")))
+            pts = list(chain.from_iterable(map(repeat, pts, counts)))
         if len(pts) != len(segs):
             return False
     else:
