@@ -186,7 +186,9 @@ def run_loadgen(
     t = time.perf_counter()
     env = None
     if src is not None:  # that checkout's loadgen first, the rest of the path as it is (carried packages)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(src), os.environ.get("PYTHONPATH")))))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(src), os.environ.get("PYTHONPATH"))))
+        )
     proc = subprocess.Popen(cmd, cwd=src or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = t + timeout_s
     while True:

@@ -79,7 +79,13 @@ def run_once(streams: list[list[bytes]]) -> dict[str, float]:
     events = sum(len(r.chunk_ns) for r in recs)
     assert all(r.status == "ok" for r in recs), recs[0].error_message
     assert all(c.state == 2 for c in conns)
-    return {"read": t_read, "deframe_end": t_deframe, "parse": t_parse, "record_json": t_json, "events": events}
+    return {
+        "read": t_read,
+        "deframe_end": t_deframe,
+        "parse": t_parse,
+        "record_json": t_json,
+        "events": events,
+    }
 
 
 def main() -> None:
@@ -94,7 +100,9 @@ def main() -> None:
     streams = streams_bytes(args.streams, args.tokens)
     runs = [run_once(streams) for _ in range(args.repeats)]
     events = runs[0]["events"]
-    best = {k: min(r[k] for r in runs) / events * 1e6 for k in ("read", "deframe_end", "parse", "record_json")}
+    best = {
+        k: min(r[k] for r in runs) / events * 1e6 for k in ("read", "deframe_end", "parse", "record_json")
+    }
     best["total"] = sum(best.values())
     import loadgen
 
