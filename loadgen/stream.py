@@ -400,7 +400,9 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
         reasoning = None
         if delta is not None:
             content = delta.get("content")
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            # a delta of content alone (nearly every event) skips the two reasoning lookups
+            if not content or len(delta) > 1:
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         else:
             content = choice.get("text")
         fr = choice.get("finish_reason")
