@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     ns = [int(x) for x in args.workers.split(",") if x.strip()]
     args.n_servers = _server_count(args.servers)
+    result_name = args.name or "scale_out" + (f"_{args.only}" if args.only else "")
     # thousands of open streams: a descriptor each in the senders and the servers (children inherit the limit)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
@@ -378,13 +379,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     lambda n=n, case=case: case(n, args, Path(td)), args.attempts, args.max_other_load
                 )
                 out[name].append(res)
+                write_result(result_name, out)  # so far: kept if a later run is cut off
                 print(f"{name}: {n} sender(s): {res['attempts']}", file=sys.stderr)
         if out.get("events"):
             base = next((e["events_per_s"] for e in out["events"] if e["workers"] == 1), None)
             for e in out["events"]:
                 e["efficiency"] = round(e["events_per_s"] / (e["workers"] * base), 3) if base else None
     out["machine_load_after"] = machine_load()
-    write_result(args.name or "scale_out" + (f"_{args.only}" if args.only else ""), out)
+    write_result(result_name, out)
     print(table(out))
     return out
 
