@@ -131,13 +131,16 @@ def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     server_cores, client_cores, layout = _layout(n, args.n_servers)
+    scale = (
+        n if args.per_sender else 1
+    )  # --per-sender: every sender gets the one-sender case's requests and streams
     tmp = tmp / f"events-{n}-{time.monotonic_ns()}"
     tmp.mkdir()
     window = CpuWindow()
     with ServerGroup("burst", tmp, server_cores) as srv:
         r = _loadgen(
-            ["--base-url", srv.base_url, "--rate", "inf", "-n", str(args.requests), "--max-concurrency",
-             str(args.concurrency), "--max-tokens", str(args.tokens), "--input-len", "32", "--no-scrape",
+            ["--base-url", srv.base_url, "--rate", "inf", "-n", str(args.requests * scale), "--max-concurrency",
+             str(args.concurrency * scale), "--max-tokens", str(args.tokens), "--input-len", "32", "--no-scrape",
              "--workers", str(n)],
             tmp / "lg", client_cores,
         )  # fmt: skip
@@ -152,6 +155,8 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return {
         "workers": n,
         "layout": layout,
+        "requests": args.requests * scale,
+        "concurrency": args.concurrency * scale,
         "requests_ok": len(ok),
         "token_events": events,
         "span_s": round(span, 3),
@@ -329,6 +334,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workers", default="1,2", help="sender counts to measure, e.g. 1,2,4,8 (default 1,2)")
     p.add_argument("--requests", type=int, default=6000, help="events: requests per run")
     p.add_argument("--concurrency", type=int, default=256, help="events: streams in flight, in all")
+    p.add_argument(
+        "--per-sender",
+        action="store_true",
+        help="events: --requests and --concurrency per sender (each of N senders runs the one-sender case; a "
+        "short run of many senders measures their start and tail more than their capacity)",
+    )
     p.add_argument("--tokens", type=int, default=256, help="events: tokens per response")
     p.add_argument("--attempts", type=int, default=3, help="re-run a case while others load the machine")
     p.add_argument("--max-other-load", type=float, default=0.15, help="others' cores that count as busy")
