@@ -76,11 +76,15 @@ def _machine() -> dict[str, Any]:
     """The CPU model, core count, Python and the commit measured, for the table's heading."""
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                   if ln.startswith("model name")), platform.processor())  # fmt: skip
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH
+    # BENCH_COMMIT: a copy of the code without its own git folder (carried to another machine) says what it is
+    commit = (
+        os.environ.get("BENCH_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH
+        ).stdout.strip()
     )
     return {"cpu_model": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "commit": commit.stdout.strip() or None}  # fmt: skip
+            "commit": commit or None}  # fmt: skip
 
 
 def _span(cores: list[int]) -> str:
