@@ -3,10 +3,10 @@
 aiohttp's StreamReader does Python work for every HTTP chunk of a response (feed_data, the chunk-split
 bookkeeping, a resume_reading() that re-enters its parser): at 256 single-token chunks per response that was
 more than half of the client's CPU. The hot path here does only what ``loadgen.client`` promises: each
-data_received() appends (perf_counter_ns(), bytes) to a list. Chunked framing is undone lazily, in bounded steps
-(every ~64 KiB received, and when a read ends like the terminating zero chunk), so no single read pays for a
-whole long stream; the SSE parse runs after the stream closes. aiohttp still serves /v1/models (setup, not
-measured).
+data_received() appends (perf_counter_ns(), bytes) to a list. Chunked framing is undone lazily
+(``loadgen.chunked``), in bounded steps (every ~64 KiB or 256 reads received, and when a read ends like the
+terminating zero chunk), so no single read pays for a whole long stream; the SSE parse runs after the stream
+closes. aiohttp still serves /v1/models (setup, not measured).
 """
 
 from __future__ import annotations
