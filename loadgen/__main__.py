@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from loadgen.errors import EXIT_REQUESTS_FAILED, ConfigError, LoadgenError
-from loadgen.options import _Parser, build_config, build_parser, mask_secrets, resolve_options
+from loadgen.options import build_config, build_parser, mask_secrets, resolve_options
+from loadgen.options.flags import _Parser
 
 # one line per command for the top-level help, as git and docker list theirs
 COMMANDS_HELP = (

@@ -91,10 +91,16 @@ def _versions(plan: ExperimentPlan) -> dict[str, Any]:
         )
         if rev.returncode == 0:
             out["git_commit"] = rev.stdout.strip()
-    if plan.launcher == "local-cpu":
+    if plan.launcher == "local-cpu":  # what the specs' engines run on, as the local launchers pin them
+        from server_launchers.engines import LLAMACPP_VERSION
         from server_launchers.local_vllm import VLLM_PACKAGE, VLLM_VERSION
 
-        out["engine"] = f"{VLLM_PACKAGE} {VLLM_VERSION}"
+        pinned = {
+            "vllm": f"{VLLM_PACKAGE} {VLLM_VERSION}",
+            "llamacpp": f"llama.cpp of llama-cpp-python {LLAMACPP_VERSION}",
+        }
+        engines = sorted({sp.spec.engine for sp in plan.specs if sp.spec is not None})
+        out["engine"] = ", ".join(pinned.get(e, e) for e in engines)
     elif plan.launcher == "docker":
         out["images"] = {sp.name: sp.spec.image_ref for sp in plan.specs if sp.spec is not None}
     return out
@@ -407,7 +413,8 @@ def main(argv: Sequence[str]) -> int:
 
 def write_comparison(out_dir: Path, console: Any = None) -> dict[str, Any] | None:
     """compare.json (and compare.html when the report module exists) for a finished experiment."""
-    from loadgen.compare import _json_default, compare_runs, format_compare, write_html
+    from loadgen.compare import _json_default, compare_runs, write_html
+    from loadgen.report.compare_console import format_compare
 
     try:
         result = compare_runs([out_dir])

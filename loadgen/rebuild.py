@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 
 from loadgen.metrics import summarize
-from loadgen.records import read_records
-from loadgen.run import (
-    RUN_JSON,
+from loadgen.results_dir import RUN_JSON
+from loadgen.summary import (
     groups_of,
     rate_check,
+    read_run_columns,
     requests_outcome,
     server_sections,
     target_rate_of,
@@ -44,7 +44,7 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
         from loadgen.errors import ConfigError
 
         raise ConfigError(f"{out}: neither summary.json nor requests.jsonl: nothing to rebuild")
-    records = sorted(read_records(rpath), key=lambda r: r.index)
+    cols = read_run_columns(out)
     run: dict[str, Any] | None = None
     if (out / RUN_JSON).is_file():
         run = orjson.loads((out / RUN_JSON).read_bytes())
@@ -64,16 +64,16 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     sched_cfg = cfg.get("schedule") or {}
     target_rate = target_rate_of(sched_cfg.get("rate"), sched_cfg.get("arrival"))
     metrics = summarize(
-        records,
+        cols,
         slo_ms=analysis.get("slo_ms") or {},
         straggler_k=analysis.get("straggler_iqr_k") or DEFAULT_STRAGGLER_K,
         target_rate=target_rate,
     )
 
     planned = (run or {}).get("planned_requests")
-    if planned is not None and len(records) < planned:
+    if planned is not None and len(cols) < planned:
         missing.append(
-            f"{planned - len(records):,} of {planned:,} planned requests have no record: in flight or not yet "
+            f"{planned - len(cols):,} of {planned:,} planned requests have no record: in flight or not yet "
             "sent when the run ended"
         )
 
@@ -111,12 +111,12 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
         "metrics": metrics,
         "client_check": client_check,
         "outcome": requests_outcome(metrics["requests"], analysis.get("max_error_share"), None, False),
-        "groups": groups_of(records),
+        "groups": groups_of(cols),
     }
     workload = cfg.get("workload") or {}
     if workload.get("kind") in ("dataset", "file"):
         missing.append("accuracy: the workload's reference answers are not recorded with the requests")
-    if (out / "server_metrics.jsonl").is_file() and records:
+    if (out / "server_metrics.jsonl").is_file() and len(cols):
         summary.update(server_sections(out, metrics, None, {}))
         sources.append("server_metrics.jsonl")
     summary["rebuilt"] = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ class RequestRecord:
     server_timings: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps({f: getattr(self, f) for f in _FIELD_NAMES})
+        return orjson.dumps(record_dict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
@@ -216,16 +216,44 @@ class RecordSink(LineSink):
         self.write_line(record.to_json() + b"\n")
 
 
-def read_records(path: str | os.PathLike[str]) -> list[RequestRecord]:
-    """Read a ``requests.jsonl``; a torn last line (the run was killed mid-write) is skipped."""
-    out: list[RequestRecord] = []
+def record_dict(rec: RequestRecord) -> dict[str, Any]:
+    """A record as the dict its ``requests.jsonl`` line holds."""
+    return {f: getattr(rec, f) for f in _FIELD_NAMES}
+
+
+def iter_records(path: str | os.PathLike[str], *, chunks: bool = True) -> Iterator[RequestRecord]:
+    """The records of a ``requests.jsonl`` one at a time, in file order (for what needs whole records, e.g. the
+    answers' text; numbers are read as columns by :mod:`loadgen.columns`); ``chunks=False`` leaves their chunk
+    arrays empty (cut before parsing: most of a line). A torn last line (the run was killed mid-write) is skipped."""
     with open(path, "rb") as fh:
         for line in fh:
             line = line.strip()
             if not line:
                 continue
+            if not chunks:
+                line = without_chunks(line)
             try:
-                out.append(RequestRecord.from_dict(orjson.loads(line)))
+                yield RequestRecord.from_dict(orjson.loads(line))
             except orjson.JSONDecodeError:
                 continue
-    return out
+
+
+_CHUNK_START = b'"chunk_ns":['
+_KIND = b'"chunk_kind":"'
+
+
+def without_chunks(line: bytes) -> bytes:
+    """The record line with its chunk arrays cut out (they are written together: chunk_ns, chunk_tokens, kind)."""
+    a = line.find(_CHUNK_START)
+    k = line.find(_KIND, a)
+    if a < 0 or k < 0:
+        return line
+    q = line.find(b'"', k + len(_KIND))
+    if q < 0 or line[q + 1 : q + 2] != b",":
+        return line
+    return line[:a] + line[q + 2 :]
+
+
+def read_records(path: str | os.PathLike[str]) -> list[RequestRecord]:
+    """Every record of a ``requests.jsonl`` in memory, in file order (see :func:`iter_records`)."""
+    return list(iter_records(path))

@@ -1,4 +1,8 @@
-"""The client checks itself: event-loop lag and CPU, so a run can say when its own numbers are not trustworthy."""
+"""The client checks itself: event-loop lag and CPU, so a run can say when its own numbers are not trustworthy.
+
+Memory stays fixed however long the run: the lag samples (100 a second) go into a log histogram with exact count
+and maximum (``loadgen.metrics.LogHistogram``: percentiles within 0.6 %), the CPU windows into their peak.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from loadgen.metrics import distribution
+from loadgen.distribution import LogHistogram
 
 
 def _cpu_s() -> float:
@@ -24,8 +28,8 @@ class SelfCheck:
     """Samples the event loop's lateness every ``interval_s`` and the process CPU once a second."""
 
     interval_s: float = 0.01
-    lags_ns: list[int] = field(default_factory=list)
-    cpu_windows: list[float] = field(default_factory=list)  # CPU share of one core, per ~1 s window
+    lag_ms: LogHistogram = field(default_factory=LogHistogram)  # how late each 10 ms timer woke
+    cpu_peak_window: float | None = None  # the highest CPU share of one core over a ~1 s window
     _cpu0: float = 0.0
     _wall0: int = 0
     cpu_total_s: float = 0.0
@@ -40,13 +44,50 @@ class SelfCheck:
         while not stop.is_set():
             await asyncio.sleep(self.interval_s)
             now = perf_counter_ns()
-            self.lags_ns.append(max(now - expected, 0))
+            self.lag_ms.add_one(max(now - expected, 0) / 1e6)
             expected = now + step
             if now - win_wall >= 1_000_000_000:
                 c = _cpu_s()
-                self.cpu_windows.append((c - win_cpu) / ((now - win_wall) / 1e9))
+                share = (c - win_cpu) / ((now - win_wall) / 1e9)
+                if self.cpu_peak_window is None or share > self.cpu_peak_window:
+                    self.cpu_peak_window = share
                 win_cpu, win_wall = c, now
         self.finish()
+
+    @property
+    def lags_ns(self) -> LogHistogram:
+        """The event-loop lag samples; assigning a sequence of lags (ns) replaces them (to replay samples)."""
+        return self.lag_ms
+
+    @lags_ns.setter
+    def lags_ns(self, values: Any) -> None:
+        self.lag_ms = LogHistogram()
+        self.lag_ms.add(np.asarray(values, dtype=np.float64) / 1e6)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a sender process sends its driver: fixed-size whatever the run's length."""
+        return {
+            "lag_ms": self.lag_ms.to_dict(),
+            "cpu_peak_window": self.cpu_peak_window,
+            "cpu_total_s": self.cpu_total_s,
+            "wall_total_s": self.wall_total_s,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SelfCheck:
+        """The inverse of :meth:`to_dict`; raw samples (``lags_ns``, ``cpu_windows``) are replayed."""
+        c = cls()
+        if raw.get("lag_ms") is not None:
+            c.lag_ms = LogHistogram.from_dict(raw["lag_ms"])
+        else:
+            c.lags_ns = [int(x) for x in raw.get("lags_ns") or []]
+        peak = raw.get("cpu_peak_window")
+        if peak is None and raw.get("cpu_windows"):
+            peak = max(float(x) for x in raw["cpu_windows"])
+        c.cpu_peak_window = None if peak is None else float(peak)
+        c.cpu_total_s = float(raw.get("cpu_total_s") or 0.0)
+        c.wall_total_s = float(raw.get("wall_total_s") or 0.0)
+        return c
 
     def finish(self) -> None:
         self.cpu_total_s = _cpu_s() - self._cpu0
@@ -72,10 +113,10 @@ class SelfCheck:
         wall = max(self.wall_total_s, 1e-9)
         cpu_share = self.cpu_total_s / wall
         busy_share = max(self.cpu_total_s - spin_s, 0.0) / wall
-        peak = max(self.cpu_windows) if self.cpu_windows else cpu_share
+        peak = self.cpu_peak_window if self.cpu_peak_window is not None else cpu_share
         # the pacing spin is voluntary waiting, not work: take it out of the peak in proportion
         peak_busy = max(peak - spin_s / wall, 0.0)
-        lag = distribution(np.asarray(self.lags_ns, dtype=np.float64) / 1e6)
+        lag = self.lag_ms.distribution()
         reasons = []
         p99 = send_lag_ms.get("p99")
         if p99 is not None and p99 > send_lag_p99_limit_ms:

@@ -38,9 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.columns import RequestColumns
 from loadgen.config import RunConfig, check_output_dir
 from loadgen.errors import ConfigError
-from loadgen.metrics import STEADY_WINDOW, steady_rates
+from loadgen.metrics import INTERVAL, STEADY_WINDOW, ChunkStats, as_columns, steady_rates
+from loadgen.report.sweep_figures import cell_key
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ ERROR_SHARE_LIMIT = 0.10
 THROUGHPUT_RATIO_LIMIT = 0.90
 QUEUE_GROWTH_RATIO = 1.5
 QUEUE_GROWTH_MIN = 1.0
+# the latency quantiles of each cell: sweep.json's p99_ttft_ms, p99_ttft_from_intended_ms, ..., p50_e2e_ms
+CELL_LATENCIES = (
+    ("ttft", "p99"),
+    ("ttft_from_intended", "p99"),
+    ("ttfvt", "p99"),
+    ("ttfvt_from_intended", "p99"),
+    ("e2e", "p50"),
+)
 STOP_RULE = (
     f"saturated when error share > {ERROR_SHARE_LIMIT:.0%}, or when throughput < {THROUGHPUT_RATIO_LIMIT:.0%} of the "
     f"offered rate (throughput over the {STEADY_WINDOW}) AND the waiting queue (server num_waiting when scraped, else client in-flight) has a "
@@ -94,16 +104,25 @@ def _halves_mean(t_ns: np.ndarray, v: np.ndarray, start: float, end: float) -> t
     return mean(start, mid), mean(mid, end)
 
 
-def in_flight_series(records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def in_flight_series(records: Sequence[Any] | RequestColumns) -> tuple[np.ndarray, np.ndarray]:
     """The client's in-flight count as a step series (times ns, counts), measured requests only."""
-    sends = [r.send_ns for r in records if not r.warmup and r.send_ns is not None]
-    ends = [r.end_ns for r in records if not r.warmup and r.send_ns is not None and r.end_ns is not None]
-    if not sends:
+    c = as_columns(records)
+    send, end = c.t["send_ns"], c.t["end_ns"]
+    sent = c.measured & ~np.isnan(send)
+    sends, ends = send[sent], end[sent & ~np.isnan(end)]
+    if not sends.size:
         return np.zeros(0), np.zeros(0)
-    t = np.concatenate([np.asarray(sends, float), np.asarray(ends, float)])
-    d = np.concatenate([np.ones(len(sends)), -np.ones(len(ends))])
+    t = np.concatenate([sends, ends])
+    d = np.concatenate([np.ones(sends.size), -np.ones(ends.size)])
     order = np.argsort(t, kind="stable")
     return t[order], np.cumsum(d[order])
+
+
+def read_cell(cell_dir: Path) -> RequestColumns:
+    """A cell's requests as columns (its ITL only as far as an ``itl`` SLO needs)."""
+    from loadgen.columns import read_requests
+
+    return read_requests(cell_dir / "requests.jsonl", reducers=[ChunkStats(exact_max=0)])
 
 
 def _server_waiting(out_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -111,9 +130,10 @@ def _server_waiting(out_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not path.exists():
         return None
     try:
-        from loadgen.scrape.series import GaugeSeries, load_samples
+        from loadgen.columns import read_server
+        from loadgen.scrape.series import GaugeSeries
 
-        g = GaugeSeries.from_samples(load_samples(path), "num_waiting", "sum")
+        g = GaugeSeries.from_columns(read_server(path, names=("num_waiting",)), "num_waiting", "sum")
     except Exception as exc:  # the scrape is auxiliary
         log.debug("num_waiting unavailable: %s", exc)
         return None
@@ -122,8 +142,11 @@ def _server_waiting(out_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return g.times_ns.astype(float), g.values
 
 
-def saturation(summary: dict[str, Any], records: Sequence[Any], out_dir: Path) -> dict[str, Any]:
+def saturation(
+    summary: dict[str, Any], records: Sequence[Any] | RequestColumns, out_dir: Path
+) -> dict[str, Any]:
     """The stop rule's inputs and verdict for one finished cell (see the module docstring)."""
+    records = as_columns(records)
     m = summary["metrics"]
     req = m["requests"]
     measured = req["measured"] or 0
@@ -133,11 +156,11 @@ def saturation(summary: dict[str, Any], records: Sequence[Any], out_dir: Path) -
     throughput = steady["requests_per_s"]
     if throughput is None:  # too few requests for the window: the whole run's figure
         throughput = m["throughput"]["requests_per_s"]
-    intended = [r.intended_ns for r in records if not r.warmup]
+    intended = records.t["intended_ns"][records.measured]
     e2e_p50 = m["latency_ms"]["e2e"]["p50"] or 0.0
     queue: dict[str, Any] = {"source": None, "first_half": None, "second_half": None, "growing": False}
     if len(intended) >= 4:
-        a, b = float(min(intended)), float(max(intended))
+        a, b = float(intended.min()), float(intended.max())
         a = min(a + e2e_p50 * 1e6, a + (b - a) / 4)
         series = _server_waiting(out_dir)
         source = "server num_waiting"
@@ -184,11 +207,7 @@ def _cell_row(rate: float, cv: float, cell_dir: Path) -> dict[str, Any]:
         "throughput": None,
         "goodput_rps": None,
         "rate_window": None,
-        "p99_ttft_ms": None,
-        "p99_ttft_from_intended_ms": None,
-        "p99_ttfvt_ms": None,
-        "p99_ttfvt_from_intended_ms": None,
-        "p50_e2e_ms": None,
+        **{cell_key(key, q): None for key, q in CELL_LATENCIES},
         "error_share": None,
         "saturated": False,
         "reason": None,
@@ -281,7 +300,7 @@ def run_sweep(
                 row["seconds"] = round(time.monotonic() - t0, 2)
             m = res.summary["metrics"]
             lat = m["latency_ms"]
-            sat = saturation(res.summary, res.records, cell_dir)
+            sat = saturation(res.summary, read_cell(cell_dir), cell_dir)
             steady = sat["steady"]
             check = res.summary.get("client_check", {})
             row.update(
@@ -296,11 +315,7 @@ def run_sweep(
                 },
                 throughput_whole_run=m["throughput"]["requests_per_s"],
                 goodput_whole_run=m["goodput"]["requests_per_s"],
-                p99_ttft_ms=lat["ttft"]["p99"],
-                p99_ttft_from_intended_ms=lat["ttft_from_intended"]["p99"],
-                p99_ttfvt_ms=lat["ttfvt"]["p99"],
-                p99_ttfvt_from_intended_ms=lat["ttfvt_from_intended"]["p99"],
-                p50_e2e_ms=lat["e2e"]["p50"],
+                **{cell_key(key, q): lat[key][q] for key, q in CELL_LATENCIES},
                 error_share=sat["error_share"],
                 saturated=sat["saturated"],
                 reason=sat["reason"],
@@ -316,7 +331,7 @@ def run_sweep(
                     flag += " [yellow]untrustworthy: " + "; ".join(row["client_check_reasons"]) + "[/]"
                 console.print(
                     f"rate {_label(rate)} cv {_label(cv)}: goodput {_f(row['goodput_rps'])}/s, p99 TTFT "
-                    f"{_f(row['p99_ttft_from_intended_ms'])} ms from intended start, errors "
+                    f"{_f(row[cell_key('ttft_from_intended')])} ms from intended start, errors "
                     f"{row['error_share']:.0%}{flag}"
                 )
             if sat["saturated"] and stop_on_saturation:
@@ -357,7 +372,7 @@ def format_sweep(doc: dict[str, Any], console: Any) -> None:
     rates = doc["config"]["rates"]
     by = {(c["rate"], c["cv"]): c for c in doc["cells"]}
     t = Table(
-        title=f"{goodput_label(sweep_slo(doc))} / p99 TTFT from intended start (ms)",
+        title=f"{goodput_label(sweep_slo(doc))} / p99 {INTERVAL['ttft'].name} from intended start (ms)",
         header_style="bold",
         show_lines=True,
     )
@@ -369,7 +384,7 @@ def format_sweep(doc: dict[str, Any], console: Any) -> None:
         for cv in cvs:
             c = by[(rate, cv)]
             if c["status"] in ("ok", "interrupted"):
-                text = f"{_f(c['goodput_rps'])} / {_f(c.get('p99_ttft_from_intended_ms'))}"
+                text = f"{_f(c['goodput_rps'])} / {_f(c.get(cell_key('ttft_from_intended')))}"
                 if c["saturated"]:
                     text = f"[red]{text}\nsaturated[/]"
                 if c.get("trustworthy") is False:

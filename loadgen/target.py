@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
-from typing import IO
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
 
 from loadgen.errors import EndpointError
 
@@ -146,3 +147,21 @@ class SimulatorProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+async def start_target(cfg: Any, out_dir: Path, stack: contextlib.AsyncExitStack, console: Any) -> Any:
+    """The endpoint to measure: the configured one, or the built-in simulator started now (stopped by ``stack``)."""
+    if not cfg.endpoint.simulated:
+        return cfg.endpoint
+    sim = SimulatorProcess(
+        profile=cfg.sim.profile,
+        seed=cfg.schedule.seed,
+        args=cfg.sim.args,
+        ground_truth_path=str(out_dir / "sim_ground_truth.jsonl"),
+        log_path=str(out_dir / "sim.log"),
+    )
+    stack.push_async_callback(sim.stop)
+    base_url = await sim.start()
+    if console is not None:
+        console.print(f"[cyan]no endpoint given: using the built-in simulated server at {base_url}[/]")
+    return replace(cfg.endpoint, base_url=base_url)

@@ -32,12 +32,13 @@ from server_launchers.engines import (
     local_llamacpp_args,
     local_vllm_args,
 )
-from server_launchers.lifecycle import Server, http, http_json
+from server_launchers.lifecycle import Server, cache_dir, http, http_json
 from server_launchers.spec import ENGINES, LaunchSpec, LaunchSpecError, load_spec
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("LOADGEN_CACHE", Path.home() / ".cache" / "loadgen")) / "launchers"
+    """Where ``start`` leaves what ``stop`` needs: ``$LOADGEN_CACHE_DIR/launchers`` (default ~/.cache/loadgen)."""
+    return cache_dir() / "launchers"
 
 
 def resolve_spec(ns: argparse.Namespace, environ: dict[str, str] | None = None) -> LaunchSpec:

@@ -303,9 +303,8 @@ def _tgi_serve_args(spec: LaunchSpec, host: str, port: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- llama.cpp
-LLAMACPP_VERSION = (
-    "0.3.36"  # the llama-cpp-python sdist whose llama.cpp the flag table and local builds come from
-)
+# the llama-cpp-python sdist whose llama.cpp (0.5.0-dev, 0c1e570) the flag table and local builds come from
+LLAMACPP_VERSION = "0.3.36"
 _LLAMACPP_SPEC = {"ngram": "ngram-simple", "draft_model": "draft-simple", "eagle3": "draft-eagle3"}
 _LLAMACPP_REASONING = {"deepseek_r1": "deepseek", "deepseek-r1": "deepseek", "qwen3": "deepseek"}
 

@@ -7,7 +7,9 @@ it stops whatever it spawned; a docker engine is a named container; its readines
 ``~/.cache/loadgen``) under an flock so two processes never build the same thing at once.
 
 :class:`Server` starts a spec in one mode (``docker``, ``host``, ``local``) or adopts a running ``endpoint``;
-``python -m server_launchers`` and ``python -m loadgen experiment`` both start and stop servers through it.
+``python -m server_launchers`` and ``python -m loadgen experiment`` both start and stop servers through it. Mode
+``local`` hands the spec to an engine's ``local_server.LocalServer`` (``local_vllm``, ``local_llamacpp``), which
+starts, waits for and stops its process with the functions here.
 Standard library only (urllib for HTTP): the launchers run from loadgen's interpreter and from bare CI shells.
 """
 
@@ -27,9 +29,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,15 @@ class EngineUnavailable(LauncherError):
 
 class ServerStartError(LauncherError):
     """The engine is set up but its server did not become healthy; the message ends with its log's tail."""
+
+
+class StepFailed(EngineUnavailable):
+    """One set-up command (pip, cmake, ...) exited non-zero; ``what``, ``rc`` and ``log_name`` say which, how and
+    where its output is."""
+
+    def __init__(self, what: str, rc: int, log_name: str):
+        super().__init__(f"{what} failed (exit {rc}); see {log_name}")
+        self.what, self.rc, self.log_name = what, rc, log_name
 
 
 def cache_dir() -> Path:
@@ -304,6 +315,29 @@ def child_env(
         else:
             env[k] = str(v)
     return env
+
+
+def run_logged(
+    cmd: Sequence[Any],
+    logf: IO[str],
+    what: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Run one set-up command with its output appended to ``logf`` (after a ``$ command`` line); the environment
+    is ``child_env()`` unless given. Raises ``StepFailed`` when it exits non-zero."""
+    logf.write(f"\n$ {' '.join(map(str, cmd))}\n")
+    logf.flush()
+    rc = subprocess.call(
+        list(map(str, cmd)),
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=child_env() if env is None else env,
+    )
+    if rc != 0:
+        raise StepFailed(what, rc, logf.name)
 
 
 MODES = ("docker", "host", "local", "endpoint")

@@ -17,16 +17,17 @@ a lock, so two processes never build at once::
     run/llamacpp-<name>.json             state of servers started from the shell
 
 Errors are lifecycle's: ``EngineUnavailable`` (no compiler/cmake, download or build failed; tests skip, CI fails),
-``ServerStartError`` (built, but the server did not become healthy).
+``ServerStartError`` (built, but the server did not become healthy). Starting, stopping and the shell's verbs are
+``local_server.LocalServer``'s; this module owns the build, the model and the command line.
 
 Python::
 
     with LocalLlamaCppServer() as srv:
         srv.base_url, srv.metrics_url, srv.slots_url, srv.model_name
 
-Shell::
+Shell (the verbs of ``local_server.main``)::
 
-    python -m server_launchers.local_llamacpp setup
+    python -m server_launchers.local_llamacpp setup [--adopt PATH]
     python -m server_launchers.local_llamacpp start [--name N] [--port P] -- --reasoning-budget -1
     python -m server_launchers.local_llamacpp status|stop [--name N]
 """
@@ -43,30 +44,19 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from server_launchers import tiny_gguf
-from server_launchers.lifecycle import (
-    EngineUnavailable,
-    LauncherError,
-    ServerStartError,
-    cache_dir,
-    child_env,
-    file_lock,
-    free_port,
-    group_alive,
-    group_rss,
-    http_ok,
-    spawn_and_wait,
-    stop_process_group,
-)
+from server_launchers import local_server, tiny_gguf
+from server_launchers.engines import LLAMACPP_VERSION
+from server_launchers.lifecycle import EngineUnavailable, cache_dir, file_lock, run_logged
+from server_launchers.local_server import LocalServer
 
 log = logging.getLogger(__name__)
 
-LLAMA_CPP_PYTHON_VERSION = (
-    "0.3.36"  # the sdist whose vendor/llama.cpp is built (llama.cpp 0.5.0-dev, 0c1e570)
-)
+# the llama-cpp-python sdist whose vendor/llama.cpp is built: the one whose flags engines.py renders and checks
+LLAMA_CPP_PYTHON_VERSION = LLAMACPP_VERSION
 GGUF_VERSION = "0.19.0"
 MODEL_NAME = "tiny-reasoning"
 # cmake options: no web UI (it would be fetched at build time), no TLS (loopback), no tests or examples, static.
@@ -120,15 +110,6 @@ def _missing_tools() -> list[str]:
     return [t for t in ("cmake", "c++", "make") if shutil.which(t) is None]
 
 
-def _run(cmd: Sequence[str], logf, what: str, cwd: Path | None = None) -> None:
-    logf.write(f"\n$ {' '.join(map(str, cmd))}\n")
-    logf.flush()
-    env = child_env()
-    rc = subprocess.call(list(map(str, cmd)), stdout=logf, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-    if rc != 0:
-        raise EngineUnavailable(f"{what} failed (exit {rc}); see {logf.name}")
-
-
 def ensure_binary(jobs: int | None = None) -> Path:
     """The cached ``llama-server``, built once (locked) from the llama-cpp-python sdist if missing."""
     binary = binary_path()
@@ -160,7 +141,7 @@ def _build(binary: Path, jobs: int) -> None:
         log_path,
     )
     with open(log_path, "w") as logf:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", work / "dl",
+        run_logged([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", work / "dl",
               f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"], logf, "downloading the llama-cpp-python sdist")  # fmt: skip
         sdists = sorted((work / "dl").glob("llama_cpp_python-*.tar.gz"))
         if not sdists:
@@ -171,8 +152,8 @@ def _build(binary: Path, jobs: int) -> None:
         src = next((work / "src").glob("*/vendor/llama.cpp"), None)
         if src is None or not (src / "tools" / "server" / "CMakeLists.txt").is_file():
             raise EngineUnavailable(f"the sdist carries no llama.cpp tools/server; see {log_path}")
-        _run(["cmake", "-S", src, "-B", work / "build", *flags], logf, "cmake configure")
-        _run(
+        run_logged(["cmake", "-S", src, "-B", work / "build", *flags], logf, "cmake configure")
+        run_logged(
             ["cmake", "--build", work / "build", "--target", "llama-server", f"-j{jobs}"], logf, "cmake build"
         )
     built = work / "build" / "bin" / "llama-server"
@@ -215,18 +196,23 @@ def ensure_model() -> Path:
         with open(log_path, "w") as logf:
             if not (venv / ".loadgen-ready").is_file():
                 shutil.rmtree(venv, ignore_errors=True)
-                _run([sys.executable, "-m", "venv", venv], logf, "python -m venv")
-                _run([py, "-m", "pip", "install", "--no-input", "-q", f"gguf=={GGUF_VERSION}"], logf,
+                run_logged([sys.executable, "-m", "venv", venv], logf, "python -m venv")
+                run_logged([py, "-m", "pip", "install", "--no-input", "-q", f"gguf=={GGUF_VERSION}"], logf,
                      f"pip install gguf=={GGUF_VERSION}")  # fmt: skip
                 (venv / ".loadgen-ready").write_text(GGUF_VERSION + "\n")
             path.parent.mkdir(parents=True, exist_ok=True)
-            _run([py, Path(tiny_gguf.__file__).resolve(), path], logf, "writing the tiny GGUF model")
+            run_logged([py, Path(tiny_gguf.__file__).resolve(), path], logf, "writing the tiny GGUF model")
     return path
 
 
-class LocalLlamaCppServer:
+class LocalLlamaCppServer(LocalServer):
     """One ``llama-server`` on 127.0.0.1 in its own process group; ``extra_args`` follow ``DEFAULT_ARGS`` (a later
     flag overrides an earlier one in llama.cpp's parser), ``base_args`` replaces them."""
+
+    engine = "llama-server"
+    state_prefix = "llamacpp-"
+    startup_timeout_s_default = 120.0
+    stop_grace_s_default = 10.0
 
     def __init__(
         self,
@@ -234,52 +220,28 @@ class LocalLlamaCppServer:
         port: int | None = None,
         *,
         base_args: Sequence[str] = DEFAULT_ARGS,
-        log_path: Path | str | None = None,
-        env: Mapping[str, str | None] | None = None,
         binary: Path | str | None = None,
         model: Path | str | None = None,
         model_name: str = MODEL_NAME,
-        startup_timeout_s: float = 120.0,
-        stop_grace_s: float = 10.0,
+        **common: Any,
     ):
-        self.extra_args = [str(a) for a in extra_args]
+        """``common``: ``log_path``, ``env``, ``startup_timeout_s``, ``stop_grace_s`` (see ``LocalServer``)."""
+        super().__init__(extra_args, port, model_name=model_name, **common)
         self.base_args = [str(a) for a in base_args]
-        self._fixed_port = port
-        self.port: int | None = port
-        self.log_path = Path(log_path) if log_path else None
-        self.env_overrides = dict(env or {})
         self.binary = Path(binary) if binary else None
         self.model = Path(model) if model else None
-        self.model_name = model_name
-        self.startup_timeout_s = startup_timeout_s
-        self.stop_grace_s = stop_grace_s
-        self.proc: subprocess.Popen | None = None
-        self.pgid: int | None = None
-        self.startup_s: float | None = None
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.root_url}/v1"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"{self.root_url}/metrics"
 
     @property
     def slots_url(self) -> str:
         return f"{self.root_url}/slots"
 
     @property
-    def health_url(self) -> str:
-        return f"{self.root_url}/health"
-
-    @property
     def model_info(self) -> dict:
         return read_model_info(self.model)
+
+    def prepare(self) -> None:
+        self.binary = self.binary or ensure_binary()
+        self.model = self.model or ensure_model()
 
     def command(self) -> list[str]:
         assert self.binary is not None and self.model is not None and self.port is not None
@@ -288,75 +250,11 @@ class LocalLlamaCppServer:
             "--host", "127.0.0.1", "--port", str(self.port), *self.base_args, *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, *, detach: bool = False) -> LocalLlamaCppServer:
-        """Start and wait until ``GET /health`` answers 200. ``detach``: the server outlives this process."""
-        if self.proc is not None:
-            return self
-        self.binary = self.binary or ensure_binary()
-        self.model = self.model or ensure_model()
-        attempts = 1 if self._fixed_port else 3  # an OS-picked port can be taken before the server binds it
-        for attempt in range(attempts):
-            self.port = self._fixed_port or free_port()
-            if self.log_path is None or attempt:
-                self.log_path = cache_dir() / "run" / f"llama-server-{self.port}.log"
-            try:
-                self.proc, self.startup_s = spawn_and_wait(
-                    self.command(), env=child_env(self.env_overrides), log_path=self.log_path,
-                    health_url=self.health_url, timeout_s=self.startup_timeout_s,
-                    what=f"llama-server ({' '.join(self.extra_args) or 'default args'})",
-                )  # fmt: skip
-            except ServerStartError as exc:
-                if attempt + 1 < attempts and "address already in use" in str(exc).lower():
-                    log.warning("port %d was taken; retrying on another", self.port)
-                    continue
-                raise
-            self.pgid = self.proc.pid
-            if detach:
-                self.proc = None
-            return self
-        raise AssertionError("unreachable")
-
-    def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL after ``stop_grace_s``. Idempotent."""
-        if self.pgid is None:
-            return
-        stop_process_group(self.pgid, self.stop_grace_s, self.proc)
-        self.proc, self.pgid = None, None
-
-    def kill(self) -> None:
-        """SIGKILL at once (a crash, for the tests of a server dying mid-run)."""
-        if self.pgid is not None:
-            import signal
-
-            os.killpg(self.pgid, signal.SIGKILL)
-            if self.proc is not None:
-                self.proc.wait(timeout=10)
-            self.proc, self.pgid = None, None
-
-    def is_alive(self) -> bool:
-        return self.pgid is not None and group_alive(self.pgid)
-
-    def rss_bytes(self) -> int:
-        return group_rss(self.pgid) if self.pgid is not None else 0
-
-    def __enter__(self) -> LocalLlamaCppServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"LocalLlamaCppServer(port={self.port}, args={self.extra_args!r}, alive={self.is_alive()})"
-
 
 # ------------------------------------------------------------------------------------------------ shell entry
 
 
-def _state_path(name: str) -> Path:
-    return cache_dir() / "run" / f"llamacpp-{name}.json"
-
-
-def _cmd_setup(args) -> int:
+def _setup(args: argparse.Namespace) -> int:
     if args.adopt:
         adopt_binary(Path(args.adopt))
     had = _binary_ok(binary_path())
@@ -371,95 +269,18 @@ def _cmd_setup(args) -> int:
     return 0
 
 
-def _cmd_start(args) -> int:
-    state = _state_path(args.name)
-    if state.exists():
-        old = json.loads(state.read_text())
-        if group_alive(old["pgid"]):
-            print(f"already running: {old['base_url']} (pgid {old['pgid']}); stop it first", file=sys.stderr)
-            return 1
-    log_path = cache_dir() / "run" / f"llamacpp-{args.name}.log"
-    log_path.unlink(missing_ok=True)
-    srv = LocalLlamaCppServer(
-        args.server_args, port=args.port, log_path=log_path, startup_timeout_s=args.timeout
-    )
-    srv.start(detach=True)
-    state.write_text(json.dumps({
-        "pgid": srv.pgid, "port": srv.port, "base_url": srv.base_url, "metrics_url": srv.metrics_url,
-        "model_name": srv.model_name, "log": str(srv.log_path), "args": srv.extra_args,
-        "startup_s": round(srv.startup_s or 0, 2),
-    }, indent=2) + "\n")  # fmt: skip
-    print(srv.base_url)
-    return 0
-
-
-def _cmd_stop(args) -> int:
-    state = _state_path(args.name)
-    if not state.exists():
-        print(f"no llama-server named {args.name!r}", file=sys.stderr)
-        return 0
-    info = json.loads(state.read_text())
-    stop_process_group(int(info["pgid"]), grace_s=args.grace)
-    state.unlink()
-    print(f"stopped {info['base_url']} (pgid {info['pgid']})")
-    return 0
-
-
-def _cmd_status(args) -> int:
-    state = _state_path(args.name)
-    if not state.exists():
-        print(f"{args.name}: not running")
-        return 3
-    info = json.loads(state.read_text())
-    alive = group_alive(int(info["pgid"]))
-    healthy = alive and http_ok(info["base_url"].rsplit("/v1", 1)[0] + "/health")
-    word = "healthy" if healthy else ("starting or unhealthy" if alive else "dead (stale state)")
-    print(f"{args.name}: {word} {info['base_url']} pgid={info['pgid']} log={info['log']}")
-    return 0 if healthy else 1
+def _setup_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adopt", metavar="PATH", default=None,
+                   help="install this already built llama-server into the cache instead of building")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    server_args: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, server_args = argv[:i], argv[i + 1 :]
-    ap = argparse.ArgumentParser(
-        prog="python -m server_launchers.local_llamacpp", description=__doc__.splitlines()[0], allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    return local_server.main(
+        LocalLlamaCppServer, argv, prog="python -m server_launchers.local_llamacpp",
+        description=__doc__.splitlines()[0], setup=_setup, add_setup_args=_setup_args,
+        setup_help="build llama-server and write the tiny model (idempotent)",
         epilog="Flags after -- go to llama-server, after its defaults: " + " ".join(DEFAULT_ARGS),
     )  # fmt: skip
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p_setup = sub.add_parser("setup", help="build llama-server and write the tiny model (idempotent)",
-                             allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-    p_setup.add_argument("--adopt", metavar="PATH", default=None,
-                         help="install this already built llama-server into the cache instead of building")  # fmt: skip
-    parsers = {}
-    for name, text in (("start", "start a server, wait until healthy, print its base URL"),
-                       ("stop", "stop a server started with 'start'"),
-                       ("status", "is it healthy? (exit 0 yes, 1 no, 3 not started)")):  # fmt: skip
-        parsers[name] = sub.add_parser(name, help=text, allow_abbrev=False,
-                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-        parsers[name].add_argument("--name", default="default", help="instance name (several may run)")
-    parsers["start"].add_argument(
-        "--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)"
-    )
-    parsers["start"].add_argument("--timeout", type=float, default=120.0, help="seconds to wait for /health")
-    parsers["stop"].add_argument(
-        "--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL"
-    )
-    args = ap.parse_args(argv)
-    args.server_args = server_args
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    commands = {"setup": _cmd_setup, "start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status}
-    try:
-        return commands[args.cmd](args)
-    except LauncherError as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        rest = str(exc).splitlines()[1:]
-        if rest:
-            print("\n".join(rest), file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ import os
 import sys
 from pathlib import Path
 
+try:  # tiny_model's ChatML, whose generation prompt opens <think>: one template for both tiny models
+    from server_launchers.tiny_model import CHAT_TEMPLATE
+except ImportError:  # run as a script in the gguf virtualenv (no PYTHONPATH): this folder is sys.path[0]
+    from tiny_model import CHAT_TEMPLATE
+
 BUILD_VERSION = 1
 PARAMS: dict[str, int] = {
     "build_version": BUILD_VERSION,
@@ -46,19 +51,6 @@ _WORD_TEXT = (
 WORDS = _WORD_TEXT.split()  # noqa: SIM905 (prose reads better than 160 quoted words)
 CONTROL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK = ["<think>", "</think>"]
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- set content = message['content'] if message['content'] is string else "
-    "message['content'] | map(attribute='text') | join('') -%}"
-    "{%- if message['role'] == 'assistant' and '</think>' in content -%}"
-    "{%- set content = content.split('</think>')[-1].lstrip('\\n') -%}"
-    "{%- endif -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "{{- '<|im_start|>assistant\\n<think>\\n' -}}"
-    "{%- endif -%}"
-)
 
 
 def model_file_name(params: dict | None = None) -> str:

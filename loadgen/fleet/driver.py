@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from loadgen.clock import RunClock
+from loadgen.columns import read_requests
 from loadgen.config import RunConfig
 from loadgen.errors import LoadgenError
 from loadgen.fleet.merge import Lost, merge_senders, remove_staging, sender_file, staging_dir
@@ -30,22 +31,19 @@ from loadgen.fleet.shard import ShardJob
 from loadgen.fleet.sizing import Sizing, auto_workers, split_cap, usable_cores
 from loadgen.fleet.verdict import pooled_check, schedule_error, sender_name, senders_check
 from loadgen.plan import RequestPlan
-from loadgen.records import read_records
-from loadgen.run import (
+from loadgen.results_dir import (
+    ResultsDir,
     RunResult,
-    _Interrupt,
-    _poller,
-    _ResultsDir,
-    _start_target,
-    _write_report,
-    build_summary,
     default_output_dir,
-    rate_check,
     run_header,
-    target_rate_of,
+    write_report,
     write_run_json,
 )
+from loadgen.scrape.process import run_poller
 from loadgen.sender import STOP_GRACE_S
+from loadgen.stopping import Interrupt
+from loadgen.summary import REQUESTS, build_summary, rate_check, target_rate_of
+from loadgen.target import start_target
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ def one_process(cfg: RunConfig, plan: RequestPlan, console: Any = None) -> bool:
     return sizing.workers == 1
 
 
-class _FleetInterrupt(_Interrupt):
+class _FleetInterrupt(Interrupt):
     """Ctrl-C / SIGTERM, as in a one-process run (installed only while sending): the first stops every sender
     (in-flight requests get STOP_GRACE_S), the second cancels what is in flight."""
 
@@ -124,7 +122,7 @@ async def run_fleet_async(
     label = cfg.output.label or (
         "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
     )
-    results = _ResultsDir(Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label))
+    results = ResultsDir(Path(cfg.output.output_dir) if cfg.output.output_dir else default_output_dir(label))
     out_dir = results.path
     clock = RunClock()
     ray_address = cfg.senders.ray_address
@@ -150,8 +148,8 @@ async def run_fleet_async(
         n = sizing.workers
         if console is not None and cfg.senders.workers is None:
             console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
-        endpoint = await _start_target(cfg, out_dir, stack, console)
-        poller = _poller(cfg, endpoint.base_url, out_dir)
+        endpoint = await start_target(cfg, out_dir, stack, console)
+        poller = run_poller(cfg, endpoint.base_url, out_dir)
         if poller is not None:
             stack.push_async_callback(poller.kill)
             poller_ready = asyncio.get_running_loop().create_task(poller.start())
@@ -219,7 +217,6 @@ async def run_fleet_async(
             before_ns=interrupt.at_ns,
         )
         remove_staging(out_dir)
-        records = read_records(out_dir / "requests.jsonl")
         if console is not None:
             for k, why in sorted(lost.items()):
                 console.print(
@@ -231,23 +228,21 @@ async def run_fleet_async(
         stopped = next((o["stopped"] for o in done if o.get("stopped")), None)
         summary = build_summary(
             cfg,
-            plan.schedule,
-            records,
-            pooled_check(outcomes),
-            sum(float(o.get("spin_s") or 0.0) for o in done),
+            out_dir,
+            header=header,
+            check=pooled_check(outcomes),
+            spin_s=sum(float(o.get("spin_s") or 0.0) for o in done),
             endpoint=endpoint,
-            model=model,
             t0_ns=clock.t0_ns,
             t0_unix_ns=clock.t0_unix_ns,
-            out_dir=out_dir,
             interrupted=interrupt.interrupted,
             poller=poller,
             specs=list(plan.specs),
             read_stamps=infos[0].get("read_stamps"),
             stopped=stopped,
-            header=header,
         )
-        check = senders_check(cfg, records, infos, outcomes, lost)
+        # each sender's send lag from the merged file's columns (request i was sent by sender i % n)
+        check = senders_check(cfg, read_requests(out_dir / REQUESTS, chunks=False), infos, outcomes, lost)
         rate_check(summary["metrics"], target_rate_of(cfg.schedule.rate, cfg.schedule.arrival), check)
         summary["client_check"] = check
         summary["senders"] = senders_section(fleet, sizing, infos, outcomes, lost, jobs, merged)
@@ -260,8 +255,8 @@ async def run_fleet_async(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
         if cfg.output.report:
-            _write_report(out_dir, console)
-        return RunResult(out_dir, summary, records, interrupt.interrupted, summary["outcome"]["reason"])
+            write_report(out_dir, console)
+        return RunResult(out_dir, summary, interrupt.interrupted, summary["outcome"]["reason"])
 
 
 def senders_section(

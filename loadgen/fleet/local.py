@@ -64,7 +64,7 @@ def worker_process(conn: Connection, job: ShardJob, records_path: str) -> None:
 
 
 async def _worker(conn: Connection, job: ShardJob, records_path: str) -> None:
-    from loadgen.run import secret_scrubber
+    from loadgen.results_dir import secret_scrubber
 
     loop = asyncio.get_running_loop()
     start: asyncio.Future[tuple[int, int]] = loop.create_future()

@@ -63,7 +63,7 @@ class SenderActor:
     """One sender of a run, as a Ray actor (wrapped with ``ray.remote`` by the driver)."""
 
     def __init__(self, job: ShardJob) -> None:
-        from loadgen.run import secret_scrubber
+        from loadgen.results_dir import secret_scrubber
 
         self.job = job
         self.sink = BatchSink(secret_scrubber(job.endpoint))

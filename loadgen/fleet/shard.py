@@ -21,9 +21,9 @@ from loadgen.clock import RunClock
 from loadgen.config import EndpointConfig, RunConfig
 from loadgen.plan import RequestPlan
 from loadgen.records import RequestRecord
-from loadgen.run import AuthStop
 from loadgen.selfcheck import SelfCheck
 from loadgen.sender import Sender, run_shard
+from loadgen.stopping import AuthStop
 
 
 class RecordWriter(Protocol):
@@ -127,10 +127,5 @@ class ShardRun:
             "stopped_early": stats.stopped_early,
             "spin_s": stats.spin_ns / 1e9,
             "stopped": self.auth.reason,
-            "selfcheck": {
-                "lags_ns": list(c.lags_ns),
-                "cpu_windows": list(c.cpu_windows),
-                "cpu_total_s": c.cpu_total_s,
-                "wall_total_s": c.wall_total_s,
-            },
+            "selfcheck": c.to_dict(),
         }

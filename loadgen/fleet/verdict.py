@@ -20,20 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.columns import RequestColumns
 from loadgen.config import RunConfig
-from loadgen.metrics import client_delays, distribution
-from loadgen.records import RequestRecord
+from loadgen.distribution import distribution
+from loadgen.metrics import interval_ms
 from loadgen.selfcheck import SelfCheck
 
 
 def restore_check(raw: dict[str, Any]) -> SelfCheck:
-    """A sender's ``SelfCheck`` from the samples it sent."""
-    c = SelfCheck()
-    c.lags_ns = [int(x) for x in raw.get("lags_ns") or []]
-    c.cpu_windows = [float(x) for x in raw.get("cpu_windows") or []]
-    c.cpu_total_s = float(raw.get("cpu_total_s") or 0.0)
-    c.wall_total_s = float(raw.get("wall_total_s") or 0.0)
-    return c
+    """A sender's ``SelfCheck`` from what it sent (``SelfCheck.to_dict``)."""
+    return SelfCheck.from_dict(raw)
 
 
 def pooled_check(outcomes: Sequence[dict[str, Any] | None]) -> SelfCheck:
@@ -44,25 +40,23 @@ def pooled_check(outcomes: Sequence[dict[str, Any] | None]) -> SelfCheck:
         if o is None:
             continue
         one = restore_check(o["selfcheck"])
-        c.lags_ns.extend(one.lags_ns)
+        c.lag_ms.merge(one.lag_ms)
         share = one.cpu_total_s / one.wall_total_s if one.wall_total_s else 0.0
         if share >= best:
             best = share
             c.cpu_total_s, c.wall_total_s = one.cpu_total_s, one.wall_total_s
-            c.cpu_windows = list(one.cpu_windows)
+            c.cpu_peak_window = one.cpu_peak_window
     return c
 
 
-def send_lag_ms(records: Sequence[RequestRecord]) -> dict[str, Any]:
-    """Send lag (ms) of the measured, dispatched records, as ``metrics.summarize`` counts it."""
-    lags = []
-    for r in records:
-        if r.warmup or r.dispatched_ns is None:
-            continue
-        lag, _ = client_delays(r.intended_ns, r.dispatched_ns, r.slot_ns)
-        if lag is not None:
-            lags.append(lag / 1e6)
-    return distribution(np.asarray(lags, dtype=np.float64))
+def send_lag_ms(cols: RequestColumns, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Send lag (ms) of the measured, dispatched requests (of ``rows``, a mask), as ``metrics.summarize``
+    counts it: the catalogue's ``send_lag``."""
+    use = cols.measured & ~np.isnan(cols.t["dispatched_ns"])
+    if rows is not None:
+        use &= rows
+    lag = interval_ms(cols, "send_lag")[use]
+    return distribution(lag[~np.isnan(lag)])
 
 
 def _limits(cfg: RunConfig) -> dict[str, Any]:
@@ -82,16 +76,14 @@ def sender_name(k: int, info: dict[str, Any]) -> str:
 
 def senders_check(
     cfg: RunConfig,
-    records: Sequence[RequestRecord],
+    cols: RequestColumns,
     infos: Sequence[dict[str, Any]],
     outcomes: Sequence[dict[str, Any] | None],
     lost: dict[int, str],
 ) -> dict[str, Any]:
     """The run's ``client_check``: one check per sender, and the run's verdict from all of them."""
     n = len(infos)
-    by_sender: list[list[RequestRecord]] = [[] for _ in range(n)]
-    for r in records:
-        by_sender[r.index % n].append(r)
+    sender_of = cols.index % n
     lim = _limits(cfg)
     per: list[dict[str, Any]] = []
     reasons: list[str] = []
@@ -110,7 +102,7 @@ def senders_check(
             entry.update(trustworthy=False, reasons=[f"lost before reporting its self-check ({why})"])
         else:
             check = restore_check(outcome["selfcheck"]).report(
-                send_lag_ms(by_sender[k]),
+                send_lag_ms(cols, sender_of == k),
                 float(outcome.get("spin_s") or 0.0),
                 lim["send_lag_p99_limit_ms"],
                 lim["cpu_limit"],
@@ -130,7 +122,7 @@ def senders_check(
         per.append(entry)
         reasons.extend(f"{name}: {r}" for r in entry["reasons"])
     pooled = pooled_check(outcomes).report(
-        send_lag_ms(records),
+        send_lag_ms(cols),
         sum(float(o.get("spin_s") or 0.0) for o in outcomes if o is not None),
         lim["send_lag_p99_limit_ms"],
         lim["cpu_limit"],

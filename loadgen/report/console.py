@@ -7,24 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.metrics import INTERVALS
 from loadgen.report import words
-
-_ROWS = (
-    ("ttft", "TTFT (from send)"),
-    ("ttft_from_intended", "TTFT (from intended)"),
-    ("ttfvt", "TTFVT (first answer token)"),
-    ("ttfvt_from_intended", "TTFVT (from intended)"),
-    ("reasoning_phase", "reasoning phase"),
-    ("tpot", "TPOT"),
-    ("itl_per_token", "ITL per token"),
-    ("itl_per_chunk", "ITL per chunk"),
-    ("e2e", "E2E (from send)"),
-    ("e2e_from_intended", "E2E (from intended)"),
-    ("queue_wait", "client queue wait"),
-    ("send_lag", "send lag"),
-    ("connect", "connect (new connections)"),
-)
-
 
 _COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")  # what README promises
 STRAGGLERS_SHOWN = 5
@@ -60,11 +44,11 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for col in _COLS:
         t.add_column(col.replace("_", "."), justify="right")
     lat = m["latency_ms"]
-    for key, label in _ROWS:
-        d = lat.get(key)
+    for iv in INTERVALS:
+        d = lat.get(iv.key) if iv.shown else None
         if not d or not d.get("count"):
             continue
-        t.add_row(label, *(_fmt(d.get(c)) for c in _COLS))
+        t.add_row(iv.label, *(_fmt(d.get(c)) for c in _COLS))
     console.print(t)
 
     thr = m["throughput"]

@@ -1,9 +1,8 @@
-"""The live progress view on a TTY: sent, in flight, done, errors, rolling TTFT/TPOT percentiles."""
+"""The live progress view on a TTY: sent, in flight, done, errors, rolling TTFT/TTFVT/TPOT percentiles."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from time import perf_counter_ns
 
 import numpy as np
@@ -11,20 +10,27 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from loadgen.columns import COUNT_FIELDS, TIME_FIELDS, RequestColumns
 from loadgen.dispatch import DispatchStats
-from loadgen.metrics import request_latencies
+from loadgen.metrics import INTERVAL, interval_ms
 from loadgen.records import STATUS_OK, RequestRecord
+
+LIVE_KEYS = ("ttft", "ttfvt", "tpot")
 
 
 class LiveView:
-    """Keeps the last few hundred finished requests' TTFT/TPOT; redraws four times a second."""
+    """Keeps the lifecycle times of the last ``window`` successful requests in fixed arrays (a ring: memory never
+    grows with the run) and redraws four times a second, the latencies computed as ``loadgen.metrics`` defines
+    them."""
 
     def __init__(self, console: Console, total: int, window: int = 500) -> None:
         self.console = console
         self.total = total
-        self.ttft: deque[float] = deque(maxlen=window)
-        self.ttfvt: deque[float] = deque(maxlen=window)
-        self.tpot: deque[float] = deque(maxlen=window)
+        self.window = window
+        self._t = {k: np.full(window, np.nan) for k in TIME_FIELDS}
+        self._n = {k: np.full(window, np.nan) for k in COUNT_FIELDS}
+        self._conn = np.full(window, -1, dtype=np.int8)
+        self.seen = 0  # successful requests observed
         self.stats: DispatchStats | None = None
         self.t_start = perf_counter_ns()
         self._live: Live | None = None
@@ -32,13 +38,29 @@ class LiveView:
     def observe(self, rec: RequestRecord) -> None:
         if rec.status != STATUS_OK:
             return
-        lat = request_latencies(rec)
-        if lat["ttft"] is not None:
-            self.ttft.append(lat["ttft"])
-        if lat["ttfvt"] is not None:
-            self.ttfvt.append(lat["ttfvt"])
-        if lat["tpot"] is not None:
-            self.tpot.append(lat["tpot"])
+        i = self.seen % self.window
+        self.seen += 1
+        for k, col in self._t.items():
+            v = getattr(rec, k)
+            col[i] = np.nan if v is None else v
+        for k, col in self._n.items():
+            v = getattr(rec, k)
+            col[i] = np.nan if v is None else v
+        self._conn[i] = -1 if rec.conn_reused is None else int(rec.conn_reused)
+
+    def latencies(self) -> dict[str, np.ndarray]:
+        """{key: ms} over the requests in the window (missing values dropped)."""
+        n = min(self.seen, self.window)
+        if n == 0:
+            return {k: np.empty(0) for k in LIVE_KEYS}
+        cols = RequestColumns.of_times(
+            {k: v[:n] for k, v in self._t.items()}, {k: v[:n] for k, v in self._n.items()}, self._conn[:n]
+        )
+        out = {}
+        for k in LIVE_KEYS:
+            v = interval_ms(cols, k)
+            out[k] = v[~np.isnan(v)]
+        return out
 
     def _render(self) -> Group:
         s = self.stats or DispatchStats()
@@ -50,12 +72,15 @@ class LiveView:
             + (f"[red]errors {s.errors}[/]" if s.errors else "errors 0")
         )
         parts = []
-        for name, values in (("TTFT", self.ttft), ("TTFVT", self.ttfvt), ("TPOT", self.tpot)):
-            if values:
-                p50, p99 = np.percentile(np.fromiter(values, float), (50, 99))
-                parts.append(f"{name} p50 {p50:,.0f} / p99 {p99:,.0f} ms")
+        lat = self.latencies()
+        for key in LIVE_KEYS:
+            values = lat[key]
+            if values.size:
+                p50, p99 = np.percentile(values, (50, 99))
+                parts.append(f"{INTERVAL[key].name} p50 {p50:,.0f} / p99 {p99:,.0f} ms")
         line2 = "  ".join(parts) or "waiting for the first responses..."
-        return Group(Text.from_markup(line1), Text(f"         last {len(self.ttft)} requests: {line2}"))
+        shown = min(self.seen, self.window)
+        return Group(Text.from_markup(line1), Text(f"         last {shown} requests: {line2}"))
 
     def start(self) -> None:
         """Show the view (before the run's t0: starting rich's display and its refresh thread takes a while)."""

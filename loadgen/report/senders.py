@@ -46,7 +46,7 @@ def sender_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def senders_html(summary: dict[str, Any]) -> str:
     """The report's "Senders" section ("" for a one-process run)."""
-    from loadgen.report.html import cell, fmt, table
+    from loadgen.report.page import cell, fmt, table
 
     sec = summary.get("senders")
     if not sec:

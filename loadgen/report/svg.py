@@ -37,6 +37,20 @@ def num(v: float) -> str:
     return str(int(r)) if r == int(r) else f"{r:.1f}"
 
 
+def finite(v: object) -> float | None:
+    """A finite number as float, anything else (None, NaN, a bool, text) as None."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def fmt_ms(v: float | None) -> str:
+    """A latency for a figure's text: '12.3 ms', '1.20 ms', '12.5 s'."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    if v >= 10_000:
+        return f"{v / 1000:,.1f} s"
+    return f"{v:,.1f} ms" if v >= 10 else f"{v:,.2f} ms"
+
+
 def fmt_tick(v: float) -> str:
     """A short axis label: 0.5, 12, 1.5k, 20k, 3M."""
     a = abs(v)
@@ -103,6 +117,18 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     mult = (1, 1.5, 2, 3, 5, 7) if decades <= 1.2 else (1, 2, 5) if decades <= 3.5 else (1,)
     out = [m * 10**e for e in range(e0, e1 + 1) for m in mult if lo <= m * 10**e <= hi * (1 + 1e-9)]
     return out or [lo, hi]
+
+
+def nice_log_bounds(lo: float, hi: float) -> tuple[float, float]:
+    """The 1-2-5 values just outside [lo, hi], for a log axis."""
+    steps = (1, 2, 5, 10)
+    e = math.floor(math.log10(lo))
+    nlo = max(m * 10**e for m in steps if m * 10**e <= lo * (1 + 1e-12))
+    e = math.floor(math.log10(hi))
+    nhi = min(m * 10**e for m in steps if m * 10**e >= hi * (1 - 1e-12))
+    if nhi <= nlo:
+        nhi = nlo * 10
+    return nlo, nhi
 
 
 def nice_max(v: float) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import orjson
 
 from loadgen.metrics import summarize
 from loadgen.records import RequestRecord
+from loadgen.summary import read_run_columns
 
 LABELS = 'engine="0",model_name="synthetic"'
 HIST_LE = [
@@ -43,15 +45,17 @@ HIST_LE = [
 ]
 
 
-def make_records(n: int, duration_s: float, seed: int = 0, mean_tokens: int = 200) -> list[RequestRecord]:
-    """Requests arriving uniformly over ``duration_s``; lognormal output lengths, one token per chunk."""
+def generate_records(
+    n: int, duration_s: float, seed: int = 0, mean_tokens: int = 200
+) -> Iterator[RequestRecord]:
+    """Requests arriving uniformly over ``duration_s``; lognormal output lengths, one token per chunk; yielded one
+    at a time (any ``n`` in bounded memory)."""
     rng = np.random.default_rng(seed)
     starts = np.sort(rng.uniform(0, duration_s * 0.97, n)) * 1e9
     out_tokens = np.clip(rng.lognormal(np.log(mean_tokens), 0.8, n), 2, 30 * mean_tokens).astype(int)
     reasoning = (out_tokens * rng.uniform(0.5, 0.95, n)).astype(int)
     ttft = rng.lognormal(np.log(30e6), 0.7, n)  # ns
     tpot = rng.lognormal(np.log(8e6), 0.2, n)
-    recs = []
     for i in range(n):
         t0 = int(starts[i])
         send = t0 + 50_000
@@ -89,8 +93,7 @@ def make_records(n: int, duration_s: float, seed: int = 0, mean_tokens: int = 20
         if failed:
             rec.status, rec.error_kind, rec.error_message = "error", "timeout", "synthetic timeout"
             rec.finish_reason = None
-        recs.append(rec)
-    return recs
+        yield rec
 
 
 def scrape_lines(duration_s: float, interval_s: float, seed: int = 0) -> list[bytes]:
@@ -133,12 +136,12 @@ def scrape_lines(duration_s: float, interval_s: float, seed: int = 0) -> list[by
 def write_folder(out: Path, n: int, hours: float, interval_s: float = 1.0, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     duration = hours * 3600
-    recs = make_records(n, duration, seed)
     with open(out / "requests.jsonl", "wb") as fh:
-        for r in recs:
+        for r in generate_records(n, duration, seed):
             fh.write(r.to_json() + b"\n")
     (out / "server_metrics.jsonl").write_bytes(b"\n".join(scrape_lines(duration, interval_s, seed)) + b"\n")
-    metrics = summarize(recs, straggler_k=3.0, target_rate=n / duration)
+    # from the file, as a run's summary is: bounded memory for any n
+    metrics = summarize(read_run_columns(out), straggler_k=3.0, target_rate=n / duration)
     summary = {
         "loadgen_summary_version": 1,
         "output_dir": str(out),

@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
+from loadgen.config import SLO_METRICS
+from loadgen.metrics import INTERVAL
+
 # the closed set of ErrorKind values (loadgen.errors), as a person names them
 ERROR_LABELS = {
     "connect": "connection failed",
@@ -29,8 +32,9 @@ ERROR_LABELS = {
     "client": "loadgen's own failure",
 }
 
-# SLO metric keys (loadgen.config.SLO_METRICS) as written in tables
-METRIC_LABELS = {"ttft": "TTFT", "ttfvt": "TTFVT", "tpot": "TPOT", "itl": "ITL", "e2e": "E2E"}
+# SLO metric keys (loadgen.config.SLO_METRICS) as written in tables: the catalogue's short names (``itl``: the
+# longest per-token gap of a request)
+METRIC_LABELS = {k: INTERVAL["itl_per_token" if k == "itl" else k].name for k in SLO_METRICS}
 
 
 def number(v: float) -> str:

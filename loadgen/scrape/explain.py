@@ -18,9 +18,11 @@ The caller adds the request's own facts (reasoning tokens, client-side queue wai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries, Sample
+from loadgen.columns import ServerColumns
+from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries, Sample, as_server_columns
 
 VERDICTS = (
     "no server data",
@@ -40,8 +42,13 @@ def _round(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def explain_requests(samples: list[Sample], requests: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
-    """One dict per ``(index, start_ns, end_ns)``: server state over that lifetime and a verdict from VERDICTS."""
+def explain_requests(
+    samples: Sequence[Sample] | ServerColumns, requests: list[tuple[int, int, int]]
+) -> list[dict[str, Any]]:
+    """One dict per ``(index, start_ns, end_ns)``: server state over that lifetime and a verdict from VERDICTS.
+
+    ``samples``: the columns of ``server_metrics.jsonl`` (:func:`loadgen.columns.read_server`) or Sample objects."""
+    samples = as_server_columns(samples)
     kv = KvCacheSeries.from_samples(samples)
     waiting = GaugeSeries.from_samples(samples, "num_waiting", "sum")
     running = GaugeSeries.from_samples(samples, "num_running", "sum")

@@ -181,5 +181,15 @@ def main() -> None:
     asyncio.run(_child(args))
 
 
+def run_poller(cfg: Any, base_url: str, out_dir: Path) -> PollerProcess | None:
+    """The scraper of a run (``cfg``: its RunConfig), or None under --no-scrape."""
+    if not cfg.scrape.enabled:
+        return None
+    from loadgen.scrape.poller import default_metrics_url
+
+    urls = list(cfg.scrape.urls) or [default_metrics_url(base_url)]
+    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl")
+
+
 if __name__ == "__main__":
     main()

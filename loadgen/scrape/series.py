@@ -12,16 +12,22 @@ Conventions (all times are ns on the run clock, like every RequestRecord time):
   zero, so the increment over that step is the new value itself (Prometheus ``increase()`` semantics).
 * A window's delta runs from the last sample at/before its start to the first sample at/after its end (or the
   nearest samples inside when the run did not scrape that far).
+
+The file is read once, as columns (:func:`loadgen.columns.read_server`); every series here is built from those
+columns (``from_columns``, vectorised), or from a list of :class:`Sample` (``from_samples``, turned into columns
+first), so the aggregation is defined once.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
+
+from loadgen.columns import ServerColumns, read_server
 
 AGGREGATIONS = ("sum", "mean", "max")
 
@@ -38,24 +44,22 @@ class Sample:
 
 
 def load_samples(path: str | os.PathLike[str], url: str | None = None) -> list[Sample]:
-    """Successful samples of ``server_metrics.jsonl`` in time order; error lines and a torn last line skipped."""
-    out: list[Sample] = []
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if "error" in d or "values" not in d or (url is not None and d["url"] != url):
-                continue
-            out.append(
-                Sample(d["t_ns"], d.get("t_start_ns", d["t_ns"]), d["url"], d.get("dialect", ""), d["values"])
-            )
-    out.sort(key=lambda s: s.t_ns)
-    return out
+    """Successful samples of ``server_metrics.jsonl`` in time order, as objects (error lines and a torn last line
+    skipped). For inspection and tests: summaries read columns (:func:`loadgen.columns.read_server`)."""
+    return to_samples(read_server(path, url=url))
+
+
+def to_samples(cols: ServerColumns) -> list[Sample]:
+    return [
+        Sample(int(cols.t_ns[i]), int(cols.t_start_ns[i]), cols.url.value(i) or "", cols.dialect.value(i) or "",
+               cols.values_of(i))
+        for i in range(len(cols))
+    ]  # fmt: skip
+
+
+def as_server_columns(samples: Sequence[Sample] | ServerColumns) -> ServerColumns:
+    """Columns as they are, or samples turned into columns."""
+    return samples if isinstance(samples, ServerColumns) else ServerColumns.from_samples(samples)
 
 
 def _window_indices(times: np.ndarray, start_ns: int, end_ns: int) -> tuple[int, int]:
@@ -74,18 +78,34 @@ class GaugeSeries:
         self.values = np.asarray(values, dtype=np.float64)
 
     @classmethod
-    def from_samples(cls, samples: list[Sample], name: str, agg: str = "sum") -> GaugeSeries:
+    def from_samples(
+        cls, samples: Sequence[Sample] | ServerColumns, name: str, agg: str = "sum"
+    ) -> GaugeSeries:
+        return cls.from_columns(as_server_columns(samples), name, agg)
+
+    @classmethod
+    def from_columns(cls, cols: ServerColumns, name: str, agg: str = "sum") -> GaugeSeries:
+        """The gauge ``name`` at each sample that has any series of it, aggregated across them with ``agg``."""
         if agg not in AGGREGATIONS:
             raise ValueError(f"agg must be one of {AGGREGATIONS}")
-        times, values = [], []
-        for s in samples:
-            series = s.values.get(name)
-            if not series:
-                continue
-            vs = list(series.values())
-            times.append(s.t_ns)
-            values.append(sum(vs) if agg == "sum" else max(vs) if agg == "max" else sum(vs) / len(vs))
-        return cls(np.array(times, dtype=np.int64), np.array(values, dtype=np.float64), name)
+        parts = cols.series_of(name)
+        n = len(cols)
+        if not parts or n == 0:
+            return cls(np.empty(0, dtype=np.int64), np.empty(0), name)
+        idx = np.concatenate([p[1] for p in parts])
+        val = np.concatenate([p[2] for p in parts])
+        order = np.argsort(idx, kind="stable")  # each sample's series in the order the file listed them
+        idx, val = idx[order], val[order]
+        cnt = np.bincount(idx, minlength=n)
+        if agg == "max":
+            out = np.full(n, -np.inf)
+            np.maximum.at(out, idx, val)
+        else:
+            out = np.bincount(idx, weights=val, minlength=n)
+            if agg == "mean":
+                out = out / np.maximum(cnt, 1)
+        have = cnt > 0
+        return cls(cols.t_ns[have], out[have], name)
 
     def __len__(self) -> int:
         return len(self.times_ns)
@@ -146,9 +166,16 @@ class KvCacheSeries(GaugeSeries):
 
     @classmethod
     def from_samples(
-        cls, samples: list[Sample], name: str = "kv_cache_usage", agg: str = "mean"
+        cls, samples: Sequence[Sample] | ServerColumns, name: str = "kv_cache_usage", agg: str = "mean"
     ) -> KvCacheSeries:
-        g = GaugeSeries.from_samples(samples, name, agg)
+        g = GaugeSeries.from_columns(as_server_columns(samples), name, agg)
+        return cls(g.times_ns, g.values, name)
+
+    @classmethod
+    def from_columns(
+        cls, cols: ServerColumns, name: str = "kv_cache_usage", agg: str = "mean"
+    ) -> KvCacheSeries:
+        g = GaugeSeries.from_columns(cols, name, agg)
         return cls(g.times_ns, g.values, name)
 
 
@@ -162,23 +189,27 @@ class CounterSeries:
         self.resets = resets
 
     @classmethod
-    def from_samples(cls, samples: list[Sample], name: str) -> CounterSeries:
-        last: dict[str, float] = {}
-        offset: dict[str, float] = {}
-        times, values, resets = [], [], 0
-        for s in samples:
-            series = s.values.get(name)
-            if series is None:
-                continue
-            for key, v in series.items():
-                prev = last.get(key)
-                if prev is not None and v < prev:
-                    offset[key] = offset.get(key, 0.0) + prev
-                    resets += 1
-                last[key] = v
-            times.append(s.t_ns)
-            values.append(sum(last[k] + offset.get(k, 0.0) for k in last))
-        return cls(np.array(times, dtype=np.int64), np.array(values, dtype=np.float64), name, resets)
+    def from_samples(cls, samples: Sequence[Sample] | ServerColumns, name: str) -> CounterSeries:
+        return cls.from_columns(as_server_columns(samples), name)
+
+    @classmethod
+    def from_columns(cls, cols: ServerColumns, name: str) -> CounterSeries:
+        """At each sample that carries ``name``: the sum over its series of their reset-corrected totals, each
+        series holding its last value until its next sample (0 before it first appears)."""
+        present = cols.present.get(name)
+        if present is None or present.size == 0:
+            return cls(np.empty(0, dtype=np.int64), np.empty(0), name, 0)
+        total = np.zeros(present.size)
+        resets = 0
+        for _, idx, val in cols.series_of(name):
+            inc = np.diff(val)
+            dropped = inc < 0  # a decrease is a restart from zero: the increase is the new value itself
+            resets += int(dropped.sum())
+            inc = np.where(dropped, val[1:], inc)
+            corrected = np.concatenate((val[:1], val[0] + np.cumsum(inc)))
+            pos = np.searchsorted(idx, present, side="right") - 1
+            total += np.where(pos >= 0, corrected[np.maximum(pos, 0)], 0.0)
+        return cls(cols.t_ns[present], total, name, resets)
 
     def __len__(self) -> int:
         return len(self.times_ns)
@@ -251,44 +282,74 @@ class HistogramSeries:
     ) -> None:
         self.name = name
         self.times_ns = np.asarray(times_ns, dtype=np.int64)
-        self.snaps = snaps  # reset-corrected cumulative snapshots, one per sample
+        self._snaps: list[HistogramDelta] | None = list(snaps) if snaps or not len(self.times_ns) else None
+        self._le: list[float] = []
+        self._cum = np.empty((0, 0))
+        self._sum = np.empty(0)
+        self._count = np.empty(0)
         self.skipped_series = skipped
         self.resets = resets
 
     @classmethod
-    def from_samples(cls, samples: list[Sample], name: str) -> HistogramSeries:
-        times: list[int] = []
-        snaps: list[HistogramDelta] = []
-        le_ref: list[float] | None = None
-        last: dict[str, HistogramDelta] = {}
-        offset: dict[str, HistogramDelta] = {}
-        skipped_keys: set[str] = set()
+    def from_samples(cls, samples: Sequence[Sample] | ServerColumns, name: str) -> HistogramSeries:
+        return cls.from_columns(as_server_columns(samples), name)
+
+    @classmethod
+    def from_columns(cls, cols: ServerColumns, name: str) -> HistogramSeries:
+        """At each sample with a series of ``name``: the sum over its series (those whose bucket bounds are the
+        first seen) of their reset-corrected snapshots, each held until its next sample."""
+        series = cols.hist_series_of(name)
+        if not series:
+            return cls(np.empty(0, dtype=np.int64), [], name)
+        # the reference layout: the first histogram of the name in time order
+        le_ref = min(
+            ((h.idx[0], h.le) for _, layouts in series for h in layouts if h.idx.size), default=(0, ())
+        )[1]
+        kept = []
+        skipped = 0
+        for _, layouts in series:
+            skipped += any(h.le != le_ref for h in layouts)
+            kept += [h for h in layouts if h.le == le_ref]
+        if not kept:
+            return cls(np.empty(0, dtype=np.int64), [], name, skipped)
+        at = np.unique(np.concatenate([h.idx for h in kept]))  # samples where a kept series reported
+        width = len(le_ref)
+        cum = np.zeros((at.size, width))
+        sums = np.zeros(at.size)
+        counts = np.zeros(at.size)
         resets = 0
-        for s in samples:
-            series = s.values.get(name)
-            if not series:
-                continue
-            for key, h in series.items():
-                le_ref = le_ref if le_ref is not None else list(h["le"])
-                if list(h["le"]) != le_ref:
-                    skipped_keys.add(key)
-                    continue
-                cur = HistogramDelta(le_ref, list(h["cum"]), h["sum"], h["count"])
-                prev = last.get(key)
-                if prev is not None and cur.count < prev.count:  # the server restarted this series from zero
-                    offset[key] = _add(offset[key], prev) if key in offset else prev
-                    resets += 1
-                last[key] = cur
-            if not last or le_ref is None:
-                continue
-            merged = HistogramDelta(le_ref, [0.0] * len(le_ref), 0.0, 0.0)
-            for key, h in last.items():
-                merged = _add(merged, h)
-                if key in offset:
-                    merged = _add(merged, offset[key])
-            times.append(s.t_ns)
-            snaps.append(merged)
-        return cls(np.array(times, dtype=np.int64), snaps, name, len(skipped_keys), resets)
+        for h in kept:
+            dropped = np.diff(h.count) < 0  # the server restarted this series from zero
+            resets += int(dropped.sum())
+            # the offset after a restart is everything counted before it: a running sum of the values dropped
+            carry = np.concatenate(([False], dropped))
+            k_off = np.cumsum(np.where(carry, np.roll(h.count, 1), 0.0))
+            s_off = np.cumsum(np.where(carry, np.roll(h.sum, 1), 0.0))
+            c_off = np.cumsum(np.where(carry[:, None], np.roll(h.cum, 1, axis=0), 0.0), axis=0)
+            pos = np.searchsorted(h.idx, at, side="right") - 1
+            seen = pos >= 0
+            p = np.maximum(pos, 0)
+            counts += np.where(seen, h.count[p] + k_off[p], 0.0)
+            sums += np.where(seen, h.sum[p] + s_off[p], 0.0)
+            cum += np.where(seen[:, None], h.cum[p] + c_off[p], 0.0)
+        out = cls(cols.t_ns[at], [], name, skipped, resets)
+        out._le, out._cum, out._sum, out._count = list(le_ref), cum, sums, counts
+        return out
+
+    @property
+    def snaps(self) -> list[HistogramDelta]:
+        """Reset-corrected cumulative snapshots, one per sample."""
+        if self._snaps is None:
+            self._snaps = [
+                HistogramDelta(self._le, self._cum[i].tolist(), float(self._sum[i]), float(self._count[i]))
+                for i in range(len(self.times_ns))
+            ]
+        return self._snaps
+
+    def _snap(self, i: int) -> HistogramDelta:
+        if self._snaps is not None:
+            return self._snaps[i]
+        return HistogramDelta(self._le, self._cum[i].tolist(), float(self._sum[i]), float(self._count[i]))
 
     def __len__(self) -> int:
         return len(self.times_ns)
@@ -300,13 +361,7 @@ class HistogramSeries:
         i0, i1 = _window_indices(self.times_ns, start_ns, end_ns)
         if i1 <= i0:
             return None
-        a, b = self.snaps[i0], self.snaps[i1]
+        a, b = self._snap(i0), self._snap(i1)
         return HistogramDelta(
             list(a.le), [y - x for x, y in zip(a.cum, b.cum, strict=True)], b.sum - a.sum, b.count - a.count
         )
-
-
-def _add(a: HistogramDelta, b: HistogramDelta) -> HistogramDelta:
-    return HistogramDelta(
-        a.le, [x + y for x, y in zip(a.cum, b.cum, strict=True)], a.sum + b.sum, a.count + b.count
-    )

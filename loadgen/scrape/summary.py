@@ -14,10 +14,21 @@ The server's latency quantiles are reported as the histogram bucket that holds t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from loadgen.columns import ServerColumns
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, VOCABULARY
-from loadgen.scrape.series import CounterSeries, GaugeSeries, HistogramSeries, KvCacheSeries, Sample
+from loadgen.scrape.series import (
+    CounterSeries,
+    GaugeSeries,
+    HistogramSeries,
+    KvCacheSeries,
+    Sample,
+    as_server_columns,
+)
 
 KV_HIGH = 0.9  # "near full": the share of time above this is reported
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
@@ -55,20 +66,27 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def server_summary(samples: list[Sample], window: tuple[int, int], url: str | None = None) -> dict[str, Any]:
-    """Summary of one server (``url``; may be omitted when the samples hold only one) over ``window`` (ns)."""
-    urls = sorted({s.url for s in samples})
+def server_summary(
+    samples: Sequence[Sample] | ServerColumns, window: tuple[int, int], url: str | None = None
+) -> dict[str, Any]:
+    """Summary of one server (``url``; may be omitted when the samples hold only one) over ``window`` (ns).
+
+    ``samples``: the columns of ``server_metrics.jsonl`` (:func:`loadgen.columns.read_server`) or Sample objects."""
+    cols = as_server_columns(samples)
+    urls = sorted(set(cols.url.counts()))
     if url is None and len(urls) > 1:
         raise ValueError(f"samples from {len(urls)} servers; pass url= one of {urls}")
     if url is not None:
-        samples = [s for s in samples if s.url == url]
+        cols = cols.for_url(url)
+    samples = cols
     start, end = window
     if end <= start:
         raise ValueError("window end must be after its start")
-    known = [s.dialect for s in samples if s.dialect and s.dialect != UNKNOWN]
-    dialect = known[-1] if known else (samples[0].dialect if samples else "")
-    in_window = [s for s in samples if start <= s.t_ns <= end]
-    exposed = {name for s in samples for name in s.values}
+    d = cols.dialect
+    known = np.flatnonzero((d.codes >= 0) & ~d.equals("") & ~d.equals(UNKNOWN))
+    dialect = d.value(int(known[-1])) if known.size else ((d.value(0) or "") if len(cols) else "")
+    in_window = int(((cols.t_ns >= start) & (cols.t_ns <= end)).sum())
+    exposed = set(cols.names)
     notes: list[str] = []
     if dialect == UNKNOWN:
         notes.append(
@@ -79,7 +97,7 @@ def server_summary(samples: list[Sample], window: tuple[int, int], url: str | No
         "url": url or (urls[0] if urls else None),
         "dialect": dialect,
         "window_s": (end - start) / 1e9,
-        "samples_in_window": len(in_window),
+        "samples_in_window": in_window,
     }
 
     kv = KvCacheSeries.from_samples(samples)

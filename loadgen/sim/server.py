@@ -1,6 +1,8 @@
 """SimServer: the OpenAI-compatible HTTP front of the engine model, with faults and a ground-truth log.
 
-Wire format follows vLLM's OpenAI server: ``/v1/chat/completions`` and ``/v1/completions`` (streaming SSE and not),
+This module owns the server's life, the engine loop, per-request state, fault injection and the ground truth; the
+bytes (request checks, SSE chunks, full responses, errors) are ``openai_wire``'s. Wire format follows vLLM's
+OpenAI server: ``/v1/chat/completions`` and ``/v1/completions`` (streaming SSE and not),
 ``stream_options.include_usage`` and ``continuous_usage_stats``, reasoning text in ``delta.reasoning`` (or
 ``reasoning_content``), errors as ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -27,31 +29,24 @@ from loadgen.sim.config import SimConfig
 from loadgen.sim.engine import Engine, SimRequest
 from loadgen.sim.http11 import Connection, Request, frame
 from loadgen.sim.metrics import SimMetrics
-from loadgen.sim.text import answer_text, block_hashes, reasoning_text, render_chat, text_digest, tokenize
+from loadgen.sim.openai_wire import (
+    DONE,
+    BadRequest,
+    chunk_frames,
+    error_body,
+    full_response,
+    models_body,
+    parse_generate,
+    response_head,
+    stream_prefix,
+)
+from loadgen.sim.text import block_hashes, text_digest
 
 log = logging.getLogger(__name__)
 
 MAX_LATENESS_NS = 50_000_000
 SSE_HEADERS: list[tuple[str, str]] = []
-FINGERPRINT = "vllm-0.32.0-loadgen.sim"
-_DONE = frame(b"data: [DONE]\n\n")
-
 clock = time.perf_counter_ns
-
-
-def error_body(message: str, err_type: str, code: int, param: str | None = None) -> bytes:
-    """vLLM's ErrorResponse: ``{"error": {"message", "type", "param", "code"}}``."""
-    return orjson.dumps({"error": {"message": message, "type": err_type, "param": param, "code": code}})
-
-
-class _BadRequest(Exception):
-    def __init__(
-        self, message: str, status: int = 400, err_type: str = "BadRequestError", param: str | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.err_type = err_type
-        self.param = param
 
 
 class Stream:
@@ -179,7 +174,7 @@ class SimServer:
             st.last_out_ns = now
             is_last = id(req) in done
             if st.stream:
-                data = self._chunk(st, req, start, n, is_last)
+                data = chunk_frames(st, req, start, n, is_last, self.config.reasoning_field)
                 if st.fault == "malformed" and start < st.fault_at <= req.output_tokens:
                     data = frame(st.prefix + b'"choices":[{"index":0,"delta":{"content":"\n\n') + data
                 if st.held is not None:
@@ -227,144 +222,23 @@ class SimServer:
         if finished:
             self._end_stream(st)
 
-    # -- framing ---------------------------------------------------------------------------------------------
-    def _usage(self, req: SimRequest, chat: bool, cached: bool = False) -> dict[str, Any]:
-        """vLLM 0.32's usage block: chat adds ``completion_tokens_details.reasoning_tokens`` (vLLM itself reports 0
-        there; the simulator reports the true count)."""
-        c = req.output_tokens
-        u: dict[str, Any] = {"prompt_tokens": req.prompt_tokens, "total_tokens": req.prompt_tokens + c,
-                             "completion_tokens": c}  # fmt: skip
-        if cached:
-            u["prompt_tokens_details"] = None
-        if chat:
-            u["completion_tokens_details"] = {"reasoning_tokens": req.reasoning_emitted}
-        elif cached:
-            u["completion_tokens_details"] = None
-        return u
-
-    def _chunk(self, st: Stream, req: SimRequest, start: int, n: int, is_last: bool) -> bytes:
-        """All frames one step produces for one request, in vLLM 0.32's key order."""
-        r, a = req.split(start, n)
-        fr = b'"' + req.stop_reason.encode() + b'","stop_reason":null' if is_last else b"null"
-        if st.chat:
-            parts = []
-            if r:
-                parts.append(b'"' + self._rfield + b'":' + orjson.dumps(reasoning_text(req.offset, start, r)))
-            if a:
-                a_start = max(0, start - req.reasoning_tokens)
-                text = answer_text(req.offset, a_start, a, req.answer_tokens, req.final_token)
-                parts.append(b'"content":' + orjson.dumps(text))
-            body = (
-                b'"choices":[{"index":0,"delta":{'
-                + b",".join(parts)
-                + b'},"logprobs":null,"finish_reason":'
-                + fr
-            )
-            body += b',"token_ids":null}]'
-        else:
-            body = b'"choices":[{"index":0,"text":' + orjson.dumps(self._text(req, start, n))
-            body += b',"logprobs":null,"finish_reason":' + fr
-            body += (
-                b',"prompt_token_ids":null,"token_ids":null}]'
-                if is_last
-                else (b',"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]')
-            )
-        if st.continuous:
-            body += b',"usage":' + orjson.dumps(self._usage(req, st.chat))
-        out = frame(st.prefix + body + b"}\n\n")
-        if start == 0 and st.chat:
-            role = b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
-            if st.continuous:
-                u = {"prompt_tokens": req.prompt_tokens, "total_tokens": req.prompt_tokens, "completion_tokens": 0,
-                     "completion_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
-                role += b',"usage":' + orjson.dumps(u)
-            role += b',"prompt_token_ids":null,"prompt_text":null'
-            out = frame(st.prefix + role + b"}\n\n") + out
-        if is_last:
-            if st.include_usage:
-                tail = b'"choices":[],"usage":' + orjson.dumps(self._usage(req, st.chat))
-                out += frame(st.prefix + tail + b',"system_fingerprint":' + self._fingerprint + b"}\n\n")
-            out += _DONE
-        return out
-
-    def _text(self, req: SimRequest, start: int, n: int) -> str:
-        r, a = req.split(start, n)
-        text = reasoning_text(req.offset, start, r) if r else ""
-        if a:
-            text += answer_text(
-                req.offset, max(0, start - req.reasoning_tokens), a, req.answer_tokens, req.final_token
-            )
-        return text
-
-    @property
-    def config_fingerprint(self) -> str:
-        return FINGERPRINT
-
-    _fingerprint = orjson.dumps(FINGERPRINT)
-
-    @property
-    def _rfield(self) -> bytes:
-        return self.config.reasoning_field.encode()
-
     def _send_full(self, st: Stream) -> None:
         req = st.req
         assert req is not None
         if st.conn.closed:
             return
-        fr = req.stop_reason
-        usage = self._usage(req, st.chat, cached=True)
-        r = req.reasoning_emitted
-        if st.chat:
-            content = None
-            if req.output_tokens > r:
-                content = answer_text(
-                    req.offset, 0, req.output_tokens - r, req.answer_tokens, req.final_token
-                )
-            message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": None,
-                                       "audio": None, "function_call": None}  # fmt: skip
-            message[self.config.reasoning_field] = reasoning_text(req.offset, 0, r) if r else None
-            choice = {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": fr,
-                "stop_reason": None,
-                "token_ids": None,
-                "routed_experts": None,
-            }
-            obj = "chat.completion"
-            rid = "chatcmpl-" + st.server_id
-        else:
-            choice = {"index": 0, "text": self._text(req, 0, req.output_tokens), "logprobs": None,
-                      "finish_reason": fr, "stop_reason": None, "token_ids": None, "prompt_logprobs": None,
-                      "prompt_token_ids": None, "routed_experts": None}  # fmt: skip
-            obj = "text_completion"
-            rid = "cmpl-" + st.server_id
-        body: dict[str, Any] = {"id": rid, "object": obj, "created": st.created, "model": self.config.model_name,
-                                "choices": [choice], "service_tier": None,
-                                "system_fingerprint": self.config_fingerprint, "usage": usage}  # fmt: skip
-        if st.chat:
-            body.update(prompt_logprobs=None, prompt_token_ids=None, prompt_text=None)
-        body.update(kv_transfer_params=None, ec_transfer_params=None, metrics=None)
-        data = orjson.dumps(body)
+        data = full_response(st, req, self.config)
         if st.fault == "malformed":
             data = data[: len(data) // 2]
         if st.fault == "cut":
             st.status = "cut"
-            st.conn.write(self._resp_head(st, data, full_length=True) + data[: len(data) // 2])
+            st.conn.write(response_head(st.server_id, len(data)) + data[: len(data) // 2])
             st.end_ns = clock()
             st.conn.abort_close()
         else:
             st.conn.send(200, data, extra=[("x-request-id", st.server_id)])
             st.end_ns = clock()
         self._finish(st)
-
-    def _resp_head(self, st: Stream, data: bytes, full_length: bool) -> bytes:
-        return (
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: "
-            + st.server_id.encode()
-            + b"\r\ncontent-length: %d\r\n\r\n" % len(data)
-        )
 
     def _end_stream(self, st: Stream) -> None:
         st.conn.end_chunked()
@@ -374,7 +248,7 @@ class SimServer:
     def _stream_error(self, st: Stream) -> None:
         """vLLM's way of failing mid-stream: HTTP 200 already sent, one ``{"error": ...}`` event, ``[DONE]``."""
         err = error_body("Simulated engine failure mid-stream", "InternalServerError", 500)
-        st.conn.write(frame(b"data: " + err + b"\n\n") + frame(b"data: [DONE]\n\n"))
+        st.conn.write(frame(b"data: " + err + b"\n\n") + DONE)
         st.status = "stream_error"
         if st.req is not None:
             self.engine.abort(st.req)
@@ -453,92 +327,15 @@ class SimServer:
                     content_type=b"text/plain; version=1.0.0; charset=utf-8",
                 )
             elif path == "/v1/models":
-                conn.send(200, self._models())
+                conn.send(200, models_body(self.config, self._created, self._nonce))
             else:
                 conn.send(404, b'{"detail":"Not Found"}')
-        except _BadRequest as e:
+        except BadRequest as e:
             conn.send(e.status, error_body(str(e), e.err_type, e.status, e.param))
-
-    def _models(self) -> bytes:
-        m = self.config.model_name
-        card = {"id": m, "object": "model", "created": self._created, "owned_by": "vllm", "root": m, "parent": None,
-                "max_model_len": self.config.max_model_len,
-                "permission": [{"id": "modelperm-" + self._nonce, "object": "model_permission",
-                                "created": self._created, "allow_create_engine": False, "allow_sampling": True,
-                                "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
-                                "allow_fine_tuning": False, "organization": "*", "group": None,
-                                "is_blocking": False}]}  # fmt: skip
-        return orjson.dumps({"object": "list", "data": [card]})
 
     def _generate(self, conn: Connection, r: Request, chat: bool) -> None:
         cfg = self.config
-        try:
-            body = orjson.loads(r.body)
-        except orjson.JSONDecodeError as e:
-            raise _BadRequest(f"Invalid JSON body: {e}") from None
-        if not isinstance(body, dict):
-            raise _BadRequest("The request body must be a JSON object")
-        model = body.get("model")
-        if model is not None and model != cfg.model_name:
-            raise _BadRequest(
-                f"The model `{model}` does not exist. Valid aliases: {cfg.model_name}.",
-                404,
-                "NotFoundError",
-                "model",
-            )
-        if chat:
-            messages = body.get("messages")
-            if (
-                not isinstance(messages, list)
-                or not messages
-                or not all(isinstance(m, dict) for m in messages)
-            ):
-                raise _BadRequest("'messages' must be a non-empty list of objects", param="messages")
-            prompt_text = render_chat(messages)
-        else:
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if not isinstance(prompt, str):
-                raise _BadRequest("'prompt' must be a string", param="prompt")
-            prompt_text = prompt
-        tokens = tokenize(prompt_text)
-        n_prompt = len(tokens)
-        max_tokens = body.get("max_completion_tokens") if chat else None
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
-        if max_tokens is not None and (
-            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-        ):
-            raise _BadRequest(
-                f"max_tokens must be at least 1, got {max_tokens}. (parameter=max_tokens, value={max_tokens})",
-                param="max_tokens",
-            )
-        if n_prompt >= cfg.max_model_len:
-            raise _BadRequest(
-                f"This model's maximum context length is {cfg.max_model_len} tokens. However, your prompt contains at "
-                f"least {n_prompt} input tokens, which exceeds this limit even without any output tokens. Please "
-                f"reduce the length of the input prompt. (parameter=input_tokens, value={n_prompt})",
-                param="input_tokens",
-            )
-        if max_tokens is not None and n_prompt + max_tokens > cfg.max_model_len:
-            raise _BadRequest(
-                f"This model's maximum context length is {cfg.max_model_len} tokens. However, you requested "
-                f"{max_tokens} output tokens and your prompt contains {n_prompt} input tokens, for a total of "
-                f"{n_prompt + max_tokens} tokens. Please reduce the length of the input prompt or the number of "
-                f"requested output tokens. (parameter=max_tokens, value={max_tokens})",
-                param="max_tokens",
-            )
-        if max_tokens is None:
-            max_tokens = cfg.max_model_len - n_prompt
-        sim = body.get("sim") if isinstance(body.get("sim"), dict) else None
-        stream = bool(body.get("stream", False))
-        opts = body.get("stream_options") or {}
-        if opts and not stream:
-            raise _BadRequest(
-                "Stream options can only be defined when `stream=True`.", param="stream_options"
-            )
-
+        g = parse_generate(r.body, chat, cfg)
         self._fault_serial += 1
         self.metrics.requests_received += 1
         frng = np.random.default_rng([cfg.seed, self._fault_serial, 0xFA17])
@@ -551,7 +348,7 @@ class SimServer:
         elif u < cfg.fault_429 + cfg.fault_500 + cfg.fault_503:
             status = 503
         server_id = f"{self._nonce}{self._fault_serial:012x}"
-        st = Stream(conn, server_id, chat, stream, r.received_ns)
+        st = Stream(conn, server_id, chat, g.stream, r.received_ns)
         st.client_id = r.headers.get("x-request-id")
         if status:
             st.status = "error"
@@ -568,30 +365,18 @@ class SimServer:
                 st.fault = name
                 break
 
-        digest = text_digest(prompt_text)
-        hashes = block_hashes(tokens, cfg.block_size) if cfg.enable_prefix_caching else []
-        req = self.engine.new_request(
-            n_prompt, hashes, digest, max_tokens, bool(body.get("ignore_eos", False)), sim
-        )
+        digest = text_digest(g.prompt_text)
+        hashes = block_hashes(g.tokens, cfg.block_size) if cfg.enable_prefix_caching else []
+        req = self.engine.new_request(len(g.tokens), hashes, digest, g.max_tokens, g.ignore_eos, g.sim)
         req.handle = st
         st.req = req
         if st.fault in ("cut", "stall", "malformed", "stream_error"):
             st.fault_at = max(
                 1, req.target_tokens // 2 if st.fault != "malformed" else req.target_tokens // 3
             )
-        st.continuous = bool(opts.get("continuous_usage_stats", False))
-        st.include_usage = bool(opts.get("include_usage", False)) or st.continuous
-        rid = ("chatcmpl-" if chat else "cmpl-") + server_id
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        st.prefix = (
-            b'data: {"id":"'
-            + rid.encode()
-            + b'","object":"'
-            + obj.encode()
-            + b'","created":%d,"model":' % st.created
-            + orjson.dumps(cfg.model_name)
-            + b","
-        )
+        st.continuous = bool(g.stream_options.get("continuous_usage_stats", False))
+        st.include_usage = bool(g.stream_options.get("include_usage", False)) or st.continuous
+        st.prefix = stream_prefix(server_id, chat, st.created, cfg.model_name)
         conn.on_lost = lambda: self._on_lost(st)
         if st.fault == "slow_first_byte":
             asyncio.get_running_loop().call_later(cfg.slow_first_byte_ms / 1000.0, self._admit, st)
@@ -602,7 +387,7 @@ class SimServer:
         if st.conn.closed or st.req is None:
             return
         if st.stream:
-            # Headers go out at once; vLLM's role chunk comes with the first output (see _chunk).
+            # Headers go out at once; vLLM's role chunk comes with the first output (see chunk_frames).
             extra = [("x-request-id", st.server_id), *SSE_HEADERS]
             st.conn.start_chunked(200, b"text/event-stream; charset=utf-8", extra)
             st.headers_ns = clock()

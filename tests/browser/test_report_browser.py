@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen.report.html import fmt
+from loadgen.report.page import fmt
 from tests.browser.cdp import Browser, find_chromium
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

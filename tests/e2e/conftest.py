@@ -8,33 +8,23 @@
   reason, in CI too. When anything else stops the set-up (the venv cannot be created, the model cannot be
   built): under ``CI`` (set and not false/0) the tests FAIL with the reason; elsewhere they SKIP with it.
   A server that is set up but does not start (bad flag, timeout) always fails: that is a real bug.
-* The llama.cpp tier (``test_llamacpp_*.py``, fixtures in ``llamacpp_fixtures.py``) runs on any CPU.
+* The llama.cpp tier (``test_llamacpp*.py``, fixtures in ``llamacpp_fixtures.py``) runs on any CPU.
+* Both tiers' set-up policy and server pool are ``server_pool.py``'s.
 """
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from server_launchers.local_vllm import (
-    LocalVllmServer,
-    LocalVllmUnavailable,
-    ensure_tiny_model,
-    ensure_venv,
-    read_model_info,
-)
-from tests.e2e.llamacpp_fixtures import in_ci, llamacpp_server, llamacpp_setup  # noqa: F401 (fixtures)
+from server_launchers.local_vllm import LocalVllmServer, ensure_tiny_model, ensure_venv, read_model_info
+from tests.e2e.llamacpp_fixtures import llamacpp_server, llamacpp_setup  # noqa: F401 (fixtures)
+from tests.e2e.server_pool import EngineSetup, ServerPool
 
 E2E_DIR = Path(__file__).resolve().parent
 MAX_ALIVE = 2
-
-
-def _in_ci() -> bool:
-    return in_ci()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,35 +33,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
 
 
-class _Setup:
-    """Venv + model, tried once per session; the failure reason is remembered."""
-
-    def __init__(self) -> None:
-        self.done = False
-        self.venv: Path | None = None
-        self.model_dir: Path | None = None
-        self.reason: str | None = None
-        self.hardware = False
-
-    def require(self) -> tuple[Path, Path]:
-        if not self.done:
-            self.done = True
-            try:
-                self.venv = ensure_venv()
-                self.model_dir = ensure_tiny_model(self.venv)
-            except LocalVllmUnavailable as exc:
-                self.reason = str(exc)
-                self.hardware = exc.hardware
-        if self.reason is not None:
-            msg = f"local CPU vLLM unavailable: {self.reason}"
-            if _in_ci() and not self.hardware:
-                pytest.fail(f"{msg} (CI is set, so this is a failure, not a skip)", pytrace=False)
-            pytest.skip(msg.splitlines()[0])
-        assert self.venv is not None and self.model_dir is not None
-        return self.venv, self.model_dir
+def _prepare() -> tuple[Path, Path]:
+    venv = ensure_venv()  # looked up when called, so a test can replace it
+    return venv, ensure_tiny_model(venv)
 
 
-_setup = _Setup()
+def new_setup() -> EngineSetup[tuple[Path, Path]]:
+    """The venv and the model, tried once per session (see server_pool.EngineSetup for skip or fail)."""
+    return EngineSetup("local CPU vLLM", _prepare)
+
+
+_setup = new_setup()
 
 
 @pytest.fixture(scope="session")
@@ -90,26 +62,10 @@ def tiny_model_info(vllm_setup) -> dict:
 def vllm_server(vllm_setup, tmp_path_factory) -> Callable[[Sequence[str]], LocalVllmServer]:
     """Factory: ``vllm_server(["--reasoning-parser", "deepseek_r1"])`` -> a healthy LocalVllmServer."""
     venv, model_dir = vllm_setup
-    servers: OrderedDict[tuple[str, ...], LocalVllmServer] = OrderedDict()
-    log_dir = tmp_path_factory.mktemp("vllm-logs")
-
-    def get(extra_args: Sequence[str] = ()) -> LocalVllmServer:
-        key = tuple(str(a) for a in extra_args)
-        srv = servers.get(key)
-        if srv is not None and srv.is_alive():
-            servers.move_to_end(key)
-            return srv
-        servers.pop(key, None)
-        while len(servers) >= MAX_ALIVE:
-            _, old = servers.popitem(last=False)
-            old.stop()
-        srv = LocalVllmServer(
-            key, venv=venv, model_dir=model_dir, log_path=log_dir / f"vllm-{len(os.listdir(log_dir))}.log"
-        )
-        srv.start()  # ServerStartError propagates: a real failure
-        servers[key] = srv
-        return srv
-
-    yield get
-    for srv in servers.values():
-        srv.stop()
+    pool = ServerPool(
+        lambda args, log: LocalVllmServer(args, venv=venv, model_dir=model_dir, log_path=log),
+        tmp_path_factory.mktemp("vllm-logs"),
+        MAX_ALIVE,
+    )
+    yield pool.get
+    pool.close()

@@ -7,46 +7,27 @@ under ``CI``, where ``.ci/setup_llamacpp.sh`` has built them already.
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from server_launchers.lifecycle import EngineUnavailable
 from server_launchers.local_llamacpp import LocalLlamaCppServer, ensure_binary, ensure_model
+from tests.e2e.server_pool import EngineSetup, ServerPool
 
 MAX_ALIVE = 2
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+def _prepare() -> tuple[Path, Path]:
+    return ensure_binary(), ensure_model()  # looked up when called, so a test can replace them
 
 
-class _Setup:
-    def __init__(self) -> None:
-        self.done = False
-        self.paths: tuple[Path, Path] | None = None
-        self.reason: str | None = None
-
-    def require(self) -> tuple[Path, Path]:
-        if not self.done:
-            self.done = True
-            try:
-                self.paths = (ensure_binary(), ensure_model())
-            except EngineUnavailable as exc:
-                self.reason = str(exc)
-        if self.reason is not None:
-            msg = f"llama.cpp llama-server unavailable: {self.reason}"
-            if in_ci():
-                pytest.fail(f"{msg} (CI is set, so this is a failure, not a skip)", pytrace=False)
-            pytest.skip(msg.splitlines()[0])
-        assert self.paths is not None
-        return self.paths
+def new_setup() -> EngineSetup[tuple[Path, Path]]:
+    """The binary and the model, tried once per session (never a hardware skip: llama.cpp runs on any CPU)."""
+    return EngineSetup("llama.cpp llama-server", _prepare)
 
 
-_setup = _Setup()
+_setup = new_setup()
 
 
 @pytest.fixture(scope="session")
@@ -60,26 +41,10 @@ def llamacpp_server(llamacpp_setup, tmp_path_factory) -> Callable[[Sequence[str]
     """Factory: ``llamacpp_server(["--reasoning-budget", "-1"])`` -> a healthy server (extra flags after the
     launcher's defaults); one per distinct argument list, at most ``MAX_ALIVE`` alive, stopped at session end."""
     binary, model = llamacpp_setup
-    servers: OrderedDict[tuple[str, ...], LocalLlamaCppServer] = OrderedDict()
-    log_dir = tmp_path_factory.mktemp("llamacpp-logs")
-
-    def get(extra_args: Sequence[str] = ()) -> LocalLlamaCppServer:
-        key = tuple(str(a) for a in extra_args)
-        srv = servers.get(key)
-        if srv is not None and srv.is_alive():
-            servers.move_to_end(key)
-            return srv
-        servers.pop(key, None)
-        while len(servers) >= MAX_ALIVE:
-            _, old = servers.popitem(last=False)
-            old.stop()
-        srv = LocalLlamaCppServer(
-            key, binary=binary, model=model, log_path=log_dir / f"llama-server-{len(os.listdir(log_dir))}.log"
-        )
-        srv.start()  # ServerStartError propagates: a real failure
-        servers[key] = srv
-        return srv
-
-    yield get
-    for srv in servers.values():
-        srv.stop()
+    pool = ServerPool(
+        lambda args, log: LocalLlamaCppServer(args, binary=binary, model=model, log_path=log),
+        tmp_path_factory.mktemp("llamacpp-logs"),
+        MAX_ALIVE,
+    )
+    yield pool.get
+    pool.close()

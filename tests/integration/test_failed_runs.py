@@ -9,7 +9,8 @@ import pytest
 
 from loadgen.errors import EXIT_REQUESTS_FAILED
 from loadgen.records import RequestRecord
-from loadgen.run import AuthStop, requests_outcome
+from loadgen.stopping import AuthStop
+from loadgen.summary import requests_outcome
 from tests.integration.test_cli import ThreadedServer, cli, slow_stream
 from tests.scripted_server import Script
 

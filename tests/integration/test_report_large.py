@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from loadgen.report import figures as F
+from loadgen.report import timeline as T
 from loadgen.report.html import write_run_report
 from loadgen.report.synthetic_run import write_folder
 
@@ -24,9 +24,9 @@ def test_large_run_report_is_small(tmp_path: Path) -> None:
     assert size < 10_000_000
     html = path.read_text()
     # the page says what it reduced
-    assert f"{F.TIMELINE_MAX:,} of {N:,} requests are drawn" in html
+    assert f"{T.TIMELINE_MAX:,} of {N:,} requests are drawn" in html
     assert "min–max band" in html and "quantiles" in html
-    assert html.count('class="req') == F.TIMELINE_MAX
+    assert html.count('class="req') == T.TIMELINE_MAX
     # the time series were bucketed: no more points than pixel columns per line
     for d in re.findall(r'class="series" d="([^"]+)"', html):
-        assert d.count("L") + d.count("H") <= 2 * F.TIME_BUCKETS + 600
+        assert d.count("L") + d.count("H") <= 2 * T.TIME_BUCKETS + 600

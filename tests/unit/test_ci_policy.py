@@ -31,7 +31,7 @@ def test_vllm_tier_skips_for_hardware_even_in_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     monkeypatch.setattr(vllm_tier, "ensure_venv", local_vllm.ensure_venv)
     with pytest.raises(pytest.skip.Exception, match="AVX-512"):
-        vllm_tier._Setup().require()
+        vllm_tier.new_setup().require()
 
 
 def test_vllm_tier_fails_in_ci_for_anything_else(monkeypatch):
@@ -41,10 +41,10 @@ def test_vllm_tier_fails_in_ci_for_anything_else(monkeypatch):
     monkeypatch.setenv("CI", "true")
     monkeypatch.setattr(vllm_tier, "ensure_venv", broken)
     with pytest.raises(pytest.fail.Exception, match="pip install"):
-        vllm_tier._Setup().require()
+        vllm_tier.new_setup().require()
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception):
-        vllm_tier._Setup().require()
+        vllm_tier.new_setup().require()
 
 
 def test_llamacpp_tier_fails_in_ci_when_it_cannot_be_built(monkeypatch):
@@ -56,7 +56,7 @@ def test_llamacpp_tier_fails_in_ci_when_it_cannot_be_built(monkeypatch):
     monkeypatch.setattr(llamacpp_tier, "ensure_binary", broken)
     monkeypatch.setenv("CI", "1")
     with pytest.raises(pytest.fail.Exception, match="cmake"):
-        llamacpp_tier._Setup().require()
+        llamacpp_tier.new_setup().require()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="cmake"):
-        llamacpp_tier._Setup().require()
+        llamacpp_tier.new_setup().require()

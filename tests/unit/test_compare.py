@@ -13,12 +13,12 @@ from loadgen.compare import (
     RunData,
     compare_configs,
     compare_runs,
-    format_compare,
     hierarchical_percentile_boot,
     main,
 )
 from loadgen.errors import ConfigError
 from loadgen.records import RecordSink, RequestRecord
+from loadgen.report.compare_console import format_compare
 
 MS = 1_000_000
 

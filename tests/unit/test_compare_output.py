@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from loadgen.compare import METRIC_BY_KEY, _fmt, compare_runs, format_compare
+from loadgen.compare import METRIC_BY_KEY, compare_runs
+from loadgen.report.compare_console import _fmt, format_compare
 from tests.unit.test_compare import lognormal, write_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,13 +11,8 @@ import pytest
 
 from loadgen.accuracy import score
 from loadgen.errors import WorkloadError
-from loadgen.workload.datasets import (
-    MATH_INSTRUCTION,
-    describe_datasets,
-    hub_offline_reason,
-    load_dataset,
-    resolve_name,
-)
+from loadgen.workload.dataset_sources import hub_offline_reason
+from loadgen.workload.datasets import MATH_INSTRUCTION, describe_datasets, load_dataset, resolve_name
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "datasets"
 

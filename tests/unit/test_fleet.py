@@ -9,6 +9,7 @@ from dataclasses import replace
 import orjson
 import pytest
 
+from loadgen.columns import from_records
 from loadgen.config import (
     EndpointConfig,
     LengthDist,
@@ -25,6 +26,7 @@ from loadgen.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers, split_cap
 from loadgen.fleet.verdict import schedule_error, senders_check
 from loadgen.plan import plan_requests
 from loadgen.records import RequestRecord, read_records
+from loadgen.selfcheck import SelfCheck
 
 
 def _cfg(rate=10.0, n=40, max_tokens=64, **kw) -> RunConfig:
@@ -169,21 +171,23 @@ def test_every_error_kind_has_a_label():
 
 # -- the verdict --------------------------------------------------------------------------------------------------
 def _outcome(k, lags_ms=0.1, cpu=0.2):
-    return {
-        "k": k,
-        "spin_s": 0.0,
-        "selfcheck": {
+    """What sender k reports: its self-check as it sends it (fixed-size: a lag histogram and the CPU peak)."""
+    check = SelfCheck.from_dict(
+        {
             "lags_ns": [int(lags_ms * 1e6)] * 200,
             "cpu_windows": [cpu] * 5,
             "cpu_total_s": cpu * 5,
             "wall_total_s": 5.0,
-        },
-    }
+        }
+    )
+    return {"k": k, "spin_s": 0.0, "selfcheck": orjson.loads(orjson.dumps(check.to_dict()))}
 
 
 def test_the_run_is_trustworthy_only_if_every_sender_is_and_says_which_is_not():
     cfg = _cfg()
-    recs = [RequestRecord(index=i, intended_ns=i * 1000, dispatched_ns=i * 1000 + 10_000) for i in range(40)]
+    recs = from_records(
+        RequestRecord(index=i, intended_ns=i * 1000, dispatched_ns=i * 1000 + 10_000) for i in range(40)
+    )
     infos = [{"host": "a", "pid": 1, "clock": {}}, {"host": "b", "pid": 2, "clock": {}}]
     ok = senders_check(cfg, recs, infos, [_outcome(0), _outcome(1)], {})
     assert ok["trustworthy"] and ok["untrustworthy_senders"] == [] and len(ok["senders"]) == 2
@@ -207,3 +211,34 @@ def test_a_record_line_starts_with_its_index():
     # the merge reads the index from a line's first bytes: RequestRecord.to_json must keep writing it first
     assert RequestRecord(index=12345).to_json().startswith(b'{"index":12345,')
     assert orjson.loads(RequestRecord(index=3).to_json())["index"] == 3
+
+
+def test_each_senders_send_lag_is_its_own_requests():
+    """Request i was sent by sender i % n: a late sender 1 (odd indices 20 ms late) is the one named."""
+    cfg = _cfg()
+    recs = from_records(
+        RequestRecord(
+            index=i, intended_ns=i * 1000, dispatched_ns=i * 1000 + (20_000_000 if i % 2 else 10_000)
+        )
+        for i in range(40)
+    )
+    infos = [{"host": "a", "pid": 1, "clock": {}}, {"host": "b", "pid": 2, "clock": {}}]
+    v = senders_check(cfg, recs, infos, [_outcome(0), _outcome(1)], {})
+    assert v["untrustworthy_senders"] == [1]
+    assert v["senders"][0]["send_lag_ms"]["p99"] == pytest.approx(0.01)
+    assert v["senders"][1]["send_lag_ms"]["p99"] == pytest.approx(20.0)
+    assert "send lag p99 20.00 ms" in v["reasons"][0]
+
+
+def test_a_senders_self_check_travels_in_fixed_size_and_pools_exactly():
+    a = SelfCheck.from_dict({"lags_ns": [1_000_000] * 99 + [70_000_000], "cpu_windows": [0.3, 0.5]})
+    b = SelfCheck.from_dict(orjson.loads(orjson.dumps(a.to_dict())))
+    assert (
+        b.lag_ms.n == 100 and b.lag_ms.max == pytest.approx(70.0) and b.cpu_peak_window == pytest.approx(0.5)
+    )
+    assert len(orjson.dumps(SelfCheck.from_dict({"lags_ns": [1_000_000] * 100_000}).to_dict())) < 2_000
+    pooled = SelfCheck()
+    pooled.lag_ms.merge(a.lag_ms)
+    pooled.lag_ms.merge(b.lag_ms)
+    d = pooled.lag_ms.distribution()
+    assert d["count"] == 200 and d["max"] == pytest.approx(70.0) and d["p50"] == pytest.approx(1.0, rel=0.01)

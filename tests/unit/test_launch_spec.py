@@ -116,3 +116,13 @@ def test_engine_and_image_tag_overrides():
     assert spec.image_ref == "lmsysorg/sglang:v0.5.24"
     spec = resolve_spec(_ns(*args, "--image-tag", "dev"), environ={"LOADGEN_SGLANG_IMAGE_TAG": "v0.5.24"})
     assert spec.image_ref == "lmsysorg/sglang:dev"
+
+
+def test_launch_state_lives_under_the_one_cache_variable(tmp_path, monkeypatch):
+    from server_launchers.__main__ import state_dir
+    from server_launchers.local_vllm import LocalVllmServer
+
+    monkeypatch.setenv("LOADGEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("LOADGEN_CACHE", str(tmp_path / "old"))  # what server_launchers once read
+    assert state_dir() == tmp_path / "launchers"
+    assert LocalVllmServer.state_path("x").parent == tmp_path / "run"

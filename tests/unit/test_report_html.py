@@ -10,10 +10,13 @@ import numpy as np
 import orjson
 import pytest
 
+from loadgen import records as R
 from loadgen.__main__ import main as cli_main
 from loadgen.metrics import per_token_itl_ns, request_latencies
 from loadgen.records import RequestRecord, read_records
-from loadgen.report import figures as F
+from loadgen.report import distributions as D
+from loadgen.report import run_data as RD
+from loadgen.report import timeline as T
 from loadgen.report.html import write_compare_report, write_run_report, write_sweep_report
 from loadgen.report.synthetic_run import write_folder
 from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries, load_samples
@@ -99,9 +102,9 @@ def test_page_is_self_contained_and_has_the_figures(small_run: Path) -> None:
 
 def test_timeline_cap_keeps_every_straggler_and_failure(small_run: Path) -> None:
     summary = orjson.loads((small_run / "summary.json").read_bytes())
-    req = F.read_requests(small_run / "requests.jsonl", 10**9)
+    req = RD.read_requests(small_run / "requests.jsonl", 10**9)
     thr = summary["metrics"]["stragglers"]["threshold_ms"]
-    svg, info = F.timeline_figure(req, F.ServerSeries(), thr, {}, cap=60)
+    svg, info = T.timeline_figure(req, RD.ServerSeries(), thr, {}, cap=60)
     assert info.drawn == 60 and info.total == 400
     drawn = {int(i) for i in re.findall(r'data-index="(\d+)"', svg)}
     strag = {s["index"] for s in summary["metrics"]["stragglers"]["requests"]}
@@ -113,23 +116,23 @@ def test_timeline_cap_keeps_every_straggler_and_failure(small_run: Path) -> None
 
 def test_cdf_and_itl_histogram_agree_with_metrics(small_run: Path) -> None:
     recs = [r for r in read_records(small_run / "requests.jsonl") if r.status == "ok"]
-    req = F.read_requests(small_run / "requests.jsonl", 10**9)
+    req = RD.read_requests(small_run / "requests.jsonl", 10**9)
     ttft = np.array([request_latencies(r)["ttft"] for r in recs])
-    x, y, binned = F.cdf_points(req.ms("send_ns", "first_token_ns")[req.measured_ok])
+    x, y, binned = D.cdf_points(req.ms("send_ns", "first_token_ns")[req.measured_ok])
     assert not binned and np.array_equal(np.sort(ttft), x) and y[-1] == 1.0
     itl = np.concatenate([per_token_itl_ns(r) for r in recs]) / 1e6
     assert req.itl_hist.sum() == itl.size
     for q in (0.5, 0.9, 0.99):
-        assert F.hist_quantile(req.itl_hist, q) == pytest.approx(np.quantile(itl, q), rel=0.01)
+        assert D.hist_quantile(req.itl_hist, q) == pytest.approx(np.quantile(itl, q), rel=0.01)
     big = np.random.default_rng(0).lognormal(3, 1, 50_000)
-    x, y, binned = F.cdf_points(big)
+    x, y, binned = D.cdf_points(big)
     assert binned and len(x) < 400
     assert np.interp(0.999, y, x) == pytest.approx(np.quantile(big, 0.999), rel=1e-9)
 
 
 def test_large_file_sampled_path_matches_full_read(small_run: Path) -> None:
-    full = F.read_requests(small_run / "requests.jsonl", 10**9)
-    sampled = F.read_requests(small_run / "requests.jsonl", 10**9, full_parse_bytes=50_000)
+    full = RD.read_requests(small_run / "requests.jsonl", 10**9)
+    sampled = RD.read_requests(small_run / "requests.jsonl", 10**9, full_parse_bytes=50_000)
     assert sampled.chunk_stride > 1 and full.chunk_stride == 1
     for k in full.t:
         assert np.array_equal(full.t[k], sampled.t[k], equal_nan=True)
@@ -142,7 +145,7 @@ def test_large_file_sampled_path_matches_full_read(small_run: Path) -> None:
 
 def test_spread_integrates_exactly() -> None:
     # 10 tokens over [0.5 s, 2.5 s]: bins of 1 s get 2.5, 5, 2.5; a one-point request lands in its bin
-    acc = F._add_spread(np.zeros(1), np.array([[0.5e9, 2.5e9, 10.0], [3.2e9, 3.2e9, 4.0]]), 10**9)
+    acc = RD._add_spread(np.zeros(1), np.array([[0.5e9, 2.5e9, 10.0], [3.2e9, 3.2e9, 4.0]]), 10**9)
     assert acc[:4] == pytest.approx([2.5, 5.0, 2.5, 4.0])
 
 
@@ -166,7 +169,7 @@ def test_server_reader_matches_scrape_series(tmp_path: Path) -> None:
             )
     p = tmp_path / "server_metrics.jsonl"
     p.write_bytes(b"\n".join(orjson.dumps(x) for x in lines) + b"\n")
-    got = F.read_server(p)
+    got = RD.read_server(p)
     samples = load_samples(p)
     assert got.samples == 40
     assert np.array_equal(got.kv, KvCacheSeries.from_samples(samples).values)
@@ -266,7 +269,7 @@ def test_records_roundtrip_helper_is_real() -> None:
     # the chunk cutter keeps every other field intact
     r = RequestRecord(index=3, chunk_ns=[1, 2, 3], chunk_tokens=[1, 1, 1], chunk_kind="rrc", prompt_tokens=7)
     line = r.to_json()
-    cut = orjson.loads(F._without_chunks(line))
+    cut = orjson.loads(R.without_chunks(line))
     full = orjson.loads(line)
     assert "chunk_ns" not in cut and "chunk_kind" not in cut
     assert {k: v for k, v in full.items() if not k.startswith("chunk_")} == cut

@@ -1,36 +1,26 @@
-"""Run options: flags, ``LOADGEN_*`` environment variables and ``--config`` files, turned into a ``RunConfig``.
+"""The run's flags: the parser table, each flag's config field and default, and the masking of secret values.
 
-Precedence for every option: command line > ``LOADGEN_*`` environment variable (and ``OPENAI_BASE_URL`` /
-``OPENAI_API_KEY``) > ``--config FILE.toml`` > default. Defaults live on the config dataclasses only
-(``loadgen.config``); :data:`FIELD_OF` says which field each option sets, and the help shows that field's default.
-Values from the environment, a config file or an experiment's tables are coerced with the same converter as the
-flag's (its argparse ``type``). Options become a ``RunConfig`` once (the CLI's flags, sweep's run flags, an
-experiment's tables); past that point code takes the frozen config and derives variants of it with
-``dataclasses.replace`` (a cell's rate, cv, seed, server, folder), never by writing flags again.
+Defaults live on the config dataclasses only (``loadgen.config``): :data:`FIELD_OF` says which field each option
+sets, :data:`DEFAULTS` is read from those fields, and the help shows it. The parser itself has no defaults
+(``argument_default=SUPPRESS``), so what came from the command line can be told from what the environment or a
+file gives (``loadgen.options.sources``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import math
-import os
-import shlex
 import sys
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from typing import Any
 
 from loadgen.config import (
-    DEFAULT_NUM_REQUESTS,
     LOG_LEVELS,
     AnalysisConfig,
     EndpointConfig,
     LengthDist,
     OutputConfig,
-    RunConfig,
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
@@ -39,7 +29,6 @@ from loadgen.config import (
     Slo,
     WorkloadConfig,
 )
-from loadgen.errors import ConfigError
 
 # the config field each option sets: its default is the option's default (negated for a --no-... flag). None: the
 # option sets no one field (--base-url: absent means the built-in simulator; --trace-lengths picks the workload)
@@ -363,19 +352,6 @@ def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = N
     return out
 
 
-def _env_value(key: str) -> str | None:
-    for name in ("LOADGEN_" + key.upper(), *ENV_ALIASES.get(key, ())):
-        v = os.environ.get(name)
-        if v:
-            return v
-    return None
-
-
-@functools.cache
-def _actions() -> dict[str, argparse.Action]:
-    return {a.dest: a for a in build_parser()._actions if a.option_strings}
-
-
 def _workers(text: str | int) -> int | None:
     """``--workers``: a number of senders, or ``auto`` (None)."""
     if str(text).strip().lower() == "auto":
@@ -386,254 +362,3 @@ def _workers(text: str | int) -> int | None:
         raise argparse.ArgumentTypeError(
             f"not a number of senders: {text!r} (a whole number, or auto)"
         ) from None
-
-
-def _coerce(key: str, raw: Any) -> Any:
-    """An environment, file or table value as the flag would have given it: the flag's own converter."""
-    action = _actions()[key]
-    if isinstance(action, argparse._StoreTrueAction):
-        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
-    if isinstance(action, argparse._AppendAction):
-        return list(raw) if isinstance(raw, list) else [s for s in str(raw).split(",") if s]
-    if isinstance(raw, bool):
-        raise ValueError(f"{key}: not a switch")
-    if action.type is None:
-        # a TOML number for a text option (input_len = 512, max_tokens = 64) is that text; tables stay as they are
-        value = str(raw) if isinstance(raw, int | float) else raw
-    else:
-        value = action.type(raw if isinstance(raw, str) or action.type in (int, float) else str(raw))
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(str, action.choices))}")
-    return value
-
-
-def read_config_file(path: str) -> dict[str, Any]:
-    """A ``--config`` TOML file's options, keys checked (``-`` or ``_``), values as written."""
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read --config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--config {path}: {exc}") from None
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        key = k.replace("-", "_")
-        if key not in DEFAULTS:
-            raise ConfigError(f"--config {path}: unknown option {k!r}")
-        out[key] = v
-    return out
-
-
-def table_options(table: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A table of options (an experiment's ``[run]`` or workload table: CLI long names, ``_`` or ``-``) as the
-    command line would have given them."""
-    out: dict[str, Any] = {}
-    for k, v in table.items():
-        key = k.replace("-", "_")
-        if key not in DEFAULTS:
-            raise ConfigError(f"{where}: unknown run option {k!r} (use the CLI's long flag names)")
-        try:
-            out[key] = _coerce(key, v)
-        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-            raise ConfigError(f"{where}: {k} = {v!r}: invalid value ({exc})") from None
-    return out
-
-
-def merge_options(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Option tables laid one over another as on one command line: a later value wins, repeatable options
-    (``--header``, ``--metrics-url``, ...) add up."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if key in out and isinstance(_actions()[key], argparse._AppendAction):
-                out[key] = [*out[key], *value]
-            else:
-                out[key] = value
-    return out
-
-
-def resolve_options(ns: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
-    """Merge command line (a parsed Namespace, or options given as the command line would give them),
-    environment and config file into one plain dict of options."""
-    cli = dict(vars(ns) if isinstance(ns, argparse.Namespace) else ns)
-    file_opts = read_config_file(cli["config"]) if "config" in cli else {}
-    opts: dict[str, Any] = {}
-    for key, default in DEFAULTS.items():
-        if key in cli:
-            opts[key] = cli[key]
-            continue
-        env = _env_value(key)
-        try:
-            if env is not None:
-                opts[key] = _coerce(key, env)
-            elif key in file_opts:
-                opts[key] = _coerce(key, file_opts[key])
-            else:
-                opts[key] = default
-        except (ValueError, TypeError, argparse.ArgumentTypeError):
-            src = f"environment LOADGEN_{key.upper()}" if env is not None else f"--config {key}"
-            raise ConfigError(f"{src}: invalid value") from None
-    if opts["trace"] and opts["arrival"] == "gamma" and "arrival" not in cli:
-        opts["arrival"] = "trace"
-    return opts
-
-
-def bounded(opts: Mapping[str, Any]) -> bool:
-    """Whether the options choose the run's size (--num-requests or --duration from any source), rather than
-    leaving it to the default of 100 requests."""
-    return opts["num_requests"] is not None or opts["duration"] is not None
-
-
-def options_from_argv(argv: Sequence[str]) -> dict[str, Any]:
-    """The resolved options of a run's command-line arguments given inside another command's (``sweep``)."""
-    parser = build_parser()
-    try:
-        ns = parser.parse_args(list(argv))
-    except SystemExit:
-        raise ConfigError(f"invalid run options: {shlex.join(mask_secrets(argv, parser))}") from None
-    return resolve_options(ns)
-
-
-def build_config(opts: Mapping[str, Any]) -> RunConfig:
-    """The frozen RunConfig of resolved options (see :func:`resolve_options`); every value is checked here."""
-    headers = []
-    for h in opts["header"]:
-        if ":" not in h:
-            raise ConfigError(f"--header {h.split(':')[0][:30]!r}: expected NAME:VALUE")
-        k, v = h.split(":", 1)
-        headers.append((k.strip(), v.strip()))
-    extra: tuple[tuple[str, Any], ...] = ()
-    if opts["extra_body"]:
-        try:
-            obj = (
-                json.loads(opts["extra_body"]) if isinstance(opts["extra_body"], str) else opts["extra_body"]
-            )
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise ConfigError("--extra-body must be a JSON object")
-        extra = tuple(obj.items())
-    simulated = not opts["base_url"]
-    endpoint = EndpointConfig(
-        base_url=opts["base_url"] or "http://127.0.0.1:0",
-        api=opts["api"],
-        model=opts["model"],
-        api_key=opts["api_key"],
-        headers=tuple(headers),
-        timeout_s=opts["timeout"],
-        connect_timeout_s=opts["connect_timeout"],
-        read_timeout_s=opts["read_timeout"],
-        simulated=simulated,
-    )
-    schedule = ScheduleConfig(
-        arrival=opts["arrival"],
-        rate=opts["rate"],
-        cv=opts["cv"],
-        seed=opts["seed"],
-        trace_path=opts["trace"],
-        trace_speedup=opts["trace_speedup"],
-        trace_format=opts["trace_format"],
-        trace_start_s=opts["trace_start"],
-        trace_end_s=opts["trace_end"],
-        # the default bound is written into the config, so summary.json says how many were planned
-        num_requests=opts["num_requests"] if bounded(opts) or opts["trace"] else DEFAULT_NUM_REQUESTS,
-        duration_s=opts["duration"],
-        warmup=opts["warmup"],
-        max_concurrency=opts["max_concurrency"],
-    )
-    max_tokens, budgets = _max_tokens(opts["max_tokens"])
-    kind = "synthetic"
-    if opts["dataset"]:
-        kind = "dataset"
-    elif opts["prompts"]:
-        kind = "file"
-    elif opts["trace_lengths"]:
-        kind = "trace"
-    if opts["dataset"] and opts["prompts"]:
-        raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
-    workload = WorkloadConfig(
-        kind=kind,
-        dataset=_dataset_mix(opts["dataset"]),
-        dataset_paths=tuple(opts["dataset_path"]),
-        repeats=opts["repeats"],
-        with_replacement=opts["sample_with_replacement"],
-        budgets=budgets,
-        force_output_len=opts["force_output_len"],
-        input_len=LengthDist.parse(str(opts["input_len"]), "--input-len"),
-        output_len=LengthDist.parse(str(opts["output_len"]), "--output-len") if opts["output_len"] else None,
-        prefix_len=opts["prefix_len"],
-        path=opts["prompts"],
-        seed=opts["seed"],
-    )
-    if workload.prefix_len < 0:
-        raise ConfigError("--prefix-len must be >= 0")
-    sampling = SamplingConfig(
-        max_tokens=max_tokens,
-        ignore_eos=opts["ignore_eos"],
-        temperature=opts["temperature"],
-        top_p=opts["top_p"],
-        extra_body=extra,
-        continuous_usage=not opts["no_continuous_usage"],
-    )
-    return RunConfig(
-        endpoint=endpoint,
-        schedule=schedule,
-        workload=workload,
-        sampling=sampling,
-        scrape=ScrapeConfig(
-            enabled=not opts["no_scrape"], urls=tuple(opts["metrics_url"]), interval_s=opts["scrape_interval"]
-        ),
-        output=OutputConfig(
-            output_dir=opts["output_dir"],
-            label=opts["label"],
-            quiet=opts["quiet"],
-            json=opts["json"],
-            live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
-            report=not opts["no_report"],
-            log_level=opts["log_level"],
-        ),
-        analysis=AnalysisConfig(
-            slo=Slo.parse(opts["slo"]),
-            straggler_iqr_k=opts["straggler_k"],
-            send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
-            client_cpu_limit=opts["cpu_limit"],
-            max_error_share=opts["max_error_share"],
-            loop_lag_p99_limit_ms=opts["loop_lag_limit_ms"],
-            loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
-        ),
-        sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
-        senders=SendersConfig(workers=opts["workers"], ray_address=opts["ray"]),
-    )
-
-
-def _sim_args(values: Sequence[str]) -> tuple[str, ...]:
-    """Each ``--sim-arg`` split like a shell line: ``--sim-arg "--fault-500 0.3"`` is two simulator words."""
-    out: list[str] = []
-    for v in values:
-        try:
-            out += shlex.split(v)
-        except ValueError as exc:
-            raise ConfigError(f"--sim-arg {v!r}: {exc}") from None
-    return tuple(out)
-
-
-def _max_tokens(value: Any) -> tuple[int | None, Any]:
-    """``--max-tokens``: one number for every request, or a sweep / per-dataset budgets (``Budgets``)."""
-    if value is None:
-        return None, None
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text), None
-    from loadgen.workload.sampling import parse_budgets
-
-    return None, parse_budgets(text)
-
-
-def _dataset_mix(value: str | None) -> Any:
-    """``--dataset``: the mix of canonical dataset names and weights (``DatasetMix``), or None."""
-    if not value:
-        return None
-    from loadgen.workload.sampling import DatasetMix
-
-    return DatasetMix.parse(str(value))
