@@ -107,10 +107,25 @@ def machine_load() -> dict[str, Any]:
 
 
 class FastServer:
-    """``benchmarks/fast_server.py`` in a child process on the server core."""
+    """``benchmarks/fast_server.py`` in a child process on the server core (``core``; default SERVER_CPU).
 
-    def __init__(self, mode: str, log: Path, ttft_ms: float = 100.0, itl_ms: float = 10.0) -> None:
-        self.port = free_port()
+    ``port``, ``reuse_port``, ``id_base`` and ``id_step``: one of several servers sharing a port (``ServerGroup``).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        log: Path,
+        ttft_ms: float = 100.0,
+        itl_ms: float = 10.0,
+        *,
+        core: str | None = None,
+        port: int | None = None,
+        reuse_port: bool = False,
+        id_base: int = 0,
+        id_step: int = 1,
+    ) -> None:
+        self.port = port or free_port()
         self.log = log
         cmd = [
             PY,
@@ -126,7 +141,9 @@ class FastServer:
             "--log",
             str(log),
         ]
-        self.proc = subprocess.Popen(pinned(cmd, SERVER_CPU), stdout=subprocess.PIPE, text=True)
+        if reuse_port:
+            cmd += ["--reuse-port", "--id-base", str(id_base), "--id-step", str(id_step)]
+        self.proc = subprocess.Popen(pinned(cmd, core or SERVER_CPU), stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "listening" not in line:
             self.proc.kill()
@@ -153,6 +170,66 @@ class FastServer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class ServerGroup:
+    """Several ``fast_server.py`` processes on one port (SO_REUSEPORT), one per core in ``cores``.
+
+    One Python server writes ~20,000 timed token events/s with a whole core: a load beyond that needs several. The
+    kernel spreads connections over them (a keep-alive connection stays with its server); each logs its own
+    requests under ids unique over the group (server k of K: k, k + K, k + 2K, ...), and ``stop()`` merges the
+    logs into one, as ``FastServer.stop()`` returns it, with the write lateness taken over every server's writes.
+    """
+
+    def __init__(
+        self, mode: str, logdir: Path, cores: list[str], ttft_ms: float = 100.0, itl_ms: float = 10.0
+    ):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.cores = cores
+        self.servers: list[FastServer] = []
+        try:
+            for k, core in enumerate(cores):
+                self.servers.append(
+                    FastServer(mode, logdir / f"server-{k}.jsonl", ttft_ms, itl_ms, core=core, port=self.port,
+                               reuse_port=len(cores) > 1, id_base=k, id_step=len(cores))
+                )  # fmt: skip
+        except BaseException:
+            self.__exit__()
+            raise
+        self.cpu_s = 0.0
+        self.cpu_s_each: list[float] = []
+
+    def stop(self) -> dict[str, Any]:
+        logs = [s.stop() for s in self.servers]
+        self.cpu_s_each = [round(s.cpu_s, 2) for s in self.servers]
+        self.cpu_s = sum(s.cpu_s for s in self.servers)
+        requests: dict[int, dict[str, Any]] = {}
+        for log in logs:
+            requests.update(log["requests"])
+        late = [np.asarray(r["write_ns"], np.int64) - np.asarray(r["plan_ns"], np.int64)
+                for r in requests.values() if r.get("plan_ns")]  # fmt: skip
+        summary: dict[str, Any] = {
+            "servers": len(self.servers),
+            "requests_each": [log["summary"].get("requests") for log in logs],
+        }
+        if late:
+            a = np.concatenate(late) / 1e6
+            summary["write_lateness_ms"] = {
+                "p50": float(np.percentile(a, 50)),
+                "p99": float(np.percentile(a, 99)),
+                "p999": float(np.percentile(a, 99.9)),
+                "max": float(a.max()),
+                "mean": float(a.mean()),
+            }
+        return {"requests": requests, "summary": summary}
+
+    def __enter__(self) -> ServerGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s in self.servers:
+            s.__exit__()
 
 
 def read_server_log(path: Path) -> dict[str, Any]:
@@ -185,8 +262,10 @@ def run_loadgen(
     cmd = pinned(cmd, cpu) if cpu is not None else cmd
     t = time.perf_counter()
     env = None
-    if src is not None:
-        env = dict(os.environ, PYTHONPATH=str(src))
+    if src is not None:  # that checkout's loadgen first, the rest of the path as it is (carried packages)
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(src), os.environ.get("PYTHONPATH"))))
+        )
     proc = subprocess.Popen(cmd, cwd=src or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = t + timeout_s
     while True:

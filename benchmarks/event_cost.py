@@ -59,6 +59,8 @@ def _row(res: dict[str, Any]) -> dict[str, Any]:
         "token_delivery_error_ms": res["token_delivery_error_ms"],
         "inter_token_abs_error_ms": res["inter_token_abs_error_ms"],
         "event_loop_lag_ms": res["client"]["event_loop_lag_ms"],
+        # CPU the pacer spent yielding with sleep(0) up to each send deadline (part of run_cpu_s)
+        "pacing_spin_s": res["client"]["pacing_spin_s"],
         "other_load_cores": res["machine_load_during"]["other_load_cores"],
         "requests_ok": res["requests_ok"],
         "requests_failed_or_unmatched": res["requests_failed_or_unmatched"],

@@ -11,7 +11,9 @@ Modes
           earliest deadline (uvloop timers tick in whole ms), yields with ``sleep(0)`` until it passes, then writes
           the next event of *every* stream that is due, in one pass.
 
-Every request gets ``x-request-id: <n>`` so a client's record can be joined with the server's log. With
+Every request gets ``x-request-id: <n>`` so a client's record can be joined with the server's log. Several
+servers can share one port (``--reuse-port``: the kernel spreads the connections over them), each on its own core,
+with ids kept unique over all (``--id-base k --id-step K`` for server k of K) and a log of its own. With
 ``--log FILE`` the server writes, on SIGTERM/SIGINT, one JSON line per request: ``id``, ``arrival_ns`` (the
 ``perf_counter_ns()`` at which the first byte of the request was read, CLOCK_MONOTONIC like the client's), the
 planned and actual write time of every token event (``plan_ns``, ``write_ns``; the first one is the first token),
@@ -165,7 +167,9 @@ class Server:
         self.default_tokens = args.tokens
         self.log_path = args.log
         self.tpl = Templates()
-        self.next_id = 0
+        self.next_id = 0  # requests so far; the request id is id_base + next_id * id_step
+        self.id_base = args.id_base
+        self.id_step = args.id_step
         self.done: list[Stream] = []
         self.heap: list[tuple[int, int, Stream]] = []
         self._wake: asyncio.Event | None = None
@@ -174,7 +178,7 @@ class Server:
 
     # --- request handling -------------------------------------------------------------------------
     def start_stream(self, transport, body: bytes, t_arrival: int) -> None:
-        rid = self.next_id
+        rid = self.id_base + self.next_id * self.id_step
         self.next_id += 1
         n, p, continuous = self.default_tokens, 0, False
         if body:
@@ -364,7 +368,12 @@ async def main_async(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     server = Server(args)
     srv = await loop.create_server(
-        lambda: Http(server), args.host, args.port, backlog=4096, reuse_address=True
+        lambda: Http(server),
+        args.host,
+        args.port,
+        backlog=4096,
+        reuse_address=True,
+        reuse_port=args.reuse_port or None,
     )
     port = srv.sockets[0].getsockname()[1]
     sched = loop.create_task(server.scheduler()) if args.mode == "timed" else None
@@ -393,6 +402,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--itl-ms", type=float, default=10.0)
     p.add_argument("--tokens", type=int, default=256, help="tokens when the request gives no max_tokens")
     p.add_argument("--log", help="per-request JSONL log written on SIGTERM/SIGINT")
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT: several servers on one port, the kernel spreading connections over them",
+    )
+    p.add_argument(
+        "--id-base", type=int, default=0, help="request ids are id-base + n x id-step (n = 0, 1, ...)"
+    )
+    p.add_argument("--id-step", type=int, default=1, help="with --id-base: ids unique over several servers")
     args = p.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("fast_server: loopback only")

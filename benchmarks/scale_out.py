@@ -4,7 +4,8 @@
 server costs little per token): ``--requests`` requests of ``--tokens`` tokens, ``--concurrency`` streams in all
 (shared out among the senders). Sustained token events/s = completion tokens of the ok records / (last end - first
 send). Efficiency = events/s(N) / (N x events/s(1)). Also: the senders' CPU (their self-checks), the driver's, and
-the server's core share (its CPU / the run's wall time), so a server or a machine that ran out of cores is visible.
+the servers' CPU in cores (their CPU / the run's wall time), so a server or a machine that ran out of cores is
+visible.
 
 **fidelity** — ``schedule_fidelity.py``'s case (Gamma arrivals, 50 req/s, cv 2, 1,500 requests, seed 7) sent by
 N senders, as the server received it: rate, arrival residual p50/p99 (arrival - t0 - intended, less the median) and
@@ -16,13 +17,19 @@ logging ``perf_counter_ns()`` before each write. Poisson arrivals at streams / s
 streams open at the server. Per token: client read stamp - the server's write stamp (same CLOCK_MONOTONIC, joined
 by ``x-request-id``): TTFT error (the first token) and every token's delivery error, p50/p99/p99.9.
 
-Each case is re-run (up to ``--attempts``) while other processes use more than ``--max-other-load`` cores, and
-the quietest attempt is kept; every attempt's load is listed. Layout: the server on the last core; the senders on the others when there are enough (N <= cores - 1), otherwise
-on every core, sharing the server's (the table says which). On a 2-core machine N = 2 shares the server's core, so
-its efficiency says what two senders get from one extra half-core, not what they get on a bigger machine:
+The servers: ``--servers K`` fast_server processes share one port (SO_REUSEPORT; the kernel spreads the
+connections over them), each on a core of its own and logging its own writes under ids unique over all, merged by
+``x-request-id`` (one Python server writes ~20,000 timed token events/s with a whole core, so 10,000 streams need
+several). ``auto``: one server below 4 cores, else half the cores. Layout: the servers on the last K cores, the
+senders on the others when there are enough (N <= cores - K), otherwise on every core, sharing the servers' (the
+table says which). Each case is re-run (up to ``--attempts``) while other processes use more than
+``--max-other-load`` cores, and the quietest attempt is kept; every attempt's load is listed. On a 2-core machine
+N = 2 shares the server's core, so its efficiency says what two senders get from one extra half-core, not what
+they get on a bigger machine:
 
     python benchmarks/scale_out.py                          # N = 1, 2 here
     python benchmarks/scale_out.py --workers 1,2,4,8        # on a bigger machine
+    python benchmarks/scale_out.py --workers 1,2,4,8 --only streams --streams 10000   # the issue's 10,000 streams
     python benchmarks/scale_out.py --table                  # the markdown tables from results/scale_out*.json
 """
 
@@ -31,6 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BENCH,
     CpuWindow,
-    FastServer,
+    ServerGroup,
     machine_load,
     pct,
     run_loadgen,
@@ -62,34 +72,49 @@ def _cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def _layout(n: int) -> tuple[str | None, str | None, str]:
-    """(server core, client cores, description) for ``n`` senders."""
+def _machine() -> dict[str, Any]:
+    """The CPU model, core count, Python and the commit measured, for the table's heading."""
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor())  # fmt: skip
+    # BENCH_COMMIT: a copy of the code without its own git folder (carried to another machine) says what it is
+    commit = (
+        os.environ.get("BENCH_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH
+        ).stdout.strip()
+    )
+    return {"cpu_model": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "commit": commit or None}  # fmt: skip
+
+
+def _span(cores: list[int]) -> str:
+    if len(cores) > 2 and cores == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]}"
+    return ",".join(str(c) for c in cores)
+
+
+def _server_count(arg: str) -> int:
+    """``auto``: one server on a machine of fewer than 4 cores, else half the cores (the other half sends)."""
+    if arg != "auto":
+        return max(1, int(arg))
+    n = len(_cores())
+    return 1 if n < 4 else n // 2
+
+
+def _layout(n: int, n_servers: int) -> tuple[list[str], str | None, str]:
+    """(server cores, sender cores, description) for ``n`` senders and ``n_servers`` servers, one core each."""
     cores = _cores()
     if len(cores) < 2:
-        return None, None, "1 core: everything shares it"
-    server = str(cores[-1])
-    rest = cores[:-1]
+        return [str(cores[0])] * n_servers, None, "1 core: everything shares it"
+    k = min(n_servers, len(cores) - 1)
+    server_cores = cores[-k:]
+    servers = [str(c) for c in server_cores]
+    servers = (servers * n_servers)[:n_servers]  # more servers than cores: they share
+    what = f"{n_servers} server{'s' if n_servers > 1 else ''} on core{'s' if k > 1 else ''} {_span(server_cores)}"
+    rest = cores[:-k]
     if n <= len(rest):
-        client = ",".join(str(c) for c in rest)
-        return server, client, f"server on core {server}, senders on cores {client}"
-    return (
-        server,
-        None,
-        f"server on core {server}; {n} senders on all {len(cores)} cores (sharing the server's)",
-    )
-
-
-def _server(
-    mode: str, log: Path, core: str | None, itl_ms: float = 10.0, ttft_ms: float = TTFT_MS
-) -> FastServer:
-    import _common
-
-    saved = _common.SERVER_CPU
-    _common.SERVER_CPU = core if core is not None else saved
-    try:
-        return FastServer(mode, log, ttft_ms=ttft_ms, itl_ms=itl_ms)
-    finally:
-        _common.SERVER_CPU = saved
+        return servers, _span(rest), f"{what}, senders on cores {_span(rest)}"
+    return servers, None, f"{what}; {n} senders on all {len(cores)} cores (sharing the servers')"
 
 
 def _loadgen(args: list[str], out: Path, client_cores: str | None) -> dict[str, Any]:
@@ -109,14 +134,17 @@ def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    server_core, client_cores, layout = _layout(n)
+    server_cores, client_cores, layout = _layout(n, args.n_servers)
+    scale = (
+        n if args.per_sender else 1
+    )  # --per-sender: every sender gets the one-sender case's requests and streams
     tmp = tmp / f"events-{n}-{time.monotonic_ns()}"
     tmp.mkdir()
     window = CpuWindow()
-    with _server("burst", tmp / "server.jsonl", server_core) as srv:
+    with ServerGroup("burst", tmp, server_cores) as srv:
         r = _loadgen(
-            ["--base-url", srv.base_url, "--rate", "inf", "-n", str(args.requests), "--max-concurrency",
-             str(args.concurrency), "--max-tokens", str(args.tokens), "--input-len", "32", "--no-scrape",
+            ["--base-url", srv.base_url, "--rate", "inf", "-n", str(args.requests * scale), "--max-concurrency",
+             str(args.concurrency * scale), "--max-tokens", str(args.tokens), "--input-len", "32", "--no-scrape",
              "--workers", str(n)],
             tmp / "lg", client_cores,
         )  # fmt: skip
@@ -131,6 +159,8 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return {
         "workers": n,
         "layout": layout,
+        "requests": args.requests * scale,
+        "concurrency": args.concurrency * scale,
         "requests_ok": len(ok),
         "token_events": events,
         "span_s": round(span, 3),
@@ -139,13 +169,14 @@ def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "senders_cpu_s": round(sum(s["cpu_s"] for s in senders), 2),
         "all_loadgen_processes_cpu_s": round(r["process_cpu_s"], 2),
         "server_core_share": round(srv.cpu_s / span, 3) if span else None,
+        "servers_cpu_s": srv.cpu_s_each,
         "trustworthy": r["summary"]["client_check"]["trustworthy"],
         "machine_load_during": load,
     }
 
 
 def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    server_core, client_cores, layout = _layout(n)
+    server_cores, client_cores, layout = _layout(n, args.n_servers)
     tmp = tmp / f"streams-{n}-{time.monotonic_ns()}"
     tmp.mkdir()
     tokens = args.stream_tokens
@@ -153,7 +184,7 @@ def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     rate = args.streams / length_s
     count = int(rate * (args.stream_seconds + length_s))
     window = CpuWindow()
-    with _server("timed", tmp / "server.jsonl", server_core, itl_ms=args.itl_ms) as srv:
+    with ServerGroup("timed", tmp, server_cores, ttft_ms=TTFT_MS, itl_ms=args.itl_ms) as srv:
         r = _loadgen(
             ["--base-url", srv.base_url, "--arrival", "poisson", "--rate", f"{rate:.3f}", "-n", str(count),
              "--max-tokens", str(tokens), "--input-len", "32", "--no-scrape", "--seed", "1", "--workers", str(n)],
@@ -198,6 +229,8 @@ def streams_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "trustworthy": cc["trustworthy"],
         "reasons": cc["reasons"],
         "server_core_share": round(srv.cpu_s / max(r["process_wall_s"], 1e-9), 3),
+        "servers_cpu_s": srv.cpu_s_each,
+        "requests_per_server": log["summary"]["requests_each"],
         "machine_load_during": load,
     }
 
@@ -206,11 +239,11 @@ def fidelity_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     """schedule_fidelity.py's Gamma case (50 req/s, cv 2, 1,500 requests, seed 7) sent by ``n`` senders."""
     from schedule_fidelity import SEED, TOKENS, gap_stats, rate_stats, residuals
 
-    server_core, client_cores, layout = _layout(n)
+    server_cores, client_cores, layout = _layout(n, args.n_servers)
     tmp = tmp / f"fidelity-{n}-{time.monotonic_ns()}"
     tmp.mkdir()
     window = CpuWindow()
-    with _server("timed", tmp / "server.jsonl", server_core, itl_ms=2.0, ttft_ms=2.0) as srv:
+    with ServerGroup("timed", tmp, server_cores, itl_ms=2.0, ttft_ms=2.0) as srv:
         r = _loadgen(
             ["--base-url", srv.base_url, "--rate", "50", "--cv", "2", "--seed", str(SEED), "-n",
              str(args.fidelity_requests), "--max-tokens", str(TOKENS), "--input-len", "32", "--no-scrape",
@@ -257,7 +290,7 @@ def _quietest(run, attempts: int, max_other_cores: float) -> dict[str, Any]:
 
 
 def table(res: dict[str, Any]) -> str:
-    rows = ["| senders | layout | token events/s | efficiency | senders' CPU (cores) | server core share | "
+    rows = ["| senders | layout | token events/s | efficiency | senders' CPU (cores) | servers' CPU (cores) | "
             "others' load (cores) | trustworthy |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for e in res.get("events", []):
         span = e["span_s"] or 1
@@ -269,7 +302,7 @@ def table(res: dict[str, Any]) -> str:
     out = "\n".join(rows) if res.get("events") else ""
     if res.get("streams"):
         rows = ["| senders | scenario | open streams | TTFT error p50 / p99 / p99.9 ms | per-token error p50 / p99 / "
-                "p99.9 ms | server lateness p99 ms | server core share | senders' CPU (cores each) | send lag p99 ms | "
+                "p99.9 ms | server lateness p99 ms | servers' CPU (cores) | senders' CPU (cores each) | send lag p99 ms | "
                 "others' load (cores) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for s in res["streams"]:
             t, k = s["ttft_error_ms"], s["token_error_ms"]
@@ -305,6 +338,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workers", default="1,2", help="sender counts to measure, e.g. 1,2,4,8 (default 1,2)")
     p.add_argument("--requests", type=int, default=6000, help="events: requests per run")
     p.add_argument("--concurrency", type=int, default=256, help="events: streams in flight, in all")
+    p.add_argument(
+        "--per-sender",
+        action="store_true",
+        help="events: --requests and --concurrency per sender (each of N senders runs the one-sender case; a "
+        "short run of many senders measures their start and tail more than their capacity)",
+    )
     p.add_argument("--tokens", type=int, default=256, help="events: tokens per response")
     p.add_argument("--attempts", type=int, default=3, help="re-run a case while others load the machine")
     p.add_argument("--max-other-load", type=float, default=0.15, help="others' cores that count as busy")
@@ -313,21 +352,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--stream-tokens", type=int, default=100, help="streams: tokens per stream")
     p.add_argument("--stream-seconds", type=float, default=30.0, help="streams: seconds at full concurrency")
     p.add_argument("--fidelity-requests", type=int, default=1500, help="fidelity: Gamma arrivals per run")
+    p.add_argument(
+        "--servers",
+        default="auto",
+        help="fast_server processes on one port (SO_REUSEPORT), a core each; auto: 1 below 4 cores, else half",
+    )
+    p.add_argument("--name", help="results/NAME.json (default scale_out[_ONLY])")
     p.add_argument("--only", choices=("events", "streams", "fidelity"))
     p.add_argument("--table", action="store_true", help="print the table of results/scale_out.json")
     args = p.parse_args(argv)
     if args.table:
-        for name in ("scale_out", "scale_out_events", "scale_out_streams", "scale_out_fidelity"):
-            path = BENCH / "results" / f"{name}.json"
-            if path.is_file():
-                res = json.loads(path.read_text())
-                print(f"{name}.json ({res['date']}, {res['cores']} cores):\n{table(res)}\n")
+        for path in sorted((BENCH / "results").glob("scale_out*.json")):
+            res = json.loads(path.read_text())
+            print(f"{path.name} ({res['date']}, {res['cores']} cores):\n{table(res)}\n")
         return {}
     ns = [int(x) for x in args.workers.split(",") if x.strip()]
+    args.n_servers = _server_count(args.servers)
+    result_name = args.name or "scale_out" + (f"_{args.only}" if args.only else "")
+    # thousands of open streams: a descriptor each in the senders and the servers (children inherit the limit)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard)
+        )
     out: dict[str, Any] = {
         "benchmark": "scale_out",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cores": len(_cores()),
+        "servers": args.n_servers,
+        "machine": _machine(),
         "machine_load_before": machine_load(),
     }
     cases = {"events": events_case, "streams": streams_case, "fidelity": fidelity_case}
@@ -341,13 +394,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     lambda n=n, case=case: case(n, args, Path(td)), args.attempts, args.max_other_load
                 )
                 out[name].append(res)
+                write_result(result_name, out)  # so far: kept if a later run is cut off
                 print(f"{name}: {n} sender(s): {res['attempts']}", file=sys.stderr)
         if out.get("events"):
             base = next((e["events_per_s"] for e in out["events"] if e["workers"] == 1), None)
             for e in out["events"]:
                 e["efficiency"] = round(e["events_per_s"] / (e["workers"] * base), 3) if base else None
     out["machine_load_after"] = machine_load()
-    write_result("scale_out" + (f"_{args.only}" if args.only else ""), out)
+    write_result(result_name, out)
     print(table(out))
     return out
 

@@ -3,10 +3,10 @@
 aiohttp's StreamReader does Python work for every HTTP chunk of a response (feed_data, the chunk-split
 bookkeeping, a resume_reading() that re-enters its parser): at 256 single-token chunks per response that was
 more than half of the client's CPU. The hot path here does only what ``loadgen.client`` promises: each
-data_received() appends (perf_counter_ns(), bytes) to a list. Chunked framing is undone lazily, in bounded steps
-(every ~64 KiB received, and when a read ends like the terminating zero chunk), so no single read pays for a
-whole long stream; the SSE parse runs after the stream closes. aiohttp still serves /v1/models (setup, not
-measured).
+data_received() appends (perf_counter_ns(), bytes) to a list. Chunked framing is undone lazily
+(``loadgen.chunked``), in bounded steps (every ~64 KiB or 256 reads received, and when a read ends like the
+terminating zero chunk), so no single read pays for a whole long stream; the SSE parse runs after the stream
+closes. aiohttp still serves /v1/models (setup, not measured).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from itertools import repeat
 from time import perf_counter_ns
 from typing import Any
 
+from loadgen.chunked import ENDED_WITH_EXTRA, MORE, SIZE, undo_chunking
 from loadgen.errors import ErrorKind
 from loadgen.kernel_stamps import RealtimeToMonotonic, connect_stamped, kernel_stamps_available
 
@@ -41,8 +41,7 @@ class H1Error(Exception):
 
 HEAD, BODY, DONE = 0, 1, 2
 _CHUNKED, _LENGTH, _CLOSE = 0, 1, 2
-# dechunker states: reading a size line, inside chunk data, reading trailer lines
-_SIZE, _DATA, _TRAILER = 0, 1, 2
+_CHUNK_START = (SIZE, 0, b"")  # the dechunker's state before a body: at a size line, nothing pending
 log = logging.getLogger(__name__)
 
 # a kept-alive connection the server closed within this long after its response was not closed for idleness
@@ -78,9 +77,7 @@ class Conn(asyncio.Protocol):
         "lost",
         "limit",
         "_di",
-        "_cs",
-        "_need",
-        "_line",
+        "_chunk_state",
         "_dbytes",
         "_idle_timer",
         "_idle_limit_ns",
@@ -119,10 +116,8 @@ class Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.keep_alive = True
         self.limit = 0  # stop after this many body bytes (error bodies); 0 = read to the end
-        self._di = 0
-        self._cs = _SIZE
-        self._need = 0
-        self._line = b""
+        self._di = 0  # reads whose framing is undone
+        self._chunk_state = _CHUNK_START
         self._dbytes = 0  # body bytes received when the framing was last undone
         self._fast = False  # reading a chunked 200 body: small reads take the per-token path in data_received
         self._step_at = _DECHUNK_READS  # undo the framing once this many reads have arrived
@@ -350,86 +345,12 @@ class Conn(asyncio.Protocol):
 
     def _dechunk(self) -> bool:
         """Undo chunked framing over the reads not yet seen; True once the terminating chunk has been read."""
-        reads = self.reads
-        di = self._di
-        if di >= len(reads):
-            return False
-        out = self.body
-        append = out.append
-        cs, need, line = self._cs, self._need, self._line
-        done = False
-        for ts, data in zip(self.read_ns[di:], reads[di:], strict=True):
-            di += 1
-            if cs == _SIZE and not line:
-                # one whole chunk (a token per write): its size line, payload and CRLF, sliced here directly
-                j = data.find(b"\r\n", 0, 10)
-                if j > 0 and data.endswith(b"\r\n"):
-                    try:
-                        size = int(data[:j], 16)
-                    except ValueError:
-                        size = -1
-                    if j + size + 4 == len(data):
-                        if size > 0:
-                            append((ts, data[j + 2 : -2]))
-                            continue
-                        if size == 0:
-                            done = True
-                            break
-                fast = whole_chunks(data)
-                if fast is not None:
-                    payload, last = fast
-                    if payload:
-                        append((ts, payload))
-                    if last:
-                        done = True
-                        break
-                    continue
-            pos, n = 0, len(data)
-            pieces = []
-            while pos < n:
-                if cs == _DATA:
-                    end = pos + need
-                    if end <= n:
-                        pieces.append(data[pos:end])
-                        pos = end
-                        need = 0
-                        cs = _SIZE
-                    else:
-                        pieces.append(data[pos:])
-                        need -= n - pos
-                        pos = n
-                    continue
-                j = data.find(b"\n", pos)
-                if j < 0:
-                    line += data[pos:]
-                    break
-                if line:
-                    text = (line + data[pos:j]).strip()
-                    line = b""
-                else:
-                    text = data[pos:j].strip()
-                pos = j + 1
-                if cs == _SIZE:
-                    if not text:
-                        continue  # the CRLF that closes a chunk's data
-                    size = int(text.split(b";", 1)[0], 16)
-                    if size:
-                        need = size
-                        cs = _DATA
-                    else:
-                        cs = _TRAILER
-                elif not text:  # blank line after the trailers: the body is complete
-                    done = True
-                    if pos < n:
-                        self.keep_alive = False
-                    break
-            if pieces:
-                append((ts, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
-            if done:
-                break
-        self._di = di
-        self._cs, self._need, self._line = cs, need, line
-        return done
+        self._di, self._chunk_state, end = undo_chunking(
+            self.read_ns, self.reads, self._di, self._chunk_state, self.body
+        )
+        if end == ENDED_WITH_EXTRA:
+            self.keep_alive = False
+        return end != MORE
 
     def _finish(self) -> None:
         self.state = DONE
@@ -454,43 +375,6 @@ class Conn(asyncio.Protocol):
             with contextlib.suppress(ValueError):
                 self._dechunk()
         return self.body
-
-
-_HEX = repeat(16)
-
-
-def whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
-    """Fast path for a read that holds only whole chunks: (payload, ends with the last chunk) or None.
-
-    One chunk (a token per write, the usual case) is sliced directly; several are checked with ``split`` and
-    ``map`` so the per-chunk work stays in C. A size that does not match its payload's length (a payload holding
-    CRLF, a read cut mid-chunk, chunk extensions, trailers) falls back to the state machine.
-    """
-    if data[-2:] != b"\r\n":
-        return None
-    j = data.find(b"\r\n", 0, 10)
-    if j > 0:
-        try:
-            size = int(data[:j], 16)
-        except ValueError:
-            return None
-        if j + size + 4 == len(data):
-            return data[j + 2 : -2], size == 0
-    parts = data[:-2].split(b"\r\n")
-    if len(parts) & 1:
-        return None
-    sizes = parts[0::2]
-    payloads = parts[1::2]
-    try:
-        lens = list(map(int, sizes, _HEX))
-    except ValueError:
-        return None
-    if lens != list(map(len, payloads)):
-        return None
-    last = lens[-1] == 0
-    if 0 in lens and (not last or lens.index(0) != len(lens) - 1):
-        return None
-    return b"".join(payloads), last
 
 
 _PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)

@@ -14,22 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from itertools import chain, compress, repeat
-from operator import eq, itemgetter, sub
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from loadgen.errors import ErrorKind
-from loadgen.records import (
-    COUNT_CONTINUOUS_USAGE,
-    COUNT_ESTIMATED_CHARS,
-    COUNT_ESTIMATED_CHUNKS,
-    COUNT_USAGE,
-    STATUS_ERROR,
-    STATUS_OK,
-    RequestRecord,
-)
+from loadgen.records import RequestRecord
+from loadgen.token_counts import fail_record as _fail
+from loadgen.token_counts import fill_record
 
 Reads = list[tuple[int, bytes]]
 
@@ -219,8 +213,17 @@ def _split_simple(reads: Reads, acc: _Acc) -> bool:
         if b"\r" in joined or joined[:6] != b"data: ":
             return False
         segs = joined[6:-2].split(b"\n\ndata: ")
-        counts = list(map(bytes.count, datas, repeat(b"\n\n")))
-        pts = list(chain.from_iterable(map(repeat, map(_first, reads), counts)))
+        # each read ends an event, so holds one or more; once no payload holds a newline (checked below), the
+        # events are exactly the reads' blank lines: as many events as reads means one each, and as many more
+        # as the last read's extra blank lines means one each but the last (the finish, usage and [DONE]
+        # events of a stream's tail in one write). Counting every read's blank lines costs a pass over its bytes.
+        pts = list(map(_first, reads))
+        extra = len(segs) - len(pts)
+        if extra and datas[-1].count(b"\n\n") == extra + 1:
+            pts.extend(repeat(pts[-1], extra))
+        elif extra:
+            counts = list(map(bytes.count, datas, repeat(b"\n\n")))
+            pts = list(chain.from_iterable(map(repeat, pts, counts)))
         if len(pts) != len(segs):
             return False
     else:
@@ -391,7 +394,9 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
         reasoning = None
         if delta is not None:
             content = delta.get("content")
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            # a delta of content alone (nearly every event) skips the two reasoning lookups
+            if not content or len(delta) > 1:
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         else:
             content = choice.get("text")
         fr = choice.get("finish_reason")
@@ -425,54 +430,13 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
     acc.continuous = continuous
 
 
-def _answer_start(kinds: str) -> int | None:
-    """Index of the first answer chunk when reasoning came before it with no textless chunk between: a stream
-    whose usage counts the ``</think>`` token that it never sent (llama.cpp), which then sits in that gap."""
-    c = kinds.find("c")
-    if c <= 0 or "r" not in kinds[:c] or "x" in kinds[kinds.rfind("r", 0, c) : c]:
-        return None
-    return c
-
-
-def _distribute(total: int, chars: list[int], boundary: int | None = None) -> list[int]:
-    """Share ``total`` tokens over chunks: one each at least; one more on the ``boundary`` chunk (the unsent
-    ``</think>``, generated just before it) when there are more tokens than chunks; the rest in proportion to the
-    chunks' text length.
-
-    In numpy (a long stream may have 100k chunks; this runs on the event loop).
-    """
-    n = len(chars)
-    extra = total - n
-    if extra <= 0:
-        return [1] * n
-    import numpy as np
-
-    c = np.asarray(chars, dtype=np.float64)
-    base = np.ones(n, dtype=np.int64)
-    if boundary is not None:
-        base[boundary] += 1
-        extra -= 1
-        if not extra:
-            return base.tolist()
-    weight = float(c.sum())
-    shares = extra * np.where(c > 0, c, 1.0) / weight if weight else np.full(n, extra / n)
-    floors = shares.astype(np.int64)
-    out = base + floors
-    left = extra - int(floors.sum())
-    # largest remainders first; ties in chunk order
-    order = np.argsort(-(shares - floors), kind="stable").tolist()
-    for i in order[:left]:
-        out[i] += 1
-    return out.tolist()
-
-
 def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
     """Fill ``rec``'s token fields, counts, finish reason and (unless already failed) its status from ``reads``."""
     acc = _Acc()
     for run in slices(reads, SLICE_BYTES):
         split_events(run, acc)
         _compact(acc)
-    _fill(rec, acc, keep_text)
+    fill_record(rec, acc, keep_text)
 
 
 async def apply_stream_async(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
@@ -483,7 +447,7 @@ async def apply_stream_async(rec: RequestRecord, reads: Reads, keep_text: bool =
             await asyncio.sleep(0)
         split_events(run, acc)
         _compact(acc)
-    _fill(rec, acc, keep_text)
+    fill_record(rec, acc, keep_text)
 
 
 def _compact(acc: _Acc) -> None:
@@ -493,114 +457,6 @@ def _compact(acc: _Acc) -> None:
     if acc.content:
         acc.content_parts.append("".join(acc.content))
         acc.content.clear()
-
-
-def _fill(rec: RequestRecord, acc: _Acc, keep_text: bool) -> None:
-    """The record's fields from a parsed stream; C-level passes only (a stream may have 100k chunks)."""
-    _compact(acc)
-    rec.first_chunk_ns = acc.first_chunk_ns
-    rec.chunk_ns = acc.chunk_ns
-    rec.chunk_kind = "".join(acc.kind_parts)
-    rec.finish_reason = acc.finish_reason
-    rec.reasoning_chars = acc.reasoning_chars
-    if keep_text:
-        rec.output_text = "".join(acc.content_parts)
-    n_chunks = len(acc.chunk_ns)
-    if n_chunks:
-        rec.first_token_ns = acc.chunk_ns[0]
-        rec.last_token_ns = acc.chunk_ns[-1]
-        first_r, first_c = rec.chunk_kind.find("r"), rec.chunk_kind.find("c")
-        if first_r >= 0 and rec.first_reasoning_ns is None:
-            rec.first_reasoning_ns = acc.chunk_ns[first_r]
-        if first_c >= 0:
-            rec.first_content_ns = acc.chunk_ns[first_c]
-
-    rec.server_timings = acc.timings
-    usage = acc.usage or {}
-    if usage:
-        rec.prompt_tokens = usage.get("prompt_tokens")
-        rec.completion_tokens = usage.get("completion_tokens")
-        details = usage.get("completion_tokens_details") or {}
-        rt = details.get("reasoning_tokens") if isinstance(details, dict) else None
-        rec.reasoning_tokens = rt if rt is not None else usage.get("reasoning_tokens")
-
-    # Tokens per chunk: exact from cumulative per-chunk usage; otherwise estimated, and the record says how.
-    unsent_think = False
-    if n_chunks and acc.continuous:
-        prev = 0
-        cum = acc.cum_tokens
-        tokens = list(map(sub, cum, [0, *cum[:-1]]))  # type: ignore[arg-type]
-        if min(tokens) >= 0:
-            prev = cum[-1]  # type: ignore[assignment]
-        else:  # a count that went backwards: never negative, never below the highest seen
-            tokens = []
-            for c in cum:
-                assert c is not None
-                tokens.append(max(c - prev, 0))
-                prev = max(prev, c)
-        rec.chunk_tokens = tokens
-        rec.token_count_source = COUNT_CONTINUOUS_USAGE
-        if rec.completion_tokens is None:
-            rec.completion_tokens = prev
-    elif n_chunks:
-        total = rec.completion_tokens
-        if total is None:
-            rec.chunk_tokens = [1] * n_chunks
-            rec.completion_tokens = n_chunks
-            rec.token_count_source = COUNT_ESTIMATED_CHUNKS
-            rec.count_notes.append("server sent no usage: one token per chunk assumed")
-        elif total == n_chunks:
-            rec.chunk_tokens = [1] * n_chunks
-            rec.token_count_source = COUNT_USAGE
-        else:
-            boundary = _answer_start(rec.chunk_kind) if total > n_chunks else None
-            rec.chunk_tokens = _distribute(total, acc.chars, boundary)
-            rec.token_count_source = COUNT_ESTIMATED_CHARS
-            unsent_think = boundary is not None
-            if unsent_think:
-                rec.count_notes.append(
-                    "one unsent token (</think>) counted just before the first answer chunk"
-                )
-            if total < n_chunks:
-                rec.count_notes.append(
-                    f"usage says {total} tokens but the stream had {n_chunks} token chunks"
-                )
-    else:
-        rec.chunk_tokens = []
-
-    if rec.chunk_tokens:
-        # textless tokens inside the reasoning phase (e.g. `</think>` itself) count as reasoning
-        kinds, toks = rec.chunk_kind, rec.chunk_tokens
-        r = sum(compress(toks, map(eq, kinds, repeat("r"))))
-        first_r = kinds.find("r")
-        if first_r >= 0 and "x" in kinds:
-            first_c = kinds.find("c")
-            end = first_c if first_c >= 0 else len(kinds)
-            r += sum(compress(toks[first_r + 1 : end], map(eq, kinds[first_r + 1 : end], repeat("x"))))
-        if unsent_think:
-            r += 1  # that token ends the reasoning: it is reasoning, as vLLM's textless chunk is
-        rec.reasoning_tokens_stream = r
-        if rec.reasoning_tokens is not None and rec.reasoning_tokens != r and r > 0:
-            rec.count_notes.append(
-                f"usage reasoning_tokens={rec.reasoning_tokens} but the stream carried {r} reasoning tokens"
-            )
-
-    if rec.status != STATUS_OK:
-        return
-    if acc.error is not None:
-        _fail(rec, ErrorKind.STREAM_ERROR, acc.error)
-    elif acc.malformed is not None:
-        _fail(rec, ErrorKind.MALFORMED, acc.malformed)
-    elif acc.finish_reason is None and not acc.done:
-        _fail(rec, ErrorKind.DISCONNECT, "stream ended without finish_reason or [DONE]")
-    elif not n_chunks:
-        _fail(rec, ErrorKind.EMPTY, "stream finished without a single token")
-
-
-def _fail(rec: RequestRecord, kind: ErrorKind, message: str) -> None:
-    rec.status = STATUS_ERROR
-    rec.error_kind = kind.value
-    rec.error_message = message[:500]
 
 
 def apply_json_body(rec: RequestRecord, body: bytes, end_ns: int) -> None:
