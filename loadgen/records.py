@@ -11,8 +11,8 @@ leaves every finished request on disk.
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -135,18 +135,22 @@ class LineSink:
     """Append-only writer of byte lines: the caller hands over finished lines, a thread writes them.
 
     A disk that stalls (another process loading gigabytes; 375 ms was seen here) must never block the event loop
-    that timestamps streams, so the file write happens on a writer thread. Each line reaches the OS as soon as
-    that thread gets to it (unbuffered writes, batched when several are queued): a crash loses at most the lines
-    of the last moment, Ctrl-C and errors lose none (``close`` drains the queue). A write error (disk full) is
-    raised by the next ``write_line`` and by ``close``.
+    that timestamps streams, so the file write happens on a writer thread. The caller only appends a line to a
+    deque (no lock, no wake-up: waking the thread for every record took 14.5 % of the event loop's samples at
+    360 req/s); the thread wakes every ``FLUSH_S`` and writes what has gathered in one unbuffered write. A crash
+    loses at most the lines of the last ``FLUSH_S``, Ctrl-C and errors lose none (``close`` drains what is left).
+    A write error (disk full) is raised by the next ``write_line`` and by ``close``.
     """
+
+    FLUSH_S = 0.05
 
     def __init__(self, path: str | os.PathLike[str], thread_name: str = "loadgen-sink") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
         self.count = 0
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._closing = threading.Event()
         self._error: OSError | None = None
         self._thread = threading.Thread(target=self._write_loop, name=thread_name, daemon=True)
         self._thread.start()
@@ -156,39 +160,29 @@ class LineSink:
         """Queue one line (ending in a newline) for writing."""
         if self._error is not None:
             raise self._error
-        self._queue.put(line)
+        self._lines.append(line)
         self.count += 1
 
     def _write_loop(self) -> None:
-        q = self._queue
+        lines, closing = self._lines, self._closing
         while True:
-            item = q.get()
-            batch = []
-            stop = item is None
-            if item is not None:
-                batch.append(item)
-            while not stop:
+            stop = closing.wait(self.FLUSH_S)
+            n = len(lines)  # deque appends and pops are atomic: take what is there now
+            if n:
+                batch = memoryview(b"".join([lines.popleft() for _ in range(n)]))
                 try:
-                    nxt = q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                else:
-                    batch.append(nxt)
-            if batch:
-                try:
-                    self._fh.write(b"".join(batch))
+                    while batch:  # an unbuffered write may take part of it
+                        batch = batch[self._fh.write(batch) :]
                 except OSError as exc:  # disk full: surfaced on the next write and at close()
                     self._error = exc
-            if stop:
+            if stop and not lines:
                 return
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._closing.set()
         self._thread.join()
         self._fh.close()
         if self._error is not None:
