@@ -152,7 +152,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     slope = slope_mb_per_hour(t[during], mb[during])
     blocks_slope = slope_mb_per_hour(t[during], blocks[during])
     return {
-        "loadgen_path": str(root),
+        "loadgen_path": "." if root == ROOT else root.name,  # no path of this machine in a result file
         "rate": args.rate,
         "tokens": args.tokens,
         "minutes": args.minutes,
