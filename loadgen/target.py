@@ -71,6 +71,10 @@ class SimulatorProcess:
             stderr=self._log,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # its own session: a Ctrl-C at the terminal (SIGINT to the whole foreground group) stops loadgen's
+            # sending and gives in-flight requests their grace, which a simulator killed by the same Ctrl-C could
+            # not answer; loadgen stops it at the end, and --exit-with-parent ends it if loadgen is killed
+            start_new_session=True,
         )
         assert proc.stdout is not None
         # On a busy machine the client's timestamps must win the CPU over the simulator's work: the simulator keeps

@@ -245,3 +245,31 @@ def test_ctrl_c_while_waiting_for_the_next_planned_send_stops_at_once(tmp_path):
     assert stopped_in < 0.5 * 50, stopped_in
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["metrics"]["requests"]["total"] == 1
+
+
+def test_ctrl_c_at_a_terminal_lets_the_simulator_answer_what_is_in_flight(tmp_path):
+    """A terminal's Ctrl-C is SIGINT to the whole foreground group. The built-in simulator runs in a session of
+    its own, so it still answers the requests in flight during the grace period and the last scrape; before, it
+    died with the same Ctrl-C (the in-flight requests failed as 'disconnect' and the last scrape could not
+    connect). loadgen stops it at the end."""
+    out = tmp_path / "o"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "-n", "400", "--rate", "20", "--max-tokens", "16",
+         "--output-dir", str(out), "--no-live", "--no-report"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        f = out / "requests.jsonl"
+        if f.exists() and f.read_text().count("\n") >= 10:
+            break
+        time.sleep(0.1)
+    os.killpg(p.pid, signal.SIGINT)  # what the terminal does
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    recs = [json.loads(x) for x in (out / "requests.jsonl").read_text().splitlines()]
+    assert 10 <= len(recs) < 400
+    assert [r for r in recs if r["status"] != "ok"] == []  # 16-token answers all finish within the grace
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["server"]["scrape"]["failures"]["connect"] == 0
