@@ -104,7 +104,9 @@ def test_corrected_latency_includes_queueing_behind_the_concurrency_cap(scripted
     lat = res.summary["metrics"]["latency_ms"]
     assert lat["queue_wait"]["max"] > 100  # 12 requests through 2 slots of ~50 ms each
     assert lat["ttft_from_intended"]["p90"] > lat["ttft"]["p90"] + 100
-    assert lat["e2e_from_intended"]["max"] > 250
+    # the last of 12 arrivals (planned 55 ms after t0) waits for the sixth wave (~250 ms) and ends ~50 ms later:
+    # ~245 ms from its intended start, ~50 ms from its send (a bound of 250 sat on that edge: 249.6 was seen)
+    assert lat["e2e_from_intended"]["max"] > lat["e2e"]["max"] + 150
     assert max(r.slot_ns - r.dispatched_ns for r in res.records) > 100e6
 
 
