@@ -4,9 +4,10 @@ The walk, defined on the source alone (AST, no import):
 
 - a *carrier* in a function is a name that holds the configuration or a piece of it: a parameter or local named
   ``cfg``, ``config``, ``job`` or ``jobs``, a parameter annotated with ``RunConfig`` / ``ShardJob``, ``self.cfg`` /
-  ``self.job``, and every local assigned from an expression that mentions a carrier (to a fixed point);
+  ``self.job(s)``, and every local assigned a carrier, a field of one or ``replace(cfg, ...)`` (to a fixed point;
+  what a call computes from the configuration, a path or an endpoint, is not the configuration);
 - a *hand-over* is a call inside a function whose arguments mention a carrier (or a call of a method of the same
-  class that reads a carrier from ``self``), resolved to a function of loadgen: a name defined in the module or
+  class, or of an object, that reads a carrier from ``self``), resolved to a function of loadgen: a name defined in the module or
   imported (imports inside functions too), ``module.name``, ``self.method``, a class (its ``__init__``), a process
   spawned with ``target=f``, and the Ray actor created from ``SenderActor`` (the one call made through Ray);
 - the walk is the depth-first reading, in source order, of the hand-overs from ``loadgen.__main__:_run_main``
@@ -80,6 +81,10 @@ class Module:
         self.imports: dict[str, str] = {}  # local name -> "module:qualname" or "module"
         self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         self.classes: set[str] = set()
+        self.protocols: dict[str, set[str]] = {}  # a typing.Protocol -> its methods
+        self.attr_types: dict[
+            str, str
+        ] = {}  # "Class.attr" -> the annotated type's name (``self.fleet: Fleet``)
         package = name if name.endswith("__init__") else name
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -99,6 +104,18 @@ class Module:
         for node in body:
             if isinstance(node, ast.ClassDef):
                 self.classes.add(prefix + node.name)
+                if any(ast.unparse(b).endswith("Protocol") for b in node.bases):
+                    self.protocols[node.name] = {
+                        f.name for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    }
+                for n in ast.walk(node):
+                    t = n.target if isinstance(n, ast.AnnAssign) else None
+                    if (
+                        isinstance(t, ast.Attribute)
+                        and isinstance(t.value, ast.Name)
+                        and t.value.id == "self"
+                    ):
+                        self.attr_types[f"{prefix}{node.name}.{t.attr}"] = ast.unparse(n.annotation)  # type: ignore[union-attr]
                 self._collect(node.body, prefix + node.name + ".")
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 q = prefix + node.name
@@ -124,6 +141,37 @@ def _mentions(node: ast.AST, carriers: set[str]) -> bool:
     return False
 
 
+PASS_THROUGH = {"replace", "zip", "enumerate", "list", "tuple", "sorted", "dict", "iter"}
+
+
+def _direct(node: ast.AST, carriers: set[str]) -> bool:
+    """Whether ``node`` is the configuration or a piece of it, not something computed from it by a call: a carrier,
+    an attribute or item of one, a choice between such (``a or b``, ``a if c else b``), or ``replace(cfg, ...)``."""
+    if isinstance(node, ast.Await):
+        return False
+    if isinstance(node, ast.Call):
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in PASS_THROUGH:
+            return any(_direct(a, carriers) for a in node.args)
+        return False
+    if isinstance(node, (ast.Attribute, ast.Subscript)):
+        return (
+            _mentions(node, carriers)
+            and _direct(node.value, carriers)
+            or _mentions(node, carriers)
+            and (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+            )
+        )
+    if isinstance(node, ast.Name):
+        return node.id in carriers
+    if isinstance(node, (ast.BoolOp, ast.IfExp, ast.Tuple, ast.List)):
+        return any(_direct(c, carriers) for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr))
+    return False
+
+
 def carriers_of(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     out = {"self.cfg", "self.job", "self.jobs"}
     args = [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
@@ -146,7 +194,7 @@ def carriers_of(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
             elif isinstance(n, ast.withitem) and n.optional_vars is not None:
                 targets, value = [n.optional_vars], n.context_expr
             named = any(isinstance(t, ast.Name) and t.id in CARRIER_NAMES for t in targets)
-            if value is None or not (named or _mentions(value, out)):
+            if value is None or not (named or _direct(value, out)):
                 continue
             for t in targets:
                 for m in ast.walk(t):
@@ -221,6 +269,15 @@ class Graph:
                 return f"{m.name}:{name}.__init__" if f"{name}.__init__" in m.functions else None
             if name in m.imports:
                 return self._resolve_ref(m.imports[name])
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute):
+            inner = func.value  # self.x.method(), self.x annotated with a class of loadgen
+            if isinstance(inner.value, ast.Name) and inner.value.id == "self" and cls is not None:
+                ann = m.attr_types.get(f"{cls}.{inner.attr}", "").replace(" | None", "").strip("'\"")
+                init = self._resolve(m, q, ast.Name(ann), types) if ann.isidentifier() else None
+                if init and init.endswith(".__init__"):
+                    mod, klass = init.rsplit(".", 1)[0].split(":")
+                    if f"{klass}.{func.attr}" in self.mods[mod].functions:
+                        return f"{mod}:{klass}.{func.attr}"
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             base = func.value.id
             if base in types:
@@ -238,6 +295,9 @@ class Graph:
                 mod = target.replace(":", ".")
                 if mod in self.mods:
                     return self._resolve_ref(f"{mod}:{func.attr}")
+                owner, _, klass = target.partition(":")  # Class.method(): a classmethod of an imported class
+                if owner in self.mods and f"{klass}.{func.attr}" in self.mods[owner].functions:
+                    return f"{owner}:{klass}.{func.attr}"
         return None
 
     def _types(self, m: Module, q: str, fn: ast.AST) -> dict[str, str]:
@@ -250,6 +310,26 @@ class Graph:
                     for t in n.targets if isinstance(n, ast.Assign) else [n.target]:
                         if isinstance(t, ast.Name):
                             out[t.id] = init.rsplit(".", 1)[0]
+        return out
+
+    def implementations(self, m: Module, q: str, func: ast.expr) -> list[str]:
+        """``self.x.method`` where ``self.x`` is annotated with a Protocol: every class of loadgen that implements
+        the protocol (has all its methods), since the reader must look at each."""
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute)):
+            return []
+        inner = func.value
+        if not (isinstance(inner.value, ast.Name) and inner.value.id == "self" and "." in q):
+            return []
+        cls = q.rsplit(".", 1)[0]
+        proto = m.attr_types.get(f"{cls}.{inner.attr}")
+        methods = next((p[proto] for mm in self.mods.values() for p in [mm.protocols] if proto in p), None)
+        if not methods or func.attr not in methods:
+            return []
+        out = []
+        for mm in self.mods.values():
+            for c in sorted(mm.classes):
+                if c not in mm.protocols and all(f"{c}.{name}" in mm.functions for name in methods):
+                    out.append(f"{mm.name}:{c}.{func.attr}")
         return out
 
     def _edges(self, m: Module, q: str, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
@@ -265,6 +345,10 @@ class Graph:
             target_kw = next((k.value for k in call.keywords if k.arg == "target"), None)
             if target_kw is not None and any(_mentions(a, carriers) for a in args):
                 callee = self._resolve(m, q, target_kw, types)
+            if callee is None and any(_mentions(a, carriers) for a in args):
+                for impl in self.implementations(m, q, call.func):
+                    if impl != me and impl not in self.edges[me]:
+                        self.edges[me].append(impl)
             if callee is None:
                 callee = self._resolve(m, q, call.func, types)
                 if callee is None:
@@ -277,16 +361,17 @@ class Graph:
                             callee = to
                     if callee is None:
                         continue
-                elif not any(_mentions(a, carriers) for a in args) and not self._reads_self(callee):
+                elif not any(_mentions(a, carriers) for a in args) and not self._reads_self(callee, m, q):
                     continue
             if callee != me and callee not in self.edges[me]:
                 self.edges[me].append(callee)
 
-    def _reads_self(self, callee: str) -> bool:
-        """A method of the same object that reads the configuration from ``self``."""
-        mod, q = callee.split(":")
-        fn = self.mods[mod].functions.get(q)
-        if fn is None or "." not in q:
+    def _reads_self(self, callee: str, m: Module, q: str) -> bool:
+        """A method of an object that holds the configuration (reads it from ``self``), called from outside it or
+        from another of its methods."""
+        mod, cq = callee.split(":")
+        fn = self.mods[mod].functions.get(cq)
+        if fn is None or "." not in cq or cq.endswith(".__init__"):
             return False
         return _mentions(fn, {"self.cfg", "self.job", "self.jobs"})
 
@@ -357,8 +442,12 @@ def measure(steps: list[tuple[str, str]]) -> dict[str, int]:
 
 def main(argv: list[str]) -> int:
     steps = walk(Graph(load()))
-    for k, v in measure(steps).items():
-        print(f"{k:7} {v}")
+    side = ("loadgen.plan", "loadgen.workload", "loadgen.schedule")
+    run_only = [(a, b) for a, b in steps if not _mod(b).startswith(side)]
+    print("          whole walk   without the plan's side trip (plan, schedule, workload)")
+    whole, short = measure(steps), measure(run_only)
+    for k, v in whole.items():
+        print(f"{k:9} {v:10}   {short[k]:10}")
     if "--walk" in argv:
         back = dict(climbs_of(steps))
         at = None

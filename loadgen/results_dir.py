@@ -60,6 +60,16 @@ class ResultsDir:
         path.mkdir(parents=True, exist_ok=True)
         self.discard = False
 
+    @classmethod
+    def for_run(cls, cfg: RunConfig) -> ResultsDir:
+        """``--output-dir``, or a new folder under results/ named for the time and the target."""
+        if cfg.output.output_dir:
+            return cls(Path(cfg.output.output_dir))
+        label = cfg.output.label or (
+            "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
+        )
+        return cls(default_output_dir(label))
+
     def close(self) -> None:
         if self.discard and self.created:
             shutil.rmtree(self.path, ignore_errors=True)

@@ -8,8 +8,11 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+from loadgen.clock import RunClock
 from loadgen.records import RequestRecord
-from loadgen.sender import STOP_GRACE_S, Sender
+from loadgen.sender import STOP_GRACE_S
+
+__all__ = ["AuthStop", "Interrupt"]
 
 
 class AuthStop:
@@ -48,25 +51,34 @@ class AuthStop:
 
 
 class Interrupt:
-    """Ctrl-C / SIGTERM: the first stops sending and gives in-flight requests STOP_GRACE_S; the second cancels
-    them. A stop for another reason (``stop.set()``, as AuthStop does) is not an interruption."""
+    """Ctrl-C / SIGTERM, installed while the fleet sends: the first stops every sender (in-flight requests get
+    STOP_GRACE_S), the second cancels what is in flight. A sender's stop for another reason (AuthStop) is not an
+    interruption."""
 
-    def __init__(self, stop: asyncio.Event, console: Any) -> None:
-        self.stop, self.console = stop, console
-        self.sender: Sender | None = None
+    def __init__(self, fleet: Any, console: Any, clock: RunClock) -> None:
+        self.fleet, self.console, self.clock = fleet, console, clock
         self.interrupted = False
+        self.at_ns: int | None = None  # when (ns since t0): requests planned later were never to be sent
 
     def __call__(self) -> None:
         if self.interrupted:
-            if self.sender is not None:
-                self.sender.cancel_in_flight()
+            self.fleet.cancel()
             return
         self.interrupted = True
-        self.stop.set()
-        if self.console is not None and self.sender is not None:
+        self.at_ns = self.clock.now_ns() if self.clock.started else 0
+        self.fleet.stop()
+        if self.console is None:
+            return
+        in_flight = getattr(self.fleet, "in_flight", None)
+        if in_flight is not None:  # one sender, here: how many it waits for
             self.console.print(
                 f"[yellow]interrupted: no new requests; waiting up to {STOP_GRACE_S:g} s for "
-                f"{self.sender.stats.in_flight} in flight (Ctrl-C again to stop now)[/]"
+                f"{in_flight()} in flight (Ctrl-C again to stop now)[/]"
+            )
+        else:
+            self.console.print(
+                f"[yellow]interrupted: every sender stops sending; in-flight requests get up to {STOP_GRACE_S:g} s "
+                "(Ctrl-C again to stop now)[/]"
             )
 
     @contextlib.contextmanager

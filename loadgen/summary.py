@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadgen.client_check import one_sender_check, sender_name, senders_check
 from loadgen.columns import RequestColumns, read_requests
+from loadgen.config import RunConfig
 from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.records import iter_records
+from loadgen.result_files import REQUESTS, SERVER_METRICS
 
 log = logging.getLogger(__name__)
 
-REQUESTS = "requests.jsonl"
-SERVER_METRICS = "server_metrics.jsonl"
 GROUP_TAGS = ("dataset", "budget")
 
 
@@ -80,24 +83,52 @@ def groups_of(cols: RequestColumns) -> dict[str, Any]:
     return {key: group_latencies(cols, key) for key in GROUP_TAGS if has_groups(cols, key)}
 
 
-def build_summary(
-    cfg: Any,
-    out_dir: Path,
-    *,
-    header: dict[str, Any],
-    check: Any,
-    spin_s: float,
-    endpoint: Any,
-    t0_ns: int,
-    t0_unix_ns: int,
-    interrupted: bool,
-    poller: Any = None,
-    specs: list[Any] | None = None,
-    read_stamps: str | None = None,
-    connection_note: str | None = None,
-    stopped: str | None = None,
-) -> dict[str, Any]:
-    """The summary of the run whose files are in ``out_dir`` (the record sink closed), under config ``cfg``."""
+@dataclass(frozen=True, slots=True)
+class ScrapeFacts:
+    """What the scrape poller knew at the end: its counters and the engines it found, or why it never started."""
+
+    stats: Mapping[str, Any] | None = None
+    engines: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What a run knew that its files do not say: the summary is built from the files and this, once.
+
+    ``infos`` and ``outcomes`` are each sender's, in sender order: what it said when ready (host, pid, model, where
+    its read stamps come from, its clock offset) and when done (counters, self-check samples; None when lost).
+    ``senders`` is summary.json's ``senders`` section of a run of several senders (None for one in this process).
+    """
+
+    header: Mapping[str, Any]
+    t0_ns: int
+    t0_unix_ns: int
+    interrupted: bool
+    simulated: bool
+    infos: tuple[Mapping[str, Any], ...]
+    outcomes: tuple[Mapping[str, Any] | None, ...]
+    lost: Mapping[int, str] = field(default_factory=dict)
+    senders: Mapping[str, Any] | None = None
+    scrape: ScrapeFacts | None = None
+
+    @property
+    def stopped(self) -> str | None:
+        """Why a sender stopped early on its own (the server refused the key), if one did."""
+        return next((o["stopped"] for o in self.outcomes if o is not None and o.get("stopped")), None)
+
+    @property
+    def spin_s(self) -> float:
+        return sum(float(o.get("spin_s") or 0.0) for o in self.outcomes if o is not None)
+
+    @property
+    def connection_note(self) -> str | None:
+        return next((o["connection_note"] for o in self.outcomes if o and o.get("connection_note")), None)
+
+
+def build_summary(cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = None) -> dict[str, Any]:
+    """The summary of the run whose files are in ``out_dir`` (every record written), under config ``cfg``;
+    ``specs`` (the plan's) score the answers where the workload has reference answers."""
     out_dir = Path(out_dir)
     cols = read_run_columns(out_dir)
     target_rate = target_rate_of(cfg.schedule.rate, cfg.schedule.arrival)
@@ -107,45 +138,66 @@ def build_summary(
         straggler_k=cfg.analysis.straggler_iqr_k,
         target_rate=target_rate,
     )
-    client_check = check.report(
-        metrics["latency_ms"]["send_lag"],
-        spin_s,
-        cfg.analysis.send_lag_p99_limit_ms,
-        cfg.analysis.client_cpu_limit,
-        loop_lag_p99_limit_ms=cfg.analysis.loop_lag_p99_limit_ms,
-        loop_lag_max_limit_ms=cfg.analysis.loop_lag_max_limit_ms,
-    )
+    client_check = _client_check(cfg, cols, metrics, facts)
     rate_check(metrics, target_rate, client_check)
-    if connection_note and isinstance(metrics.get("connections"), dict):
-        metrics["connections"]["note"] = connection_note
+    if facts.connection_note and isinstance(metrics.get("connections"), dict):
+        metrics["connections"]["note"] = facts.connection_note
+    outcome = requests_outcome(
+        metrics["requests"], cfg.analysis.max_error_share, facts.stopped, facts.interrupted
+    )
+    if facts.lost:
+        outcome["senders_lost"] = _lost_lines(facts)
     summary: dict[str, Any] = {
         "loadgen_summary_version": 1,
-        **header,
-        "interrupted": interrupted,
+        **facts.header,
+        "interrupted": facts.interrupted,
         "clock": {
-            "read_stamps": read_stamps,
-            "t0_ns": t0_ns,
-            "t0_unix_ns": t0_unix_ns,
+            "read_stamps": facts.infos[0].get("read_stamps") if facts.infos else None,
+            "t0_ns": facts.t0_ns,
+            "t0_unix_ns": facts.t0_unix_ns,
             "note": "record and server-metric times are ns since t0 on the monotonic perf_counter clock",
         },
         "metrics": metrics,
         "client_check": client_check,
-        "outcome": requests_outcome(metrics["requests"], cfg.analysis.max_error_share, stopped, interrupted),
+        "outcome": outcome,
+        "groups": groups_of(cols),
     }
-    summary["groups"] = groups_of(cols)
     if specs is not None and _has_references(specs):
         from loadgen.accuracy import accuracy_table
 
         records = sorted(iter_records(out_dir / REQUESTS, chunks=False), key=lambda r: r.index)
         summary["accuracy"] = accuracy_table(records, specs)
-        if endpoint.simulated:
+        if facts.simulated:
             summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
-    if poller is not None:
-        if getattr(poller, "error", None) and not poller.stats:  # the scraper process never started
-            summary["server"] = {"error": poller.error}
+    scrape = facts.scrape
+    if scrape is not None:
+        if scrape.error and not scrape.stats:  # the scraper process never started
+            summary["server"] = {"error": scrape.error}
         else:
-            summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
+            summary.update(server_sections(out_dir, metrics, dict(scrape.stats or {}), dict(scrape.engines)))
+    if facts.senders is not None:
+        summary["senders"] = dict(facts.senders)
     return summary
+
+
+def _client_check(
+    cfg: RunConfig, cols: RequestColumns, metrics: dict[str, Any], facts: RunFacts
+) -> dict[str, Any]:
+    """One sender in this process: its own check; several: each judged alone (``loadgen.client_check``)."""
+    outcomes = [dict(o) if o is not None else None for o in facts.outcomes]
+    if facts.senders is None and outcomes and outcomes[0] is not None:
+        return one_sender_check(cfg, metrics["latency_ms"]["send_lag"], outcomes[0])
+    infos = [dict(i) for i in facts.infos]
+    return senders_check(cfg, cols, infos, outcomes, dict(facts.lost))
+
+
+def _lost_lines(facts: RunFacts) -> list[str]:
+    rows = (facts.senders or {}).get("list") or []
+    lost_records = {r["sender"]: r.get("worker_lost", 0) for r in rows}
+    return [
+        f"{sender_name(k, dict(facts.infos[k]))} was lost: {why} ({lost_records.get(k, 0):,} worker_lost records)"
+        for k, why in sorted(facts.lost.items())
+    ]
 
 
 def _has_references(specs: Any) -> bool:

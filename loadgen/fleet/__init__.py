@@ -1,10 +1,14 @@
-"""Sending one plan from several senders: local processes (``--workers N``) or Ray actors (``--ray``).
+"""The senders of a run: one in this process (the default), N local processes (``--workers N``) or N Ray actors
+(``--ray``), behind one interface (``shard.Fleet``) that the one run path (``loadgen.run``) drives.
 
-One process tops out near 100,000 token events/s; past that, or past one host, the plan is shared out::
+This package only sizes (``sizing``, ``choose``), shards (``shard``), spawns (``inprocess``, ``local``,
+``ray_fleet`` / ``ray_actor``, ``clocksync``) and merges (``merge``); the run owns the results folder, the target,
+the scraper, t0, the summary and the report. One process tops out near 100,000 token events/s; past that, or past
+one host, the plan is shared out::
 
-    driver (this process)                           senders (one per shard)
+    the run (this process)                          senders (one per shard)
     plan_requests(cfg)  -> RequestPlan              sender k sends requests i with i % n == k
-    target (simulator), scrape poller               run_shard(...): own event loop, own connections,
+    target (simulator), scrape poller               ShardRun / run_shard(...): own event loop, own connections,
     t0: chosen once, after every sender is ready      own self-check, records to its own file/batches
     merge by index -> requests.jsonl, summary       ("done", outcome) / take() -> records + outcome
 
@@ -21,5 +25,5 @@ writer thread, as in a one-process run); a Ray actor keeps them as JSON lines th
 and appends to the same kind of file. At the end the files are merged by request index into ``requests.jsonl``
 (``merge``) and the staging folder removed: the results folder looks as a one-process run's. A sender that dies
 leaves ``worker_lost`` records for its requests without one. Each sender's self-check is judged on its own
-(``verdict``): the run is trustworthy only if every sender is.
+(``loadgen.client_check``): the run is trustworthy only if every sender is.
 """

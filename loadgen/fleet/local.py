@@ -31,6 +31,7 @@ from typing import Any
 
 from loadgen.clock import RunClock
 from loadgen.errors import EndpointError, LoadgenError
+from loadgen.fleet.merge import staging_files
 from loadgen.fleet.shard import ShardJob, ShardRun
 from loadgen.records import RecordSink
 
@@ -38,6 +39,10 @@ START_TIMEOUT_S = (
     120.0  # a spawned interpreter imports loadgen, checks the server and warms up: seconds when busy
 )
 EXIT_TIMEOUT_S = 10.0
+START_LEAD_NS = 20_000_000  # t0 this far ahead of the "start" messages, plus PER_WORKER_LEAD_NS each
+PER_WORKER_LEAD_NS = 5_000_000
+
+__all__ = ["LocalFleet", "worker_process"]
 
 
 class _NotStarted(Exception):
@@ -143,16 +148,18 @@ class LocalFleet:
 
     kind = "local"
 
-    def __init__(self, jobs: list[ShardJob], files: list[Path]) -> None:
-        self.jobs, self.files = jobs, files
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.files: list[Path] = []
         self.workers: list[_Worker] = []
 
     # -- setup ------------------------------------------------------------------------------------------------
-    async def start(self, timeout_s: float = START_TIMEOUT_S) -> list[dict[str, Any]]:
+    async def start(self, jobs: list[ShardJob], timeout_s: float = START_TIMEOUT_S) -> list[dict[str, Any]]:
         """Spawn every worker and wait until all are ready to send; their infos (host, pid, model)."""
         loop = asyncio.get_running_loop()
         ctx = mp.get_context("spawn")
-        for job, path in zip(self.jobs, self.files, strict=True):
+        self.files = staging_files(self.out_dir, len(jobs))
+        for job, path in zip(jobs, self.files, strict=True):
             parent, child = ctx.Pipe(duplex=True)
             proc = ctx.Process(
                 target=worker_process,
@@ -210,6 +217,10 @@ class LocalFleet:
         w.done.set_result(None)
 
     # -- the run ------------------------------------------------------------------------------------------------
+    def start_clock(self, clock: RunClock) -> None:
+        """t0 a little ahead of the "start" messages (each worker's takes a moment): the same CLOCK_MONOTONIC."""
+        clock.start(START_LEAD_NS + PER_WORKER_LEAD_NS * len(self.workers))
+
     async def go(self, clock: RunClock) -> None:
         for w in self.workers:
             self._send(w, ("start", clock.t0_ns, clock.t0_unix_ns))

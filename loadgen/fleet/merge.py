@@ -17,15 +17,18 @@ sent).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from loadgen.client_check import schedule_error
 from loadgen.errors import ErrorKind
 from loadgen.plan import RequestPlan
 from loadgen.records import STATUS_ERROR, RequestRecord
@@ -40,6 +43,12 @@ def staging_dir(out_dir: Path) -> Path:
 
 def sender_file(out_dir: Path, k: int) -> Path:
     return staging_dir(out_dir) / f"sender-{k}.jsonl"
+
+
+def staging_files(out_dir: Path, n: int) -> list[Path]:
+    """The ``n`` senders' files, in a staging folder made for them."""
+    staging_dir(out_dir).mkdir(parents=True, exist_ok=True)
+    return [sender_file(out_dir, k) for k in range(n)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +181,36 @@ def merge_senders(
     return res
 
 
+async def follow_files(
+    files: Sequence[Path], observe: Callable[[RequestRecord], None], done: asyncio.Event, poll_s: float = 0.5
+) -> None:
+    """Every record the senders append to their files, observed as it lands (whole lines), until ``done`` and a
+    last read: the driver's view of records written in other processes."""
+    offsets = [0] * len(files)
+    partial = [b""] * len(files)
+    while True:
+        last = done.is_set()
+        for k, f in enumerate(files):
+            try:
+                with open(f, "rb") as fh:
+                    fh.seek(offsets[k])
+                    data = fh.read()
+            except FileNotFoundError:
+                continue
+            offsets[k] += len(data)
+            *lines, partial[k] = (partial[k] + data).split(b"\n")
+            for line in lines:
+                try:
+                    rec = RequestRecord.from_dict(orjson.loads(line))
+                except (orjson.JSONDecodeError, TypeError):
+                    continue
+                observe(rec)
+        if last:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), poll_s)
+
+
 def remove_staging(out_dir: Path) -> None:
     shutil.rmtree(staging_dir(out_dir), ignore_errors=True)
 
@@ -187,3 +226,53 @@ def merge_staged(out_dir: Path) -> MergeResult | None:
     res = merge_senders(files, target)
     remove_staging(out_dir)
     return res
+
+
+def senders_section(
+    fleet: Any,
+    sizing_line: str | None,
+    jobs: Sequence[Any],
+    infos: Sequence[dict[str, Any]],
+    outcomes: Sequence[dict[str, Any] | None],
+    lost: dict[int, str],
+    merged: MergeResult,
+) -> dict[str, Any]:
+    """summary.json's ``senders``: how many, where, each one's clock and counts, and who was lost."""
+    rows = []
+    for k, info in enumerate(infos):
+        o = outcomes[k]
+        clock = dict(info.get("clock") or {})
+        if o is not None and o.get("clock_end") and clock:
+            clock["drift_ns"] = int(o["clock_end"]["offset_ns"]) - int(clock["offset_ns"])
+            clock["end"] = o["clock_end"]
+        rows.append(
+            {
+                "sender": k,
+                "host": info.get("host"),
+                "node_ip": info.get("node_ip"),
+                "node_id": info.get("node_id"),
+                "actor": info.get("actor"),
+                "pid": info.get("pid"),
+                "clock": clock,
+                "planned": len(jobs[k].plan),
+                "max_concurrency": jobs[k].cfg.schedule.max_concurrency,
+                "sent": o.get("sent") if o else None,
+                "records": merged.per_sender[k] if k < len(merged.per_sender) else 0,
+                "worker_lost": merged.worker_lost.get(k, 0),
+                "stopped_early": o.get("stopped_early") if o else None,
+                "lost": lost.get(k),
+            }
+        )
+    out: dict[str, Any] = {
+        "mode": fleet.kind,
+        "count": len(infos),
+        "sizing": sizing_line,
+        "nodes": len({r["node_ip"] or r["host"] for r in rows}),
+        "lost": sorted(lost),
+        "schedule_error": schedule_error(infos),
+        "list": rows,
+        "merge": {"duplicates": merged.duplicates, "torn_lines": merged.torn},
+    }
+    if fleet.kind == "ray":
+        out["ray"] = {k: v for k, v in fleet.cluster.items() if k != "driver_node_id"}
+    return out

@@ -29,6 +29,7 @@ from typing import Any
 
 from loadgen.clock import RunClock
 from loadgen.errors import ConfigError, EndpointError
+from loadgen.fleet.merge import staging_files
 from loadgen.fleet.ray_actor import ClockReference, SenderActor
 from loadgen.fleet.shard import ShardJob
 from loadgen.records import LineSink
@@ -89,9 +90,11 @@ class RayFleet:
 
     kind = "ray"
 
-    def __init__(self, address: str, run_name: str) -> None:
+    def __init__(self, address: str, out_dir: Path) -> None:
         self.address = address
-        self.run_name = run_name
+        self.out_dir = out_dir
+        self.run_name = f"{out_dir.name}-{os.urandom(3).hex()}"
+        self.files: list[Path] = []
         self.ray: Any = None
         self.actors: list[Any] = []
         self.names: list[str] = []
@@ -130,7 +133,7 @@ class RayFleet:
         }
         return self.cluster
 
-    async def start(self, jobs: list[ShardJob], files: list[Path], simulated: bool) -> list[dict[str, Any]]:
+    async def start(self, jobs: list[ShardJob]) -> list[dict[str, Any]]:
         ray = self.ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import (
@@ -138,9 +141,9 @@ class RayFleet:
             PlacementGroupSchedulingStrategy,
         )
 
-        self.files = files
         n = len(jobs)
-        if simulated and len(self.cluster["node_ips"]) > 1:
+        self.files = staging_files(self.out_dir, n)
+        if jobs[0].endpoint.simulated and len(self.cluster["node_ips"]) > 1:
             raise ConfigError(
                 "--ray with the built-in simulator: it listens on 127.0.0.1 of this host, which senders on the "
                 "cluster's other nodes cannot reach; measure a server with --base-url"

@@ -1,4 +1,5 @@
-"""What one sender of a multi-sender run does, wherever it runs (a local worker process or a Ray actor).
+"""What one sender does, wherever it runs (this process, a local worker process or a Ray actor), and the one
+interface (``Fleet``) every kind of fleet offers the run.
 
 ``ShardRun.run`` sends the sender's shard of the plan with ``run_shard`` on the running event loop (its own loop
 and its own connection pool), a self-check beside it, and the stop rule of a one-process run (the first requests
@@ -14,20 +15,52 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from loadgen.clock import RunClock
 from loadgen.config import EndpointConfig, RunConfig
+from loadgen.errors import ConfigError
 from loadgen.plan import RequestPlan
 from loadgen.records import RequestRecord
 from loadgen.selfcheck import SelfCheck
-from loadgen.sender import Sender, run_shard
+from loadgen.sender import STOP_GRACE_S, Sender, run_shard
 from loadgen.stopping import AuthStop
+
+__all__ = [
+    "Fleet",
+    "RecordWriter",
+    "ShardJob",
+    "ShardRun",
+    "shard_jobs",
+    "split_cap",
+    "wait_bound_s",
+    "where",
+]
 
 
 class RecordWriter(Protocol):
     def write(self, record: RequestRecord) -> None: ...
+
+
+class Fleet(Protocol):
+    """The senders of a run, whatever they are: one in this process (``inprocess.InProcessFleet``), N local
+    processes (``local.LocalFleet``) or N Ray actors (``ray_fleet.RayFleet``). The run (``loadgen.run``) drives
+    every kind the same way: ``start`` (each sender ready, infos back), ``start_clock`` (t0, once for all), ``go``,
+    ``wait`` (each sender's outcome, None when lost), ``lost``; ``stop`` / ``cancel`` on Ctrl-C; ``close``."""
+
+    kind: str  # "in-process", "local" or "ray": summary.json's senders.mode
+    files: list[Path]  # the senders' staging files, merged into requests.jsonl at the end ([]: written there)
+
+    async def start(self, jobs: list[ShardJob]) -> list[dict[str, Any]]: ...
+    def start_clock(self, clock: RunClock) -> None: ...
+    async def go(self, clock: RunClock) -> None: ...
+    async def wait(self, bound_s: float | None = None) -> list[dict[str, Any] | None]: ...
+    def lost(self) -> dict[int, str]: ...
+    def stop(self) -> None: ...
+    def cancel(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +72,38 @@ class ShardJob:
     cfg: RunConfig
     endpoint: EndpointConfig
     plan: RequestPlan
+
+
+def split_cap(cap: int | None, n: int) -> list[int | None]:
+    """``--max-concurrency`` shared out over ``n`` senders so that the run's total stays ``cap``."""
+    if cap is None:
+        return [None] * n
+    if cap < n:
+        raise ConfigError(
+            f"--max-concurrency {cap} cannot be shared by {n} senders (each needs a slot): use --workers {cap} "
+            "or fewer"
+        )
+    return [cap // n + (1 if k < cap % n else 0) for k in range(n)]
+
+
+def shard_jobs(cfg: RunConfig, endpoint: EndpointConfig, plan: RequestPlan, n: int) -> list[ShardJob]:
+    """The plan cut into ``n`` shards (sender ``k`` takes requests ``i % n == k``), each with its share of
+    ``--max-concurrency``."""
+    caps = split_cap(cfg.schedule.max_concurrency, n)
+    jobs = []
+    for k in range(n):
+        cfg_k = cfg if n == 1 else replace(cfg, schedule=replace(cfg.schedule, max_concurrency=caps[k]))
+        jobs.append(ShardJob(k, n, cfg_k, endpoint, plan if n == 1 else plan.shard(k, n)))
+    return jobs
+
+
+def wait_bound_s(cfg: RunConfig, plan: RequestPlan) -> float | None:
+    """How long after t0 a sender may still be sending: its last planned request plus its whole timeout, the stop
+    grace and a minute. None where requests may queue (under --max-concurrency, or a closed loop): then each
+    request is bounded by its own timeout and their number, not by a time after t0."""
+    if cfg.schedule.max_concurrency is not None or not len(plan) or int(plan.offsets_ns[-1]) == 0:
+        return None
+    return int(plan.offsets_ns[-1]) / 1e9 + cfg.endpoint.timeout_s + STOP_GRACE_S + 60.0
 
 
 def where() -> dict[str, Any]:
@@ -128,4 +193,5 @@ class ShardRun:
             "spin_s": stats.spin_ns / 1e9,
             "stopped": self.auth.reason,
             "selfcheck": c.to_dict(),
+            "connection_note": self.sender.client.connection_note if self.sender is not None else None,
         }

@@ -71,17 +71,3 @@ def auto_workers(
             why += f"; it needs {need}, more than there are"
     line = f"--workers auto: {n} sender{'s' if n != 1 else ''}: {why}; {avail} of {cores} {where}{kept}"
     return Sizing(n, line)
-
-
-def split_cap(cap: int | None, n: int) -> list[int | None]:
-    """``--max-concurrency`` shared out over ``n`` senders so that the run's total stays ``cap``."""
-    if cap is None:
-        return [None] * n
-    if cap < n:
-        from loadgen.errors import ConfigError
-
-        raise ConfigError(
-            f"--max-concurrency {cap} cannot be shared by {n} senders (each needs a slot): use --workers {cap} "
-            "or fewer"
-        )
-    return [cap // n + (1 if k < cap % n else 0) for k in range(n)]

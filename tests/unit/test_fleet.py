@@ -9,6 +9,7 @@ from dataclasses import replace
 import orjson
 import pytest
 
+from loadgen.client_check import schedule_error, senders_check
 from loadgen.columns import from_records
 from loadgen.config import (
     EndpointConfig,
@@ -22,8 +23,8 @@ from loadgen.config import (
 from loadgen.errors import ConfigError, ErrorKind
 from loadgen.fleet.clocksync import ClockOffset, cristian, measure
 from loadgen.fleet.merge import Lost, merge_senders, worker_lost_records
-from loadgen.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers, split_cap
-from loadgen.fleet.verdict import schedule_error, senders_check
+from loadgen.fleet.shard import split_cap
+from loadgen.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers
 from loadgen.plan import plan_requests
 from loadgen.records import RequestRecord, read_records
 from loadgen.selfcheck import SelfCheck

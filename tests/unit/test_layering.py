@@ -81,7 +81,7 @@ def test_data_flows_one_way():
 def test_the_check_sees_a_wrong_way_import():
     imports = _imports()
     imports["loadgen.metrics"] = [*imports["loadgen.metrics"], "loadgen.report.html"]
-    imports["loadgen.fleet.driver"] = [*imports["loadgen.fleet.driver"], "loadgen.run"]
+    imports["loadgen.fleet.local"] = [*imports["loadgen.fleet.local"], "loadgen.run"]
     bad = _violations(imports)
     assert any("loadgen.metrics imports loadgen.report.html" in b for b in bad)
-    assert any("loadgen.fleet.driver imports loadgen.run" in b for b in bad)
+    assert any("loadgen.fleet.local imports loadgen.run" in b for b in bad)

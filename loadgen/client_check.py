@@ -1,22 +1,33 @@
-"""The self-check of a run with several senders: every sender judged alone, the run trustworthy only if all are.
+"""The client's check of itself, for summary.json's ``client_check``: one sender judged as one, several each alone.
 
-Each sender sends its own samples (event-loop lag, CPU per second, pacing spin); its send lag comes from its own
-records (request ``i`` belongs to sender ``i % n``). Each is held to the run's limits with ``SelfCheck.report``,
-the one place the limits are applied, so a sender on a busy node is named, not averaged away. A Ray sender's clock
-offset is known within its uncertainty; when that (the schedule error it implies) passes the send-lag limit the
-sender is not trustworthy either: its requests may have left that much off their planned time on the driver's
-clock. A lost sender never reported its self-check, so the run cannot vouch for it.
+One sender (a one-process run): its self-check (event-loop lag, CPU, pacing spin) and the run's send lag, held to
+the run's limits by ``SelfCheck.report``, the one place the limits are applied.
 
-The run's ``client_check`` keeps the one-process shape (``trustworthy``, ``reasons``, ``send_lag_ms``,
-``event_loop_lag_ms``, ``cpu_peak_1s``, ...): send lag over all records, event-loop lag over all samples, CPU of the
-busiest sender (a share of one core, as for one process). Each reason names its sender and node, and
-``senders`` holds every sender's own check.
+Several senders: each sends its own samples; its send lag comes from its own records (request ``i`` belongs to
+sender ``i % n``). Each is held to the run's limits alone, so a sender on a busy node is named, not averaged away.
+A Ray sender's clock offset is known within its uncertainty; when that (the schedule error it implies) passes the
+send-lag limit the sender is not trustworthy either: its requests may have left that much off their planned time on
+the driver's clock. A lost sender never reported its self-check, so the run cannot vouch for it. The run's
+``client_check`` keeps the one-process shape (``trustworthy``, ``reasons``, ``send_lag_ms``, ``event_loop_lag_ms``,
+``cpu_peak_1s``, ...): send lag over all records, event-loop lag over all samples, CPU of the busiest sender (a
+share of one core, as for one process). Each reason names its sender and node, and ``senders`` holds every
+sender's own check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+__all__ = [
+    "one_sender_check",
+    "pooled_check",
+    "restore_check",
+    "schedule_error",
+    "send_lag_ms",
+    "sender_name",
+    "senders_check",
+]
 
 import numpy as np
 
@@ -142,6 +153,19 @@ def senders_check(
         }
     )
     return pooled
+
+
+def one_sender_check(cfg: RunConfig, send_lag: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """A one-process run's ``client_check``: its sender's self-check against the run's limits."""
+    lim = _limits(cfg)
+    return restore_check(outcome["selfcheck"]).report(
+        send_lag,
+        float(outcome.get("spin_s") or 0.0),
+        lim["send_lag_p99_limit_ms"],
+        lim["cpu_limit"],
+        loop_lag_p99_limit_ms=lim["loop_lag_p99_limit_ms"],
+        loop_lag_max_limit_ms=lim["loop_lag_max_limit_ms"],
+    )
 
 
 def schedule_error(infos: Sequence[dict[str, Any]]) -> dict[str, Any]:

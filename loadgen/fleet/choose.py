@@ -1,0 +1,65 @@
+"""Which fleet sends a run's plan: one sender in this process, N local processes or N Ray actors, and how many.
+
+``--ray`` joins the cluster first (its CPUs size ``--workers auto``); otherwise ``--workers N`` or ``auto`` from
+this host's cores and the planned load (``sizing``). One sender is a fleet of one in this process
+(``inprocess.InProcessFleet``), writing through the run's record tap straight into ``requests.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from loadgen.config import RunConfig
+from loadgen.fleet.inprocess import InProcessFleet
+from loadgen.fleet.shard import Fleet, RecordWriter
+from loadgen.fleet.sizing import Sizing, auto_workers, usable_cores
+from loadgen.plan import RequestPlan
+
+__all__ = ["choose_fleet", "local_sizing"]
+
+
+def local_sizing(cfg: RunConfig, plan: RequestPlan) -> Sizing:
+    """How many local senders: ``--workers N``, or ``auto`` from the cores and the planned load."""
+    if cfg.senders.workers is not None:
+        n = cfg.senders.workers
+        return Sizing(n, f"--workers {n} as given")
+    keep = 1 if cfg.endpoint.simulated else 0
+    return auto_workers(cfg, plan, usable_cores(), keep_for_server=keep)
+
+
+def choose_fleet(
+    cfg: RunConfig,
+    plan: RequestPlan,
+    out_dir: Path,
+    tap: RecordWriter,
+    stack: contextlib.AsyncExitStack,
+    console: Any = None,
+) -> tuple[Fleet, Sizing]:
+    """The run's fleet (not started; closed with ``stack``) and its size; a Ray cluster that cannot be joined
+    raises here."""
+    fleet: Fleet
+    if cfg.senders.ray_address is not None:
+        from loadgen.fleet.ray_fleet import RayFleet
+
+        ray_fleet = RayFleet(cfg.senders.ray_address, out_dir)
+        fleet = ray_fleet
+        stack.push_async_callback(ray_fleet.close)
+        cluster = ray_fleet.connect()
+        if cfg.senders.workers is not None:
+            sizing = Sizing(cfg.senders.workers, f"--workers {cfg.senders.workers} as given")
+        else:
+            sizing = auto_workers(cfg, plan, max(1, cluster["cpus"]), where="CPUs of the Ray cluster")
+    else:
+        sizing = local_sizing(cfg, plan)
+        if sizing.workers == 1:
+            fleet = InProcessFleet(tap)
+        else:
+            from loadgen.fleet.local import LocalFleet
+
+            fleet = LocalFleet(out_dir)
+        stack.push_async_callback(fleet.close)
+    if console is not None and cfg.senders.workers is None:
+        console.print(f"[cyan]{sizing.line}[/]", soft_wrap=True)
+    return fleet, sizing
