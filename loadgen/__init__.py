@@ -8,9 +8,7 @@ Public API::
 Everything else is internal and may change.
 """
 
-__version__ = "0.1.0"
-
-from loadgen.config import (  # noqa: E402
+from loadgen.config import (
     AnalysisConfig,
     EndpointConfig,
     LengthDist,
@@ -23,7 +21,8 @@ from loadgen.config import (  # noqa: E402
     Slo,
     WorkloadConfig,
 )
-from loadgen.records import RequestRecord, read_records  # noqa: E402
+from loadgen.records import RequestRecord, read_records
+from loadgen.version import __version__
 
 
 def run(config: RunConfig, **kwargs):  # type: ignore[no-untyped-def]

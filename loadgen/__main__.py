@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from loadgen.errors import EXIT_REQUESTS_FAILED, ConfigError, LoadgenError
-from loadgen.options import build_config, build_parser, mask_secrets, resolve_options
-from loadgen.options.flags import _Parser
+from loadgen.options import OptionParser, build_config, build_parser, mask_secrets, resolve_options
 
 # one line per command for the top-level help, as git and docker list theirs
 COMMANDS_HELP = (
@@ -88,7 +87,7 @@ def _run_main(argv: Sequence[str]) -> int:
 
 
 def _fit_main(argv: Sequence[str]) -> int:
-    p = _Parser(
+    p = OptionParser(
         allow_abbrev=False,
         prog="python -m loadgen fit",
         description="Fit Gamma arrivals to a trace's inter-arrival gaps",

@@ -44,60 +44,14 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.catalogue import METRICS, REQUEST_LATENCIES, REQUEST_METRICS, Metric
 from loadgen.columns import RequestColumns, read_requests
 from loadgen.errors import ConfigError
-from loadgen.metrics import INTERVAL, as_columns, interval_ms
+from loadgen.metrics import as_columns, interval_ms
 
 log = logging.getLogger(__name__)
 
 CI_LEVEL = 0.95
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str
-    level: str  # "request" (hierarchical bootstrap) | "run" (bootstrap over runs)
-    better: str  # "lower" | "higher" | "" (no direction)
-    group: str  # table the metric is shown in
-
-
-# request-level: (latency key of loadgen.metrics.INTERVALS, percentile)
-REQUEST_LATENCIES = ("ttft", "ttfvt", "tpot", "e2e")
-_REQUEST_METRICS = {
-    f"{lat}_{p}": (lat, q) for lat in REQUEST_LATENCIES for p, q in (("p50", 50.0), ("p99", 99.0))
-}
-
-METRICS: tuple[Metric, ...] = (
-    *(
-        Metric(
-            k,
-            f"{INTERVAL[lat].name} {k.rsplit('_', 1)[1]}",
-            INTERVAL[lat].unit,
-            "request",
-            "lower",
-            "latency",
-        )
-        for k, (lat, _) in _REQUEST_METRICS.items()
-    ),
-    Metric("throughput_rps", "throughput", "req/s", "run", "higher", "throughput"),
-    Metric("output_tok_s", "output tokens", "tok/s", "run", "higher", "throughput"),
-    Metric("goodput_rps", "goodput", "req/s", "run", "higher", "throughput"),
-    Metric("error_share", "errors", "share", "run", "lower", "throughput"),
-    Metric("straggler_share", "stragglers", "share", "run", "lower", "throughput"),
-    Metric("accuracy", "accuracy", "share", "run", "higher", "throughput"),
-    # share of runs whose client self-check passed: below 1, latencies may include the client's own queueing
-    Metric("client_trustworthy", "client check ok", "share", "run", "higher", "throughput"),
-    Metric("kv_usage_mean", "KV usage mean", "share", "run", "", "server"),
-    Metric("kv_usage_max", "KV usage max", "share", "run", "", "server"),
-    Metric("kv_capacity_tokens", "KV capacity", "tokens", "run", "higher", "server"),
-    Metric("preemptions", "preemptions", "count", "run", "lower", "server"),
-    Metric("prefix_hit_rate", "prefix-cache hits", "share", "run", "higher", "server"),
-    Metric("spec_acceptance", "spec. acceptance", "share", "run", "higher", "server"),
-    Metric("spec_accepted_length", "spec. accepted length", "tokens", "run", "higher", "server"),
-)
-METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -298,7 +252,7 @@ def run_mean_boot(values: Sequence[float], n_boot: int, rng: np.random.Generator
 # --------------------------------------------------------------------------------------------- comparison
 def _config_value(cfg: ConfigData, metric: Metric) -> float | None:
     if metric.level == "request":
-        lat, q = _REQUEST_METRICS[metric.key]
+        lat, q = REQUEST_METRICS[metric.key]
         pooled = np.concatenate([r.latencies_ms[lat] for r in cfg.runs])
         return percentile_linear(pooled, q) if pooled.size else None
     vals = [r.run_metrics[metric.key] for r in cfg.runs if r.run_metrics.get(metric.key) is not None]
@@ -307,7 +261,7 @@ def _config_value(cfg: ConfigData, metric: Metric) -> float | None:
 
 def _replicates(cfg: ConfigData, metric: Metric, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     if metric.level == "request":
-        lat, q = _REQUEST_METRICS[metric.key]
+        lat, q = REQUEST_METRICS[metric.key]
         return hierarchical_percentile_boot([r.latencies_ms[lat] for r in cfg.runs], q, n_boot, rng)
     return run_mean_boot(
         [r.run_metrics[metric.key] for r in cfg.runs if r.run_metrics.get(metric.key) is not None],
@@ -319,7 +273,7 @@ def _replicates(cfg: ConfigData, metric: Metric, n_boot: int, rng: np.random.Gen
 def _n_units(cfg: ConfigData, metric: Metric) -> int:
     """How many independent runs back this metric (what the outer bootstrap level resamples)."""
     if metric.level == "request":
-        lat, _ = _REQUEST_METRICS[metric.key]
+        lat, _ = REQUEST_METRICS[metric.key]
         return sum(1 for r in cfg.runs if r.latencies_ms[lat].size)
     return sum(1 for r in cfg.runs if r.run_metrics.get(metric.key) is not None)
 
@@ -478,7 +432,7 @@ def main(argv: Sequence[str]) -> int:
         if written is None and not ns.json:
             print("loadgen: no HTML written: loadgen.report.html is not available", file=sys.stderr)
     if ns.json:
-        sys.stdout.write(json.dumps(result, indent=2, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(result, indent=2, default=json_default) + "\n")
         return 0
     from rich.console import Console
 
@@ -492,7 +446,8 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps``' default for a comparison's numpy numbers and paths."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, Path):

@@ -59,6 +59,30 @@ class ErrorKind(StrEnum):
     WORKER_LOST = "worker_lost"  # its sender (worker process, Ray actor, its node) died before reporting it
     CLIENT = "client"  # an unexpected failure inside loadgen itself (a bug: please report)
 
+    @property
+    def label(self) -> str:
+        """The kind as a person names it (``ERROR_KIND_LABELS``)."""
+        return ERROR_KIND_LABELS[self]
+
+
+# each kind as a person names it (the report, the console); every kind has one (tests/unit/test_catalogue.py)
+ERROR_KIND_LABELS = {
+    ErrorKind.CONNECT: "connection failed",
+    ErrorKind.CONNECT_TIMEOUT: "connect timed out",
+    ErrorKind.TIMEOUT: "timed out",
+    ErrorKind.READ_TIMEOUT: "read timed out",
+    ErrorKind.HTTP_429: "HTTP 429 (rate limited)",
+    ErrorKind.HTTP_4XX: "HTTP 4xx",
+    ErrorKind.HTTP_5XX: "HTTP 5xx",
+    ErrorKind.STREAM_ERROR: "error in the stream",
+    ErrorKind.DISCONNECT: "disconnected mid-stream",
+    ErrorKind.MALFORMED: "malformed response",
+    ErrorKind.EMPTY: "no tokens",
+    ErrorKind.CANCELLED: "cancelled (interrupted)",
+    ErrorKind.WORKER_LOST: "sender lost",
+    ErrorKind.CLIENT: "loadgen's own failure",
+}
+
 
 def kind_for_status(status: int) -> ErrorKind:
     if status == 429:

@@ -78,7 +78,7 @@ __all__ = ["load_plan", "main", "run_experiment", "write_comparison"]
 
 # ------------------------------------------------------------------------------------------------ running
 def _versions(plan: ExperimentPlan) -> dict[str, Any]:
-    from loadgen import __version__
+    from loadgen.version import __version__
 
     out: dict[str, Any] = {
         "loadgen": __version__,
@@ -157,6 +157,7 @@ def run_experiment(
     """Run every cell of ``plan`` into ``out_dir``; returns the manifest (also written to manifest.json)."""
     from loadgen.run import run as run_once
     from server_launchers.lifecycle import Server
+    from server_launchers.local_engines import local_server
 
     def say(msg: str) -> None:
         if console is not None:
@@ -215,6 +216,7 @@ def run_experiment(
                 log_path=out_dir / "logs" / f"{safe_name(sp.name)}.log",
                 timeout_s=plan.startup_timeout_s,
                 base_url=sp.base_url,
+                local_server=local_server,
             )
             say(f"[bold]{sp.name}[/]: starting ({plan.launcher})")
             sdoc.update(status="starting", started_unix=time.time())
@@ -413,7 +415,7 @@ def main(argv: Sequence[str]) -> int:
 
 def write_comparison(out_dir: Path, console: Any = None) -> dict[str, Any] | None:
     """compare.json (and compare.html when the report module exists) for a finished experiment."""
-    from loadgen.compare import _json_default, compare_runs, write_html
+    from loadgen.compare import compare_runs, json_default, write_html
     from loadgen.report.compare_console import format_compare
 
     try:
@@ -422,7 +424,7 @@ def write_comparison(out_dir: Path, console: Any = None) -> dict[str, Any] | Non
         if console is not None:
             console.print(f"[yellow]no comparison: {exc}[/]")
         return None
-    (out_dir / "compare.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    (out_dir / "compare.json").write_text(json.dumps(result, indent=2, default=json_default) + "\n")
     try:
         write_html(result, out_dir / "compare.html")
     except Exception as exc:  # the HTML is a view; never lose the experiment over it

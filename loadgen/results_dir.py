@@ -93,7 +93,7 @@ def _versions() -> dict[str, str]:
     import aiohttp
     import numpy
 
-    from loadgen import __version__
+    from loadgen.version import __version__
 
     out = {
         "loadgen": __version__,
@@ -172,17 +172,3 @@ def _safe_argv() -> list[str]:
         else:
             out.append(a)
     return out
-
-
-def write_report(out_dir: Path, console: Any) -> None:
-    """report.html beside the results; a failure here never costs the run its data."""
-    try:
-        from loadgen.report.html import write_run_report
-    except ImportError:
-        return
-    try:
-        write_run_report(out_dir)
-    except Exception as exc:
-        log.warning("report.html not written: %s", exc)
-        if console is not None:
-            console.print(f"[yellow]report.html not written: {exc}[/]")

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,7 +41,6 @@ from loadgen.results_dir import (
     RunResult,
     run_header,
     secret_scrubber,
-    write_report,
     write_run_json,
 )
 from loadgen.scrape.process import PollerProcess, run_poller
@@ -276,6 +276,20 @@ async def run_async(
         if cfg.output.report:
             write_report(run.out_dir, console)
         return RunResult(run.out_dir, summary, interrupt.interrupted, summary["outcome"]["reason"])
+
+
+def write_report(out_dir: Path, console: Any) -> None:
+    """report.html beside the results; a failure here never costs the run its data."""
+    try:
+        from loadgen.report.html import write_run_report
+    except ImportError:
+        return
+    try:
+        write_run_report(out_dir)
+    except Exception as exc:
+        log.warning("report.html not written: %s", exc)
+        if console is not None:
+            console.print(f"[yellow]report.html not written: {exc}[/]")
 
 
 def run(cfg: RunConfig, **kwargs: Any) -> RunResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from itertools import compress, repeat
 from operator import eq, sub
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from loadgen.errors import ErrorKind
 from loadgen.records import (
@@ -24,8 +24,24 @@ from loadgen.records import (
     RequestRecord,
 )
 
-if TYPE_CHECKING:
-    from loadgen.stream import _Acc
+
+class Accumulated(Protocol):
+    """What a response's reads became (``loadgen.stream`` accumulates it): what counting tokens needs of it."""
+
+    chunk_ns: Any
+    kind_parts: Any
+    content_parts: Any
+    chars: Any
+    reasoning_chars: int
+    cum_tokens: Any
+    continuous: bool
+    usage: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    finish_reason: str | None
+    first_chunk_ns: int | None
+    malformed: str | None
+    error: str | None
+    done: bool
 
 
 def _answer_start(kinds: str) -> int | None:
@@ -69,7 +85,7 @@ def _distribute(total: int, chars: list[int], boundary: int | None = None) -> li
     return out.tolist()
 
 
-def fill_record(rec: RequestRecord, acc: _Acc, keep_text: bool) -> None:
+def fill_record(rec: RequestRecord, acc: Accumulated, keep_text: bool) -> None:
     """The record's fields from a parsed stream (its slices compacted); C-level passes only (a stream may have
     100k chunks)."""
     rec.first_chunk_ns = acc.first_chunk_ns

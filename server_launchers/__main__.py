@@ -29,10 +29,9 @@ from server_launchers.engines import (
     endpoint,
     engine_args,
     host_command,
-    local_llamacpp_args,
-    local_vllm_args,
 )
 from server_launchers.lifecycle import Server, cache_dir, http, http_json
+from server_launchers.local_engines import local_args, local_server
 from server_launchers.spec import ENGINES, LaunchSpec, LaunchSpecError, load_spec
 
 
@@ -69,7 +68,7 @@ def cmd_render(spec: LaunchSpec, mode: str, args_only: bool = False) -> int:
     if args_only:  # the engine flags alone, e.g. for docker/compose.*.yaml's ENGINE_ARGS
         print(shlex.join(engine_args(spec)))
     elif mode == "local":
-        print(shlex.join(_local_args(spec)))
+        print(shlex.join(local_args(spec)))
     elif mode == "host":
         print(host_command(spec).shell())
     else:
@@ -77,14 +76,15 @@ def cmd_render(spec: LaunchSpec, mode: str, args_only: bool = False) -> int:
     return 0
 
 
-def _local_args(spec: LaunchSpec) -> list[str]:
-    return local_llamacpp_args(spec) if spec.engine == "llamacpp" else local_vllm_args(spec)
-
-
 def cmd_start(spec: LaunchSpec, mode: str, timeout_s: float) -> int:
     log_path = state_dir() / f"{container_name(spec)}.log" if mode == "host" else None
     server = Server(
-        spec, mode, log_path=log_path, timeout_s=timeout_s, port=spec.port if mode == "local" else None
+        spec,
+        mode,
+        log_path=log_path,
+        timeout_s=timeout_s,
+        port=spec.port if mode == "local" else None,
+        local_server=local_server,
     )
     try:
         server.start(detach=True)

@@ -362,11 +362,15 @@ class Server:
         timeout_s: float = 1800.0,
         base_url: str | None = None,
         port: int | None = None,
+        local_server: Callable[..., Any] | None = None,
     ) -> None:
+        """``local_server(spec, port=, log_path=, startup_timeout_s=)`` makes mode local's server (not started):
+        ``server_launchers.local_engines.local_server``."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.spec, self.mode, self.log_path, self.timeout_s = spec, mode, log_path, timeout_s
         self.base_url, self.port = base_url, port
+        self.local_server = local_server
         self.info: dict[str, Any] = {}
         self.root: str | None = None
         self.pgid: int | None = None
@@ -390,19 +394,12 @@ class Server:
         return root
 
     def _start_local(self, detach: bool) -> str:
-        from server_launchers.engines import local_llamacpp_args, local_vllm_args
-
-        spec = self.spec
-        if spec.engine == "llamacpp":  # the CPU routes, owned by local_llamacpp.py / local_vllm.py
-            from server_launchers.local_llamacpp import LocalLlamaCppServer as Local
-
-            args = local_llamacpp_args(spec)
-        else:
-            from server_launchers.local_vllm import LocalVllmServer as Local
-
-            args = local_vllm_args(spec)
-        self._local = Local(
-            args, port=self.port, env=spec.env_dict, log_path=self.log_path, startup_timeout_s=self.timeout_s
+        if self.local_server is None:  # the engines are given by the caller: lifecycle never imports them
+            raise LauncherError(
+                "mode local needs local_server= (server_launchers.local_engines.local_server)"
+            )
+        self._local = self.local_server(
+            self.spec, port=self.port, log_path=self.log_path, startup_timeout_s=self.timeout_s
         )
         try:
             self._local.start(detach=detach)

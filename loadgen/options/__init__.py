@@ -18,7 +18,15 @@ The package, by what each file owns::
 """
 
 from loadgen.options.build import build_config
-from loadgen.options.flags import DEFAULTS, ENV_ALIASES, FIELD_OF, SECRET_DESTS, build_parser, mask_secrets
+from loadgen.options.flags import (
+    DEFAULTS,
+    ENV_ALIASES,
+    FIELD_OF,
+    SECRET_DESTS,
+    OptionParser,
+    build_parser,
+    mask_secrets,
+)
 from loadgen.options.sources import (
     bounded,
     merge_options,
@@ -33,6 +41,7 @@ __all__ = [
     "ENV_ALIASES",
     "FIELD_OF",
     "SECRET_DESTS",
+    "OptionParser",
     "bounded",
     "build_config",
     "build_parser",

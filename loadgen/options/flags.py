@@ -109,7 +109,7 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a rate: {text!r} (a number of requests/s, or inf)") from None
 
 
-class _Parser(argparse.ArgumentParser):
+class OptionParser(argparse.ArgumentParser):
     """One line for a bad flag instead of argparse's usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -157,7 +157,7 @@ def _mask_unrecognized(message: str, secret_flags: Sequence[str]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
-    p = _Parser(
+    p = OptionParser(
         allow_abbrev=False,
         prog="python -m loadgen",
         description="Open-loop, reasoning-aware load generator for OpenAI-compatible LLM servers. "

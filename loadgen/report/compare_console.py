@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from loadgen.compare import METRICS, Metric
+from loadgen.catalogue import METRICS, Metric
 
 
 def _fmt(v: float | None, unit: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadgen.catalogue import GROUP_LATENCIES, latency_column
 from loadgen.metrics import INTERVALS
 from loadgen.report import words
 
@@ -186,8 +187,15 @@ def _print_server(server: dict[str, Any], console: Console) -> None:
 
 def _print_groups(tag: str, groups: dict[str, Any], console: Console) -> None:
     t = Table(title=f"latency by {tag} (ms)", header_style="bold")
-    for col in (tag, "ok/n", "truncated", "out tok", "reasoning tok", "TTFT p50", "TTFVT p50", "TTFVT p99",
-                "E2E p50", "E2E p99"):  # fmt: skip
+    columns = (
+        tag,
+        "ok/n",
+        "truncated",
+        "out tok",
+        "reasoning tok",
+        *(latency_column(k, q) for k, q in GROUP_LATENCIES),
+    )
+    for col in columns:
         t.add_column(col, justify="left" if col == tag else "right")
     for name, g in groups.items():
         t.add_row(
@@ -196,11 +204,7 @@ def _print_groups(tag: str, groups: dict[str, Any], console: Console) -> None:
             str(g["truncated"]),
             _fmt(g["mean_output_tokens"]),
             _fmt(g["mean_reasoning_tokens"]),
-            _fmt(g["ttft"]["p50"]),
-            _fmt(g["ttfvt"]["p50"]),
-            _fmt(g["ttfvt"]["p99"]),
-            _fmt(g["e2e"]["p50"]),
-            _fmt(g["e2e"]["p99"]),
+            *(_fmt(g[k][q]) for k, q in GROUP_LATENCIES),
         )
     console.print(t)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from loadgen.catalogue import GROUP_LATENCIES, latency_column
 from loadgen.report import words
 from loadgen.report.group_figures import accuracy_figure, group_figure
 from loadgen.report.page import cell, fig_block, fmt, get, table
@@ -112,12 +113,12 @@ def groups_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
                 f"<tr><td>{esc(name)}</td>{cell(g.get('ok'), p + '.ok')}{cell(g.get('requests'), p + '.requests')}"
                 f"{cell(g.get('truncated'), p + '.truncated')}{cell(g.get('mean_output_tokens'), p + '.mean_output_tokens')}"
                 f"{cell(g.get('mean_reasoning_tokens'), p + '.mean_reasoning_tokens')}"
-                + "".join(cell(get(g, k, q), f"{p}.{k}.{q}") for k in ("ttft", "ttfvt", "e2e") for q in ("p50", "p99"))
+                + "".join(cell(get(g, k, q), f"{p}.{k}.{q}") for k, q in GROUP_LATENCIES)
                 + "</tr>"
             )  # fmt: skip
         out.append(f"<h3>Latency by {esc(tag)} (ms)</h3>")
-        out.append(table([tag, "ok", "n", "truncated", "mean output tok", "mean reasoning tok", "TTFT p50", "TTFT p99",
-                          "TTFVT p50", "TTFVT p99", "E2E p50", "E2E p99"], rows))  # fmt: skip
+        out.append(table([tag, "ok", "n", "truncated", "mean output tok", "mean reasoning tok",
+                          *(latency_column(k, q) for k, q in GROUP_LATENCIES)], rows))  # fmt: skip
         fig = group_figure(tag, gs)
         if fig:
             figs[f"by_{tag}"] = fig

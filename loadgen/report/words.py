@@ -11,26 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
+from loadgen.catalogue import error_label
 from loadgen.config import SLO_METRICS
 from loadgen.metrics import INTERVAL
-
-# the closed set of ErrorKind values (loadgen.errors), as a person names them
-ERROR_LABELS = {
-    "connect": "connection failed",
-    "connect_timeout": "connect timed out",
-    "timeout": "timed out",
-    "read_timeout": "read timed out",
-    "http_429": "HTTP 429 (rate limited)",
-    "http_4xx": "HTTP 4xx",
-    "http_5xx": "HTTP 5xx",
-    "stream_error": "error in the stream",
-    "disconnect": "disconnected mid-stream",
-    "malformed": "malformed response",
-    "empty": "no tokens",
-    "cancelled": "cancelled (interrupted)",
-    "worker_lost": "sender lost",
-    "client": "loadgen's own failure",
-}
 
 # SLO metric keys (loadgen.config.SLO_METRICS) as written in tables: the catalogue's short names (``itl``: the
 # longest per-token gap of a request)
@@ -53,7 +36,7 @@ def slo(slo_ms: Mapping[str, float] | None) -> str:
 def error_counts(by_kind: Mapping[str, int] | None) -> str:
     """``{'http_5xx': 2, 'timeout': 1}`` -> "2 HTTP 5xx, 1 timed out" (most frequent first)."""
     items = sorted((by_kind or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{n:,} {ERROR_LABELS.get(k, k.replace('_', ' '))}" for k, n in items)
+    return ", ".join(f"{n:,} {error_label(k)}" for k, n in items)
 
 
 def counts(d: Mapping[str, Any] | None) -> str:

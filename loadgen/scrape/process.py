@@ -30,8 +30,6 @@ from typing import Any
 
 import orjson
 
-import loadgen
-
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0  # a cold start imports aiohttp and prometheus_client; a busy machine takes seconds
@@ -66,9 +64,7 @@ class PollerProcess:
 
     async def start(self) -> bool:
         """Start the child and wait until it is ready to poll; False (and ``error`` set) when it cannot."""
-        root = str(
-            Path(loadgen.__file__).resolve().parents[1]
-        )  # the same loadgen, however the parent found it
+        root = str(Path(__file__).resolve().parents[2])  # the same loadgen, however the parent found it
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),

@@ -9,7 +9,7 @@ clock. Key order, nulls and event sequence follow the real captures in ``tests/d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -18,8 +18,17 @@ from loadgen.sim.engine import SimRequest
 from loadgen.sim.http11 import frame
 from loadgen.sim.text import answer_text, reasoning_text, render_chat, tokenize
 
-if TYPE_CHECKING:
-    from loadgen.sim.server import Stream
+
+class Stream(Protocol):
+    """What a response's frames need of a request's stream state (``sim.server.Stream`` is one)."""
+
+    chat: bool
+    continuous: bool
+    created: int
+    include_usage: bool
+    prefix: bytes
+    server_id: str
+
 
 FINGERPRINT = "vllm-0.32.0-loadgen.sim"
 _FINGERPRINT = orjson.dumps(FINGERPRINT)

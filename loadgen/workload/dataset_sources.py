@@ -14,14 +14,24 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from loadgen.errors import WorkloadError
 
-if TYPE_CHECKING:
-    from loadgen.workload.datasets import DatasetDef
+
+class DatasetDef(Protocol):
+    """Where a known dataset lives (``workload.datasets.DatasetDef`` is one): what reading its rows needs."""
+
+    name: str
+    hub_id: str | None
+    hub_split: str | None
+    hub_config: str | None
+    gated: bool
+    note: str
+    path_hints: tuple[str, ...]
+
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 

@@ -101,7 +101,7 @@ def calls(tree):
         if isinstance(node, ast.Call):
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
-            if name in ("ArgumentParser", "_Parser", "add_parser"):
+            if name in ("ArgumentParser", "OptionParser", "add_parser"):
                 yield node
 
 root = pathlib.Path(sys.argv[1])

@@ -144,7 +144,7 @@ def _lat(ttft):
 
 
 def _no_run_metrics():
-    from loadgen.compare import METRICS
+    from loadgen.catalogue import METRICS
 
     return {m.key: None for m in METRICS if m.level == "run"}
 

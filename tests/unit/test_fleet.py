@@ -164,7 +164,7 @@ def test_a_lost_sender_leaves_worker_lost_records_and_a_torn_line_is_left_out(tm
 
 
 def test_every_error_kind_has_a_label():
-    from loadgen.report.words import ERROR_LABELS
+    from loadgen.catalogue import ERROR_LABELS
 
     assert {k.value for k in ErrorKind} <= set(ERROR_LABELS)
     assert ErrorKind.WORKER_LOST.value == "worker_lost"
