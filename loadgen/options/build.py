@@ -103,6 +103,11 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         kind = "file"
     elif opts["trace_lengths"]:
         kind = "trace"
+    if opts["dataset_path"] and not opts["dataset"]:
+        raise ConfigError(
+            "--dataset-path needs --dataset: name what the files hold (--dataset gsm8k --dataset-path FILE), "
+            "or --dataset file for a JSONL of prompts"
+        )
     if opts["dataset"] and opts["prompts"]:
         raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
     workload = WorkloadConfig(

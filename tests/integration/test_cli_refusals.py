@@ -64,3 +64,37 @@ def test_api_key_with_a_line_break_is_refused_without_its_value(tmp_path, how):
     args, env = (["--api-key", key], None) if how == "flag" else ([], {"OPENAI_API_KEY": key})
     err = _one_line_exit_2(cli(*args, "--output-dir", str(tmp_path / "o"), env=env))
     assert "--api-key" in err and SECRET not in err
+
+
+def test_dataset_path_without_dataset_is_an_error_not_ignored(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "hi"}\n')
+    err = _one_line_exit_2(cli("--dataset-path", str(data), "--output-dir", str(tmp_path / "o")))
+    assert "--dataset-path needs --dataset" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        (["--api-keyy", SECRET], "--api-keyy: did you mean --api-key?"),
+        ([f"--api-keyy={SECRET}"], "--api-keyy: did you mean --api-key?"),
+        (["--api-k", SECRET], "--api-k: options are not abbreviated; did you mean --api-key?"),
+        (
+            ["--heade", f"Authorization: {SECRET}"],
+            "--heade: options are not abbreviated; did you mean --header?",
+        ),
+        (["--apikey", SECRET, "--rat", "5"], "--apikey: did you mean --api-key?; --rat: options are not"),
+    ],
+)
+def test_mistyped_secret_option_never_prints_its_value_and_names_the_option(typed, hint):
+    err = _one_line_exit_2(cli(*typed))
+    assert SECRET not in err
+    assert "unrecognized arguments: " in err and hint in err
+
+
+def test_a_typo_far_from_every_option_gets_no_wrong_hint():
+    err = _one_line_exit_2(cli("--zzzzzz", "1"))
+    assert (
+        "unrecognized arguments: --zzzzzz ***" in err and "did you mean" not in err and "abbreviat" not in err
+    )
