@@ -198,8 +198,9 @@ def check_plan_size(cfg: RunConfig, memory: int | None = None) -> None:
         if s.rate > most:
             raise ConfigError(
                 f"--rate {s.rate:g} for --duration {s.duration_s:g} plans ~{planned:,.0f} requests, but "
-                f"{senders} sender{'s send' if senders != 1 else ' sends'} at most {most:,} requests/s "
-                f"({SENDS_PER_SENDER_S:,} each): lower --rate, or give --num-requests for a burst"
+                f"{senders} sender{'s send' if senders != 1 else ' sends'} at most {most:,} requests/s"
+                f"{f' ({SENDS_PER_SENDER_S:,} each)' if senders != 1 else ''}: lower --rate, add --workers, or "
+                "give --num-requests for a burst"
             )
     need = planned * PLAN_BYTES_PER_REQUEST * (2 if cfg.senders.distributed else 1)
     avail = available_memory() if memory is None else memory
