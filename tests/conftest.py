@@ -42,15 +42,18 @@ def _tier_summary(terminalreporter) -> None:
             counts[tier][outcome] += 1
             if outcome == "skipped" and isinstance(rep.longrepr, tuple):
                 reasons[tier][str(rep.longrepr[2]).removeprefix("Skipped: ")] += 1
+            elif outcome == "error" and rep.when == "setup":  # a tier that could not be set up (CI)
+                reasons[tier][(str(rep.longrepr).strip().splitlines() or ["?"])[-1][:300]] += 1
     terminalreporter.write_sep("-", "real-engine and browser tiers")
     for name, _ in TIERS:
         c = counts.get(name)
         if not c:
             terminalreporter.write_line(f"{name}: not collected")
             continue
-        ran = c["passed"] + c["failed"] + c["error"]
+        ran = c["passed"] + c["failed"]
+        word = "RAN" if ran else "NOT SET UP" if c["error"] else "SKIPPED"
         parts = [f"{c[k]} {k}" for k in ("passed", "failed", "error", "skipped") if c[k]]
-        line = f"{name}: {'RAN' if ran else 'SKIPPED'} ({', '.join(parts)})"
+        line = f"{name}: {word} ({', '.join(parts)})"
         if reasons.get(name):
             line += " - " + "; ".join(r for r, _ in reasons[name].most_common(2))
         terminalreporter.write_line(line)
