@@ -124,7 +124,9 @@ class FastServer:
         reuse_port: bool = False,
         id_base: int = 0,
         id_step: int = 1,
+        pin: bool = True,
     ) -> None:
+        """``pin``: on the server core (a benchmark); False lets the scheduler place it (a test)."""
         self.port = port or free_port()
         self.log = log
         cmd = [
@@ -143,7 +145,9 @@ class FastServer:
         ]
         if reuse_port:
             cmd += ["--reuse-port", "--id-base", str(id_base), "--id-step", str(id_step)]
-        self.proc = subprocess.Popen(pinned(cmd, core or SERVER_CPU), stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            pinned(cmd, core or SERVER_CPU) if pin else cmd, stdout=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline()
         if "listening" not in line:
             self.proc.kill()

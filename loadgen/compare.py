@@ -48,6 +48,7 @@ from loadgen.catalogue import METRICS, REQUEST_LATENCIES, REQUEST_METRICS, Metri
 from loadgen.columns import RequestColumns, read_requests
 from loadgen.errors import ConfigError
 from loadgen.metrics import as_columns, interval_ms
+from loadgen.result_files import REQUESTS, SUMMARY, get, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,6 @@ class ConfigData:
     context: str = ""  # an experiment's workload/rate/cv: configurations are compared within one context
 
 
-def _get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
-
-
 def _num(v: Any) -> float | None:
     if isinstance(v, bool) or v is None:
         return None
@@ -107,43 +100,37 @@ def run_level_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
     server = summary.get("server") or {}
     req = m.get("requests", {})
     measured = req.get("measured") or 0
-    acc = _get(summary, "accuracy", "overall", "accuracy")
+    acc = get(summary, "accuracy", "overall", "accuracy")
     return {
-        "throughput_rps": _num(_get(m, "throughput", "requests_per_s")),
-        "output_tok_s": _num(_get(m, "throughput", "output_tokens_per_s")),
-        "goodput_rps": _num(_get(m, "goodput", "requests_per_s")),
+        "throughput_rps": _num(get(m, "throughput", "requests_per_s")),
+        "output_tok_s": _num(get(m, "throughput", "output_tokens_per_s")),
+        "goodput_rps": _num(get(m, "goodput", "requests_per_s")),
         "error_share": (req.get("failed", 0) / measured) if measured else None,
-        "straggler_share": _num(_get(m, "stragglers", "share_of_requests")),
+        "straggler_share": _num(get(m, "stragglers", "share_of_requests")),
         "accuracy": _num(acc),
         "client_trustworthy": None
         if "client_check" not in summary
         else float(bool(summary["client_check"].get("trustworthy"))),
-        "kv_usage_mean": _num(_get(server, "kv_cache_usage", "mean")),
-        "kv_usage_max": _num(_get(server, "kv_cache_usage", "max")),
-        "kv_capacity_tokens": _num(_get(server, "engine", "kv_capacity_tokens")),
+        "kv_usage_mean": _num(get(server, "kv_cache_usage", "mean")),
+        "kv_usage_max": _num(get(server, "kv_cache_usage", "max")),
+        "kv_capacity_tokens": _num(get(server, "engine", "kv_capacity_tokens")),
         "preemptions": _num(server.get("preemptions")),
-        "prefix_hit_rate": _num(_get(server, "prefix_cache", "hit_rate"))
-        if _get(server, "prefix_cache") is not None
+        "prefix_hit_rate": _num(get(server, "prefix_cache", "hit_rate"))
+        if get(server, "prefix_cache") is not None
         else None,
-        "spec_acceptance": _num(_get(server, "spec_decode", "acceptance_rate")),
-        "spec_accepted_length": _num(_get(server, "spec_decode", "mean_accepted_length")),
+        "spec_acceptance": _num(get(server, "spec_decode", "acceptance_rate")),
+        "spec_accepted_length": _num(get(server, "spec_decode", "mean_accepted_length")),
     }
 
 
 def load_run(path: Path, name: str | None = None, seed: int | None = None) -> RunData:
-    summary_path = path / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no summary.json (not a finished loadgen run)") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{summary_path}: not valid JSON ({exc})") from None
-    req_path = path / "requests.jsonl"
+    summary = read_summary(path)
+    req_path = path / REQUESTS
     # per-request latencies need no chunk arrays: they are cut out before parsing
     records = read_requests(req_path, chunks=False) if req_path.exists() else []
     if seed is None:
-        seed = _get(summary, "config", "schedule", "seed")
-    prefix_section = _get(summary, "server", "prefix_cache")
+        seed = get(summary, "config", "schedule", "seed")
+    prefix_section = get(summary, "server", "prefix_cache")
     metrics = run_level_metrics(summary)
     if prefix_section is not None and metrics["prefix_hit_rate"] is None:
         # vLLM exposes the counters even with prefix caching off: no queries or no hits is a hit rate of 0
@@ -154,7 +141,7 @@ def load_run(path: Path, name: str | None = None, seed: int | None = None) -> Ru
         seed=seed,
         latencies_ms=request_latency_arrays(records),
         run_metrics=metrics,
-        n_requests=int(_get(summary, "metrics", "requests", "measured") or 0),
+        n_requests=int(get(summary, "metrics", "requests", "measured") or 0),
     )
 
 
@@ -173,10 +160,10 @@ def expand_paths(paths: Sequence[Path]) -> list[tuple[str | None, Path, int | No
                 spec = c.get("spec")
                 context = name[len(spec) + 1 :] if spec and name and name.startswith(spec + "/") else ""
                 out.append((name, p / c["dir"], c.get("seed"), spec, context))
-        elif (p / "summary.json").is_file():
+        elif (p / SUMMARY).is_file():
             out.append((None, p, None, None, ""))
         elif p.is_dir():
-            subs = sorted(d for d in p.iterdir() if (d / "summary.json").is_file())
+            subs = sorted(d for d in p.iterdir() if (d / SUMMARY).is_file())
             if not subs:
                 raise ConfigError(
                     f"{p}: neither a run folder (summary.json) nor an experiment (manifest.json)"

@@ -70,6 +70,7 @@ from loadgen.experiment_plan import (
     safe_name,
 )
 from loadgen.options import SECRET_DESTS, mask_secrets
+from loadgen.result_files import COMPARE_HTML
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +427,7 @@ def write_comparison(out_dir: Path, console: Any = None) -> dict[str, Any] | Non
         return None
     (out_dir / "compare.json").write_text(json.dumps(result, indent=2, default=json_default) + "\n")
     try:
-        write_html(result, out_dir / "compare.html")
+        write_html(result, out_dir / COMPARE_HTML)
     except Exception as exc:  # the HTML is a view; never lose the experiment over it
         log.warning("compare.html not written: %s", exc)
     if console is not None:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from loadgen.metrics import summarize
-from loadgen.results_dir import RUN_JSON
+from loadgen.result_files import REQUESTS, RUN_JSON, SERVER_METRICS, STAGING_DIR, SUMMARY
 from loadgen.summary import (
     groups_of,
     rate_check,
@@ -36,8 +36,8 @@ DEFAULT_SEND_LAG_LIMIT_MS = 5.0
 def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     """The summary of the run in ``out_dir`` from its files; ``summary["rebuilt"]["missing"]`` says what is not."""
     out = Path(out_dir)
-    rpath = out / "requests.jsonl"
-    from loadgen.fleet.merge import STAGING_DIR, merge_staged
+    rpath = out / REQUESTS
+    from loadgen.fleet.merge import merge_staged
 
     staged = merge_staged(out)  # a multi-sender run killed before it merged its senders' files
     if not rpath.is_file():
@@ -49,9 +49,7 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     if (out / RUN_JSON).is_file():
         run = orjson.loads((out / RUN_JSON).read_bytes())
     missing: list[str] = []
-    sources = (
-        ["requests.jsonl"] if staged is None else [f"{STAGING_DIR}/ (the senders' files, merged by index)"]
-    )
+    sources = [REQUESTS] if staged is None else [f"{STAGING_DIR}/ (the senders' files, merged by index)"]
     if run is None:
         missing.append(
             "run.json (configuration, plan, target): the analysis uses the defaults (no SLO, straggler k = 3, "
@@ -116,9 +114,9 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     workload = cfg.get("workload") or {}
     if workload.get("kind") in ("dataset", "file"):
         missing.append("accuracy: the workload's reference answers are not recorded with the requests")
-    if (out / "server_metrics.jsonl").is_file() and len(cols):
+    if (out / SERVER_METRICS).is_file() and len(cols):
         summary.update(server_sections(out, metrics, None, {}))
-        sources.append("server_metrics.jsonl")
+        sources.append(SERVER_METRICS)
     summary["rebuilt"] = {
         "from": sources,
         "missing": missing,
@@ -133,5 +131,5 @@ def write_rebuilt_summary(out_dir: Path | str) -> dict[str, Any]:
     summary = rebuild_summary(out)
     tmp = out / "summary.json.tmp"
     tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    tmp.replace(out / "summary.json")
+    tmp.replace(out / SUMMARY)
     return summary

@@ -14,6 +14,13 @@ A sweep's folder holds ``sweep.json`` and ``sweep.html`` beside a folder per cel
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadgen.errors import ConfigError
+
 __all__ = [
     "COMPARE_HTML",
     "REPORT_HTML",
@@ -24,6 +31,8 @@ __all__ = [
     "SUMMARY",
     "SWEEP_HTML",
     "SWEEP_JSON",
+    "get",
+    "read_summary",
 ]
 
 RUN_JSON = "run.json"
@@ -35,3 +44,24 @@ STAGING_DIR = ".senders"
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
 COMPARE_HTML = "compare.html"
+
+
+def read_summary(folder: Path | str, what: str = "not a finished loadgen run") -> dict[str, Any]:
+    """A run folder's summary.json: the one reader of it. A folder without one (or with a broken one) is a user
+    mistake: one line, ``what`` saying why it was expected."""
+    path = Path(folder) / SUMMARY
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: no {SUMMARY} ({what})") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+
+
+def get(d: Any, *path: str) -> Any:
+    """``d[path[0]][path[1]]...``, or None where a key is missing or a level is not a mapping (an older file)."""
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d

@@ -23,6 +23,7 @@ import orjson
 from loadgen.config import RunConfig
 from loadgen.errors import ConfigError
 from loadgen.records import RequestRecord, Scrubber, read_records
+from loadgen.result_files import REQUESTS, RUN_JSON
 from loadgen.schedule import GammaSchedule, TraceSchedule
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class RunResult:
     @cached_property
     def records(self) -> list[RequestRecord]:
         """Every finished request, in the order they finished (the file's order)."""
-        path = Path(self.output_dir) / "requests.jsonl"
+        path = Path(self.output_dir) / REQUESTS
         return read_records(path) if path.exists() else []
 
     def __repr__(self) -> str:
@@ -125,9 +126,6 @@ def _versions() -> dict[str, str]:
 def secret_scrubber(endpoint: Any) -> Scrubber:
     """The values no result file may hold: the API key and every --header value."""
     return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
-
-
-RUN_JSON = "run.json"
 
 
 def run_header(

@@ -43,6 +43,7 @@ from loadgen.config import RunConfig, check_output_dir
 from loadgen.errors import ConfigError
 from loadgen.metrics import INTERVAL, STEADY_WINDOW, ChunkStats, as_columns, steady_rates
 from loadgen.report.sweep_figures import cell_key
+from loadgen.result_files import REQUESTS, SERVER_METRICS, SWEEP_JSON
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,11 @@ def read_cell(cell_dir: Path) -> RequestColumns:
     """A cell's requests as columns (its ITL only as far as an ``itl`` SLO needs)."""
     from loadgen.columns import read_requests
 
-    return read_requests(cell_dir / "requests.jsonl", reducers=[ChunkStats(exact_max=0)])
+    return read_requests(cell_dir / REQUESTS, reducers=[ChunkStats(exact_max=0)])
 
 
 def _server_waiting(out_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    path = out_dir / "server_metrics.jsonl"
+    path = out_dir / SERVER_METRICS
     if not path.exists():
         return None
     try:
@@ -264,7 +265,7 @@ def run_sweep(
     def write() -> None:
         tmp = sweep_dir / "sweep.json.tmp"
         tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        tmp.replace(sweep_dir / "sweep.json")
+        tmp.replace(sweep_dir / SWEEP_JSON)
 
     write()
     interrupted = False

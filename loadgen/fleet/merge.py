@@ -32,8 +32,8 @@ from loadgen.client_check import schedule_error
 from loadgen.errors import ErrorKind
 from loadgen.plan import RequestPlan
 from loadgen.records import STATUS_ERROR, RequestRecord
+from loadgen.result_files import REQUESTS, STAGING_DIR
 
-STAGING_DIR = ".senders"
 _PREFIX = b'{"index":'
 
 
@@ -219,7 +219,7 @@ def merge_staged(out_dir: Path) -> MergeResult | None:
     """The staged sender files of a run killed before its own merge (``kill -9`` of the driver), merged into
     ``requests.jsonl`` for ``python -m loadgen report DIR``; None when there are none (or it exists already)."""
     staged = staging_dir(out_dir)
-    target = out_dir / "requests.jsonl"
+    target = out_dir / REQUESTS
     if target.exists() or not staged.is_dir():
         return None
     files = sorted(staged.glob("sender-*.jsonl"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))

@@ -15,6 +15,7 @@ from loadgen.report.distributions import cdf_figure, cdf_points
 from loadgen.report.run_data import read_server
 from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, finite, nice_max, num
 from loadgen.report.timeline import draw_series
+from loadgen.result_files import REQUESTS, SERVER_METRICS
 
 NS = 1e9
 COMPARE_CDFS = (
@@ -137,7 +138,7 @@ def compare_cdfs(runs: dict[Any, list[Path]]) -> dict[str, str]:
     pooled: dict[str, dict[str, list[np.ndarray]]] = {}
     for name, dirs in runs.items():
         for d in dirs:
-            f = Path(d) / "requests.jsonl"
+            f = Path(d) / REQUESTS
             if not f.is_file():
                 continue
             r = read_requests(f, chunks=False)
@@ -164,7 +165,7 @@ def compare_kv(runs: dict[Any, list[Path]]) -> str | None:
     series = []
     for name, dirs in runs.items():
         for d in dirs:
-            s = read_server(Path(d) / "server_metrics.jsonl")
+            s = read_server(Path(d) / SERVER_METRICS)
             if s.kv.size:
                 series.append((str(name), s))
                 break

@@ -13,8 +13,9 @@ from loadgen.report.compare_figures import (
     compare_label,
     compare_metric_order,
 )
-from loadgen.report.page import cell, fig_block, fmt, get, page, table, write_figures
+from loadgen.report.page import cell, fig_block, fmt, page, table, write_figures
 from loadgen.report.svg import esc
+from loadgen.result_files import get
 
 
 def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:

@@ -10,17 +10,10 @@ from rich.table import Table
 from loadgen.catalogue import GROUP_LATENCIES, latency_column
 from loadgen.metrics import INTERVALS
 from loadgen.report import words
+from loadgen.result_files import REPORT_HTML, SUMMARY, get
 
 _COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")  # what README promises
 STRAGGLERS_SHOWN = 5
-
-
-def _get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
 
 
 def _fmt(v: Any) -> str:
@@ -123,7 +116,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for s in shown:
         console.print(f"  #{s.get('index')}: {s.get('verdict', '')} — {s.get('detail', '')}")
     if st["count"] > len(shown):
-        where = "report.html" if _get(summary, "config", "output", "report") is not False else "summary.json"
+        where = REPORT_HTML if get(summary, "config", "output", "report") is not False else SUMMARY
         console.print(f"  +{st['count'] - len(shown):,} more (see {where})")
     server = summary.get("server")
     if server:

@@ -17,6 +17,7 @@ from loadgen.errors import ConfigError
 from loadgen.report.compare_page import write_compare_report
 from loadgen.report.run_page import write_run_report
 from loadgen.report.sweep_page import write_sweep_report
+from loadgen.result_files import REQUESTS, STAGING_DIR, SUMMARY, SWEEP_JSON
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,11 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     ns = p.parse_args(list(argv) if argv is not None else None)
     d: Path = ns.result_dir
-    if (d / "sweep.json").is_file() and not (d / "summary.json").is_file():
+    if (d / SWEEP_JSON).is_file() and not (d / SUMMARY).is_file():
         path = write_sweep_report(d)
-    elif not (d / "summary.json").is_file() and (
-        (d / "requests.jsonl").is_file() or (d / ".senders").is_dir()
-    ):
+    elif not (d / SUMMARY).is_file() and ((d / REQUESTS).is_file() or (d / STAGING_DIR).is_dir()):
         # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
         from loadgen.rebuild import write_rebuilt_summary
 
@@ -49,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in rebuilt["missing"]:
             print(f"loadgen:   missing: {m}", file=sys.stderr)
         path = write_run_report(d)
-    elif not (d / "summary.json").is_file():
+    elif not (d / SUMMARY).is_file():
         raise ConfigError(f"{d}: no summary.json here: give a loadgen results folder")
     else:
         path = write_run_report(d)

@@ -14,7 +14,6 @@ from typing import Any
 
 from loadgen.report.svg import esc
 
-REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
 
 
@@ -56,14 +55,6 @@ def cell(v: Any, key: str = "", kind: str = "", cls: str = "num") -> str:
 def table(head: Sequence[str], rows: Iterable[str], cls: str = "") -> str:
     th = "".join(f"<th>{esc(h)}</th>" for h in head)
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-def get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
 
 
 CSS = """

@@ -17,17 +17,14 @@ from typing import Any
 
 import orjson
 
-from loadgen.errors import ConfigError
 from loadgen.metrics import INTERVALS
 from loadgen.report import words
 from loadgen.report.distributions import EXACT_CDF_MAX, ITL_BINS_PER_DECADE, run_cdfs
 from loadgen.report.page import (
     FIGURES_DIR,
-    REPORT_NAME,
     cell,
     fig_block,
     fmt,
-    get,
     page,
     table,
     write_figures,
@@ -36,6 +33,7 @@ from loadgen.report.run_data import RunRequests, ServerSeries, read_requests, re
 from loadgen.report.run_tables import groups_section, server_section, straggler_section
 from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
+from loadgen.result_files import REPORT_HTML, REQUESTS, SERVER_METRICS, get, read_summary
 
 LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
@@ -55,7 +53,7 @@ PARALLEL_BYTES = 32_000_000
 
 def _read_run(out: Path, bucket_ns: int) -> tuple[RunRequests | None, ServerSeries]:
     """Both files in one pass each; a big scrape file is read in a forked process while requests are read here."""
-    rpath, spath = out / "requests.jsonl", out / "server_metrics.jsonl"
+    rpath, spath = out / REQUESTS, out / SERVER_METRICS
     pool = None
     fut = None
     if spath.is_file() and rpath.is_file() and spath.stat().st_size > PARALLEL_BYTES:
@@ -79,10 +77,7 @@ def _read_run(out: Path, bucket_ns: int) -> tuple[RunRequests | None, ServerSeri
 def write_run_report(result_dir: Path | str) -> Path:
     """Write ``result_dir/report.html`` and ``result_dir/figures/*.svg``; return the report's path."""
     out = Path(result_dir)
-    spath = out / "summary.json"
-    if not spath.is_file():
-        raise ConfigError(f"{out}: no summary.json (not a loadgen results folder, or the run did not finish)")
-    summary = orjson.loads(spath.read_bytes())
+    summary = read_summary(out, "not a loadgen results folder, or the run did not finish")
     started = time.perf_counter()
     m = summary.get("metrics") or {}
     req, server = _read_run(out, _bucket_ns(summary))
@@ -153,7 +148,7 @@ def write_run_report(result_dir: Path | str) -> Path:
         nav.append(("groups", "Datasets / budgets"))
     nav += [("stragglers", "Stragglers"), ("about", "About")]
     html = page(f"loadgen report — {_run_name(summary, out)}", "".join(sections), nav)
-    path = out / REPORT_NAME
+    path = out / REPORT_HTML
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)

@@ -10,8 +10,9 @@ import orjson
 from loadgen.catalogue import GROUP_LATENCIES, latency_column
 from loadgen.report import words
 from loadgen.report.group_figures import accuracy_figure, group_figure
-from loadgen.report.page import cell, fig_block, fmt, get, table
+from loadgen.report.page import cell, fig_block, fmt, table
 from loadgen.report.svg import esc
+from loadgen.result_files import get
 from loadgen.scrape.summary import format_bucket
 
 

@@ -12,9 +12,10 @@ import orjson
 from loadgen.errors import ConfigError
 from loadgen.metrics import INTERVAL
 from loadgen.report import words
-from loadgen.report.page import REPORT_NAME, cell, fig_block, fmt, get, page, table, write_figures
+from loadgen.report.page import cell, fig_block, fmt, page, table, write_figures
 from loadgen.report.svg import esc
 from loadgen.report.sweep_figures import cell_key, sweep_figures
+from loadgen.result_files import REPORT_HTML, SUMMARY, SWEEP_HTML, SWEEP_JSON, get
 
 
 def _column(key: str, q: str) -> tuple[str, str]:
@@ -40,7 +41,7 @@ TABLE_LATENCIES = tuple(
 def write_sweep_report(sweep_dir: Path | str) -> Path:
     """``sweep_dir/sweep.html`` from ``sweep_dir/sweep.json``: goodput and p99 TTFT/TTFVT against rate, per cv."""
     sweep_dir = Path(sweep_dir)
-    sp = sweep_dir / "sweep.json"
+    sp = sweep_dir / SWEEP_JSON
     if not sp.is_file():
         raise ConfigError(f"{sweep_dir}: no sweep.json")
     sweep = orjson.loads(sp.read_bytes())
@@ -121,7 +122,7 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
         + f"<details><summary>sweep configuration</summary><pre>{escape(orjson.dumps(cfg, option=orjson.OPT_INDENT_2).decode())}</pre></details>"
     )
     write_figures(sweep_dir, figs)
-    path = sweep_dir / "sweep.html"
+    path = sweep_dir / SWEEP_HTML
     path.write_text(page("loadgen sweep", "".join(parts)), encoding="utf-8")
     return path
 
@@ -131,8 +132,8 @@ def _link(base: Path, d: Any) -> str:
         return "–"
     p = Path(d)
     full = p if p.is_absolute() else base / p
-    if not (full / "summary.json").is_file():
+    if not (full / SUMMARY).is_file():
         return "–"  # a skipped or failed cell has no run to link to
     rel = p if not p.is_absolute() else (p.relative_to(base) if p.is_relative_to(base) else p)
-    rep = rel / REPORT_NAME
+    rep = rel / REPORT_HTML
     return f'<a href="{esc(rep.as_posix())}">{esc(rel.as_posix())}</a>'

@@ -19,6 +19,7 @@ import orjson
 
 from loadgen.metrics import summarize
 from loadgen.records import RequestRecord
+from loadgen.result_files import REQUESTS, SERVER_METRICS, SUMMARY
 from loadgen.summary import read_run_columns
 
 LABELS = 'engine="0",model_name="synthetic"'
@@ -136,10 +137,10 @@ def scrape_lines(duration_s: float, interval_s: float, seed: int = 0) -> list[by
 def write_folder(out: Path, n: int, hours: float, interval_s: float = 1.0, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     duration = hours * 3600
-    with open(out / "requests.jsonl", "wb") as fh:
+    with open(out / REQUESTS, "wb") as fh:
         for r in generate_records(n, duration, seed):
             fh.write(r.to_json() + b"\n")
-    (out / "server_metrics.jsonl").write_bytes(b"\n".join(scrape_lines(duration, interval_s, seed)) + b"\n")
+    (out / SERVER_METRICS).write_bytes(b"\n".join(scrape_lines(duration, interval_s, seed)) + b"\n")
     # from the file, as a run's summary is: bounded memory for any n
     metrics = summarize(read_run_columns(out), straggler_k=3.0, target_rate=n / duration)
     summary = {
@@ -157,7 +158,7 @@ def write_folder(out: Path, n: int, hours: float, interval_s: float = 1.0, seed:
         "server": {"dialect": "vllm", "scrape": {"interval_s": interval_s}},
         "straggler_explanations": [],
     }
-    (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    (out / SUMMARY).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     return out
 
 

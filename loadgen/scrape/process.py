@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from loadgen.result_files import SERVER_METRICS
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0  # a cold start imports aiohttp and prometheus_client; a busy machine takes seconds
@@ -184,7 +186,7 @@ def run_poller(cfg: Any, base_url: str, out_dir: Path) -> PollerProcess | None:
     from loadgen.scrape.poller import default_metrics_url
 
     urls = list(cfg.scrape.urls) or [default_metrics_url(base_url)]
-    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / "server_metrics.jsonl")
+    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / SERVER_METRICS)
 
 
 if __name__ == "__main__":

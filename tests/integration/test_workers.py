@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._common import FastServer
 from tests.integration.test_cli import ROOT, ThreadedServer, cli, slow_stream
 
 # what must be the same, request for request, whichever process sent it
@@ -70,45 +71,16 @@ def test_two_workers_on_the_simulator_send_what_one_sends(tmp_path):
     assert len(truth) == 42 and {t["completion_tokens"] for t in truth} == {24}
 
 
-class FastServer:
-    """``benchmarks/fast_server.py`` as a child process (loopback, a free port); its request log on stop."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.log = tmp / "server.jsonl"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "fast_server.py"), "--port", "0", "--log", str(self.log),
-             *extra],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        assert "listening on" in line, line
-        self.base_url = line.split("listening on ")[1].split()[0]
-
-    def stop(self) -> list[dict]:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.communicate(timeout=30)
-        lines = [json.loads(x) for x in self.log.read_text().splitlines()]
-        return [x for x in lines if "id" in x]
-
-    def __enter__(self) -> FastServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_two_workers_against_the_fast_server_send_what_one_sends(tmp_path):
     args = ["-n", "300", "--rate", "inf", "--max-concurrency", "16", "--max-tokens", "64", "--input-len", "32",
             "--no-scrape", "--no-report", "--no-live", "--quiet"]  # fmt: skip
     for name, workers in (("one", "1"), ("two", "2")):
         (tmp_path / name).mkdir()
-        with FastServer(tmp_path / name) as srv:
+        with FastServer("burst", tmp_path / name / "server.jsonl", pin=False) as srv:
             r = cli("--base-url", srv.base_url, *args, "--workers", workers, "--output-dir",
                     str(tmp_path / name / "out"), timeout=180)  # fmt: skip
             assert r.returncode == 0, r.stderr
-            served = srv.stop()
+            served = list(srv.stop()["requests"].values())
         recs = _records(tmp_path / name / "out")
         assert len(served) == 300 and {s["tokens"] for s in served} == {64}
         # each request reached the server exactly once

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from benchmarks._common import FastServer
 from tests.integration.test_cli import cli
-from tests.integration.test_workers import FastServer
 
 RATE, CV, SEED, N = 50.0, 2.0, 1, 1000
 
@@ -45,13 +45,13 @@ def _ks_tail(gaps_s: np.ndarray) -> float:
 
 def _fidelity(tmp: Path, workers: str) -> dict:
     tmp.mkdir(parents=True)
-    with FastServer(tmp, "--mode", "timed", "--ttft-ms", "2", "--itl-ms", "2") as srv:
+    with FastServer("timed", tmp / "server.jsonl", ttft_ms=2, itl_ms=2, pin=False) as srv:
         r = cli("--base-url", srv.base_url, "--rate", str(RATE), "--cv", str(CV), "--seed", str(SEED),
                 "-n", str(N), "--max-tokens", "4", "--input-len", "32", "--workers", workers,
                 "--no-scrape", "--no-report", "--no-live", "--quiet", "--output-dir", str(tmp / "out"),
                 timeout=300)  # fmt: skip
         assert r.returncode == 0, r.stderr
-        served = {s["id"]: s["arrival_ns"] for s in srv.stop()}
+        served = {s["id"]: s["arrival_ns"] for s in srv.stop()["requests"].values()}
     t0 = json.loads((tmp / "out" / "summary.json").read_text())["clock"]["t0_ns"]
     recs = [json.loads(x) for x in (tmp / "out" / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == N and all(r["status"] == "ok" for r in recs)
