@@ -265,13 +265,43 @@ def _n_units(cfg: ConfigData, metric: Metric) -> int:
     return sum(1 for r in cfg.runs if r.run_metrics.get(metric.key) is not None)
 
 
+def _difference(
+    c: ConfigData, base: ConfigData, metric: Metric, value: float, bval: float, diffs: np.ndarray
+) -> dict[str, Any]:
+    """One configuration against its baseline on one metric: the difference and its percentile interval from the
+    bootstrap replicates' differences (``diffs``); significant only where the interval excludes 0 (and, for a
+    run-level metric, each side has 2 runs or more)."""
+    alpha = (1 - CI_LEVEL) / 2
+    diffs = diffs[np.isfinite(diffs)]
+    lo, hi = (
+        (float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)))
+        if diffs.size
+        else (None, None)
+    )
+    enough = metric.level == "request" or (_n_units(c, metric) >= 2 and _n_units(base, metric) >= 2)
+    significant: bool | None = (lo > 0 or hi < 0) if enough and lo is not None and hi is not None else None
+    diff = value - bval
+    return {
+        "config": c.name,
+        "baseline": base.name,
+        "metric": metric.key,
+        "value": value,
+        "baseline_value": bval,
+        "diff": diff,
+        "rel_diff": diff / bval if bval else None,
+        "ci_low": lo,
+        "ci_high": hi,
+        "significant": significant,
+        "runs": [_n_units(c, metric), _n_units(base, metric)],
+    }
+
+
 def compare_configs(
     configs: list[ConfigData], baseline: str | None = None, n_boot: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
     if n_boot < 100:
         raise ConfigError(f"--n-boot must be >= 100, got {n_boot}")
     bases = _pick_baselines(configs, baseline)
-    alpha = (1 - CI_LEVEL) / 2
     out_configs = []
     for c in configs:
         out_configs.append(
@@ -304,33 +334,7 @@ def compare_configs(
             base_rep = base_reps[c.context]
             rep = _replicates(c, metric, n_boot, np.random.default_rng([seed, m_i, c_i + 1]))
             value, bval = oc["metrics"][metric.key], base_values[metric.key]
-            diffs = rep - base_rep
-            diffs = diffs[np.isfinite(diffs)]
-            lo, hi = (
-                (float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)))
-                if diffs.size
-                else (None, None)
-            )
-            enough = metric.level == "request" or (_n_units(c, metric) >= 2 and _n_units(base, metric) >= 2)
-            significant: bool | None = (
-                (lo > 0 or hi < 0) if enough and lo is not None and hi is not None else None
-            )
-            diff = value - bval
-            differences.append(
-                {
-                    "config": c.name,
-                    "baseline": base.name,
-                    "metric": metric.key,
-                    "value": value,
-                    "baseline_value": bval,
-                    "diff": diff,
-                    "rel_diff": diff / bval if bval else None,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "significant": significant,
-                    "runs": [_n_units(c, metric), _n_units(base, metric)],
-                }
-            )
+            differences.append(_difference(c, base, metric, value, bval, rep - base_rep))
     baselines = sorted({b.name for b in bases.values()})
     return {
         "baseline": baselines[0] if len(baselines) == 1 else baselines,

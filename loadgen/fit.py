@@ -220,6 +220,39 @@ def _windows(ts: np.ndarray, window_s: float | None) -> list[tuple[float, float]
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+def _drift(
+    windows: list[WindowFit], overall: GammaFit, notes: list[str]
+) -> tuple[float | None, int | None, float | None, bool]:
+    """Whether the windows' counts differ more than a renewal process of the overall cv allows (a dispersion-
+    corrected chi-squared test): (statistic, df, p, drifting); a note when it drifts or cannot be tested."""
+    drift_stat = drift_p = None
+    drift_df = None
+    drifting = False
+    if len(windows) >= 2:
+        counts = np.array([w.n_arrivals for w in windows], dtype=np.float64)
+        lengths = np.array([w.end_s - w.start_s for w in windows])
+        lam = counts.sum() / lengths.sum()
+        expected = lam * lengths
+        if expected.min() >= 20:
+            # counts of a renewal process: var ≈ cv² · mean; the larger cv estimate keeps bursty traces from
+            # reading as drift
+            dispersion = max(overall.fitted_cv**2, overall.cv**2, 1e-6)
+            drift_stat = float(((counts - expected) ** 2 / (dispersion * expected)).sum())
+            drift_df = len(windows) - 1
+            drift_p = float(special.chdtrc(drift_df, drift_stat))  # chi-squared survival
+            drifting = drift_p < DRIFT_ALPHA
+            if drifting:
+                rates = counts / lengths
+                notes.append(
+                    f"the rate drifts (window rates {rates.min():.3g}-{rates.max():.3g}/s, p={drift_p:.2g}): "
+                    "one --rate/--cv pair describes the average only; replay the trace (--arrival trace) to "
+                    "keep the drift, or use a window's line"
+                )
+        else:
+            notes.append("windows too short for a drift test (fewer than 20 expected arrivals in one)")
+    return drift_stat, drift_df, drift_p, drifting
+
+
 def fit_trace(
     timestamps_s: np.ndarray,
     window_s: float | None = None,
@@ -270,31 +303,7 @@ def fit_trace(
         fit = fit_gaps(wg) if wg.size >= MIN_GAPS_TO_FIT else None
         windows.append(WindowFit(a - ts[0], b - ts[0], n, n / (b - a) if b > a else float("nan"), fit))
 
-    drift_stat = drift_p = None
-    drift_df = None
-    drifting = False
-    if len(windows) >= 2:
-        counts = np.array([w.n_arrivals for w in windows], dtype=np.float64)
-        lengths = np.array([w.end_s - w.start_s for w in windows])
-        lam = counts.sum() / lengths.sum()
-        expected = lam * lengths
-        if expected.min() >= 20:
-            # counts of a renewal process: var ≈ cv² · mean; the larger cv estimate keeps bursty traces from
-            # reading as drift
-            dispersion = max(overall.fitted_cv**2, overall.cv**2, 1e-6)
-            drift_stat = float(((counts - expected) ** 2 / (dispersion * expected)).sum())
-            drift_df = len(windows) - 1
-            drift_p = float(special.chdtrc(drift_df, drift_stat))  # chi-squared survival
-            drifting = drift_p < DRIFT_ALPHA
-            if drifting:
-                rates = counts / lengths
-                notes.append(
-                    f"the rate drifts (window rates {rates.min():.3g}-{rates.max():.3g}/s, p={drift_p:.2g}): "
-                    "one --rate/--cv pair describes the average only; replay the trace (--arrival trace) to "
-                    "keep the drift, or use a window's line"
-                )
-        else:
-            notes.append("windows too short for a drift test (fewer than 20 expected arrivals in one)")
+    drift_stat, drift_df, drift_p, drifting = _drift(windows, overall, notes)
     if overall.n_gaps > 100_000:
         notes.append("with this many gaps KS p-values reject any small misfit: compare the KS statistics")
     return FitResult(

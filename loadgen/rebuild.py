@@ -75,42 +75,17 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
             "sent when the run ended"
         )
 
-    # the self-check ran inside the killed process: only the send lag can be judged again, from the records
-    limit = analysis.get("send_lag_p99_limit_ms") or DEFAULT_SEND_LAG_LIMIT_MS
-    lag = metrics["latency_ms"]["send_lag"]
-    reasons = []
-    if lag.get("p99") is not None and lag["p99"] > limit:
-        reasons.append(f"send lag p99 {lag['p99']:.2f} ms > {limit:g} ms: requests left later than planned")
-    client_check: dict[str, Any] = {
-        "trustworthy": False if reasons else None,
-        "reasons": reasons,
-        "send_lag_ms": {k: lag.get(k) for k in ("p50", "p99", "max")},
-        "note": "rebuilt: the client's CPU and event-loop lag were not recorded; only the send lag was checked",
-    }
+    client_check = _send_lag_check(metrics, analysis)
     rate_check(metrics, target_rate, client_check)
     missing.append("the client's self-check (CPU, event-loop lag): it is written only at the end of a run")
 
-    summary: dict[str, Any] = {
-        "loadgen_summary_version": 1,
-        "output_dir": str(out),
-        "label": (run or {}).get("label"),
-        "target": (run or {}).get("target") or {"kind": "unknown", "base_url": None, "model": None},
-        "config": cfg,
-        "schedule": (run or {}).get("schedule") or {"arrival": "unknown"},
-        "versions": (run or {}).get("versions") or {},
-        "argv": (run or {}).get("argv") or [],
-        "interrupted": False,
-        "clock": {
-            "t0_ns": None,
-            "t0_unix_ns": (run or {}).get("started_unix_ns"),
-            "note": "rebuilt: t0_unix_ns is when run.json was written, a few ms before t0; record times are ns "
-            "since t0 on the monotonic perf_counter clock",
-        },
-        "metrics": metrics,
-        "client_check": client_check,
-        "outcome": requests_outcome(metrics["requests"], analysis.get("max_error_share"), None, False),
-        "groups": groups_of(cols),
-    }
+    summary = _rebuilt_header(out, run or {})
+    summary.update(
+        metrics=metrics,
+        client_check=client_check,
+        outcome=requests_outcome(metrics["requests"], analysis.get("max_error_share"), None, False),
+        groups=groups_of(cols),
+    )
     workload = cfg.get("workload") or {}
     if workload.get("kind") in ("dataset", "file"):
         missing.append("accuracy: the workload's reference answers are not recorded with the requests")
@@ -123,6 +98,42 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
         "note": "this run ended without writing summary.json (killed?); this summary was rebuilt from its files",
     }
     return summary
+
+
+def _send_lag_check(metrics: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+    """The self-check ran inside the killed process: only the send lag can be judged again, from the records."""
+    limit = analysis.get("send_lag_p99_limit_ms") or DEFAULT_SEND_LAG_LIMIT_MS
+    lag = metrics["latency_ms"]["send_lag"]
+    reasons = []
+    if lag.get("p99") is not None and lag["p99"] > limit:
+        reasons.append(f"send lag p99 {lag['p99']:.2f} ms > {limit:g} ms: requests left later than planned")
+    return {
+        "trustworthy": False if reasons else None,
+        "reasons": reasons,
+        "send_lag_ms": {k: lag.get(k) for k in ("p50", "p99", "max")},
+        "note": "rebuilt: the client's CPU and event-loop lag were not recorded; only the send lag was checked",
+    }
+
+
+def _rebuilt_header(out: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """What run.json said of the run (placeholders without it), as summary.json's first keys."""
+    return {
+        "loadgen_summary_version": 1,
+        "output_dir": str(out),
+        "label": run.get("label"),
+        "target": run.get("target") or {"kind": "unknown", "base_url": None, "model": None},
+        "config": run.get("config") or {},
+        "schedule": run.get("schedule") or {"arrival": "unknown"},
+        "versions": run.get("versions") or {},
+        "argv": run.get("argv") or [],
+        "interrupted": False,
+        "clock": {
+            "t0_ns": None,
+            "t0_unix_ns": run.get("started_unix_ns"),
+            "note": "rebuilt: t0_unix_ns is when run.json was written, a few ms before t0; record times are ns "
+            "since t0 on the monotonic perf_counter clock",
+        },
+    }
 
 
 def write_rebuilt_summary(out_dir: Path | str) -> dict[str, Any]:

@@ -32,16 +32,7 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
         f'<p class="sub">Baseline: <b>{esc(base or "–")}</b>. Each configuration pools its runs '
         "(seeds); differences to the baseline come with bootstrap 95 % confidence intervals.</p>"
     )
-    rows = []
-    for c in configs:
-        rows.append(
-            f"<tr><td>{esc(c.get('name'))}{' (baseline)' if c.get('name') == c.get('baseline', base) else ''}</td>"
-            f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join('–' if x is None else str(x) for x in c.get('seeds') or []))}</td>"
-            f"<td>{'<br>'.join(f'<code>{esc(d)}</code>' for d in c.get('dirs') or [])}</td></tr>"
-        )
-    parts.append(
-        '<h2 id="configs">Configurations</h2>' + table(["name", "runs", "seeds", "results folders"], rows)
-    )
+    parts.append(_configs_html(configs, base))
     metrics = compare_metric_order(compare)
     mrows = []
     for met in metrics:
@@ -60,27 +51,7 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     parts.append(
         '<h2 id="values">Values</h2>' + table(["metric", *[str(c.get("name")) for c in configs]], mrows)
     )
-    drows = []
-    for d in compare.get("differences") or []:
-        sig = d.get("significant") is True
-        kind = _share_kind(compare, d.get("metric"))
-        # a share's difference in percentage points (a relative change of a share reads ambiguously)
-        dfmt = (lambda v: "–" if v is None else f"{100 * v:+.1f} pt") if kind else (lambda v: fmt(v))
-        drows.append(
-            f'<tr class="{"sig" if sig else ""}"><td>{esc(d.get("config"))}</td><td>{esc(compare_label(compare, d.get("metric")))}</td>'
-            f"{cell(d.get('value'), kind=kind)}{cell(d.get('baseline_value'), kind=kind)}<td class=\"num\">{esc(dfmt(d.get('diff')))}</td>"
-            f"{cell(None if kind else d.get('rel_diff'), kind='pct')}"
-            f"<td class=\"num\">{esc(dfmt(d.get('ci_low')))} … {esc(dfmt(d.get('ci_high')))}</td>"
-            f"<td>{'<b>yes</b>' if sig else 'n/a' if d.get('significant') is None else 'no'}</td></tr>"
-        )  # fmt: skip
-    parts.append(
-        '<h2 id="diffs">Differences to the baseline</h2><p class="note">diff = value − baseline; “significant”: '
-        "the 95 % interval of the difference excludes 0; n/a: fewer than 2 runs on a side.</p>"
-        + table(
-            ["config", "metric", "value", "baseline", "diff", "relative", "95 % CI of diff", "significant"],
-            drows,
-        )
-    )
+    parts.append(_differences_html(compare))
     fig = compare_bars(compare)
     if fig:
         figs["compare_bars"] = fig
@@ -110,6 +81,43 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
            ("cdfs", "Distributions"), ("kv", "KV cache")]  # fmt: skip
     out_path.write_text(page("loadgen comparison", "".join(parts), nav), encoding="utf-8")
     return out_path
+
+
+def _differences_html(compare: dict[str, Any]) -> str:
+    """The table of each configuration's difference to its baseline, with its interval."""
+    drows = []
+    for d in compare.get("differences") or []:
+        sig = d.get("significant") is True
+        kind = _share_kind(compare, d.get("metric"))
+        # a share's difference in percentage points (a relative change of a share reads ambiguously)
+        dfmt = (lambda v: "–" if v is None else f"{100 * v:+.1f} pt") if kind else (lambda v: fmt(v))
+        drows.append(
+            f'<tr class="{"sig" if sig else ""}"><td>{esc(d.get("config"))}</td><td>{esc(compare_label(compare, d.get("metric")))}</td>'
+            f"{cell(d.get('value'), kind=kind)}{cell(d.get('baseline_value'), kind=kind)}<td class=\"num\">{esc(dfmt(d.get('diff')))}</td>"
+            f"{cell(None if kind else d.get('rel_diff'), kind='pct')}"
+            f"<td class=\"num\">{esc(dfmt(d.get('ci_low')))} … {esc(dfmt(d.get('ci_high')))}</td>"
+            f"<td>{'<b>yes</b>' if sig else 'n/a' if d.get('significant') is None else 'no'}</td></tr>"
+        )  # fmt: skip
+    return (
+        '<h2 id="diffs">Differences to the baseline</h2><p class="note">diff = value − baseline; “significant”: '
+        "the 95 % interval of the difference excludes 0; n/a: fewer than 2 runs on a side.</p>"
+        + table(
+            ["config", "metric", "value", "baseline", "diff", "relative", "95 % CI of diff", "significant"],
+            drows,
+        )
+    )
+
+
+def _configs_html(configs: list[dict[str, Any]], base: Any) -> str:
+    """The configurations compared: name, runs, seeds, folders."""
+    rows = []
+    for c in configs:
+        rows.append(
+            f"<tr><td>{esc(c.get('name'))}{' (baseline)' if c.get('name') == c.get('baseline', base) else ''}</td>"
+            f"<td>{esc(len(c.get('dirs') or []))}</td><td>{esc(', '.join('–' if x is None else str(x) for x in c.get('seeds') or []))}</td>"
+            f"<td>{'<br>'.join(f'<code>{esc(d)}</code>' for d in c.get('dirs') or [])}</td></tr>"
+        )
+    return '<h2 id="configs">Configurations</h2>' + table(["name", "runs", "seeds", "results folders"], rows)
 
 
 def _share_kind(compare: dict[str, Any], key: Any) -> str:

@@ -79,26 +79,7 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
         "start (corrected for coordinated omission); the table also gives TTFT from the actual send.</p>"
     )  # fmt: skip
     parts.append('<div class="grid">' + "".join(fig_block(s) for s in figs.values()) + "</div>")
-    rows = []
-    for i, c in enumerate(cells):
-        bad = c.get("trustworthy") is False
-        check = (
-            f'<td class="bad" title="{esc("; ".join(c.get("client_check_reasons") or []))}"><b>NOT trustworthy</b></td>'
-            if bad else f"<td>{'ok' if c.get('trustworthy') else '–'}</td>"
-        )  # fmt: skip
-        short = " (short)" if (c.get("rate_window") or {}).get("short") and not c.get("saturated") else ""
-        rows.append(
-            f'<tr class="{"untrusted" if bad else ""}">{cell(c.get("rate"), f"cells.{i}.rate")}'
-            f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}{esc(short)}</td>"
-            f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
-            f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}"
-            + "".join(cell(c.get(k), f"cells.{i}.{k}") for k, _ in TABLE_LATENCIES)
-            + f"{cell(c.get('error_share'), f'cells.{i}.error_share', 'pct')}<td>{'yes' if c.get('saturated') else ''}</td>"
-            f"{check}<td class=\"run\">{_link(sweep_dir, c.get('dir'))}</td></tr>"
-        )  # fmt: skip
-        if c.get("reason"):  # a sentence: on its own line under the cell's numbers
-            rows.append(f'<tr class="why {"untrusted" if bad else ""}"><td></td><td colspan="13" class="what">'
-                        f"{'saturated' if c.get('saturated') else esc(c.get('status'))}: {esc(c['reason'])}</td></tr>")  # fmt: skip
+    rows = _cell_rows(sweep_dir, cells)
     parts.append(
         '<h2 id="cells">Cells</h2><div class="fig">'
         + table(
@@ -125,6 +106,31 @@ def write_sweep_report(sweep_dir: Path | str) -> Path:
     path = sweep_dir / SWEEP_HTML
     path.write_text(page("loadgen sweep", "".join(parts)), encoding="utf-8")
     return path
+
+
+def _cell_rows(sweep_dir: Path, cells: list[dict[str, Any]]) -> list[str]:
+    """The cells table's rows: a cell's numbers, and its reason (saturated, failed) on a line of its own."""
+    rows = []
+    for i, c in enumerate(cells):
+        bad = c.get("trustworthy") is False
+        check = (
+            f'<td class="bad" title="{esc("; ".join(c.get("client_check_reasons") or []))}"><b>NOT trustworthy</b></td>'
+            if bad else f"<td>{'ok' if c.get('trustworthy') else '–'}</td>"
+        )  # fmt: skip
+        short = " (short)" if (c.get("rate_window") or {}).get("short") and not c.get("saturated") else ""
+        rows.append(
+            f'<tr class="{"untrusted" if bad else ""}">{cell(c.get("rate"), f"cells.{i}.rate")}'
+            f"{cell(c.get('cv'), f'cells.{i}.cv')}<td>{esc(c.get('status'))}{esc(short)}</td>"
+            f"{cell(c.get('offered_rate'), f'cells.{i}.offered_rate')}{cell(c.get('throughput'), f'cells.{i}.throughput')}"
+            f"{cell(c.get('goodput_rps'), f'cells.{i}.goodput_rps')}"
+            + "".join(cell(c.get(k), f"cells.{i}.{k}") for k, _ in TABLE_LATENCIES)
+            + f"{cell(c.get('error_share'), f'cells.{i}.error_share', 'pct')}<td>{'yes' if c.get('saturated') else ''}</td>"
+            f"{check}<td class=\"run\">{_link(sweep_dir, c.get('dir'))}</td></tr>"
+        )  # fmt: skip
+        if c.get("reason"):  # a sentence: on its own line under the cell's numbers
+            rows.append(f'<tr class="why {"untrusted" if bad else ""}"><td></td><td colspan="13" class="what">'
+                        f"{'saturated' if c.get('saturated') else esc(c.get('status'))}: {esc(c['reason'])}</td></tr>")  # fmt: skip
+    return rows
 
 
 def _link(base: Path, d: Any) -> str:
