@@ -152,11 +152,84 @@ def _mask_doc(doc: Any, secret_keys: frozenset[str]) -> Any:
     return doc
 
 
+def _manifest_doc(plan: ExperimentPlan, t_start: float) -> dict[str, Any]:
+    """manifest.json before the first server starts: the experiment (secrets masked), every cell planned."""
+    return {
+        "loadgen_experiment_version": 1,
+        "name": plan.name,
+        "file": str(plan.path),
+        "file_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
+        "experiment": _mask_doc(plan.doc, SECRET_DESTS),
+        "launcher": plan.launcher,
+        "status": "running",
+        "started_unix": t_start,
+        "versions": _versions(plan),
+        "prefix_cache_reset": plan.reset_prefix_cache,
+        "vllm_dev_mode": plan.vllm_dev_mode,
+        "specs": {
+            sp.name: {"spec": _spec_dict(sp), "rendered": sp.rendered, "server": {"status": "pending"}}
+            for sp in plan.specs
+        },
+        "cells": [
+            {
+                "id": c.id,
+                "dir": c.id,
+                "config": c.config,
+                "spec": c.spec,
+                "workload": c.workload,
+                "rate": c.rate,
+                "cv": c.cv,
+                "seed": c.seed,
+                "run_args": mask_secrets(c.argv),
+                "status": "planned",
+            }
+            for c in plan.cells
+        ],
+    }
+
+
+def _one_cell(
+    plan: ExperimentPlan,
+    c: Any,
+    root: str,
+    out_dir: Path,
+    cdoc: dict[str, Any],
+    manifest: Manifest,
+    say: Any,
+    install_signal_handlers: bool,
+) -> bool:
+    """Run one cell against its server; its outcome into its manifest entry. True when interrupted."""
+    from loadgen.run import run as run_once
+
+    interrupted = False
+    cdoc.update(status="running", started_unix=time.time())
+    manifest.write()
+    t0 = time.monotonic()
+    try:
+        res = _run_cell(plan, c, root, out_dir, cdoc, run_once, install_signal_handlers)
+        cdoc["summary"] = _brief(res.summary)
+        if res.interrupted:
+            cdoc["status"] = "interrupted"
+            interrupted = True
+        else:
+            cdoc["status"] = "ok"
+    except KeyboardInterrupt:
+        cdoc.update(status="interrupted")
+        interrupted = True
+    except Exception as exc:
+        cdoc.update(status="failed", error=f"{type(exc).__name__}: {_first_lines(str(exc))}")
+        log.debug("cell %s failed", c.id, exc_info=True)
+    cdoc["seconds"] = round(time.monotonic() - t0, 2)
+    manifest.write()
+    color = {"ok": "green", "failed": "red"}.get(cdoc["status"], "yellow")
+    say(f"  [{color}]{cdoc['status']}[/] {c.id} ({cdoc['seconds']} s){_err_tail(cdoc)}")
+    return interrupted
+
+
 def run_experiment(
     plan: ExperimentPlan, out_dir: Path, *, console: Any = None, install_signal_handlers: bool = True
 ) -> dict[str, Any]:
     """Run every cell of ``plan`` into ``out_dir``; returns the manifest (also written to manifest.json)."""
-    from loadgen.run import run as run_once
     from server_launchers.lifecycle import Server
     from server_launchers.local_engines import local_server
 
@@ -167,41 +240,7 @@ def run_experiment(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    manifest = Manifest(
-        out_dir / "manifest.json",
-        {
-            "loadgen_experiment_version": 1,
-            "name": plan.name,
-            "file": str(plan.path),
-            "file_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
-            "experiment": _mask_doc(plan.doc, SECRET_DESTS),
-            "launcher": plan.launcher,
-            "status": "running",
-            "started_unix": t_start,
-            "versions": _versions(plan),
-            "prefix_cache_reset": plan.reset_prefix_cache,
-            "vllm_dev_mode": plan.vllm_dev_mode,
-            "specs": {
-                sp.name: {"spec": _spec_dict(sp), "rendered": sp.rendered, "server": {"status": "pending"}}
-                for sp in plan.specs
-            },
-            "cells": [
-                {
-                    "id": c.id,
-                    "dir": c.id,
-                    "config": c.config,
-                    "spec": c.spec,
-                    "workload": c.workload,
-                    "rate": c.rate,
-                    "cv": c.cv,
-                    "seed": c.seed,
-                    "run_args": mask_secrets(c.argv),
-                    "status": "planned",
-                }
-                for c in plan.cells
-            ],
-        },
-    )
+    manifest = Manifest(out_dir / "manifest.json", _manifest_doc(plan, t_start))
     manifest.write()
     cell_docs = {c["id"]: c for c in manifest.doc["cells"]}
     interrupted = False
@@ -237,29 +276,10 @@ def run_experiment(
                 manifest.write()
                 say(f"{sp.name}: healthy at {root} after {server.info.get('startup_s')} s")
                 for c in cells:
-                    cdoc = cell_docs[c.id]
-                    cdoc.update(status="running", started_unix=time.time())
-                    manifest.write()
-                    t0 = time.monotonic()
-                    try:
-                        res = _run_cell(plan, c, root, out_dir, cdoc, run_once, install_signal_handlers)
-                        cdoc["summary"] = _brief(res.summary)
-                        if res.interrupted:
-                            cdoc["status"] = "interrupted"
-                            interrupted = True
-                        else:
-                            cdoc["status"] = "ok"
-                    except KeyboardInterrupt:
-                        cdoc.update(status="interrupted")
+                    if _one_cell(
+                        plan, c, root, out_dir, cell_docs[c.id], manifest, say, install_signal_handlers
+                    ):
                         interrupted = True
-                    except Exception as exc:
-                        cdoc.update(status="failed", error=f"{type(exc).__name__}: {_first_lines(str(exc))}")
-                        log.debug("cell %s failed", c.id, exc_info=True)
-                    cdoc["seconds"] = round(time.monotonic() - t0, 2)
-                    manifest.write()
-                    color = {"ok": "green", "failed": "red"}.get(cdoc["status"], "yellow")
-                    say(f"  [{color}]{cdoc['status']}[/] {c.id} ({cdoc['seconds']} s){_err_tail(cdoc)}")
-                    if interrupted:
                         break
             finally:
                 server.stop()

@@ -215,6 +215,39 @@ def _cell_row(rate: float, cv: float, cell_dir: Path) -> dict[str, Any]:
     }
 
 
+def _new_doc(
+    rates: list[float],
+    cvs: list[float],
+    run_args: list[str],
+    probe: RunConfig,
+    stop_on_saturation: bool,
+    sweep_dir: Path,
+) -> tuple[dict[str, Any], dict[tuple[float, float], dict[str, Any]]]:
+    """sweep.json before the first cell: the grid, every cell waiting; and each cell's row by (rate, cv)."""
+    doc: dict[str, Any] = {
+        "loadgen_sweep_version": 1,
+        "config": {
+            "rates": list(rates),
+            "cvs": list(cvs),
+            "run_args": run_args,
+            "run_config": probe.public_dict(),
+            "stop_on_saturation": stop_on_saturation,
+            "stop_rule": STOP_RULE,
+        },
+        "status": "running",
+        "started_unix": time.time(),
+        "cells": [],
+    }
+    rows: dict[tuple[float, float], dict[str, Any]] = {}
+    for cv in cvs:
+        for rate in rates:
+            row = _cell_row(rate, cv, sweep_dir / f"rate-{_label(rate)}_cv-{_label(cv)}")
+            rows[(rate, cv)] = row
+            doc["cells"].append(row)
+
+    return doc, rows
+
+
 def run_sweep(
     rates: Sequence[float],
     cvs: Sequence[float],
@@ -241,26 +274,7 @@ def run_sweep(
     if not bounded(opts) and probe.workload.kind != "dataset":
         raise ConfigError("a sweep needs bounded cells: give --num-requests or --duration")
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {
-        "loadgen_sweep_version": 1,
-        "config": {
-            "rates": list(rates),
-            "cvs": list(cvs),
-            "run_args": mask_secrets(run_argv),
-            "run_config": probe.public_dict(),
-            "stop_on_saturation": stop_on_saturation,
-            "stop_rule": STOP_RULE,
-        },
-        "status": "running",
-        "started_unix": time.time(),
-        "cells": [],
-    }
-    rows: dict[tuple[float, float], dict[str, Any]] = {}
-    for cv in cvs:
-        for rate in rates:
-            row = _cell_row(rate, cv, sweep_dir / f"rate-{_label(rate)}_cv-{_label(cv)}")
-            rows[(rate, cv)] = row
-            doc["cells"].append(row)
+    doc, rows = _new_doc(rates, cvs, mask_secrets(run_argv), probe, stop_on_saturation, sweep_dir)
 
     def write() -> None:
         tmp = sweep_dir / "sweep.json.tmp"
@@ -299,42 +313,11 @@ def run_sweep(
                 continue
             finally:
                 row["seconds"] = round(time.monotonic() - t0, 2)
-            m = res.summary["metrics"]
-            lat = m["latency_ms"]
-            sat = saturation(res.summary, read_cell(cell_dir), cell_dir)
-            steady = sat["steady"]
-            check = res.summary.get("client_check", {})
-            row.update(
-                status="interrupted" if res.interrupted else "ok",
-                offered_rate=sat["offered_rate"],
-                throughput=sat["throughput"],
-                goodput_rps=steady["goodput_per_s"]
-                if steady["goodput_per_s"] is not None
-                else m["goodput"]["requests_per_s"],
-                rate_window={
-                    k: steady[k] for k in ("window", "duration_s", "shift_ms", "short") if k in steady
-                },
-                throughput_whole_run=m["throughput"]["requests_per_s"],
-                goodput_whole_run=m["goodput"]["requests_per_s"],
-                **{cell_key(key, q): lat[key][q] for key, q in CELL_LATENCIES},
-                error_share=sat["error_share"],
-                saturated=sat["saturated"],
-                reason=sat["reason"],
-                queue=sat["queue"],
-                trustworthy=check.get("trustworthy"),
-                client_check_reasons=list(check.get("reasons") or []),
-            )
+            sat = _fill_row(row, res, cell_dir)
             if res.interrupted:
                 interrupted = True
             if console is not None:
-                flag = " [red]saturated[/]" if sat["saturated"] else ""
-                if row["trustworthy"] is False:
-                    flag += " [yellow]untrustworthy: " + "; ".join(row["client_check_reasons"]) + "[/]"
-                console.print(
-                    f"rate {_label(rate)} cv {_label(cv)}: goodput {_f(row['goodput_rps'])}/s, p99 TTFT "
-                    f"{_f(row[cell_key('ttft_from_intended')])} ms from intended start, errors "
-                    f"{row['error_share']:.0%}{flag}"
-                )
+                _say_cell(console, rate, cv, row, sat)
             if sat["saturated"] and stop_on_saturation:
                 saturated_at = rate
             write()
@@ -342,6 +325,46 @@ def run_sweep(
     doc["finished_unix"] = time.time()
     write()
     return doc
+
+
+def _fill_row(row: dict[str, Any], res: Any, cell_dir: Path) -> dict[str, Any]:
+    """A finished cell's numbers into its row; returns its saturation verdict."""
+    m = res.summary["metrics"]
+    lat = m["latency_ms"]
+    sat = saturation(res.summary, read_cell(cell_dir), cell_dir)
+    steady = sat["steady"]
+    check = res.summary.get("client_check", {})
+    row.update(
+        status="interrupted" if res.interrupted else "ok",
+        offered_rate=sat["offered_rate"],
+        throughput=sat["throughput"],
+        goodput_rps=steady["goodput_per_s"]
+        if steady["goodput_per_s"] is not None
+        else m["goodput"]["requests_per_s"],
+        rate_window={k: steady[k] for k in ("window", "duration_s", "shift_ms", "short") if k in steady},
+        throughput_whole_run=m["throughput"]["requests_per_s"],
+        goodput_whole_run=m["goodput"]["requests_per_s"],
+        **{cell_key(key, q): lat[key][q] for key, q in CELL_LATENCIES},
+        error_share=sat["error_share"],
+        saturated=sat["saturated"],
+        reason=sat["reason"],
+        queue=sat["queue"],
+        trustworthy=check.get("trustworthy"),
+        client_check_reasons=list(check.get("reasons") or []),
+    )
+    return sat
+
+
+def _say_cell(console: Any, rate: float, cv: float, row: dict[str, Any], sat: dict[str, Any]) -> None:
+    """One line per finished cell: goodput, p99 TTFT, errors, and whether it saturated or was untrustworthy."""
+    flag = " [red]saturated[/]" if sat["saturated"] else ""
+    if row["trustworthy"] is False:
+        flag += " [yellow]untrustworthy: " + "; ".join(row["client_check_reasons"]) + "[/]"
+    console.print(
+        f"rate {_label(rate)} cv {_label(cv)}: goodput {_f(row['goodput_rps'])}/s, p99 TTFT "
+        f"{_f(row[cell_key('ttft_from_intended')])} ms from intended start, errors "
+        f"{row['error_share']:.0%}{flag}"
+    )
 
 
 def _with_arrivals(cfg: RunConfig, rate: float, cv: float) -> RunConfig:
