@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from time import perf_counter_ns
+from typing import Protocol
 
 import numpy as np
 from rich.console import Console, Group
@@ -11,11 +13,32 @@ from rich.live import Live
 from rich.text import Text
 
 from loadgen.columns import COUNT_FIELDS, TIME_FIELDS, RequestColumns
-from loadgen.dispatch import DispatchStats
 from loadgen.metrics import INTERVAL, interval_ms
 from loadgen.records import STATUS_OK, RequestRecord
 
 LIVE_KEYS = ("ttft", "ttfvt", "tpot")
+
+
+class SenderCounters(Protocol):
+    """What the live line shows of a sender's counters (``dispatch.DispatchStats`` is one)."""
+
+    sent: int
+    in_flight: int
+    waiting_for_slot: int
+    done: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class _Zero:
+    sent: int = 0
+    in_flight: int = 0
+    waiting_for_slot: int = 0
+    done: int = 0
+    errors: int = 0
+
+
+_NONE_YET = _Zero()
 
 
 class LiveView:
@@ -31,7 +54,7 @@ class LiveView:
         self._n = {k: np.full(window, np.nan) for k in COUNT_FIELDS}
         self._conn = np.full(window, -1, dtype=np.int8)
         self.seen = 0  # successful requests observed
-        self.stats: DispatchStats | None = None
+        self.stats: SenderCounters | None = None  # the sender's live counters (DispatchStats)
         self.t_start = perf_counter_ns()
         self._live: Live | None = None
 
@@ -63,7 +86,7 @@ class LiveView:
         return out
 
     def _render(self) -> Group:
-        s = self.stats or DispatchStats()
+        s = self.stats or _NONE_YET
         elapsed = (perf_counter_ns() - self.t_start) / 1e9
         line1 = (
             f"[bold]{elapsed:6.1f} s[/]  sent {s.sent}/{self.total}  in flight {s.in_flight}"
