@@ -33,6 +33,24 @@ from loadgen.workload.datasets import ALIASES, DATASETS
 from loadgen.workload.spec import RequestSpec
 from loadgen.workload.text import last_boxed
 
+__all__ = [
+    "Score",
+    "accuracy_table",
+    "checker_name",
+    "extract_boxed",
+    "extract_letter",
+    "extract_math",
+    "fallback_equal",
+    "format_accuracy_table",
+    "math_equal",
+    "normalize_answer",
+    "score",
+    "scoring_kind",
+    "to_number",
+    "visible_answer",
+    "wilson_interval",
+]
+
 FALLBACK_NAME = "built-in fallback (normalised LaTeX string + numeric, tolerance 1e-6)"
 REL_TOL = 1e-6
 ABS_TOL = 1e-9

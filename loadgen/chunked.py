@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from itertools import repeat
 
+__all__ = ["undo_chunking", "whole_chunks"]
+
 # dechunker states: reading a size line, inside chunk data, reading trailer lines
 SIZE, DATA, TRAILER = 0, 1, 2
 # what undo_chunking found: more to come, the terminating chunk (and trailers), or that and bytes after it

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from time import perf_counter_ns
 
+__all__ = ["ClockNotStarted", "RunClock"]
+
 
 class ClockNotStarted(RuntimeError):
     """A timestamp was asked of a clock whose t0 has not been chosen yet (a bug in the composition)."""

@@ -50,6 +50,24 @@ from loadgen.errors import ConfigError
 from loadgen.metrics import as_columns, interval_ms
 from loadgen.result_files import REQUESTS, SUMMARY, get, read_summary
 
+__all__ = [
+    "ConfigData",
+    "RunData",
+    "compare_configs",
+    "compare_runs",
+    "expand_paths",
+    "hierarchical_percentile_boot",
+    "json_default",
+    "load_configs",
+    "load_run",
+    "main",
+    "percentile_linear",
+    "request_latency_arrays",
+    "run_level_metrics",
+    "run_mean_boot",
+    "write_html",
+]
+
 log = logging.getLogger(__name__)
 
 CI_LEVEL = 0.95

@@ -40,6 +40,8 @@ from loadgen.clock import RunClock
 from loadgen.records import RequestRecord
 from loadgen.workload.spec import RequestSpec
 
+__all__ = ["DispatchStats", "Dispatcher", "quiet_gc", "wait_until"]
+
 _SPIN_NS = 1_500_000  # without a timerfd: sleep until this close to a deadline, then yield with sleep(0)
 _GC_GEN0_THRESHOLD = 10_000  # while dispatching (CPython's default is 700); a gen-0 pass stays ~1 ms
 _GC_FREEZE_EVERY = 1_000  # finished requests between two gc.freeze(): finished records are kept for the run

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["Gaps", "LogHistogram", "distribution"]
+
 PERCENTILES = (50, 90, 95, 99, 99.9)
 
 

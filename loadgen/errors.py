@@ -20,6 +20,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = [
+    "ConfigError",
+    "EXIT_REQUESTS_FAILED",
+    "EndpointError",
+    "ErrorKind",
+    "LoadgenError",
+    "WorkloadError",
+    "kind_for_status",
+]
+
 EXIT_REQUESTS_FAILED = 3
 
 

@@ -28,6 +28,20 @@ from loadgen.options import (
     table_options,
 )
 
+__all__ = [
+    "Cell",
+    "ExperimentPlan",
+    "LAUNCHER_MODE",
+    "REPO_ROOT",
+    "SpecPlan",
+    "cell_options",
+    "fmt_num",
+    "load_plan",
+    "option_argv",
+    "render",
+    "safe_name",
+]
+
 LAUNCHERS = ("local-cpu", "docker", "host", "endpoint")
 # each launcher's mode of server_launchers.lifecycle.Server
 LAUNCHER_MODE = {"local-cpu": "local", "docker": "docker", "host": "host", "endpoint": "endpoint"}

@@ -33,6 +33,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+__all__ = [
+    "FitResult",
+    "GammaFit",
+    "WindowFit",
+    "fit_gaps",
+    "fit_trace",
+    "format_fit",
+    "gamma_shape_mle",
+    "ks_pvalue",
+    "ks_test",
+]
+
 FLOOR_S = 1e-6
 DRIFT_ALPHA = 0.01
 MIN_GAPS_TO_FIT = 20

@@ -16,6 +16,8 @@ import sys
 from time import perf_counter_ns, time_ns
 from typing import Any
 
+__all__ = ["KernelStampedTransport", "RealtimeToMonotonic", "connect_stamped", "kernel_stamps_available"]
+
 # Python's socket module does not export SO_TIMESTAMPNS; 35 is Linux's value (SO_TIMESTAMPNS_OLD, also the cmsg
 # type) on x86-64 and arm64, where the control message is a 64-bit struct timespec. Elsewhere: event-loop stamps.
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)

@@ -31,6 +31,32 @@ from loadgen.columns import ChunkBlock, RequestColumns, from_records
 from loadgen.distribution import Gaps, distribution
 from loadgen.records import RequestRecord
 
+__all__ = [
+    "ChunkStats",
+    "INTERVAL",
+    "INTERVALS",
+    "Interval",
+    "STEADY_WINDOW",
+    "as_columns",
+    "chunk_gaps",
+    "chunk_stats",
+    "client_delays",
+    "good_mask",
+    "group_latencies",
+    "has_groups",
+    "interval_ms",
+    "interval_ns",
+    "per_chunk_itl_ns",
+    "per_token_itl_ns",
+    "reasoning_tokens",
+    "request_latencies",
+    "steady_rates",
+    "stragglers",
+    "summarize",
+    "token_gaps",
+    "twin_label",
+]
+
 NS_PER_MS = 1e6
 
 

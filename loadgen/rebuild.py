@@ -29,6 +29,8 @@ from loadgen.summary import (
     target_rate_of,
 )
 
+__all__ = ["rebuild_summary", "write_rebuilt_summary"]
+
 DEFAULT_STRAGGLER_K = 3.0
 DEFAULT_SEND_LAG_LIMIT_MS = 5.0
 

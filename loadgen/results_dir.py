@@ -22,9 +22,12 @@ import orjson
 
 from loadgen.config import RunConfig
 from loadgen.errors import ConfigError
+from loadgen.options import mask_secrets
 from loadgen.records import RequestRecord, Scrubber, read_records
 from loadgen.result_files import REQUESTS, RUN_JSON
 from loadgen.schedule import GammaSchedule, TraceSchedule
+
+__all__ = ["ResultsDir", "RunResult", "default_output_dir", "run_header", "secret_scrubber", "write_run_json"]
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +147,7 @@ def run_header(
         "config": cfg.public_dict(),
         "schedule": sched.describe(),
         "versions": _versions(),
-        "argv": list(cfg.output.command) or _safe_argv(),
+        "argv": list(cfg.output.command) or mask_secrets(sys.argv),
     }
 
 
@@ -163,22 +166,3 @@ def write_run_json(out_dir: Path, header: dict[str, Any], planned: int, warmup: 
     tmp = out_dir / (RUN_JSON + ".tmp")
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     tmp.replace(out_dir / RUN_JSON)
-
-
-_SECRET_FLAGS = {"--api-key", "--header"}
-
-
-def _safe_argv() -> list[str]:
-    out, hide = [], False
-    for a in sys.argv:
-        if hide:
-            out.append("***")
-            hide = False
-        elif a in _SECRET_FLAGS:
-            out.append(a)
-            hide = True
-        elif any(a.startswith(f + "=") for f in _SECRET_FLAGS):
-            out.append(a.split("=", 1)[0] + "=***")
-        else:
-            out.append(a)
-    return out

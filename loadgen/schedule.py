@@ -14,6 +14,8 @@ import numpy as np
 
 from loadgen.errors import ConfigError, WorkloadError
 
+__all__ = ["GammaSchedule", "Schedule", "TraceSchedule", "make_schedule"]
+
 NS_PER_S = 1_000_000_000
 
 

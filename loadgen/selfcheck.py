@@ -17,6 +17,8 @@ import numpy as np
 
 from loadgen.distribution import LogHistogram
 
+__all__ = ["SelfCheck", "process_cpu_s", "wall_clock_ns"]
+
 
 def _cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -23,6 +23,18 @@ from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.records import iter_records
 from loadgen.result_files import REQUESTS, SERVER_METRICS
 
+__all__ = [
+    "RunFacts",
+    "ScrapeFacts",
+    "build_summary",
+    "groups_of",
+    "rate_check",
+    "read_run_columns",
+    "requests_outcome",
+    "server_sections",
+    "target_rate_of",
+]
+
 log = logging.getLogger(__name__)
 
 GROUP_TAGS = ("dataset", "budget")

@@ -45,6 +45,18 @@ from loadgen.metrics import INTERVAL, STEADY_WINDOW, ChunkStats, as_columns, ste
 from loadgen.report.sweep_figures import cell_key
 from loadgen.result_files import REQUESTS, SERVER_METRICS, SWEEP_JSON
 
+__all__ = [
+    "STOP_RULE",
+    "format_sweep",
+    "goodput_label",
+    "in_flight_series",
+    "main",
+    "read_cell",
+    "run_sweep",
+    "saturation",
+    "sweep_slo",
+]
+
 log = logging.getLogger(__name__)
 
 ERROR_SHARE_LIMIT = 0.10

@@ -25,6 +25,8 @@ from typing import IO, Any
 
 from loadgen.errors import EndpointError
 
+__all__ = ["SimulatorProcess", "start_target"]
+
 _READY = re.compile(r"listening on (http://\S+)")
 
 

@@ -24,6 +24,8 @@ from loadgen.records import (
     RequestRecord,
 )
 
+__all__ = ["Accumulated", "fail_record", "fill_record"]
+
 
 class Accumulated(Protocol):
     """What a response's reads became (``loadgen.stream`` accumulates it): what counting tokens needs of it."""

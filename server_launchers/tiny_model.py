@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+__all__ = ["CHAT_TEMPLATE", "build", "is_complete", "main", "model_dir_name", "params_hash"]
+
 BUILD_VERSION = 1
 INFO_FILE = "loadgen_tiny_model.json"
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+__all__ = ["BLOCK_ROWS", "Categorical", "Codes", "Grow", "float_col"]
+
 BLOCK_ROWS = 8192  # rows converted to numpy at a time
 
 

@@ -16,6 +16,17 @@ import orjson
 from loadgen.columns.arrays import BLOCK_ROWS, Categorical, Codes, float_col
 from loadgen.records import record_dict, without_chunks
 
+__all__ = [
+    "BLOCK_CHUNKS",
+    "COUNT_FIELDS",
+    "ChunkBlock",
+    "ChunkReducer",
+    "RequestColumns",
+    "TIME_FIELDS",
+    "from_records",
+    "read_requests",
+]
+
 BLOCK_CHUNKS = 1_000_000  # chunk values handed to the reducers at a time
 
 TIME_FIELDS = (

@@ -14,6 +14,8 @@ import orjson
 
 from loadgen.columns.arrays import Categorical, Codes, Grow
 
+__all__ = ["HistRows", "ServerColumns", "read_server"]
+
 
 # --------------------------------------------------------------------------------------------- server_metrics.jsonl
 @dataclass

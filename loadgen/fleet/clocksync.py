@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter_ns
 
+__all__ = ["ClockOffset", "DEFAULT_ROUNDS", "cristian", "measure"]
+
 DEFAULT_ROUNDS = 16
 
 

@@ -34,6 +34,21 @@ from loadgen.plan import RequestPlan
 from loadgen.records import STATUS_ERROR, RequestRecord
 from loadgen.result_files import REQUESTS, STAGING_DIR
 
+__all__ = [
+    "Lost",
+    "MergeResult",
+    "follow_files",
+    "merge_senders",
+    "merge_staged",
+    "remove_staging",
+    "scan",
+    "sender_file",
+    "senders_section",
+    "staging_dir",
+    "staging_files",
+    "worker_lost_records",
+]
+
 _PREFIX = b'{"index":'
 
 

@@ -29,6 +29,8 @@ from loadgen.fleet.clocksync import DEFAULT_ROUNDS, ClockOffset, measure
 from loadgen.fleet.shard import ShardJob, ShardRun, where
 from loadgen.records import RequestRecord, Scrubber
 
+__all__ = ["BatchSink", "ClockReference", "SenderActor"]
+
 
 class ClockReference:
     """Placed on the driver's node: the driver host's wall clock, for the senders' round trips."""

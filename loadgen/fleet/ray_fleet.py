@@ -34,6 +34,8 @@ from loadgen.fleet.ray_actor import ClockReference, SenderActor
 from loadgen.fleet.shard import ShardJob
 from loadgen.records import LineSink
 
+__all__ = ["RayFleet", "import_ray"]
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "loadgen"

@@ -18,6 +18,8 @@ import numpy as np
 from loadgen.config import RunConfig
 from loadgen.plan import RequestPlan
 
+__all__ = ["EVENTS_PER_SENDER_S", "Sizing", "auto_workers", "planned_events_per_s", "usable_cores"]
+
 EVENTS_PER_SENDER_S = 50_000  # half of what one process can take: its loop keeps slack for timely stamps
 ASSUMED_OUTPUT_TOKENS = 256  # a request without max_tokens: the server decides; assume this many
 

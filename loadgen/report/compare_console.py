@@ -9,6 +9,8 @@ from typing import Any
 
 from loadgen.catalogue import METRICS, Metric
 
+__all__ = ["format_compare", "format_compare_text"]
+
 
 def _fmt(v: float | None, unit: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -17,6 +17,15 @@ from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, finite, nice_
 from loadgen.report.timeline import draw_series
 from loadgen.result_files import REQUESTS, SERVER_METRICS
 
+__all__ = [
+    "compare_bars",
+    "compare_cdf_keys",
+    "compare_cdfs",
+    "compare_kv",
+    "compare_label",
+    "compare_metric_order",
+]
+
 NS = 1e9
 COMPARE_CDFS = (
     "ttft",

@@ -17,6 +17,8 @@ from loadgen.report.page import cell, fig_block, fmt, page, table, write_figures
 from loadgen.report.svg import esc
 from loadgen.result_files import get
 
+__all__ = ["write_compare_report"]
+
 
 def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
     """An HTML comparison of configurations (``loadgen.compare.compare_runs``'s dict); figures beside it."""

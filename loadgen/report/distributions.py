@@ -30,6 +30,19 @@ from loadgen.report.svg import (
     num,
 )
 
+__all__ = [
+    "EXACT_CDF_MAX",
+    "ITL_BINS_PER_DECADE",
+    "cdf_figure",
+    "cdf_points",
+    "figure_key",
+    "figure_title",
+    "hist_cdf_points",
+    "hist_quantile",
+    "quantile_levels",
+    "run_cdfs",
+]
+
 EXACT_CDF_MAX = 2000
 ITL_BINS_PER_DECADE = LogHistogram.PER_DECADE
 RUN_CDFS = ("ttft", "ttfvt", "tpot", "itl_per_token", "e2e")  # the figures of a run, by catalogue key

@@ -7,6 +7,8 @@ from typing import Any
 from loadgen.metrics import INTERVAL
 from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, fmt_ms, nice_log_bounds, num
 
+__all__ = ["accuracy_figure", "group_figure"]
+
 GROUP_FIGURE = (("ttft", PALETTE[5]), ("ttfvt", PALETTE[3]), ("e2e", PALETTE[0]))  # catalogue key, colour
 
 

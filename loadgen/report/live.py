@@ -16,6 +16,8 @@ from loadgen.columns import COUNT_FIELDS, TIME_FIELDS, RequestColumns
 from loadgen.metrics import INTERVAL, interval_ms
 from loadgen.records import STATUS_OK, RequestRecord
 
+__all__ = ["LiveView", "SenderCounters"]
+
 LIVE_KEYS = ("ttft", "ttfvt", "tpot")
 
 

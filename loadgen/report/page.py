@@ -14,6 +14,8 @@ from typing import Any
 
 from loadgen.report.svg import esc
 
+__all__ = ["FIGURES_DIR", "cell", "fig_block", "fmt", "page", "table", "write_figures"]
+
 FIGURES_DIR = "figures"
 
 

@@ -21,6 +21,8 @@ from loadgen.columns import read_server as read_server_columns
 from loadgen.metrics import ChunkStats
 from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries
 
+__all__ = ["RunRequests", "ServerSeries", "TokenBins", "read_requests", "read_server"]
+
 FULL_PARSE_BYTES = 64_000_000  # larger requests.jsonl: per-chunk arrays of a request sample only
 SERVER_NAMES = ("kv_cache_usage", "num_running", "num_waiting", "preemptions", "generation_tokens")
 

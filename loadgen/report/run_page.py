@@ -35,6 +35,8 @@ from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
 from loadgen.result_files import REPORT_HTML, REQUESTS, SERVER_METRICS, get, read_summary
 
+__all__ = ["write_run_report"]
+
 LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
 

@@ -15,6 +15,8 @@ from loadgen.report.svg import esc
 from loadgen.result_files import get
 from loadgen.scrape.summary import format_bucket
 
+__all__ = ["groups_section", "server_section", "straggler_section"]
+
 
 def server_section(summary: dict[str, Any]) -> str:
     srv = summary.get("server")

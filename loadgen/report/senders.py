@@ -8,6 +8,8 @@ from typing import Any
 
 from loadgen.report.svg import esc
 
+__all__ = ["sender_rows", "senders_html", "senders_lines"]
+
 
 def _ms(ns: Any) -> float | None:
     return None if ns is None else ns / 1e6

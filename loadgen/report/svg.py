@@ -19,6 +19,25 @@ from html import escape
 
 import numpy as np
 
+__all__ = [
+    "MUTED",
+    "PALETTE",
+    "Panel",
+    "Scale",
+    "empty_figure",
+    "esc",
+    "figure",
+    "finite",
+    "fmt_ms",
+    "fmt_tick",
+    "log_ticks",
+    "nice_log_bounds",
+    "nice_max",
+    "nice_ticks",
+    "num",
+    "path_data",
+]
+
 FONT = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
 # Okabe-Ito: distinguishable for colour-blind readers and in greyscale print
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")

@@ -21,6 +21,8 @@ from loadgen.report.svg import (
 )
 from loadgen.report.timeline import C_STRAG
 
+__all__ = ["cell_key", "cell_label", "sweep_figures", "sweep_goodput_title"]
+
 
 def cell_key(key: str, q: str = "p99") -> str:
     """A sweep cell's field for a latency quantile: p99_ttft_from_intended_ms (see loadgen.sweep)."""

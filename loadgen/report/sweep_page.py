@@ -17,6 +17,8 @@ from loadgen.report.svg import esc
 from loadgen.report.sweep_figures import cell_key, sweep_figures
 from loadgen.result_files import REPORT_HTML, SUMMARY, SWEEP_HTML, SWEEP_JSON, get
 
+__all__ = ["write_sweep_report"]
+
 
 def _column(key: str, q: str) -> tuple[str, str]:
     """(cell field, column head) of a latency quantile: p99_ttft_from_intended_ms, "p99 TTFT ms (intended)"."""

@@ -22,6 +22,8 @@ from loadgen.records import RequestRecord
 from loadgen.result_files import REQUESTS, SERVER_METRICS, SUMMARY
 from loadgen.summary import read_run_columns
 
+__all__ = ["generate_records", "main", "scrape_lines", "write_folder"]
+
 LABELS = 'engine="0",model_name="synthetic"'
 HIST_LE = [
     0.001,

@@ -17,6 +17,16 @@ from loadgen.metrics import INTERVAL, interval_ms, reasoning_tokens
 from loadgen.report.run_data import RunRequests, ServerSeries
 from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, fmt_ms, nice_max, num
 
+__all__ = [
+    "C_STRAG",
+    "TIME_BUCKETS",
+    "TimelineInfo",
+    "bucket_minmax",
+    "draw_series",
+    "select_timeline",
+    "timeline_figure",
+]
+
 NS = 1e9
 TIMELINE_MAX = 2000
 TIME_BUCKETS = 900

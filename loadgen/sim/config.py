@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+__all__ = ["METRICS_DIALECTS", "PROFILES", "REASONING_FIELDS", "SimConfig", "load_config", "parse_set"]
+
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 METRICS_DIALECTS = ("vllm", "sglang", "tgi")
 SPEC_METHODS = ("off", "ngram")

@@ -35,6 +35,8 @@ import numpy as np
 from loadgen.sim.config import SimConfig
 from loadgen.sim.text import difficulty_of
 
+__all__ = ["BlockPool", "Engine", "EngineStats", "FINISHED", "SimRequest", "StepResult"]
+
 WAITING = 0
 RUNNING = 1
 FINISHED = 2

@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["Connection", "Request", "frame", "status_line"]
+
 MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024
 

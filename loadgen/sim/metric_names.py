@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+__all__ = ["DIALECTS", "MetricName", "tgi_length_buckets"]
+
 
 class MetricName(NamedTuple):
     name: str

@@ -15,6 +15,8 @@ from prometheus_client.utils import floatToGoString
 from loadgen.sim.engine import Engine
 from loadgen.sim.metric_names import DIALECTS, MetricName, tgi_length_buckets
 
+__all__ = ["Histogram", "SimMetrics"]
+
 
 class Histogram:
     """Cumulative-on-render histogram with fixed upper bounds (``le``)."""

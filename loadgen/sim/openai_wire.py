@@ -18,6 +18,22 @@ from loadgen.sim.engine import SimRequest
 from loadgen.sim.http11 import frame
 from loadgen.sim.text import answer_text, reasoning_text, render_chat, tokenize
 
+__all__ = [
+    "BadRequest",
+    "DONE",
+    "Generate",
+    "Stream",
+    "chunk_frames",
+    "completion_text",
+    "error_body",
+    "full_response",
+    "models_body",
+    "parse_generate",
+    "response_head",
+    "stream_prefix",
+    "usage",
+]
+
 
 class Stream(Protocol):
     """What a response's frames need of a request's stream state (``sim.server.Stream`` is one)."""

@@ -42,6 +42,8 @@ from loadgen.sim.openai_wire import (
 )
 from loadgen.sim.text import block_hashes, text_digest
 
+__all__ = ["SimServer", "Stream"]
+
 log = logging.getLogger(__name__)
 
 MAX_LATENESS_NS = 50_000_000

@@ -18,6 +18,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+__all__ = [
+    "answer_text",
+    "block_hashes",
+    "difficulty_of",
+    "reasoning_text",
+    "render_chat",
+    "text_digest",
+    "tokenize",
+]
+
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 _REASONING_WORDS = (

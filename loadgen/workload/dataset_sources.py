@@ -20,6 +20,8 @@ import orjson
 
 from loadgen.errors import WorkloadError
 
+__all__ = ["DatasetDef", "hub_offline_reason", "read_rows", "rows_from_hub", "rows_from_path"]
+
 
 class DatasetDef(Protocol):
     """Where a known dataset lives (``workload.datasets.DatasetDef`` is one): what reading its rows needs."""

@@ -41,6 +41,19 @@ from loadgen.workload.dataset_sources import rows_from_hub, rows_from_path
 from loadgen.workload.spec import RequestSpec
 from loadgen.workload.text import approx_tokens, last_boxed
 
+__all__ = [
+    "ALIASES",
+    "DATASETS",
+    "DatasetDef",
+    "MATH_INSTRUCTION",
+    "describe_datasets",
+    "gpqa_choices",
+    "gsm8k_reference",
+    "load_dataset",
+    "resolve_name",
+    "specs_from_rows",
+]
+
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 GPQA_INSTRUCTION = (
     "Answer the following multiple-choice question. Think step by step, then write your final answer on the last "

@@ -13,6 +13,8 @@ import orjson
 from loadgen.errors import WorkloadError
 from loadgen.workload.spec import RequestSpec
 
+__all__ = ["load_prompts_file"]
+
 
 def load_prompts_file(path: str | Path) -> list[RequestSpec]:
     p = Path(path)

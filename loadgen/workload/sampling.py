@@ -20,6 +20,19 @@ from loadgen.errors import ConfigError
 from loadgen.workload.datasets import load_dataset, resolve_name
 from loadgen.workload.spec import RequestSpec
 
+__all__ = [
+    "Budgets",
+    "DatasetMix",
+    "apportion",
+    "build_dataset_workload",
+    "expand",
+    "mix_specs",
+    "parse_budgets",
+    "parse_dataset_paths",
+    "parse_mix",
+    "sample_specs",
+]
+
 _SALT_SAMPLE = 0x5A3B1E
 _SALT_ORDER = 0x0D3E
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["RequestSpec"]
+
 
 @dataclass(frozen=True, slots=True)
 class RequestSpec:

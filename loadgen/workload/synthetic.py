@@ -8,6 +8,8 @@ from loadgen.config import LengthDist
 from loadgen.workload.table import SpecTable, SyntheticSource, synthetic_table
 from loadgen.workload.text import synthetic_prompt
 
+__all__ = ["draw_lengths", "synthetic_specs"]
+
 
 def draw_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` integer lengths >= 1 from ``dist`` (clipped to its maximum)."""

@@ -22,6 +22,8 @@ import numpy as np
 from loadgen.workload.spec import RequestSpec
 from loadgen.workload.text import WORDS
 
+__all__ = ["FixedSource", "SpecSource", "SpecTable", "SyntheticSource", "synthetic_table"]
+
 _MASK64 = (1 << 64) - 1
 _POOL_MIN = 1 << 16  # words in a synthetic pool (at least twice the longest prompt)
 

@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+__all__ = ["WORDS", "approx_tokens", "last_boxed", "synthetic_prompt"]
+
 # Frequent, short, lower-case words; each " word" is one token in the vocabularies named above.
 WORDS: tuple[str, ...] = (
     "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with",

@@ -35,6 +35,8 @@ from loadgen.errors import ConfigError, WorkloadError
 from loadgen.workload.spec import RequestSpec
 from loadgen.workload.text import synthetic_prompt
 
+__all__ = ["Trace", "detect_format", "read_trace", "trace_to_specs"]
+
 NS_PER_S = 1_000_000_000
 FORMATS = ("burstgpt", "azure", "timestamps")
 
