@@ -315,6 +315,12 @@ class StreamingClient:
                 timer.cancel()
             if conn is not None:
                 conn.stop_idle()
+                conn.waiter = None
+            # A failed waiter holds its exception, whose traceback holds this frame, which holds the waiter: a
+            # cycle that only the collector frees, and the dispatcher's periodic gc.freeze() would keep it (and
+            # the connection, record and bytes it reaches) for the rest of the run. Dropping the frame's
+            # reference lets reference counting free a failed request as promptly as a finished one.
+            waiter = None  # noqa: F841
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
