@@ -9,6 +9,7 @@ a millisecond or two.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Mapping
 from time import perf_counter_ns
@@ -59,11 +60,17 @@ def build_body(
 
 
 def _headers(endpoint: EndpointConfig) -> dict[str, str]:
+    """The headers of every request. Authorization: ``--api-key`` (Bearer), else an ``Authorization`` ``--header``,
+    else the URL's ``user:password`` (Basic); one of them, never two."""
     h = {"Content-Type": "application/json", "Accept": "text/event-stream"}
     for k, v in endpoint.headers:
         h[k] = v
     if endpoint.api_key:
+        for k in [k for k in h if k.lower() == "authorization"]:
+            del h[k]
         h["Authorization"] = f"Bearer {endpoint.api_key}"
+    elif endpoint.basic_auth and not any(k.lower() == "authorization" for k in h):
+        h["Authorization"] = "Basic " + base64.b64encode(endpoint.basic_auth.encode()).decode("ascii")
     return h
 
 
