@@ -25,7 +25,9 @@ METRICS = b"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 1\
 def _grep_everywhere(out: Path, *texts: str) -> list[str]:
     files = sorted(f for f in out.rglob("*") if f.is_file())
     assert files, "the run wrote nothing"
-    hits = [f.name for f in files if PW in f.read_text(errors="replace") or TOKEN in f.read_text(errors="replace")]
+    hits = [
+        f.name for f in files if PW in f.read_text(errors="replace") or TOKEN in f.read_text(errors="replace")
+    ]
     hits += [f"console[{i}]" for i, t in enumerate(texts) if PW in t or TOKEN in t]
     return hits
 
@@ -61,7 +63,9 @@ def test_a_server_echoing_the_basic_credentials_never_puts_them_in_a_file(tmp_pa
     echo = Script([], status=400, content_type="application/json", echo_headers=True)
     with ThreadedServer(echo) as srv:
         url = f"http://{USER}:{PW}@127.0.0.1:{srv.port}"
-        r = cli("--base-url", url, "-n", "3", "--rate", "50", "--no-scrape", "--no-live", "--output-dir", str(out))
+        r = cli(
+            "--base-url", url, "-n", "3", "--rate", "50", "--no-scrape", "--no-live", "--output-dir", str(out)
+        )
     assert r.returncode == 3, r.stderr[-2000:]  # every request failed: the run says so, with its results
     assert _grep_everywhere(out, r.stdout, r.stderr) == []
     recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
