@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 from collections.abc import Mapping
 from time import perf_counter_ns
 from typing import Any
@@ -28,6 +29,10 @@ from loadgen.stream import apply_json_body, apply_stream, apply_stream_async
 from loadgen.workload.spec import RequestSpec
 
 log = logging.getLogger(__name__)
+
+# what OpenSSL says when the other end answered a ClientHello in plain text (an HTTP 400, say)
+_PLAIN_HTTP_SIGNS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "packet length too long",
+                     "http request", "unknown protocol")  # fmt: skip
 
 
 def build_body(
@@ -150,22 +155,62 @@ class StreamingClient:
         assert self._session is not None, "StreamingClient.open() first"
         return self._session
 
-    async def resolve_model(self) -> str:
-        """Check the server answers and learn the model: the first id of /v1/models unless ``--model`` is set."""
-        url = self.endpoint.api_root + "/models"
+    async def _probe_connect(self) -> None:
+        """A connection within ``--connect-timeout`` and, for https, a TLS handshake within it too: a plain-HTTP
+        port given as https:// either waits for a request line that never comes or answers in plain text."""
+        ep = self.endpoint
+        loop = asyncio.get_running_loop()
         try:
-            async with self.session.get(
-                url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=30)
-            ) as r:
+            async with asyncio.timeout(ep.connect_timeout_s):
+                transport, _ = await loop.create_connection(asyncio.Protocol, self._host, self._port)
+        except TimeoutError:
+            raise EndpointError(
+                f"cannot reach the server at {ep.base_url}: no connection within {ep.connect_timeout_s:g} s "
+                "(--connect-timeout)"
+            ) from None
+        except OSError as exc:
+            raise EndpointError(f"cannot reach the server at {ep.base_url}: {describe_exc(exc)}") from None
+        try:
+            if self._https:
+                pool = self._pool or self._pool_for()
+                try:
+                    async with asyncio.timeout(ep.connect_timeout_s):
+                        transport = await loop.start_tls(
+                            transport, transport.get_protocol(), pool.ssl, server_hostname=self._host
+                        )
+                except TimeoutError:
+                    raise EndpointError(
+                        f"the server did not answer a TLS handshake: is it plain http? ({ep.base_url}: no answer "
+                        f"within {ep.connect_timeout_s:g} s, --connect-timeout)"
+                    ) from None
+                except (ssl.SSLError, ConnectionError) as exc:
+                    plain = isinstance(exc, ConnectionError) or any(w in str(exc) for w in _PLAIN_HTTP_SIGNS)
+                    hint = ": is it plain http?" if plain else ""
+                    raise EndpointError(
+                        f"the server did not answer a TLS handshake{hint} ({ep.base_url}: {describe_exc(exc)})"
+                    ) from None
+        finally:
+            if transport is not None:
+                transport.abort()
+
+    async def resolve_model(self) -> str:
+        """Check the server answers and learn the model: the first id of /v1/models unless ``--model`` is set.
+
+        Within the run's own limits: a connection (and TLS handshake) within ``--connect-timeout``, the answer
+        within ``--timeout``."""
+        ep = self.endpoint
+        url = ep.api_root + "/models"
+        await self._probe_connect()
+        limit = aiohttp.ClientTimeout(total=ep.timeout_s, sock_connect=ep.connect_timeout_s)
+        try:
+            async with self.session.get(url, headers=self.headers, timeout=limit) as r:
                 status = r.status
                 raw = await r.read()
         except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, ConnectionError) as exc:
-            raise EndpointError(
-                f"cannot reach the server at {self.endpoint.base_url}: {describe_exc(exc)}"
-            ) from None
+            raise EndpointError(f"cannot reach the server at {ep.base_url}: {describe_exc(exc)}") from None
         except TimeoutError:
             raise EndpointError(
-                f"the server at {self.endpoint.base_url} did not answer within 30 s"
+                f"the server at {ep.base_url} did not answer GET {url} within {ep.timeout_s:g} s (--timeout)"
             ) from None
         if status in (401, 403):
             raise EndpointError(
@@ -210,8 +255,6 @@ class StreamingClient:
         if self._pool is None:
             ssl_ctx: Any = None
             if self._https:
-                import ssl
-
                 ssl_ctx = ssl.create_default_context()
             self._pool = Pool(self._host, self._port, ssl_ctx)
         return self._pool
