@@ -67,7 +67,8 @@ def build_body(
 def _headers(endpoint: EndpointConfig) -> dict[str, str]:
     """The headers of every request. Authorization: ``--api-key`` (Bearer), else an ``Authorization`` ``--header``,
     else the URL's ``user:password`` (Basic); one of them, never two."""
-    h = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    # identity: a compressed stream's chunks arrive when the compressor flushes, not when tokens do
+    h = {"Content-Type": "application/json", "Accept": "text/event-stream", "Accept-Encoding": "identity"}
     for k, v in endpoint.headers:
         h[k] = v
     if endpoint.api_key:
@@ -299,12 +300,22 @@ class StreamingClient:
             rec.http_status = status
             rec.server_request_id = conn.headers.get("x-request-id")
             reads = conn.body_reads()
-            ctype = conn.headers.get("content-type", "").lower()
+            conn_headers = conn.headers
+            ctype = conn_headers.get("content-type", "").lower()
             pool.release(conn)
             conn = None  # the pool may hand it to another request while this one is parsed
             if status != 200:
-                raw = b"".join(d for _, d in reads)[:ERROR_BODY_LIMIT]
-                _fail(rec, kind_for_status(status), f"HTTP {status}: {_error_message(raw)}")
+                _fail_status(rec, status, conn_headers, reads)
+                return
+            encoding = conn_headers.get("content-encoding", "identity").lower()
+            if encoding != "identity":
+                # recorded, not decoded: the chunks' arrival times would be the compressor's flushes, not tokens'
+                _fail(
+                    rec,
+                    ErrorKind.MALFORMED,
+                    f"compressed stream (Content-Encoding: {encoding}) although loadgen asked for identity: its "
+                    "arrival times would be the compressor's, not the tokens'",
+                )
                 return
             if "event-stream" in ctype or not ctype:
                 await apply_stream_async(rec, reads, keep_text)
@@ -371,6 +382,24 @@ class StreamingClient:
             # the connection, record and bytes it reaches) for the rest of the run. Dropping the frame's
             # reference lets reference counting free a failed request as promptly as a finished one.
             waiter = None  # noqa: F841
+
+
+def _fail_status(
+    rec: RequestRecord, status: int, headers: Mapping[str, str], reads: list[tuple[int, bytes]]
+) -> None:
+    kind = kind_for_status(status)
+    if kind is ErrorKind.REDIRECT:
+        where = headers.get("location")
+        _fail(
+            rec,
+            kind,
+            f"HTTP {status} redirect to {where!r}, not followed (a POST is never resent): point --base-url at it"
+            if where
+            else f"HTTP {status} redirect without a Location, not followed",
+        )
+        return
+    raw = b"".join(d for _, d in reads)[:ERROR_BODY_LIMIT]
+    _fail(rec, kind, f"HTTP {status}: {_error_message(raw)}")
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
