@@ -156,11 +156,13 @@ class StreamingClient:
         assert self._session is not None, "StreamingClient.open() first"
         return self._session
 
-    async def _probe_connect(self) -> None:
-        """A connection within ``--connect-timeout`` and, for https, a TLS handshake within it too: a plain-HTTP
-        port given as https:// either waits for a request line that never comes or answers in plain text."""
+    async def _probe_tls(self) -> None:
+        """For https: a TLS handshake within ``--connect-timeout``. A plain-HTTP port given as https:// either waits
+        for a request line that never comes or answers the ClientHello in plain text; both get the hint."""
         ep = self.endpoint
         loop = asyncio.get_running_loop()
+        pool = self._pool or self._pool_for()
+        transport: asyncio.BaseTransport | None = None
         try:
             async with asyncio.timeout(ep.connect_timeout_s):
                 transport, _ = await loop.create_connection(asyncio.Protocol, self._host, self._port)
@@ -172,24 +174,24 @@ class StreamingClient:
         except OSError as exc:
             raise EndpointError(f"cannot reach the server at {ep.base_url}: {describe_exc(exc)}") from None
         try:
-            if self._https:
-                pool = self._pool or self._pool_for()
-                try:
-                    async with asyncio.timeout(ep.connect_timeout_s):
-                        transport = await loop.start_tls(
-                            transport, transport.get_protocol(), pool.ssl, server_hostname=self._host
-                        )
-                except TimeoutError:
-                    raise EndpointError(
-                        f"the server did not answer a TLS handshake: is it plain http? ({ep.base_url}: no answer "
-                        f"within {ep.connect_timeout_s:g} s, --connect-timeout)"
-                    ) from None
-                except (ssl.SSLError, ConnectionError) as exc:
-                    plain = isinstance(exc, ConnectionError) or any(w in str(exc) for w in _PLAIN_HTTP_SIGNS)
-                    hint = ": is it plain http?" if plain else ""
-                    raise EndpointError(
-                        f"the server did not answer a TLS handshake{hint} ({ep.base_url}: {describe_exc(exc)})"
-                    ) from None
+            async with asyncio.timeout(ep.connect_timeout_s):
+                transport = await loop.start_tls(
+                    transport,  # type: ignore[arg-type]
+                    transport.get_protocol(),
+                    pool.ssl,
+                    server_hostname=self._host,
+                )
+        except TimeoutError:
+            raise EndpointError(
+                f"the server did not answer a TLS handshake: is it plain http? ({ep.base_url}: no answer within "
+                f"{ep.connect_timeout_s:g} s, --connect-timeout)"
+            ) from None
+        except (ssl.SSLError, ConnectionError) as exc:
+            plain = isinstance(exc, ConnectionError) or any(w in str(exc) for w in _PLAIN_HTTP_SIGNS)
+            raise EndpointError(
+                f"the server did not answer a TLS handshake{': is it plain http?' if plain else ''} "
+                f"({ep.base_url}: {describe_exc(exc)})"
+            ) from None
         finally:
             if transport is not None:
                 transport.abort()
@@ -201,12 +203,18 @@ class StreamingClient:
         within ``--timeout``."""
         ep = self.endpoint
         url = ep.api_root + "/models"
-        await self._probe_connect()
+        if self._https:
+            await self._probe_tls()
         limit = aiohttp.ClientTimeout(total=ep.timeout_s, sock_connect=ep.connect_timeout_s)
         try:
             async with self.session.get(url, headers=self.headers, timeout=limit) as r:
                 status = r.status
                 raw = await r.read()
+        except aiohttp.ConnectionTimeoutError:
+            raise EndpointError(
+                f"cannot reach the server at {ep.base_url}: no connection within {ep.connect_timeout_s:g} s "
+                "(--connect-timeout)"
+            ) from None
         except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, ConnectionError) as exc:
             raise EndpointError(f"cannot reach the server at {ep.base_url}: {describe_exc(exc)}") from None
         except TimeoutError:
@@ -342,8 +350,7 @@ class StreamingClient:
                     rec.http_status = conn.status
                     rec.first_byte_ns = conn.first_byte_ns
                     rec.server_request_id = conn.headers.get("x-request-id")
-                if conn.transport is not None:
-                    conn.transport.abort()
+                conn.drop()
                 if conn.status == 200:
                     apply_stream(rec, conn.body_reads(), keep_text)
             raise
@@ -361,16 +368,15 @@ class StreamingClient:
             else:
                 _fail(rec, kind, str(exc))
             if conn is not None:
-                if conn.transport is not None:
-                    conn.transport.abort()
+                conn.drop()
                 if conn.status == 200:
                     await apply_stream_async(rec, conn.body_reads(), keep_text)
         except Exception as exc:  # a bug in loadgen must not lose the record
             rec.end_ns = perf_counter_ns() - t0
             log.exception("unexpected client failure")
             _fail(rec, ErrorKind.CLIENT, describe_exc(exc))
-            if conn is not None and conn.transport is not None:
-                conn.transport.abort()
+            if conn is not None:
+                conn.drop()
         finally:
             if timer is not None:
                 timer.cancel()

@@ -89,3 +89,30 @@ def test_https_to_a_real_plain_http_server_gets_the_hint(tmp_path):
         )  # fmt: skip
         assert not [a for a in srv.arrivals if a.path.endswith("/completions")]
     assert "is it plain http?" in _one_line(r)
+
+
+def test_a_connect_that_hangs_is_given_up_after_the_connect_timeout(tmp_path):
+    """A listening socket whose accept queue is full: the kernel drops further SYNs, the connect hangs."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        port = lsock.getsockname()[1]
+        fillers = []
+        for _ in range(4):  # fill the accept queue (never accepted)
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(s)
+        try:
+            r = cli(
+                "--base-url", f"http://127.0.0.1:{port}", "-n", "1", "--timeout", "60", "--connect-timeout", "0.3",
+                "--no-scrape", "--output-dir", str(tmp_path / "o"),
+            )  # fmt: skip
+        finally:
+            for s in fillers:
+                s.close()
+    line = _one_line(r)
+    assert "no connection within 0.3 s (--connect-timeout)" in line, line
