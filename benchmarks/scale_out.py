@@ -123,6 +123,7 @@ def _loadgen(args: list[str], out: Path, client_cores: str | None) -> dict[str, 
 
 def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
     cc = summary["client_check"]
+
     def one(k: int, s: dict[str, Any]) -> dict[str, Any]:
         # each sender's loop lag max and its garbage collector's passes (count, longest): a stall's usual suspect
         return {"sender": k, "cpu_share": round(s.get("cpu_share") or 0, 3), "cpu_s": round(s.get("cpu_s") or 0, 2),
