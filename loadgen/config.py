@@ -133,7 +133,8 @@ class EndpointConfig:
             object.__setattr__(self, "base_url", url)
             object.__setattr__(self, "basic_auth", userinfo)
         if not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise ConfigError(f"--base-url {self.base_url!r}: expected http://HOST[:PORT][/v1]")
+            shown = Scrubber().text(self.base_url)  # a mistyped URL may still carry a password
+            raise ConfigError(f"--base-url {shown!r}: expected http://HOST[:PORT][/v1]")
         if self.api not in ("chat", "completions"):
             raise ConfigError(f"--api must be chat or completions, got {self.api!r}")
         if not (self.timeout_s > 0):

@@ -99,9 +99,9 @@ _FIELD_NAMES = tuple(f.name for f in fields(RequestRecord))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
-# credentials in a URL (``http://user:password@host``): everything between the scheme and the last "@" before the
-# host, in any text (a command line, a URL given for /metrics, a server's echo)
-_URL_USERINFO = re.compile(r"(?i)\b(https?://)[^/?#\s]*@")
+# credentials in a URL (``http://user:password@host``, any scheme): everything between the scheme and the last "@"
+# before the path, in any text (a command line, a URL given for /metrics, a mistyped --base-url, a server's echo)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 
 class Scrubber:

@@ -90,3 +90,9 @@ def test_url_credentials_are_percent_decoded_and_kept_out_of_the_url():
     assert ep.base_url == "https://example.test:8443/v1"
     assert ep.basic_auth == "bob:p@ss:w0rd"
     assert "p%40ss" not in repr(ep) and "p@ss" not in repr(ep)
+
+
+def test_a_mistyped_url_with_credentials_is_refused_without_echoing_them(tmp_path):
+    r = cli("--base-url", f"htp://{USER}:{PW}@127.0.0.1:1", "-n", "1", "--output-dir", str(tmp_path / "o"))
+    assert r.returncode == 2 and "expected http://HOST" in r.stderr, r.stderr[-2000:]
+    assert PW not in r.stderr + r.stdout and "htp://***@127.0.0.1:1" in r.stderr
