@@ -85,7 +85,7 @@ def _run(tmp_path, server: KeepAliveServer, n: int, rate: float, timeout_s: floa
 
 def test_closing_idle_connections_at_the_end_is_not_a_server_close(tmp_path, caplog):
     server = KeepAliveServer()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         res = _run(tmp_path, server, n=40, rate=400.0, timeout_s=30)
     assert [r.status for r in res.records] == ["ok"] * 40
     assert not [m for m in caplog.messages if "kept-alive" in m], caplog.messages
@@ -95,7 +95,7 @@ def test_closing_idle_connections_at_the_end_is_not_a_server_close(tmp_path, cap
 
 def test_a_mid_run_freeze_aborted_on_timeout_keeps_reuse_on_and_stays_out_of_the_summary(tmp_path, caplog):
     server = KeepAliveServer(frozen=range(10, 14))
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         res = _run(tmp_path, server, n=40, rate=20.0, timeout_s=0.5)
     recs = sorted(res.records, key=lambda r: r.index)
     failed = [r for r in recs if r.status != "ok"]
