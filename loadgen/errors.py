@@ -58,6 +58,7 @@ class ErrorKind(StrEnum):
     CONNECT_TIMEOUT = "connect_timeout"  # no connection within --connect-timeout (or --timeout): never sent
     TIMEOUT = "timeout"  # the whole request passed --timeout (counted from its turn to be sent)
     READ_TIMEOUT = "read_timeout"  # no byte from the server for --read-timeout while waiting for the response
+    REDIRECT = "redirect"  # a 3xx answer: never followed (a POST is not resent), its Location in the message
     HTTP_429 = "http_429"  # rate limited
     HTTP_4XX = "http_4xx"  # other client errors (400, 401, 403, 404, 413, ...)
     HTTP_5XX = "http_5xx"  # server errors (500, 502, 503, ...)
@@ -81,6 +82,7 @@ ERROR_KIND_LABELS = {
     ErrorKind.CONNECT_TIMEOUT: "connect timed out",
     ErrorKind.TIMEOUT: "timed out",
     ErrorKind.READ_TIMEOUT: "read timed out",
+    ErrorKind.REDIRECT: "redirected (3xx, not followed)",
     ErrorKind.HTTP_429: "HTTP 429 (rate limited)",
     ErrorKind.HTTP_4XX: "HTTP 4xx",
     ErrorKind.HTTP_5XX: "HTTP 5xx",
@@ -95,6 +97,8 @@ ERROR_KIND_LABELS = {
 
 
 def kind_for_status(status: int) -> ErrorKind:
+    if 300 <= status < 400:
+        return ErrorKind.REDIRECT
     if status == 429:
         return ErrorKind.HTTP_429
     if 400 <= status < 500:
