@@ -78,6 +78,155 @@ def select_timeline(req: RunRequests, straggler: np.ndarray, cap: int = TIMELINE
     return np.sort(np.concatenate((special, np.unique(take))))
 
 
+def _request_bar(
+    req: RunRequests,
+    i: int,
+    y: float,
+    bar_h: float,
+    xs: Scale,
+    straggler: np.ndarray,
+    lat: dict[str, np.ndarray],
+    verdicts: dict[int, str],
+) -> str:
+    """One request's bar: waiting, reasoning, answer; outlined when a straggler or failed; its tooltip."""
+    T = req.t
+    ti = T["intended_ns"][i]
+    ft = T["first_token_ns"][i]
+    fr = T["first_reasoning_ns"][i]
+    fc = T["first_content_ns"][i]
+    end = T["end_ns"][i]
+    segs = []
+    wait_end = ft if math.isfinite(ft) else end
+    if math.isfinite(ti) and math.isfinite(wait_end):
+        segs.append((ti, wait_end, C_WAIT))
+    if math.isfinite(fr):
+        r_end = fc if math.isfinite(fc) else (end if math.isfinite(end) else T["last_token_ns"][i])
+        segs.append((fr, r_end, C_REASON))
+    if math.isfinite(fc) and math.isfinite(end):
+        segs.append((fc, end, C_ANSWER))
+    elif math.isfinite(ft) and not math.isfinite(fr) and math.isfinite(end):
+        segs.append((ft, end, C_ANSWER))
+    parts = []
+    for a, b, c in segs:
+        if not (math.isfinite(a) and math.isfinite(b)):
+            continue
+        xa, xb = xs(a / NS), xs(b / NS)
+        parts.append(
+            f'<rect x="{num(xa)}" y="{num(y)}" width="{num(max(xb - xa, 0.6))}" height="{num(bar_h)}" fill="{c}"/>'
+        )
+    is_s = bool(straggler[i])
+    failed = not req.ok[i]
+    if is_s or failed:
+        xe = xs((end if math.isfinite(end) else ti) / NS)
+        color = C_STRAG if is_s else C_FAIL
+        parts.append(
+            f'<rect x="{num(xs(ti / NS) - 1)}" y="{num(y - 0.8)}" width="{num(max(xe - xs(ti / NS), 0.6) + 2)}"'
+            f' height="{num(bar_h + 1.6)}" fill="none" stroke="{color}" stroke-width="1.2"/>'
+        )
+    # intended start tick
+    parts.append(f'<rect x="{num(xs(ti / NS))}" y="{num(y)}" width="0.8" height="{num(bar_h)}" fill="#333"/>')
+    tip = _request_tip(req, lat, i, is_s, verdicts.get(int(req.index[i])))
+    cls = "req straggler" if is_s else "req failed" if failed else "req"
+    return f'<g class="{cls}" data-index="{int(req.index[i])}"><title>{esc(tip)}</title>{"".join(parts)}</g>'
+
+
+def _server_panels(
+    server: ServerSeries,
+    xs: Scale,
+    left: float,
+    pw: float,
+    top: float,
+    span: tuple[float, float],
+    downsampled: list[str],
+) -> tuple[list[Panel], float]:
+    """The server's state under the requests (KV usage, running and waiting, preemptions) on the same x axis;
+    the panels and the height they take."""
+    panels: list[Panel] = []
+    ph = 92
+    if server.empty:
+        return panels, top
+    t_lo, t_hi = span
+    # KV cache
+    if server.kv.size:
+        kp = Panel(xs, Scale(0, 1, ph, 0), left=left, top=top + 18, width=pw, height=ph,
+                   title="KV-cache usage (server)", yfmt=lambda v: f"{v:.0%}", show_xticks=False)  # fmt: skip
+        draw_series(kp, server.kv_t, server.kv, t_lo, t_hi, PALETTE[2], "KV usage", downsampled)
+        kp.hline(0.9, text="90%")
+        panels.append(kp)
+        top += ph + 30
+    if server.running.size or server.waiting.size:
+        vmax = nice_max(float(max(server.running.max(initial=0), server.waiting.max(initial=0), 1)))
+        rp = Panel(xs, Scale(0, vmax, ph, 0), left=left, top=top + 18, width=pw, height=ph,
+                   title="Requests running and waiting (server)", show_xticks=False)  # fmt: skip
+        draw_series(rp, server.running_t, server.running, t_lo, t_hi, PALETTE[0], "running", downsampled)
+        draw_series(rp, server.waiting_t, server.waiting, t_lo, t_hi, PALETTE[4], "waiting", downsampled)
+        panels.append(rp)
+        top += ph + 30
+    if server.preempt.size > 1:
+        dt = np.diff(server.preempt)
+        tt = server.preempt_t[1:]
+        keep = (dt > 0) & (tt >= t_lo) & (tt <= t_hi)
+        tt, dt = tt[keep], dt[keep]
+        if tt.size > TIME_BUCKETS:
+            c, _, _ = bucket_minmax(tt, dt, t_lo, t_hi)
+            sums = _bucket_sum(tt, dt, t_lo, t_hi)
+            tt, dt = c, sums[sums > 0]
+            downsampled.append("preemptions")
+        vmax = nice_max(float(dt.max(initial=1)))
+        pp = Panel(xs, Scale(0, vmax, 56, 0), left=left, top=top + 18, width=pw, height=56,
+                   title=f"Preemptions (server counter, increase per scrape; total {server.preempt[-1] - server.preempt[0]:,.0f})",
+                   show_xticks=False)  # fmt: skip
+        stems = "".join(
+            f'<line x1="{num(xs(a / NS))}" x2="{num(xs(a / NS))}" y1="56" y2="{num(pp.y(b))}" stroke="{PALETTE[4]}" stroke-width="1"/>'
+            for a, b in zip(tt, dt, strict=True)
+        )
+        pp.raw(stems)
+        pp.points(tt / NS, dt, color=PALETTE[4], r=2.6, shape="triangle",
+                  titles=[f"t={a / NS:,.1f} s: +{b:g} preemptions" for a, b in zip(tt, dt, strict=True)])  # fmt: skip
+        panels.append(pp)
+        top += 56 + 30
+    return panels, top
+
+
+def _throughput_panel(
+    req: RunRequests, server: ServerSeries, xs: Scale, left: float, pw: float, top: float, t1: float
+) -> tuple[Panel | None, float]:
+    """Output tokens/s as loadgen received them (chunk times) and as the server's counter says, in the same
+    buckets; None where neither has a value."""
+    ph = 92
+    bucket_ns = req.tok_bin_ns
+    tp = None
+    rec_t = (np.arange(req.tok_bins.size) + 0.5) * bucket_ns
+    rec_v = req.tok_bins / (bucket_ns / NS)
+    keep = rec_t <= t1 + bucket_ns
+    rec_t, rec_v = rec_t[keep], rec_v[keep]
+    srv_t = srv_v = np.empty(0)
+    if server.gen.size > 1:
+        d = np.diff(server.gen)
+        dt = np.diff(server.gen_t)
+        tt = server.gen_t[1:]
+        sums = np.bincount((tt // bucket_ns).astype(np.int64), weights=d)
+        spans = np.bincount((tt // bucket_ns).astype(np.int64), weights=dt)
+        have = spans > 0
+        srv_t = (np.flatnonzero(have) + 0.5) * bucket_ns
+        srv_v = sums[have] / (spans[have] / NS)
+        k2 = srv_t <= t1 + bucket_ns
+        srv_t, srv_v = srv_t[k2], srv_v[k2]
+    if rec_v.size or srv_v.size:
+        vmax = nice_max(float(max(rec_v.max(initial=0), srv_v.max(initial=0), 1)))
+        tp = Panel(xs, Scale(0, vmax, ph, 0), left=left, top=top + 18, width=pw, height=ph,
+                   title=f"Output throughput, tokens/s (averaged per {bucket_ns / NS:g} s)", xlabel="seconds since the run started",
+                   )  # fmt: skip
+        if rec_v.size:
+            tp.line(
+                rec_t / NS, rec_v, color=PALETTE[0], label="received by loadgen (stream chunks)", step=False
+            )
+        if srv_v.size:
+            tp.line(srv_t / NS, srv_v, color=PALETTE[1], dash="5,3", label="generated by server (counter)")
+        top += ph + 46
+    return tp, top
+
+
 def timeline_figure(
     req: RunRequests,
     server: ServerSeries,
@@ -114,131 +263,18 @@ def timeline_figure(
     ys = Scale(0, max(rows, 1), 0, th)
     p = Panel(xs, ys, left=left, top=44, width=pw, height=th, title="Requests over time (one row per request, in order of intended start)",
               ylabel="request (by start)", show_xticks=False, yfmt=lambda v: f"{int(v)}")  # fmt: skip
-    T = req.t
-    marks = []
-    for row, i in enumerate(order):
-        y = ys(row + 0.5) - bar_h / 2
-        ti = T["intended_ns"][i]
-        ft = T["first_token_ns"][i]
-        fr = T["first_reasoning_ns"][i]
-        fc = T["first_content_ns"][i]
-        end = T["end_ns"][i]
-        segs = []
-        wait_end = ft if math.isfinite(ft) else end
-        if math.isfinite(ti) and math.isfinite(wait_end):
-            segs.append((ti, wait_end, C_WAIT))
-        if math.isfinite(fr):
-            r_end = fc if math.isfinite(fc) else (end if math.isfinite(end) else T["last_token_ns"][i])
-            segs.append((fr, r_end, C_REASON))
-        if math.isfinite(fc) and math.isfinite(end):
-            segs.append((fc, end, C_ANSWER))
-        elif math.isfinite(ft) and not math.isfinite(fr) and math.isfinite(end):
-            segs.append((ft, end, C_ANSWER))
-        parts = []
-        for a, b, c in segs:
-            if not (math.isfinite(a) and math.isfinite(b)):
-                continue
-            xa, xb = xs(a / NS), xs(b / NS)
-            parts.append(
-                f'<rect x="{num(xa)}" y="{num(y)}" width="{num(max(xb - xa, 0.6))}" height="{num(bar_h)}" fill="{c}"/>'
-            )
-        is_s = bool(straggler[i])
-        failed = not req.ok[i]
-        if is_s or failed:
-            xe = xs((end if math.isfinite(end) else ti) / NS)
-            color = C_STRAG if is_s else C_FAIL
-            parts.append(
-                f'<rect x="{num(xs(ti / NS) - 1)}" y="{num(y - 0.8)}" width="{num(max(xe - xs(ti / NS), 0.6) + 2)}"'
-                f' height="{num(bar_h + 1.6)}" fill="none" stroke="{color}" stroke-width="1.2"/>'
-            )
-        # intended start tick
-        parts.append(
-            f'<rect x="{num(xs(ti / NS))}" y="{num(y)}" width="0.8" height="{num(bar_h)}" fill="#333"/>'
-        )
-        tip = _request_tip(req, lat, i, is_s, verdicts.get(int(req.index[i])))
-        cls = "req straggler" if is_s else "req failed" if failed else "req"
-        marks.append(
-            f'<g class="{cls}" data-index="{int(req.index[i])}"><title>{esc(tip)}</title>{"".join(parts)}</g>'
-        )
+    marks = [
+        _request_bar(req, i, ys(row + 0.5) - bar_h / 2, bar_h, xs, straggler, lat, verdicts)
+        for row, i in enumerate(order)
+    ]
     p.raw("".join(marks))
     body = [p.render(), _timeline_legend(left, 12, pw)]
     top = 44 + th + 14
     downsampled: list[str] = []
-    panels: list[Panel] = []
-    ph = 92
-    if not server.empty:
-        t_lo, t_hi = t0, t1
-        # KV cache
-        if server.kv.size:
-            kp = Panel(xs, Scale(0, 1, ph, 0), left=left, top=top + 18, width=pw, height=ph,
-                       title="KV-cache usage (server)", yfmt=lambda v: f"{v:.0%}", show_xticks=False)  # fmt: skip
-            draw_series(kp, server.kv_t, server.kv, t_lo, t_hi, PALETTE[2], "KV usage", downsampled)
-            kp.hline(0.9, text="90%")
-            panels.append(kp)
-            top += ph + 30
-        if server.running.size or server.waiting.size:
-            vmax = nice_max(float(max(server.running.max(initial=0), server.waiting.max(initial=0), 1)))
-            rp = Panel(xs, Scale(0, vmax, ph, 0), left=left, top=top + 18, width=pw, height=ph,
-                       title="Requests running and waiting (server)", show_xticks=False)  # fmt: skip
-            draw_series(rp, server.running_t, server.running, t_lo, t_hi, PALETTE[0], "running", downsampled)
-            draw_series(rp, server.waiting_t, server.waiting, t_lo, t_hi, PALETTE[4], "waiting", downsampled)
-            panels.append(rp)
-            top += ph + 30
-        if server.preempt.size > 1:
-            dt = np.diff(server.preempt)
-            tt = server.preempt_t[1:]
-            keep = (dt > 0) & (tt >= t_lo) & (tt <= t_hi)
-            tt, dt = tt[keep], dt[keep]
-            if tt.size > TIME_BUCKETS:
-                c, _, _ = bucket_minmax(tt, dt, t_lo, t_hi)
-                sums = _bucket_sum(tt, dt, t_lo, t_hi)
-                tt, dt = c, sums[sums > 0]
-                downsampled.append("preemptions")
-            vmax = nice_max(float(dt.max(initial=1)))
-            pp = Panel(xs, Scale(0, vmax, 56, 0), left=left, top=top + 18, width=pw, height=56,
-                       title=f"Preemptions (server counter, increase per scrape; total {server.preempt[-1] - server.preempt[0]:,.0f})",
-                       show_xticks=False)  # fmt: skip
-            stems = "".join(
-                f'<line x1="{num(xs(a / NS))}" x2="{num(xs(a / NS))}" y1="56" y2="{num(pp.y(b))}" stroke="{PALETTE[4]}" stroke-width="1"/>'
-                for a, b in zip(tt, dt, strict=True)
-            )
-            pp.raw(stems)
-            pp.points(tt / NS, dt, color=PALETTE[4], r=2.6, shape="triangle",
-                      titles=[f"t={a / NS:,.1f} s: +{b:g} preemptions" for a, b in zip(tt, dt, strict=True)])  # fmt: skip
-            panels.append(pp)
-            top += 56 + 30
-    # throughput: records (chunk times) and the server's generation counter, in the same buckets
-    bucket_ns = req.tok_bin_ns
-    tp = None
-    rec_t = (np.arange(req.tok_bins.size) + 0.5) * bucket_ns
-    rec_v = req.tok_bins / (bucket_ns / NS)
-    keep = rec_t <= t1 + bucket_ns
-    rec_t, rec_v = rec_t[keep], rec_v[keep]
-    srv_t = srv_v = np.empty(0)
-    if server.gen.size > 1:
-        d = np.diff(server.gen)
-        dt = np.diff(server.gen_t)
-        tt = server.gen_t[1:]
-        sums = np.bincount((tt // bucket_ns).astype(np.int64), weights=d)
-        spans = np.bincount((tt // bucket_ns).astype(np.int64), weights=dt)
-        have = spans > 0
-        srv_t = (np.flatnonzero(have) + 0.5) * bucket_ns
-        srv_v = sums[have] / (spans[have] / NS)
-        k2 = srv_t <= t1 + bucket_ns
-        srv_t, srv_v = srv_t[k2], srv_v[k2]
-    if rec_v.size or srv_v.size:
-        vmax = nice_max(float(max(rec_v.max(initial=0), srv_v.max(initial=0), 1)))
-        tp = Panel(xs, Scale(0, vmax, ph, 0), left=left, top=top + 18, width=pw, height=ph,
-                   title=f"Output throughput, tokens/s (averaged per {bucket_ns / NS:g} s)", xlabel="seconds since the run started",
-                   )  # fmt: skip
-        if rec_v.size:
-            tp.line(
-                rec_t / NS, rec_v, color=PALETTE[0], label="received by loadgen (stream chunks)", step=False
-            )
-        if srv_v.size:
-            tp.line(srv_t / NS, srv_v, color=PALETTE[1], dash="5,3", label="generated by server (counter)")
+    panels, top = _server_panels(server, xs, left, pw, top, (t0, t1), downsampled)
+    tp, top = _throughput_panel(req, server, xs, left, pw, top, t1)
+    if tp is not None:
         panels.append(tp)
-        top += ph + 46
     else:
         p.show_xticks = True
         p.xlabel = "seconds since the run started"
@@ -252,7 +288,12 @@ def timeline_figure(
         f' data-t0="{t0 / NS}" data-t1="{t1 / NS}" pointer-events="none"/>'
     )
     info = TimelineInfo(
-        len(order), n, int(straggler.sum()), int((~req.ok).sum()), sorted(set(downsampled)), bucket_ns / NS
+        len(order),
+        n,
+        int(straggler.sum()),
+        int((~req.ok).sum()),
+        sorted(set(downsampled)),
+        req.tok_bin_ns / NS,
     )
     return figure(W, height, body, title="Timeline of requests and server state", fig_id="timeline"), info
 
