@@ -120,6 +120,10 @@ class _TimerFd:
         finally:
             self._waiter = None
 
+    def wake(self) -> None:
+        """End a ``sleep_until`` now (a nearer deadline came up: ``loadgen.conversation``)."""
+        self._fired()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self.fd)

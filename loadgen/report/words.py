@@ -28,6 +28,7 @@ ERROR_LABELS = {
     "malformed": "malformed response",
     "empty": "no tokens",
     "cancelled": "cancelled (interrupted)",
+    "session_aborted": "turn not sent (earlier turn failed)",
     "worker_lost": "sender lost",
     "client": "loadgen's own failure",
 }

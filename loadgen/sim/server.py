@@ -368,6 +368,8 @@ class SimServer:
         digest = text_digest(g.prompt_text)
         hashes = block_hashes(g.tokens, cfg.block_size) if cfg.enable_prefix_caching else []
         req = self.engine.new_request(len(g.tokens), hashes, digest, g.max_tokens, g.ignore_eos, g.sim)
+        req.tail_tokens = g.tokens[len(hashes) * cfg.block_size :] if hashes else g.tokens
+        req.chat = chat
         req.handle = st
         st.req = req
         if st.fault in ("cut", "stall", "malformed", "stream_error"):
