@@ -18,8 +18,11 @@ def _per_turn(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _label(summary: dict[str, Any], fallback: str) -> str:
     t = summary.get("turns") or {}
-    name = summary.get("label") or (summary.get("config") or {}).get("output", {}).get("label") or fallback
-    return f"{name} ({t['history']})" if t.get("history") else str(name)
+    name = str(
+        summary.get("label") or (summary.get("config") or {}).get("output", {}).get("label") or fallback
+    )
+    history = t.get("history")
+    return f"{name} ({history})" if history and history not in name else name
 
 
 def ttft_by_turn_figure(runs: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
@@ -43,7 +46,7 @@ def ttft_by_turn_figure(runs: Sequence[tuple[str, dict[str, Any]]]) -> str | Non
         xs = [r["turn"] for r in rows]
         for key, what, dash in _TTFT:
             p.line(xs, [r[key]["p50"] or float("nan") for r in rows], color=color, dash=dash,
-                   label=f"{name}: {what}" if len(series) > 1 or dash is None else what)  # fmt: skip
+                   label=f"{name}: {what}" if len(series) > 1 else what)  # fmt: skip
         p.points(xs, [r["ttft"]["p99"] or float("nan") for r in rows], color=color, r=3,
                  titles=[f"{name} turn {r['turn']}: TTFT p99 {r['ttft']['p99']:.1f} ms" for r in rows])  # fmt: skip
     return figure(W, H, [p.render()], title="TTFT by turn", fig_id="ttft-by-turn")
@@ -158,3 +161,22 @@ def compare_turns_lines(summaries: Sequence[tuple[str, dict[str, Any]]]) -> list
             )
         lines.append(f"{k:>4}  " + "  |  ".join(parts))
     return lines
+
+
+def compare_turns_section(compare: dict[str, Any], figs: dict[str, str]) -> str:
+    """compare.html's section for conversations runs: both figures with every configuration's first run."""
+    runs = [
+        (_label({"turns": t}, str(name)), {"turns": t}) for name, t in (compare.get("turns") or {}).items()
+    ]
+    if len(runs) < 2:
+        return ""
+    out = ['<h2 id="turns">Conversations by turn</h2><p class="note">The first run of each configuration: '
+           "TTFT and prompt tokens per turn index (reasoning stripped from the history or kept).</p>"]  # fmt: skip
+    for key, fig in (("compare_ttft_by_turn", ttft_by_turn_figure(runs)),
+                     ("compare_prompt_by_turn", prompt_by_turn_figure(runs))):  # fmt: skip
+        if fig:
+            figs[key] = fig
+            out.append(fig_block(fig))
+    lines = compare_turns_lines(runs)
+    out.append("<pre>" + esc("\n".join(lines)) + "</pre>")
+    return "".join(out)

@@ -30,7 +30,9 @@ def test_a_conversation_hits_vllms_prefix_cache_turn_after_turn(vllm_server, tmp
         sampling=SamplingConfig(max_tokens=24, ignore_eos=True),
         scrape=ScrapeConfig(interval_s=0.2),
         output=OutputConfig(output_dir=str(tmp_path / "conv"), report=False),
-        sessions=SessionsConfig(sessions=3, turns=LengthDist("fixed", 3), think_time=SecondsDist("fixed", 0.1)),
+        sessions=SessionsConfig(
+            sessions=3, turns=LengthDist("fixed", 3), think_time=SecondsDist("fixed", 0.1)
+        ),
     )
     res = asyncio.run(run_async(cfg, install_signal_handlers=False))
     recs = res.records
