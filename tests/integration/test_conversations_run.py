@@ -134,7 +134,10 @@ def test_the_simulator_reuses_a_sessions_history_and_keeping_reasoning_hits_more
     assert hit["keep-reasoning"][2] > hit["strip-reasoning"][2]
     r = cli("compare", str(tmp_path / "strip-reasoning"), str(tmp_path / "keep-reasoning"))
     assert r.returncode == 0, r.stderr
-    assert "by turn:" in r.stdout and "(strip-reasoning)" in r.stdout and "(keep-reasoning)" in r.stdout
+    (head,) = [ln for ln in r.stdout.splitlines() if ln.startswith("by turn:")]
+    assert "strip-reasoning" in head and "keep-reasoning" in head
+    rows = [ln.split() for ln in r.stdout.splitlines()[r.stdout.splitlines().index(head) + 2 :]]
+    assert [row[0] for row in rows] == ["0", "1", "2"]  # a row per turn, both runs on it
 
 
 def test_sessions_spread_over_two_senders_keep_their_turns_together(tmp_path):
