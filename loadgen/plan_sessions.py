@@ -181,3 +181,15 @@ def _mooncake_plan(cfg: RunConfig) -> RequestPlan:
     )  # fmt: skip
     sched = TraceSchedule.from_offsets_ns(starts, s.trace_path, s.trace_speedup)
     return _plan(cfg, sched, np.repeat(starts, turns), specs, SessionTable(session, turn, think, FIXED))
+
+
+def last_turn_bound_s(plan: RequestPlan, timeout_s: float) -> float:
+    """The latest a conversations plan's last turn can still be sending, in s after t0: each session's start,
+    then every turn taking its whole timeout after its think time."""
+    t = plan.sessions
+    assert t is not None
+    per_session = np.bincount(t.session, weights=t.think_ns / NS_PER_S + timeout_s)
+    starts = np.zeros(len(per_session))
+    starts[t.session[t.turn == 0]] = plan.offsets_ns[t.turn == 0] / NS_PER_S
+    present = np.bincount(t.session) > 0
+    return float((starts + per_session)[present].max()) if present.any() else 0.0

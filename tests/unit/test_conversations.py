@@ -208,3 +208,16 @@ def test_mooncake_sessions_take_their_delays_as_think_times(tmp_path):
         plan_requests(
             _cfg("--trace", str(_mooncake(tmp_path, [{"hash_ids": [1]}])), "--trace-format", "mooncake")
         )
+
+
+def test_a_fleet_waits_for_the_last_turn_of_the_longest_session():
+    from loadgen.fleet.driver import wait_bound_s
+    from loadgen.sender import STOP_GRACE_S
+
+    cfg = _cfg(
+        "--sessions", "3", "--turns", "4", "--think-time", "2", "--timeout", "10", "--rate", "1", "--cv", "0"
+    )
+    plan = plan_requests(cfg)
+    # the last session starts at 2 s; its 4 turns may take 10 s each after 3 think times of 2 s
+    assert plan.offsets_ns[-1] == 2 * NS_PER_S
+    assert wait_bound_s(cfg, plan) == 2 + 4 * 10 + 3 * 2 + STOP_GRACE_S + 60.0
