@@ -221,3 +221,18 @@ def test_a_fleet_waits_for_the_last_turn_of_the_longest_session():
     # the last session starts at 2 s; its 4 turns may take 10 s each after 3 think times of 2 s
     assert plan.offsets_ns[-1] == 2 * NS_PER_S
     assert wait_bound_s(cfg, plan) == 2 + 4 * 10 + 3 * 2 + STOP_GRACE_S + 60.0
+
+
+def test_sharegpt_conversations_are_replayed_with_their_own_human_turns(tmp_path):
+    f = tmp_path / "sharegpt.json"
+    conv = [{"from": "human", "value": "q1"}, {"from": "gpt", "value": "r" * 80},
+            {"from": "human", "value": "q2"}, {"from": "gpt", "value": "r" * 40}]  # fmt: skip
+    f.write_bytes(orjson.dumps([{"id": "x", "conversations": conv}]))
+    plan = plan_requests(
+        _cfg("--sessions", "2", "--turns", "5", "--dataset", "sharegpt", "--dataset-path", str(f))
+    )
+    assert plan.sessions is not None and plan.sessions.session.tolist() == [0, 0, 1, 1]
+    assert [s.prompt for s in plan.specs] == ["q1", "q2", "q1", "q2"]
+    assert [s.max_tokens for s in plan.specs] == [20, 10, 20, 10]  # the replies' lengths, ≈ chars / 4
+    with pytest.raises(ConfigError, match="sharegpt or --prompts"):
+        plan_requests(_cfg("--sessions", "2", "--dataset", "gsm8k", "--dataset-path", str(f)))
