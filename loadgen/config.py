@@ -8,8 +8,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from loadgen.errors import ConfigError
+from loadgen.records import Scrubber
 
 if TYPE_CHECKING:
     from loadgen.workload.sampling import Budgets, DatasetMix
@@ -92,9 +94,25 @@ class Slo:
         return dict(self.limits_ms)
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``http://user:pw@host:port/v1`` -> (``http://host:port/v1``, ``"user:pw"`` percent-decoded); a URL without
+    credentials comes back as it is, with None."""
+    m = re.match(r"^(https?://)([^/?#\s]*)@", url, re.IGNORECASE)
+    if not m:
+        return url, None
+    user, _, password = m.group(2).partition(":")
+    return m.group(1) + url[m.end() :], f"{unquote(user)}:{unquote(password)}"
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
-    """Where requests go and how they are authenticated. The API key is never printed or written."""
+    """Where requests go and how they are authenticated. The API key is never printed or written.
+
+    Credentials written into the URL (``http://user:password@host:port``) are taken out of ``base_url`` here, once,
+    so no URL derived from it (the requests' Host header, /metrics, run.json, the console) can carry them: they
+    become ``basic_auth`` ("user:password", percent-decoded), sent as ``Authorization: Basic ...`` unless an
+    ``--api-key`` or an ``Authorization`` ``--header`` is given, which wins (one Authorization, the explicit one).
+    """
 
     base_url: str
     api: str = "chat"  # chat | completions
@@ -107,10 +125,16 @@ class EndpointConfig:
     read_timeout_s: float | None = (
         None  # fail a response after this long without a byte; None = no such limit
     )
+    basic_auth: str | None = field(default=None, repr=False)  # "user:password" from the URL's userinfo
 
     def __post_init__(self) -> None:
+        url, userinfo = split_userinfo(self.base_url)
+        if userinfo is not None:
+            object.__setattr__(self, "base_url", url)
+            object.__setattr__(self, "basic_auth", userinfo)
         if not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise ConfigError(f"--base-url {self.base_url!r}: expected http://HOST[:PORT][/v1]")
+            shown = Scrubber().text(self.base_url)  # a mistyped URL may still carry a password
+            raise ConfigError(f"--base-url {shown!r}: expected http://HOST[:PORT][/v1]")
         if self.api not in ("chat", "completions"):
             raise ConfigError(f"--api must be chat or completions, got {self.api!r}")
         if not (self.timeout_s > 0):
@@ -142,6 +166,7 @@ class EndpointConfig:
             "api": self.api,
             "model": self.model,
             "api_key": "set" if self.api_key else None,
+            "url_credentials": "set" if self.basic_auth else None,
             "header_names": [k for k, _ in self.headers],
             "timeout_s": self.timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
@@ -454,7 +479,7 @@ class RunConfig:
                 "output_len": self.workload.output_len.describe() if self.workload.output_len else None,
             },
             "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
-            "scrape": asdict(self.scrape),
+            "scrape": {**asdict(self.scrape), "urls": [Scrubber().text(u) for u in self.scrape.urls]},
             "output": {k: v for k, v in asdict(self.output).items() if k not in ("command", "log_level")},
             "analysis": {
                 "slo_ms": self.analysis.slo.as_dict(),

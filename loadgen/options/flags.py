@@ -32,6 +32,7 @@ from loadgen.config import (
     Slo,
     WorkloadConfig,
 )
+from loadgen.records import Scrubber
 
 # the config field each option sets: its default is the option's default (negated for a --no-... flag). None: the
 # option sets no one field (--base-url: absent means the built-in simulator; --trace-lengths picks the workload)
@@ -393,7 +394,10 @@ def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = N
             out.append(a.split("=", 1)[0] + "=***")
         else:
             out.append(a)
-    return out
+    return [_URLS.text(a) for a in out]  # credentials written into a URL (--base-url http://user:pw@host)
+
+
+_URLS = Scrubber()  # masks only what has the shape of a secret: a URL's user:password
 
 
 def _workers(text: str | int) -> int | None:
