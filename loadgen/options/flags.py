@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="send N conversations; their starts follow the arrival process (--rate, --cv)",
     )
-    g.add_argument("--turns", help="turns per conversation, drawn like --input-len")
+    g.add_argument("--turns", metavar="DIST", help="turns per conversation, drawn like --input-len")
     g.add_argument(
         "--think-time",
         metavar="S",
@@ -277,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the resent history keeps of the server's answers: the answer only (DeepSeek-R1's convention) "
         "or its reasoning too, as <think>...</think> before the answer",
     )
-    g.add_argument("--trace-block-size", type=int, help="tokens per hash id of a mooncake trace")
+    g.add_argument(
+        "--trace-block-size", type=int, metavar="TOKENS", help="tokens per hash id of a mooncake trace"
+    )
     g = p.add_argument_group("sampling")
     g.add_argument(
         "--max-tokens",

@@ -236,3 +236,24 @@ def test_sharegpt_conversations_are_replayed_with_their_own_human_turns(tmp_path
     assert [s.max_tokens for s in plan.specs] == [20, 10, 20, 10]  # the replies' lengths, ≈ chars / 4
     with pytest.raises(ConfigError, match="sharegpt or --prompts"):
         plan_requests(_cfg("--sessions", "2", "--dataset", "gsm8k", "--dataset-path", str(f)))
+
+
+def test_the_finished_stream_gives_the_reasoning_only_when_a_session_keeps_it():
+    from loadgen.records import RequestRecord
+    from loadgen.stream import KEEP_REASONING, apply_stream
+    from tests.scripted_server import DONE, chat_chunk, usage_chunk
+
+    body = (
+        chat_chunk(role=True) + chat_chunk(reasoning="a b", field="reasoning_content")
+        + chat_chunk(reasoning=" c", field="reasoning_content") + chat_chunk(content="yes")
+        + chat_chunk(finish="stop") + usage_chunk(3, 3) + DONE
+    )  # fmt: skip
+    reads = [
+        (i, body[i * 40 : (i + 1) * 40]) for i in range(len(body) // 40 + 1)
+    ]  # events split across reads
+    kept, plain = RequestRecord(index=0), RequestRecord(index=1)
+    apply_stream(kept, reads, KEEP_REASONING)
+    apply_stream(plain, reads)
+    assert kept.output_text == plain.output_text == "yes"
+    assert kept.reasoning_text == "a b c" and plain.reasoning_text is None
+    assert kept.chunk_kind == plain.chunk_kind == "rrc"
