@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--sessions",
         type=int,
+        metavar="N",
         help="send N conversations; their starts follow the arrival process (--rate, --cv)",
     )
     g.add_argument("--turns", metavar="DIST", help="turns per conversation, drawn like --input-len")
