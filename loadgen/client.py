@@ -268,7 +268,7 @@ class StreamingClient:
             self._pool = Pool(self._host, self._port, ssl_ctx)
         return self._pool
 
-    async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool = True) -> None:
+    async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool | str = True) -> None:
         """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises.
 
         ``--timeout`` covers the whole request from now (its turn to be sent): connecting, writing, the response.

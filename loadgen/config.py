@@ -203,7 +203,7 @@ class ScheduleConfig:
     seed: int = 0
     trace_path: str | None = None
     trace_speedup: float = 1.0
-    trace_format: str = "auto"  # auto | timestamps | burstgpt | azure
+    trace_format: str = "auto"  # auto | timestamps | burstgpt | azure | mooncake
     trace_start_s: float | None = None
     trace_end_s: float | None = None
     num_requests: int | None = None
@@ -216,9 +216,9 @@ class ScheduleConfig:
             raise ConfigError(f"--arrival must be constant, poisson, gamma or trace, got {self.arrival!r}")
         if self.arrival == "trace" and not self.trace_path:
             raise ConfigError("--arrival trace needs --trace FILE")
-        if self.trace_format not in ("auto", "timestamps", "burstgpt", "azure"):
+        if self.trace_format not in ("auto", "timestamps", "burstgpt", "azure", "mooncake"):
             raise ConfigError(
-                f"--trace-format must be auto, timestamps, burstgpt or azure, got {self.trace_format!r}"
+                f"--trace-format must be auto, timestamps, burstgpt, azure or mooncake, got {self.trace_format!r}"
             )
         if not (self.trace_speedup > 0):
             raise ConfigError(f"--trace-speedup must be > 0, got {self.trace_speedup}")
@@ -260,6 +260,81 @@ class WorkloadConfig:
             raise ConfigError(f"unknown workload kind {self.kind!r}")
         if self.repeats < 1:
             raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
+
+
+HISTORY_POLICIES = ("strip-reasoning", "keep-reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class SecondsDist:
+    """A duration distribution in seconds (``--think-time``): fixed, uniform(lo, hi), normal(mean, sd),
+    lognormal(median, sigma) or exponential(mean); draws are clipped at 0."""
+
+    kind: str = "fixed"
+    a: float = 1.0
+    b: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> SecondsDist:
+        m = re.fullmatch(
+            r"\s*(?:(fixed|uniform|normal|lognormal|exponential):)?\s*([0-9.eE+-]+)\s*(?:,\s*([0-9.eE+-]+))?\s*",
+            str(text),
+        )
+        if not m:
+            raise ConfigError(
+                f"{flag} {text!r}: expected S, uniform:LO,HI, normal:MEAN,SD, lognormal:MEDIAN,SIGMA or "
+                "exponential:MEAN (seconds)"
+            )
+        kind = m.group(1) or "fixed"
+        try:
+            a = float(m.group(2))
+            b = float(m.group(3)) if m.group(3) is not None else None
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r}: not a number") from None
+        two = kind in ("uniform", "normal", "lognormal")
+        if two != (b is not None):
+            raise ConfigError(f"{flag} {text!r}: {kind} takes {'two numbers' if two else 'one number'}")
+        dist = cls(kind, a, b or 0.0)
+        ok = {
+            "fixed": a >= 0,
+            "exponential": a >= 0,
+            "uniform": 0 <= a <= (b or 0),
+            "normal": a >= 0 and (b or 0) >= 0,
+            "lognormal": a > 0 and (b or 0) >= 0,
+        }[kind]
+        if not ok or not all(map(math.isfinite, (dist.a, dist.b))):
+            raise ConfigError(f"{flag} {text!r}: seconds must be finite and >= 0 (LO <= HI, MEDIAN > 0)")
+        return dist
+
+    def describe(self) -> str:
+        if self.kind in ("fixed", "exponential"):
+            return f"{self.a:g}" if self.kind == "fixed" else f"exponential:{self.a:g}"
+        return f"{self.kind}:{self.a:g},{self.b:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsConfig:
+    """Multi-turn conversations (``loadgen.conversation``): ``sessions`` of ``turns`` turns each, whose starts
+    follow the run's arrival process; within a session turn k+1 is sent ``think_time`` after turn k ended. The
+    history a turn resends keeps the server's answers, with their reasoning stripped or kept (``history``)."""
+
+    sessions: int | None = None  # None: no conversations (single requests)
+    turns: LengthDist = LengthDist("fixed", 4)
+    think_time: SecondsDist = SecondsDist("fixed", 1.0)
+    history: str = "strip-reasoning"
+    trace_block_size: int = 512  # tokens per hash id of a Mooncake trace
+
+    def __post_init__(self) -> None:
+        if self.sessions is not None and self.sessions < 1:
+            raise ConfigError(f"--sessions must be >= 1, got {self.sessions}")
+        if self.history not in HISTORY_POLICIES:
+            raise ConfigError(f"--history must be one of {', '.join(HISTORY_POLICIES)}, got {self.history!r}")
+        if self.trace_block_size < 1:
+            raise ConfigError(f"--trace-block-size must be >= 1, got {self.trace_block_size}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.sessions is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +448,7 @@ class RunConfig:
     analysis: AnalysisConfig = AnalysisConfig()
     sim: SimConfig = SimConfig()
     senders: SendersConfig = SendersConfig()
+    sessions: SessionsConfig = SessionsConfig()
 
     def with_seed(self, seed: int) -> RunConfig:
         """The same run with another seed for its arrivals and its workload's draws (what ``--seed`` sets)."""
@@ -417,6 +493,12 @@ class RunConfig:
             "sim": asdict(self.sim),
             "senders": {"workers": self.senders.workers or "auto", "ray": self.senders.ray_address},
         }
+        if self.sessions.enabled or self.schedule.trace_format == "mooncake":
+            d["sessions"] = {
+                **asdict(self.sessions),
+                "turns": self.sessions.turns.describe(),
+                "think_time": self.sessions.think_time.describe(),
+            }
         if math.isinf(self.schedule.rate):
             d["schedule"]["rate"] = "inf"
         return d

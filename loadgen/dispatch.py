@@ -41,16 +41,25 @@ from loadgen.clock import RunClock
 from loadgen.records import RequestRecord
 from loadgen.workload.spec import RequestSpec
 
-__all__ = ["DispatchStats", "Dispatcher", "quiet_gc", "wait_until"]
+__all__ = [
+    "SPIN_NS",
+    "TIMERFD_LEAD_NS",
+    "DispatchStats",
+    "Dispatcher",
+    "TimerFd",
+    "quiet_gc",
+    "spin_until",
+    "wait_until",
+]
 
-_SPIN_NS = 1_500_000  # without a timerfd: sleep until this close to a deadline, then yield with sleep(0)
+SPIN_NS = 1_500_000  # without a timerfd: sleep until this close to a deadline, then yield with sleep(0)
 _GC_GEN0_THRESHOLD = 10_000  # while dispatching (CPython's default is 700); a gen-0 pass stays ~1 ms
 # sent (and finished) requests between two gc.freeze(): O(1), and it resets the collector's counts, so the young
 # generations never grow to every stream in flight (10,000 streams open before the first 1,000 had finished made
 # the gen-1 and gen-2 passes that stalled each sender once per run)
 _GC_FREEZE_EVERY = 1_000
 _GC_NO_FULL_PASS = 1 << 30  # the gen-2 threshold while sending: gen-1 passes before a full one
-_TIMERFD_LEAD_NS = 100_000  # with a timerfd: wake this much early (its wake-up takes ~20-60 µs here), then sleep(0) to the deadline
+TIMERFD_LEAD_NS = 100_000  # with a timerfd: wake this much early (its wake-up takes ~20-60 µs here), then sleep(0) to the deadline
 
 
 @dataclass(slots=True)
@@ -67,12 +76,12 @@ class DispatchStats:
 async def wait_until(deadline_ns: int, stats: DispatchStats) -> None:
     """Return at or just after ``deadline_ns`` (absolute perf_counter_ns), yielding to other tasks meanwhile."""
     remaining = deadline_ns - perf_counter_ns()
-    if remaining > _SPIN_NS:
-        await asyncio.sleep((remaining - _SPIN_NS) / 1e9)
-    await _spin(deadline_ns, stats)
+    if remaining > SPIN_NS:
+        await asyncio.sleep((remaining - SPIN_NS) / 1e9)
+    await spin_until(deadline_ns, stats)
 
 
-async def _spin(deadline_ns: int, stats: DispatchStats) -> None:
+async def spin_until(deadline_ns: int, stats: DispatchStats) -> None:
     start = perf_counter_ns()
     if start >= deadline_ns:
         return
@@ -81,7 +90,7 @@ async def _spin(deadline_ns: int, stats: DispatchStats) -> None:
     stats.spin_ns += perf_counter_ns() - start
 
 
-class _TimerFd:
+class TimerFd:
     """A CLOCK_MONOTONIC timerfd watched by the event loop: nanosecond-armed wake-ups without spinning (Linux)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -127,6 +136,10 @@ class _TimerFd:
         finally:
             self._waiter = None
 
+    def wake(self) -> None:
+        """End a ``sleep_until`` now (a nearer deadline came up: ``loadgen.conversation``)."""
+        self._fired()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self.fd)
@@ -134,11 +147,11 @@ class _TimerFd:
             os.close(self.fd)
 
 
-def _make_timerfd(loop: asyncio.AbstractEventLoop) -> _TimerFd | None:
+def _make_timerfd(loop: asyncio.AbstractEventLoop) -> TimerFd | None:
     if not sys.platform.startswith("linux") or os.environ.get("LOADGEN_NO_TIMERFD"):
         return None
     try:
-        return _TimerFd(loop)
+        return TimerFd(loop)
     except (OSError, AttributeError, NotImplementedError):
         return None
 
@@ -213,7 +226,7 @@ class Dispatcher:
         self.api = api
         self.stats = DispatchStats()
         self.tasks: set[asyncio.Task[None]] = set()
-        self._tfd: _TimerFd | None = None
+        self._tfd: TimerFd | None = None
         self._prepared = False
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         # A burst (every arrival at t=0) under a cap is a closed loop: the dispatcher itself waits for slots
@@ -297,7 +310,7 @@ class Dispatcher:
             self._tfd.close()
             self._tfd = None
 
-    async def _dispatch_all(self, tfd: _TimerFd | None) -> None:
+    async def _dispatch_all(self, tfd: TimerFd | None) -> None:
         t0 = self.clock.t0_ns
         stats = self.stats
         loop = asyncio.get_running_loop()
@@ -310,9 +323,9 @@ class Dispatcher:
                 if tfd is None:
                     await wait_until(deadline, stats)
                 else:
-                    if deadline - perf_counter_ns() > _TIMERFD_LEAD_NS:
-                        await tfd.sleep_until(deadline - _TIMERFD_LEAD_NS)
-                    await _spin(deadline, stats)
+                    if deadline - perf_counter_ns() > TIMERFD_LEAD_NS:
+                        await tfd.sleep_until(deadline - TIMERFD_LEAD_NS)
+                    await spin_until(deadline, stats)
                 if self.stop.is_set():
                     stats.stopped_early = True
                     break

@@ -67,6 +67,9 @@ class ErrorKind(StrEnum):
     MALFORMED = "malformed"  # the response was not the SSE/JSON it should be
     EMPTY = "empty"  # the stream finished without producing a single token
     CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C) while the request was in flight
+    SESSION_ABORTED = (
+        "session_aborted"  # a conversation's turn never sent: an earlier turn of its session failed
+    )
     WORKER_LOST = "worker_lost"  # its sender (worker process, Ray actor, its node) died before reporting it
     CLIENT = "client"  # an unexpected failure inside loadgen itself (a bug: please report)
 
@@ -91,6 +94,7 @@ ERROR_KIND_LABELS = {
     ErrorKind.MALFORMED: "malformed response",
     ErrorKind.EMPTY: "no tokens",
     ErrorKind.CANCELLED: "cancelled (interrupted)",
+    ErrorKind.SESSION_ABORTED: "turn not sent (earlier turn failed)",
     ErrorKind.WORKER_LOST: "sender lost",
     ErrorKind.CLIENT: "loadgen's own failure",
 }

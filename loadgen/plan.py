@@ -20,127 +20,15 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.errors import ConfigError
-from loadgen.schedule import GammaSchedule, Schedule, TraceSchedule, make_schedule
+from loadgen.request_plan import RequestPlan, with_sim_hints
+from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
 from loadgen.workload.spec import RequestSpec
-from loadgen.workload.table import FixedSource, SpecTable
-
-
-def _frozen(a: Any) -> np.ndarray:
-    out = np.array(a, dtype=np.int64)
-    out.flags.writeable = False
-    return out
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class RequestPlan:
-    """What a run (or one sender of it) sends: request ``indices[j]`` with ``specs[j]`` at ``offsets_ns[j]``.
-
-    ``warmup`` and ``total`` describe the whole plan (requests with an index below ``warmup`` are warm-up), so a
-    shard still knows which of its requests are warm-up and what it is a part of.
-    """
-
-    schedule: Schedule
-    offsets_ns: np.ndarray  # int64, read-only: absolute send offsets (ns since t0), in send order
-    specs: SpecTable  # request j's spec is made when asked (loadgen.workload.table): a plan costs bytes a request
-    indices: np.ndarray  # int64, read-only: each request's index in the whole plan
-    seed: int
-    warmup: int
-    total: int  # requests in the whole plan
-    shard_k: int = 0
-    shard_n: int = 1
-
-    @classmethod
-    def whole(
-        cls, schedule: Schedule, offsets_ns: Any, specs: Sequence[RequestSpec], seed: int, warmup: int
-    ) -> RequestPlan:
-        offsets = _frozen(offsets_ns)
-        if len(specs) != len(offsets):
-            raise ValueError(f"{len(offsets)} offsets but {len(specs)} specs")
-        table = SpecTable.of(specs)
-        return cls(schedule, offsets, table, _frozen(np.arange(len(offsets))), seed, warmup, len(offsets))
-
-    def __len__(self) -> int:
-        return len(self.specs)
-
-    def __getstate__(self) -> list[Any]:  # a shard is sent to its sender's process
-        return [getattr(self, f.name) for f in fields(self)]
-
-    def __setstate__(self, state: list[Any]) -> None:
-        for f, value in zip(fields(self), state, strict=True):
-            object.__setattr__(self, f.name, _frozen(value) if isinstance(value, np.ndarray) else value)
-
-    @property
-    def measured(self) -> int:
-        """Requests of this plan that are not warm-up."""
-        return int(np.count_nonzero(self.indices >= self.warmup))
-
-    def describe(self) -> dict[str, object]:
-        """The arrival process, as summary.json shows it."""
-        return self.schedule.describe()
-
-    def requests(self) -> Iterator[tuple[int, int, RequestSpec]]:
-        """(index, offset ns, spec) per request, in send order."""
-        for j in range(len(self.indices)):
-            yield int(self.indices[j]), int(self.offsets_ns[j]), self.specs[j]
-
-    def spec_of(self, index: int) -> RequestSpec:
-        """The spec of request ``index`` of the whole plan (it must be in this plan)."""
-        j = int(np.searchsorted(self.indices, index))
-        if j >= len(self.indices) or int(self.indices[j]) != index:
-            raise KeyError(index)
-        return self.specs[j]
-
-    def shard(self, k: int, n: int) -> RequestPlan:
-        """Sender ``k`` of ``n``: the requests ``i`` with ``i % n == k``, with their indices and offsets."""
-        if self.shard_n != 1:
-            raise ValueError("a shard is not split again: shard the whole plan")
-        if not (n >= 1 and 0 <= k < n):
-            raise ValueError(f"shard {k} of {n}: need n >= 1 and 0 <= k < n")
-        take = np.flatnonzero(self.indices % n == k)
-        return replace(
-            self,
-            offsets_ns=_frozen(self.offsets_ns[take]),
-            specs=self.specs.take(take),
-            indices=_frozen(self.indices[take]),
-            shard_k=k,
-            shard_n=n,
-        )
-
-
-def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
-    """The whole plan again from its shards, request for request, ordered by index."""
-    parts = list(shards)
-    if not parts:
-        raise ValueError("no shards to merge")
-    first = parts[0]
-    indices = np.concatenate([p.indices for p in parts])
-    order = np.argsort(indices, kind="stable")
-    if len(indices) != first.total or not np.array_equal(indices[order], np.arange(first.total)):
-        raise ValueError(f"the shards do not hold each of the plan's {first.total} requests exactly once")
-    source = first.specs.source
-    if all(p.specs.source is source for p in parts):  # the shards of one plan: only the rows move
-        table = SpecTable(source, _frozen(np.concatenate([p.specs.rows for p in parts])[order]))
-    else:  # shards that travelled (each unpickled its own source): the specs themselves
-        specs = [s for p in parts for s in p.specs]
-        table = SpecTable(FixedSource(tuple(specs[int(j)] for j in order)), _frozen(np.arange(len(order))))
-    return RequestPlan(
-        first.schedule,
-        _frozen(np.concatenate([p.offsets_ns for p in parts])[order]),
-        table,
-        _frozen(indices[order]),
-        first.seed,
-        first.warmup,
-        first.total,
-    )
-
+from loadgen.workload.table import SpecTable
 
 # One sender process tops out near 100,000 token events/s (loadgen.fleet.sizing) and every request is at least one
 # event: a plan that asks more of its senders in its duration would only be sent late.
@@ -217,6 +105,12 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
     ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
     """
+    if _conversations(cfg):  # --sessions, a mooncake trace: loadgen.plan_sessions
+        from loadgen.plan_sessions import plan_sessions
+
+        if specs is not None:
+            raise ConfigError("conversations (--sessions, a mooncake trace) plan their own turns")
+        return plan_sessions(cfg)
     s, w = cfg.schedule, cfg.workload
     check_plan_size(cfg)
     trace = _read_trace(cfg) if s.arrival == "trace" else None
@@ -274,6 +168,16 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
 
 
+def _conversations(cfg: RunConfig) -> bool:
+    if cfg.sessions.enabled:
+        return True
+    if not cfg.schedule.trace_path:
+        return False
+    from loadgen.plan_sessions import is_mooncake
+
+    return is_mooncake(cfg)
+
+
 def _read_trace(cfg: RunConfig) -> Any:
     from loadgen.workload.traces import read_trace
 
@@ -300,23 +204,3 @@ def _base_specs(cfg: RunConfig, n: int, trace: Any) -> SpecTable:
     from loadgen.workload.synthetic import synthetic_specs
 
     return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)
-
-
-_SIM_DIFFICULTY = {"easy": 0.2, "medium": 0.5, "hard": 0.85}
-
-
-def with_sim_hints(specs: list[RequestSpec]) -> list[RequestSpec]:
-    """Tell the simulator each item's reference and difficulty, so its (simulated) answers can be scored."""
-    out = []
-    for spec in specs:
-        if spec.reference is None:
-            out.append(spec)
-            continue
-        hint: dict[str, Any] = {"reference": spec.reference}
-        diff = _SIM_DIFFICULTY.get(str(spec.tags.get("difficulty")))
-        if diff is not None:
-            hint["difficulty"] = diff
-        extra = dict(spec.extra_body or {})
-        extra["sim"] = hint
-        out.append(replace(spec, extra_body=extra))
-    return out

@@ -86,6 +86,14 @@ class RequestRecord:
     # the server's own account of this request where it sends one (llama.cpp's ``timings``: prompt_n, prompt_ms,
     # predicted_n, predicted_ms, cache_n, ...): a free cross-check of the client's timings
     server_timings: dict[str, Any] | None = None
+    # conversations (loadgen.conversation): the session and its turn (0 first); None for a single request
+    session_id: int | None = None
+    turn: int | None = None
+    # prompt tokens the server found in its prefix cache, as it reported them for this request (vLLM's
+    # usage.prompt_tokens_details.cached_tokens, llama.cpp's timings.cache_n); None where it reported none
+    cached_tokens: int | None = None
+    # the reasoning text, kept only where the next turn of a session resends it (--history keep-reasoning)
+    reasoning_text: str | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(record_dict(self))

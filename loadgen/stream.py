@@ -100,6 +100,7 @@ class _Acc:
         "malformed",
         "timings",
         "prefix",
+        "reasoning",
     )
 
     def __init__(self) -> None:
@@ -121,6 +122,7 @@ class _Acc:
         self.malformed: str | None = None
         self.timings: dict[str, Any] | None = None  # llama.cpp's per-response server timings
         self.prefix = b""  # the repeated event prefix found in an earlier slice
+        self.reasoning: list[str] | None = None  # reasoning text, kept only when asked (KEEP_REASONING)
 
 
 def _error_text(obj: Any) -> str:
@@ -375,6 +377,7 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
     first_chunk_ns = acc.first_chunk_ns
     reasoning_chars = acc.reasoning_chars
     continuous = acc.continuous
+    reasoning_out = acc.reasoning
     for obj, ts in zip(objs, pts, strict=True):
         if type(obj) is not dict:
             if acc.malformed is None:
@@ -411,6 +414,8 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
                 _textless_tokens(acc, usage, ts)
             continue
         chunk_ns.append(ts)
+        if reasoning and reasoning_out is not None:
+            reasoning_out.append(reasoning)
         if content:
             content_out.append(content)
             kinds.append("c")
@@ -434,23 +439,34 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
     acc.continuous = continuous
 
 
-def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
-    """Fill ``rec``'s token fields, counts, finish reason and (unless already failed) its status from ``reads``."""
+# keep_text: the answer and the reasoning text (a session's next turn resends it)
+KEEP_REASONING = "reasoning"
+
+
+def _new_acc(keep_text: bool | str) -> _Acc:
     acc = _Acc()
+    if keep_text == KEEP_REASONING:
+        acc.reasoning = []
+    return acc
+
+
+def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool | str = True) -> None:
+    """Fill ``rec``'s token fields, counts, finish reason and (unless already failed) its status from ``reads``."""
+    acc = _new_acc(keep_text)
     for run in slices(reads, SLICE_BYTES):
         split_events(run, acc)
         _compact(acc)
     fill_record(rec, acc, keep_text)
 
 
-async def apply_stream_async(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
+async def apply_stream_async(rec: RequestRecord, reads: Reads, keep_text: bool | str = True) -> None:
     """``apply_stream`` on the event loop, one slice per pass: other streams' reads are stamped in between.
 
     The record of a very long stream is filled on a worker thread: its per-chunk passes (token counts, reasoning
     tokens, the text) over 100k chunks held the loop 10-20 ms in one go; on a thread the loop takes the GIL back
     within the interpreter's switch interval (5 ms) whenever a read is waiting.
     """
-    acc = _Acc()
+    acc = _new_acc(keep_text)
     for i, run in enumerate(slices(reads, SLICE_BYTES)):
         if i:
             await asyncio.sleep(0)

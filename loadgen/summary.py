@@ -22,6 +22,7 @@ from loadgen.config import RunConfig
 from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.records import iter_records
 from loadgen.result_files import REQUESTS, SERVER_METRICS
+from loadgen.summary_turns import turns_section
 
 __all__ = [
     "RunFacts",
@@ -174,6 +175,7 @@ def build_summary(cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = N
         "outcome": outcome,
         "groups": groups_of(cols),
     }
+    summary.update(turns_section(cols, cfg.sessions.history if cfg.sessions.enabled else None))
     if specs is not None and _has_references(specs):
         from loadgen.accuracy import accuracy_table
 

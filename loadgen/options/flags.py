@@ -25,7 +25,9 @@ from loadgen.config import (
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
+    SecondsDist,
     SendersConfig,
+    SessionsConfig,
     SimConfig,
     Slo,
     WorkloadConfig,
@@ -59,6 +61,8 @@ FIELD_OF: dict[str, str | None] = {
     "label": "output.label", "quiet": "output.quiet", "json": "output.json", "no_live": "output.live",
     "no_report": "output.report", "log_level": "output.log_level", "sim_profile": "sim.profile",
     "sim_arg": "sim.args", "workers": "senders.workers", "ray": "senders.ray_address",
+    "sessions": "sessions.sessions", "turns": "sessions.turns", "think_time": "sessions.think_time",
+    "history": "sessions.history", "trace_block_size": "sessions.trace_block_size",
 }  # fmt: skip
 
 _SECTIONS: dict[str, type] = {
@@ -71,6 +75,7 @@ _SECTIONS: dict[str, type] = {
     "analysis": AnalysisConfig,
     "sim": SimConfig,
     "senders": SendersConfig,
+    "sessions": SessionsConfig,
 }
 
 
@@ -85,7 +90,7 @@ def _option_default(dest: str, path: str | None) -> Any:
         return not value
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, LengthDist):
+    if isinstance(value, (LengthDist, SecondsDist)):
         return value.describe()
     if isinstance(value, Slo):
         return None if not value.limits_ms else value
@@ -213,7 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
     )
     g.add_argument("--trace-speedup", type=float, help="divide the trace's gaps by this factor")
-    g.add_argument("--trace-format", choices=("auto", "timestamps", "burstgpt", "azure"), help="trace layout")
+    g.add_argument(
+        "--trace-format",
+        choices=("auto", "timestamps", "burstgpt", "azure", "mooncake"),
+        help="trace layout (mooncake: JSONL of timestamp, input_length, output_length, hash_ids[, session_id, "
+        "delay]: prompts rebuilt block for block)",
+    )
     g.add_argument("--trace-start", type=float, metavar="S", help="replay the trace from S seconds in")
     g.add_argument("--trace-end", type=float, metavar="S", help="replay the trace up to S seconds in")
     g.add_argument(
@@ -247,6 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-lengths", action="store_true", help="prompt/output lengths from the --trace file")
     g.add_argument(
         "--force-output-len", action="store_true", help="with --trace-lengths: exactly that many tokens"
+    )
+    g = p.add_argument_group("conversations (multi-turn sessions)")
+    g.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="send N conversations; their starts follow the arrival process (--rate, --cv)",
+    )
+    g.add_argument("--turns", metavar="DIST", help="turns per conversation, drawn like --input-len")
+    g.add_argument(
+        "--think-time",
+        metavar="S",
+        help="seconds from a turn's answer to the next turn: S, uniform:LO,HI, normal:MEAN,SD, "
+        "lognormal:MEDIAN,SIGMA, exponential:MEAN",
+    )
+    g.add_argument(
+        "--history",
+        choices=("strip-reasoning", "keep-reasoning"),
+        help="what the resent history keeps of the server's answers: the answer only (DeepSeek-R1's convention) "
+        "or its reasoning too, as <think>...</think> before the answer",
+    )
+    g.add_argument(
+        "--trace-block-size", type=int, metavar="TOKENS", help="tokens per hash id of a mooncake trace"
     )
     g = p.add_argument_group("sampling")
     g.add_argument(

@@ -33,6 +33,7 @@ from loadgen.report.run_data import RunRequests, ServerSeries, read_requests, re
 from loadgen.report.run_tables import groups_section, server_section, straggler_section
 from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
+from loadgen.report.turn_figures import turns_section
 from loadgen.result_files import REPORT_HTML, REQUESTS, SERVER_METRICS, get, read_summary
 
 __all__ = ["write_run_report"]
@@ -133,6 +134,7 @@ def write_run_report(result_dir: Path | str) -> Path:
 
     sections.append(server_section(summary))
     sections.append(groups_section(summary, figs))
+    sections.append(turns_section(summary, figs))
     sections.append(straggler_section(summary))
     sections.append(_footer(summary, out, notes, started))
 
@@ -148,6 +150,8 @@ def write_run_report(result_dir: Path | str) -> Path:
     ]
     if summary.get("groups") or summary.get("accuracy"):
         nav.append(("groups", "Datasets / budgets"))
+    if summary.get("turns"):
+        nav.append(("turns", "Turns"))
     nav += [("stragglers", "Stragglers"), ("about", "About")]
     html = page(f"loadgen report — {_run_name(summary, out)}", "".join(sections), nav)
     path = out / REPORT_HTML

@@ -121,14 +121,15 @@ def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 # the stage folder each module of loadgen/ will live in once the flat modules are grouped (tools/regroup_plan.md),
 # in the order data flows: imports must already run one way between them, so that the move is mechanical
 STAGES = {
-    "plan": ("loadgen.schedule", "loadgen.plan", "loadgen.clock"),
+    "plan": ("loadgen.schedule", "loadgen.plan", "loadgen.plan_sessions", "loadgen.clock"),
     "records": ("loadgen.records", "loadgen.result_files", "loadgen.columns"),
     "wire": ("loadgen.chunked", "loadgen.kernel_stamps", "loadgen.http11", "loadgen.stream", "loadgen.token_counts",
              "loadgen.client"),
     "analysis": ("loadgen.distribution", "loadgen.metrics", "loadgen.catalogue", "loadgen.accuracy",
                  "loadgen.selfcheck", "loadgen.client_check"),
-    "results": ("loadgen.results_dir", "loadgen.summary", "loadgen.rebuild", "loadgen.fleet.merge"),
-    "run": ("loadgen.dispatch", "loadgen.sender", "loadgen.stopping", "loadgen.target", "loadgen.run",
+    "results": ("loadgen.results_dir", "loadgen.summary", "loadgen.summary_turns", "loadgen.rebuild",
+                "loadgen.fleet.merge"),
+    "run": ("loadgen.dispatch", "loadgen.conversation", "loadgen.sender", "loadgen.stopping", "loadgen.target", "loadgen.run",
             "loadgen.fleet"),
     "commands": ("loadgen.compare", "loadgen.sweep", "loadgen.experiment", "loadgen.experiment_plan", "loadgen.fit"),
 }  # fmt: skip
