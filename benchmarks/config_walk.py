@@ -14,7 +14,7 @@ The walk, defined on the source alone (AST, no import):
   until ``loadgen.sender:Sender.__init__``, each function read once: in a function on a way to the sender up to
   its last hand-over that leads there, in any other function (a side trip: the plan, the results folder) all of
   its hand-overs: everything the configuration passes through before it reaches the sender. A *stop* is each
-  hand-over followed; a
+  hand-over read (a call site; the same function called from two places is two stops, read once); a
   *place* each module read; a *move* a hand-over into another module; a *climb* a hand-over from a module into a
   module of a higher layer, in the order README's "Layout" lists them (LAYERS below, low to high): a call that goes
   back up the layers the data flows down.
@@ -39,24 +39,24 @@ INDIRECT = {
     ("loadgen.fleet.ray_fleet:RayFleet.start", "remote_actor"): "loadgen.fleet.ray_actor:SenderActor.__init__"
 }
 
-# README "Layout", low to high (a module imports from the rows before its own); the first prefix that matches wins
+# README "Layout", low to high (a module imports from the rows before its own); the longest matching prefix wins
 LAYERS = [
-    ("loadgen.errors", "loadgen.config", "loadgen.options"),
+    ("loadgen.errors", "loadgen.config", "loadgen.version", "loadgen.options"),
     ("loadgen.workload",),
-    ("loadgen.records",),
-    ("loadgen.schedule", "loadgen.plan", "loadgen.clock"),
-    ("loadgen.http11", "loadgen.chunked", "loadgen.kernel_stamps"),
-    ("loadgen.stream", "loadgen.token_counts", "loadgen.client"),
-    ("loadgen.dispatch", "loadgen.sender"),
-    ("loadgen.columns", "loadgen.distribution", "loadgen.metrics"),
-    ("loadgen.scrape", "loadgen.accuracy", "loadgen.summary"),
-    ("loadgen.compare",),
+    ("loadgen.schedule", "loadgen.plan", "loadgen.request_plan", "loadgen.plan_sessions", "loadgen.clock"),
+    ("loadgen.records", "loadgen.result_files", "loadgen.columns"),
+    ("loadgen.http11", "loadgen.chunked", "loadgen.kernel_stamps", "loadgen.stream", "loadgen.token_counts",
+     "loadgen.client"),
+    ("loadgen.distribution", "loadgen.metrics", "loadgen.catalogue", "loadgen.accuracy", "loadgen.selfcheck",
+     "loadgen.client_check", "loadgen.fleet.verdict"),
+    ("loadgen.scrape",),
+    ("loadgen.results_dir", "loadgen.summary", "loadgen.summary_turns", "loadgen.rebuild", "loadgen.fleet.merge"),
     ("loadgen.report",),
-    ("loadgen.results_dir", "loadgen.stopping", "loadgen.target", "loadgen.selfcheck", "loadgen.verdict"),
-    ("loadgen.run", "loadgen.fleet", "loadgen.rebuild"),
-    ("loadgen.sweep", "loadgen.experiment", "loadgen.fit"),
+    ("loadgen.dispatch", "loadgen.conversation", "loadgen.sender", "loadgen.stopping", "loadgen.target",
+     "loadgen.run", "loadgen.fleet"),
+    ("loadgen.compare", "loadgen.sweep", "loadgen.experiment", "loadgen.fit"),
     ("loadgen.__main__",),
-]
+]  # fmt: skip
 
 
 def layer(mod: str) -> int:
@@ -401,9 +401,9 @@ def walk(graph: Graph, entry: str = ENTRY, goal: str = GOAL) -> list[tuple[str, 
         if fn in useful:  # read up to the last hand-over that leads on to the sender
             calls = calls[: max(i for i, c in enumerate(calls) if c in useful) + 1]
         for callee in calls:
+            steps.append((fn, callee))  # every hand-over is read, a function already read is not read again
             if callee not in seen:
                 seen.add(callee)
-                steps.append((fn, callee))
                 if callee != goal:
                     visit(callee)
 

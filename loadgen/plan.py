@@ -25,10 +25,22 @@ from typing import Any
 
 from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.errors import ConfigError
-from loadgen.request_plan import RequestPlan, with_sim_hints
+from loadgen.request_plan import RequestPlan, SessionTable, merge, with_sim_hints
 from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
 from loadgen.workload.spec import RequestSpec
 from loadgen.workload.table import SpecTable
+
+__all__ = [
+    "PLAN_BYTES_PER_REQUEST",
+    "SENDS_PER_SENDER_S",
+    "RequestPlan",
+    "SessionTable",
+    "available_memory",
+    "check_plan_size",
+    "merge",
+    "plan_requests",
+    "with_sim_hints",
+]
 
 # One sender process tops out near 100,000 token events/s (loadgen.fleet.sizing) and every request is at least one
 # event: a plan that asks more of its senders in its duration would only be sent late.

@@ -2,7 +2,7 @@
 
 ``--ray`` joins the cluster first (its CPUs size ``--workers auto``); otherwise ``--workers N`` or ``auto`` from
 this host's cores and the planned load (``sizing``). One sender is a fleet of one in this process
-(``inprocess.InProcessFleet``), writing through the run's record tap straight into ``requests.jsonl``.
+(``shard.InProcessFleet``), writing through the run's record tap straight into ``requests.jsonl``.
 """
 
 from __future__ import annotations
@@ -12,21 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.config import RunConfig
-from loadgen.fleet.inprocess import InProcessFleet
-from loadgen.fleet.shard import Fleet, RecordWriter
-from loadgen.fleet.sizing import Sizing, auto_workers, usable_cores
+from loadgen.fleet.shard import Fleet, InProcessFleet, RecordWriter
+from loadgen.fleet.sizing import Sizing, sizing_of
 from loadgen.plan import RequestPlan
 
-__all__ = ["choose_fleet", "local_sizing"]
-
-
-def local_sizing(cfg: RunConfig, plan: RequestPlan) -> Sizing:
-    """How many local senders: ``--workers N``, or ``auto`` from the cores and the planned load."""
-    if cfg.senders.workers is not None:
-        n = cfg.senders.workers
-        return Sizing(n, f"--workers {n} as given")
-    keep = 1 if cfg.endpoint.simulated else 0
-    return auto_workers(cfg, plan, usable_cores(), keep_for_server=keep)
+__all__ = ["choose_fleet"]
 
 
 def choose_fleet(
@@ -46,13 +36,9 @@ def choose_fleet(
         ray_fleet = RayFleet(cfg.senders.ray_address, out_dir)
         fleet = ray_fleet
         stack.push_async_callback(ray_fleet.close)
-        cluster = ray_fleet.connect()
-        if cfg.senders.workers is not None:
-            sizing = Sizing(cfg.senders.workers, f"--workers {cfg.senders.workers} as given")
-        else:
-            sizing = auto_workers(cfg, plan, max(1, cluster["cpus"]), where="CPUs of the Ray cluster")
+        sizing = sizing_of(cfg, plan, ray_fleet.connect()["cpus"])
     else:
-        sizing = local_sizing(cfg, plan)
+        sizing = sizing_of(cfg, plan)
         if sizing.workers == 1:
             fleet = InProcessFleet(tap)
         else:

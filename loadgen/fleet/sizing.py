@@ -52,6 +52,17 @@ def planned_events_per_s(cfg: RunConfig, plan: RequestPlan) -> tuple[float | Non
     return rate * mean_out, mean_out, rate
 
 
+def sizing_of(cfg: RunConfig, plan: RequestPlan, cluster_cpus: int | None = None) -> Sizing:
+    """How many senders: ``--workers N`` as given, or ``auto`` from the planned load and the cores there are (a Ray
+    cluster's CPUs, else this host's, less one for the built-in simulator)."""
+    if cfg.senders.workers is not None:
+        n = cfg.senders.workers
+        return Sizing(n, f"--workers {n} as given")
+    if cluster_cpus is not None:
+        return auto_workers(cfg, plan, max(1, cluster_cpus), where="CPUs of the Ray cluster")
+    return auto_workers(cfg, plan, usable_cores(), keep_for_server=1 if cfg.endpoint.simulated else 0)
+
+
 def auto_workers(
     cfg: RunConfig, plan: RequestPlan, cores: int, *, keep_for_server: int = 0, where: str = "usable cores"
 ) -> Sizing:
