@@ -46,6 +46,7 @@ from loadgen.metrics import INTERVAL, interval_ns, token_gaps
 from loadgen.records import RequestRecord
 
 FOLD_S = 0.25
+ANSWER_S = 0.5  # after the final figures were collected for a scrape, time for the answer to go out
 OUTCOMES = ("ok", "error", "cancelled")
 # seconds: 100 µs to 10 min, 1-1.5-2-3-5-7 a decade (a few buckets a millisecond below 10 ms)
 BUCKETS_S: tuple[float, ...] = tuple(
@@ -287,6 +288,8 @@ class LiveExporter:
         deadline = self._finished_at + self.linger_s
         while self.figures.last_scrape <= self._finished_at and time.monotonic() < deadline:
             time.sleep(0.05)
+        if self.figures.last_scrape > self._finished_at:
+            time.sleep(ANSWER_S)  # the scrape was collected: let its answer reach the scraper
         self._server.shutdown()
         self._server.server_close()
         self._server_thread.join(timeout=5)
