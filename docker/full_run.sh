@@ -99,6 +99,10 @@ command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2
     || die 2 "docker compose is missing (Debian: apt-get install docker-compose)"
 command -v prometheus >/dev/null 2>&1 || die 2 "prometheus is missing (Debian: apt-get install prometheus)"
 
+if (exec 3<>"/dev/tcp/127.0.0.1/$prom_port") 2>/dev/null; then
+    die 2 "port $prom_port (Prometheus) is in use on 127.0.0.1: stop what listens there or set PROMETHEUS_PORT"
+fi
+
 own_sock="$dcache/docker.sock"
 if ! docker info >/dev/null 2>&1; then
     export DOCKER_HOST="unix://$own_sock"
@@ -117,10 +121,6 @@ if ! docker info >/dev/null 2>&1; then
         docker info >/dev/null 2>&1 || die 1 "dockerd did not start: $(grep -iE 'level=(fatal|error)|failed' "$dcache/dockerd.log" | tail -1 | cut -c1-200) (log $dcache/dockerd.log)"
         say "started dockerd (PID $dockerd_pid, data root $dcache/data); it is stopped at the end"
     fi
-fi
-
-if (exec 3<>"/dev/tcp/127.0.0.1/$prom_port") 2>/dev/null; then
-    die 2 "port $prom_port (Prometheus) is in use on 127.0.0.1: stop what listens there or set PROMETHEUS_PORT"
 fi
 
 # ------------------------------------------------------------------------------------------- what the images hold
