@@ -31,7 +31,7 @@ from loadgen.fleet.shard import ShardJob
 from loadgen.fleet.sizing import Sizing, auto_workers, split_cap, usable_cores
 from loadgen.fleet.verdict import pooled_check, schedule_error, sender_name, senders_check
 from loadgen.plan import RequestPlan
-from loadgen.report.exporter import open_exporter
+from loadgen.report.exporter_process import due_counter, open_exporter
 from loadgen.results_dir import (
     ResultsDir,
     RunResult,
@@ -163,13 +163,12 @@ async def run_fleet_async(
         staging_dir(out_dir).mkdir(parents=True, exist_ok=True)
         files = [sender_file(out_dir, k) for k in range(n)]
         try:  # --metrics-port: the whole run's figures, read from the senders' files as they grow
-            exporter = open_exporter(cfg.output, label)
+            exporter = await open_exporter(cfg.output, label, files, stack)
         except LoadgenError:
             results.discard = True
             raise
         if exporter is not None:
-            stack.callback(exporter.close)
-            exporter.follow_senders(files, plan.offsets_ns, clock)
+            exporter.count("due", due_counter(plan.offsets_ns, clock))
         try:
             if ray_address is not None:
                 infos = await fleet.start(jobs, files, endpoint.simulated)
@@ -209,7 +208,7 @@ async def run_fleet_async(
             await fleet.go(clock)
             outcomes = await fleet.wait(wait_bound_s(cfg, plan))
         if exporter is not None:
-            exporter.finish()  # before the senders' files are merged away
+            await exporter.finish()  # before the senders' files are merged away
         if poller is not None:
             await poller.stop()
 

@@ -1,4 +1,4 @@
-"""loadgen's own figures, live, for Prometheus: ``--metrics-port PORT`` serves them while the run lasts.
+"""loadgen's own figures, live, for Prometheus (``--metrics-port PORT``): the exporter's child process.
 
 What Prometheus scrapes (every series labelled ``run="<the run's label>"``):
 
@@ -7,31 +7,41 @@ What Prometheus scrapes (every series labelled ``run="<the run's label>"``):
     loadgen_output_tokens_total         completion tokens of finished measured requests
     loadgen_ttft_seconds                histograms of the catalogue's TTFT, TPOT, per-token ITL and E2E (from
     loadgen_tpot_seconds                send; successful measured requests) and send lag (every dispatched
-    loadgen_itl_seconds                 measured request), in buckets from 100 µs to 10 min, a few per
-    loadgen_e2e_seconds                 millisecond below 10 ms
+    loadgen_itl_seconds                 measured request), in buckets from 100 µs to 10 min, six a decade
+    loadgen_e2e_seconds                 (1, 1.5, 2, 3, 5, 7 ms, ...)
     loadgen_send_lag_seconds
 
-Every figure comes from finished records, the same ones ``requests.jsonl`` gets, and every latency from
-:data:`loadgen.metrics.INTERVALS` and :func:`loadgen.metrics.token_gaps` over columns, exactly as the summary
-computes them: nothing is timed twice. Warm-up requests are left out, as the summary leaves them out.
+Every figure comes from finished records, read from the files the run writes anyway (``requests.jsonl``; a
+fleet's per-sender files) as they grow, and every latency from :data:`loadgen.metrics.INTERVALS` and
+:func:`loadgen.metrics.token_gaps` over columns, as the summary computes them: nothing is timed twice. Warm-up
+requests are left out, as the summary leaves them out.
 
-Off the stamping path: the event loop only appends a finished record to a deque (:meth:`LiveExporter.observe`; a
-fleet's driver instead has the exporter read the senders' record files, :meth:`LiveExporter.follow`), and the
-exporter's own thread folds what has gathered into bucket counts every ``FOLD_S`` with numpy, a batch at a time.
-Prometheus's HTTP server (``prometheus_client``) answers scrapes on a thread of its own from those counts.
+All of it runs in a child process (``loadgen.report.exporter_process`` starts it), like the scrape poller: the
+fold costs ~20 µs of numpy and Python per 256-token record, which on the client's own GIL and CPU account would
+have cost the client ceiling 7 % (``benchmarks/client_ceiling.py --exporter``); the client only writes a count a
+second to the child's stdin. Prometheus's HTTP server (``prometheus_client``) answers scrapes on a thread of the
+child. After ``finish`` the child folds what is left (the figures are then the run's final ones) and keeps serving
+until one scrape has read them, or ``linger_s`` has passed (``--metrics-linger``), so a scraper with a 5 s interval
+still sees the whole run.
 
-At the end, :meth:`LiveExporter.finish` folds what is left (the figures are then the run's final ones) and
-:meth:`LiveExporter.close` keeps serving until one scrape has read them, or ``linger_s`` has passed, so a scraper
-with a 5 s interval still sees the whole run (``--metrics-linger``).
+The conversation, one JSON line each way over the child's stdin and stdout::
+
+    child  -> {"ready": true, "port": P} | {"error": "one line"}
+    parent -> {"in_flight": N} | {"due": N}      now and then: sent and not finished / planned sends due by now
+    parent -> {"finish": true}                   (or stdin closing) fold the rest, linger, exit
+    child  -> {"finished": true, "records": N}
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
+import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +50,20 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from loadgen.columns import ChunkBlock, from_records
+from loadgen.columns import ChunkBlock, RequestColumns
+from loadgen.columns.requests import COUNT_FIELDS, TIME_FIELDS
 from loadgen.errors import ConfigError
 from loadgen.metrics import INTERVAL, interval_ns, token_gaps
-from loadgen.records import RequestRecord
 
 FOLD_S = 0.25
 ANSWER_S = 0.5  # after the final figures were collected for a scrape, time for the answer to go out
+NICE = 10
 OUTCOMES = ("ok", "error", "cancelled")
-# seconds: 100 µs to 10 min, 1-1.5-2-3-5-7 a decade (a few buckets a millisecond below 10 ms)
+# seconds: 100 µs to 10 min, 1-1.5-2-3-5-7 a decade
 BUCKETS_S: tuple[float, ...] = tuple(
     round(m * 10.0**e, 6) for e in range(-4, 2) for m in (1, 1.5, 2, 3, 5, 7)
 ) + (100.0, 150.0, 200.0, 300.0, 600.0)
-# name -> (catalogue key, rows it is over: "ok" measured successful, "dispatched" every measured dispatched one)
+# name -> (catalogue key, rows it is over: "ok" measured successful, "dispatched" every measured one)
 HISTOGRAMS: dict[str, tuple[str, str]] = {
     "loadgen_ttft_seconds": ("ttft", "ok"),
     "loadgen_tpot_seconds": ("tpot", "ok"),
@@ -81,8 +92,7 @@ class _Histogram:
         w = None if weights is None else weights[keep]
         if not v.size:
             return
-        # Prometheus's buckets are "<= le": the first bound >= v is v's bucket
-        idx = np.searchsorted(BUCKETS_S, v, side="left")
+        idx = np.searchsorted(BUCKETS_S, v, side="left")  # Prometheus's buckets are "<= le"
         self.counts += np.bincount(idx, weights=w, minlength=self.counts.size)
         self.sum += float(v.sum() if w is None else (v * w).sum())
 
@@ -93,213 +103,190 @@ class _Histogram:
         ]
 
 
-class _TokenGaps:
-    """A columns reducer that keeps the per-token ITL of measured successful requests (metrics.token_gaps)."""
+def _columns(recs: list[dict[str, Any]]) -> RequestColumns:
+    """A batch of records (as their JSON lines hold them) as the columns the catalogue computes on."""
+    t = {k: np.array([d.get(k) for d in recs], dtype=np.float64) for k in TIME_FIELDS}
+    n = {k: np.array([d.get(k) for d in recs], dtype=np.float64) for k in COUNT_FIELDS}
+    cols = RequestColumns.of_times(t, n)
+    cols.warmup = np.array([bool(d.get("warmup")) for d in recs], dtype=bool)
+    cols.ok = np.array([d.get("status", "ok") == "ok" for d in recs], dtype=bool)
+    return cols
 
-    def __init__(self) -> None:
-        self.gaps: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def add(self, b: ChunkBlock) -> None:
-        g, w, _ = token_gaps(b.t, b.k, b.first_mask(), b.measured_ok[b.owner()])
-        if g.size:
-            self.gaps.append((g, w))
+def _chunks(recs: list[dict[str, Any]], measured_ok: np.ndarray) -> ChunkBlock:
+    """Their chunk arrays as one block, taken as the columns reader takes them (times and tokens of one length)."""
+    rows = [
+        i
+        for i, d in enumerate(recs)
+        if d.get("chunk_ns") and len(d["chunk_ns"]) == len(d.get("chunk_tokens") or ())
+    ]
+    lens = np.array([len(recs[i]["chunk_ns"]) for i in rows], dtype=np.int64)
 
-    def finish(self, cols: Any) -> None:
-        pass
+    def flat(key: str) -> np.ndarray:
+        return (
+            np.concatenate([np.array(recs[i][key], dtype=np.int64) for i in rows])
+            if rows
+            else np.zeros(0, np.int64)
+        )
+
+    return ChunkBlock(
+        rows=np.array(rows, dtype=np.int64),
+        lens=lens,
+        t=flat("chunk_ns"),
+        k=flat("chunk_tokens"),
+        measured_ok=measured_ok[rows] if rows else np.zeros(0, dtype=bool),
+    )
 
 
 class Figures:
     """The run's figures so far, folded from batches of finished records; a prometheus_client collector."""
 
-    def __init__(self, label: str, in_flight: Callable[[], int] | None = None) -> None:
+    def __init__(self, label: str) -> None:
         self.label = label
-        self.in_flight = in_flight
         self.requests = dict.fromkeys(OUTCOMES, 0)
         self.output_tokens = 0
         self.hist = {name: _Histogram() for name in HISTOGRAMS}
         self.records = 0  # records folded, warm-up included
-        self.scrapes = 0
+        self.in_flight = 0  # as the parent last said
+        self.due: int | None = None  # a fleet's driver: planned sends due by now (in flight = due - records)
         self.last_scrape = 0.0  # time.monotonic() of the last scrape
         self._lock = threading.Lock()
 
-    def fold(self, records: Sequence[RequestRecord]) -> None:
-        """Add a batch of finished records (numpy over their columns: one pass a batch, not a record)."""
-        if not records:
+    def fold(self, recs: list[dict[str, Any]]) -> None:
+        """Add a batch of finished records: numpy over their columns, one pass a batch."""
+        if not recs:
             return
-        gaps = _TokenGaps()
-        cols = from_records(records, reducers=[gaps])
+        cols = _columns(recs)
         measured, ok = cols.measured, cols.measured_ok
-        status = cols.status.counts(measured)
-        tokens = cols.n["completion_tokens"][measured]
+        outcomes = collections.Counter(
+            d.get("status", "ok") for d, m in zip(recs, measured, strict=True) if m
+        )
+        tokens = int(np.nansum(cols.n["completion_tokens"][measured]))
         seconds = {
             name: interval_ns(cols, key)[ok if over == "ok" else measured] / 1e9
             for name, (key, over) in HISTOGRAMS.items()
             if INTERVAL[key].per_request
         }
+        b = _chunks(recs, ok)
+        g, w, _ = token_gaps(b.t, b.k, b.first_mask(), b.measured_ok[b.owner()])
         with self._lock:
-            self.records += len(records)
-            for outcome, n in status.items():
-                self.requests[str(outcome)] = self.requests.get(str(outcome), 0) + int(n)
-            self.output_tokens += int(np.nansum(tokens))
+            self.records += len(recs)
+            for outcome, count in outcomes.items():
+                self.requests[outcome] = self.requests.get(outcome, 0) + count
+            self.output_tokens += tokens
             for name, v in seconds.items():
                 self.hist[name].add(v)
-            for g, w in gaps.gaps:
-                self.hist["loadgen_itl_seconds"].add(g / 1e9, w.astype(np.float64))
+            self.hist["loadgen_itl_seconds"].add(g / 1e9, w.astype(np.float64))
 
     def collect(self) -> Iterable[Any]:
         labels = ["run"]
         c = CounterMetricFamily(
             "loadgen_requests", "finished measured requests, by outcome", labels=["run", "outcome"]
         )
-        t = CounterMetricFamily("loadgen_output_tokens", "completion tokens of finished measured requests",
-                                labels=labels)  # fmt: skip
+        t = CounterMetricFamily(
+            "loadgen_output_tokens", "completion tokens of finished measured requests", labels=labels
+        )
+        g = GaugeMetricFamily(
+            "loadgen_in_flight_requests", "requests sent and not yet finished", labels=labels
+        )
         hists = []
         with self._lock:
-            self.scrapes += 1
             self.last_scrape = time.monotonic()
             for outcome, n in self.requests.items():
                 c.add_metric([self.label, outcome], n)
             t.add_metric([self.label], self.output_tokens)
+            g.add_metric(
+                [self.label], self.in_flight if self.due is None else max(0, self.due - self.records)
+            )
             for name, (key, _) in HISTOGRAMS.items():
                 h = HistogramMetricFamily(
                     name, f"{INTERVAL[key].title} ({INTERVAL[key].note})", labels=labels
                 )
                 h.add_metric([self.label], self.hist[name].buckets(), self.hist[name].sum)
                 hists.append(h)
-        g = GaugeMetricFamily(
-            "loadgen_in_flight_requests", "requests sent and not yet finished", labels=labels
-        )
-        try:  # read on the HTTP server's thread: a sender not yet made has nothing in flight
-            in_flight = self.in_flight() if self.in_flight is not None else 0
-        except (NameError, AttributeError):
-            in_flight = 0
-        g.add_metric([self.label], in_flight)
         return [c, t, *hists, g]
 
 
-class _Follow:
-    """New complete lines of record files written by others (a fleet's per-sender files), read from where the
-    last read stopped."""
+class Follow:
+    """New complete lines of record files written by others, read from where the last read stopped."""
 
-    def __init__(self, paths: Callable[[], Iterable[Path]]) -> None:
-        self.paths = paths
-        self.offsets: dict[Path, int] = {}
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.offsets = {Path(p): 0 for p in paths}
 
-    def read(self) -> list[RequestRecord]:
+    def read(self) -> list[dict[str, Any]]:
         out = []
-        for path in self.paths():
+        for path, offset in self.offsets.items():
             try:
                 with open(path, "rb") as fh:
-                    fh.seek(self.offsets.get(path, 0))
+                    fh.seek(offset)
                     data = fh.read()
             except FileNotFoundError:
                 continue
             end = data.rfind(b"\n") + 1  # a line not yet ended is read next time
-            self.offsets[path] = self.offsets.get(path, 0) + end
+            self.offsets[path] = offset + end
             for line in data[:end].splitlines():
-                try:
-                    out.append(RequestRecord.from_dict(orjson.loads(line)))
-                except orjson.JSONDecodeError:
-                    continue
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    out.append(orjson.loads(line))
         return out
 
 
-class LiveExporter:
-    """The live endpoint: ``observe`` finished records (or ``follow`` record files), ``finish``, ``close``."""
-
-    def __init__(
-        self,
-        label: str,
-        port: int,
-        host: str = "127.0.0.1",
-        *,
-        in_flight: Callable[[], int] | None = None,
-        linger_s: float = 0.0,
-    ) -> None:
-        self.figures = Figures(label, in_flight)
-        self.linger_s = linger_s
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self.figures)
-        try:
-            self._server, self._server_thread = start_http_server(port, addr=host, registry=registry)
-        except OSError as exc:
-            why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-            raise ConfigError(f"--metrics-port {port}: cannot listen on {host}:{port}: {why}") from None
-        self.port = self._server.server_address[1]
-        self._pending: collections.deque[RequestRecord] = collections.deque()
-        self._follow: _Follow | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fold_loop, name="loadgen-exporter", daemon=True)
-        self._thread.start()
-        self._finished_at: float | None = None
-        self._closed = False
-
-    @property
-    def url(self) -> str:
-        host = self._server.server_address[0]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}/metrics"
-
-    def observe(self, rec: RequestRecord) -> None:
-        """A finished record (called on the event loop: one deque append, nothing else)."""
-        self._pending.append(rec)
-
-    def follow_senders(self, files: Sequence[Path], offsets_ns: np.ndarray, clock: Any) -> None:
-        """A fleet's driver: read finished records from the senders' files as they grow; in flight = planned
-        sends whose time has come less the records finished (the driver sees no sender's dispatcher, so a
-        request still waiting for a slot counts as in flight)."""
-        self._follow = _Follow(lambda: files)
-        figures = self.figures
-
-        def in_flight() -> int:
-            if not clock.started:
-                return 0
-            due = int(np.searchsorted(offsets_ns, clock.now_ns(), side="right"))
-            return max(0, due - figures.records)
-
-        figures.in_flight = in_flight
-
-    def _fold_once(self) -> None:
-        n = len(self._pending)  # deque pops are atomic: take what is there now
-        batch = [self._pending.popleft() for _ in range(n)]
-        if self._follow is not None:
-            batch += self._follow.read()
-        self.figures.fold(batch)
-
-    def _fold_loop(self) -> None:
-        while not self._stop.wait(FOLD_S):
-            self._fold_once()
-
-    def finish(self) -> None:
-        """Fold what is left and stop folding: the figures are the run's final ones from now on."""
-        if self._finished_at is not None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._fold_once()
-        self._finished_at = time.monotonic()
-
-    def close(self) -> None:
-        """Finish, keep serving until a scrape has read the final figures (at most ``linger_s``), then stop."""
-        if self._closed:
-            return
-        self._closed = True
-        self.finish()
-        assert self._finished_at is not None
-        deadline = self._finished_at + self.linger_s
-        while self.figures.last_scrape <= self._finished_at and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.figures.last_scrape > self._finished_at:
-            time.sleep(ANSWER_S)  # the scrape was collected: let its answer reach the scraper
-        self._server.shutdown()
-        self._server.server_close()
-        self._server_thread.join(timeout=5)
+def serve(figures: Figures, port: int, host: str) -> tuple[Any, threading.Thread]:
+    """Prometheus's HTTP server for these figures; a port that cannot be had is one line (ConfigError)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(figures)
+    try:
+        return start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigError(f"--metrics-port {port}: cannot listen on {host}:{port}: {why}") from None
 
 
-def open_exporter(output: Any, label: str, in_flight: Callable[[], int] | None = None) -> LiveExporter | None:
-    """The run's exporter from its OutputConfig (``metrics_port``, ``metrics_host``, ``metrics_linger_s``), or
-    None when ``--metrics-port`` is off."""
-    if output.metrics_port is None:
-        return None
-    return LiveExporter(
-        label, output.metrics_port, output.metrics_host, in_flight=in_flight, linger_s=output.metrics_linger_s
-    )
+def _commands(figures: Figures, finish: threading.Event) -> None:
+    """The parent's lines: counts now and then, then finish (or stdin closing: the parent is gone)."""
+    for line in sys.stdin.buffer:
+        with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
+            msg = orjson.loads(line)
+            if "in_flight" in msg:
+                figures.in_flight = int(msg["in_flight"])
+            if "due" in msg:
+                figures.due = int(msg["due"])
+            if msg.get("finish"):
+                break
+    finish.set()
+
+
+def _child(args: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
+    out = sys.stdout.buffer
+    figures = Figures(args["label"])
+    try:
+        server, thread = serve(figures, args["port"], args["host"])
+    except ConfigError as exc:
+        out.write(orjson.dumps({"error": str(exc)}) + b"\n")
+        out.flush()
+        return
+    out.write(orjson.dumps({"ready": True, "port": server.server_address[1]}) + b"\n")
+    out.flush()
+    follow = Follow(args["files"])
+    finish = threading.Event()
+    threading.Thread(target=_commands, args=(figures, finish), daemon=True).start()
+    while not finish.wait(FOLD_S):
+        figures.fold(follow.read())
+    figures.fold(follow.read())  # the rest: every record is on disk when the parent says finish
+    finished_at = time.monotonic()
+    with contextlib.suppress(OSError):
+        out.write(orjson.dumps({"finished": True, "records": figures.records}) + b"\n")
+        out.flush()
+    deadline = finished_at + float(args["linger_s"])
+    while figures.last_scrape <= finished_at and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if figures.last_scrape > finished_at:
+        time.sleep(ANSWER_S)  # the scrape was collected: let its answer reach the scraper
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+if __name__ == "__main__":
+    _child(orjson.loads(sys.argv[1]))

@@ -220,19 +220,23 @@ def _exposed_by_loadgen() -> set[str]:
     """Every series name a live exporter serves, scraped over HTTP after one finished record."""
     import urllib.request
 
-    from loadgen.records import RequestRecord
-    from loadgen.report.exporter import LiveExporter
+    from loadgen.records import RequestRecord, record_dict
+    from loadgen.report.exporter import Figures, serve
 
-    exporter = LiveExporter("dash", 0)
+    figures = Figures("dash")
+    rec = RequestRecord(0, intended_ns=0, dispatched_ns=10, send_ns=20, first_token_ns=1_000, last_token_ns=3_000,
+                        end_ns=4_000, chunk_ns=[1_000, 2_000, 3_000], chunk_tokens=[1, 1, 1], chunk_kind="rcc",
+                        completion_tokens=3)  # fmt: skip
+    figures.fold([record_dict(rec)])
+    server, thread = serve(figures, 0, "127.0.0.1")
     try:
-        exporter.observe(RequestRecord(0, intended_ns=0, dispatched_ns=10, send_ns=20, first_token_ns=1_000,
-                                       last_token_ns=3_000, end_ns=4_000, chunk_ns=[1_000, 2_000, 3_000],
-                                       chunk_tokens=[1, 1, 1], chunk_kind="rcc", completion_tokens=3))  # fmt: skip
-        exporter.finish()
-        with urllib.request.urlopen(exporter.url, timeout=10) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout=10
+        ) as resp:
             text = resp.read().decode()
     finally:
-        exporter.close()
+        server.shutdown()
+        server.server_close()
     return {m.group(1) for m in re.finditer(r"^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]", text, re.M)}
 
 
