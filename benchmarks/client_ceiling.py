@@ -134,6 +134,11 @@ def exporter_ab(n: int, repeats: int) -> dict:
                 print(f"run {k} {mode}: {runs[mode][-1]['tokens_per_cpu_s']}", file=sys.stderr)
                 continue
     med = {m: statistics.median(r["tokens_per_cpu_s"] for r in rs) for m, rs in runs.items()}
+    # each alternation's two runs ran back to back, under the same load from the rest of the machine
+    pairs = [
+        w["tokens_per_cpu_s"] / o["tokens_per_cpu_s"]
+        for w, o in zip(runs["with"], runs["without"], strict=True)
+    ]
     result = {
         "benchmark": "client_ceiling_exporter",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -142,6 +147,9 @@ def exporter_ab(n: int, repeats: int) -> dict:
         "tokens_per_cpu_s_median_without": round(med["without"]),
         "tokens_per_cpu_s_median_with": round(med["with"]),
         "with_over_without": round(med["with"] / med["without"], 4),
+        "with_over_without_per_alternation": [round(x, 4) for x in pairs],
+        "with_over_without_median_of_alternations": round(statistics.median(pairs), 4),
+        "with_over_without_geomean_of_alternations": round(statistics.geometric_mean(pairs), 4),
         # the whole process tree (loadgen and, with --metrics-port, the exporter's child): what the child costs
         "process_cpu_s_median_without": statistics.median(r["process_cpu_s"] for r in runs["without"]),
         "process_cpu_s_median_with": statistics.median(r["process_cpu_s"] for r in runs["with"]),
