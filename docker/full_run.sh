@@ -91,7 +91,7 @@ trap 'rc=$?; cleanup; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------------------------------- tools and dockerd
-for tool in docker dockerd curl "$py"; do
+for tool in docker curl "$py"; do
     command -v "$tool" >/dev/null 2>&1 \
         || die 2 "$tool is missing (Debian: apt-get install docker.io docker-compose prometheus debootstrap curl)"
 done
@@ -107,6 +107,7 @@ own_sock="$dcache/docker.sock"
 if ! docker info >/dev/null 2>&1; then
     export DOCKER_HOST="unix://$own_sock"
     if ! docker info >/dev/null 2>&1; then
+        command -v dockerd >/dev/null 2>&1 || die 2 "no dockerd answers and none is installed (Debian: apt-get install docker.io)"
         [ "$(id -u)" = 0 ] || die 2 "no dockerd answers and starting one needs root"
         rm -f "$own_sock"
         exec_root="$(mktemp -d /tmp/loadgen-dockerd.XXXXXX)" # short: containerd's socket path has a length limit
