@@ -203,8 +203,8 @@ class ScheduleConfig:
             raise ConfigError(f"--cv must be a finite number >= 0, got {self.cv}")
         if self.num_requests is not None and self.num_requests < 1:
             raise ConfigError(f"--num-requests must be >= 1, got {self.num_requests}")
-        if self.duration_s is not None and not (self.duration_s > 0):
-            raise ConfigError(f"--duration must be > 0, got {self.duration_s}")
+        if self.duration_s is not None and not (0 < self.duration_s < math.inf):
+            raise ConfigError(f"--duration must be a finite number of seconds > 0, got {self.duration_s}")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
         if self.max_concurrency is not None and self.max_concurrency < 1:

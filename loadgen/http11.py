@@ -513,7 +513,7 @@ class Pool:
                 f"{self.host}:{self.port} {what} although it announced keep-alive: every later request got its own "
                 "connection (connect time is measured apart from send)"
             )
-            log.warning("%s", self.reuse_note)
+            log.info("%s", self.reuse_note)  # the summary says it once (metrics.connections.note), not twice
         self.close()
 
     def forget(self, c: Conn) -> None:

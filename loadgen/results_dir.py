@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from loadgen.config import RunConfig
+from loadgen.errors import ConfigError
 from loadgen.records import RequestRecord, Scrubber, read_records
 from loadgen.schedule import GammaSchedule, TraceSchedule
 
@@ -57,7 +59,17 @@ class ResultsDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.created = [d for d in (path, *path.parents) if not d.exists()]
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = (
+                path / f".loadgen-write-check-{os.getpid()}"
+            )  # /sys, /proc, a read-only mount: refused now
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            self.discard = True
+            self.close()
+            raise ConfigError(f"--output-dir {path}: cannot write there ({exc.strerror or exc})") from None
         self.discard = False
 
     def close(self) -> None:

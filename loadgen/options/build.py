@@ -8,6 +8,7 @@ parsed once into typed fields; past this point code takes the config and derives
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,11 @@ from loadgen.config import (
 from loadgen.errors import ConfigError
 from loadgen.options.sources import bounded
 
+# a header's name is an RFC 9110 token; a value never holds CR, LF, NUL or another control character but tab, which
+# would end the header and start another (header injection)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 
 def build_config(opts: Mapping[str, Any]) -> RunConfig:
     """The frozen RunConfig of resolved options (see :func:`resolve_options`); every value is checked here."""
@@ -38,7 +44,18 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         if ":" not in h:
             raise ConfigError(f"--header {h.split(':')[0][:30]!r}: expected NAME:VALUE")
         k, v = h.split(":", 1)
-        headers.append((k.strip(), v.strip()))
+        k, v = k.strip(), v.strip()
+        if not _HEADER_NAME.fullmatch(k):
+            raise ConfigError(f"--header {k[:30]!r}: not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        if _CONTROL.search(v):
+            raise ConfigError(
+                f"--header {k}: its value holds a line break or another control character (refused)"
+            )
+        headers.append((k, v))
+    if opts["api_key"] and _CONTROL.search(opts["api_key"]):
+        raise ConfigError(
+            "--api-key (or OPENAI_API_KEY) holds a line break or another control character (refused)"
+        )
     extra: tuple[tuple[str, Any], ...] = ()
     if opts["extra_body"]:
         try:
@@ -86,6 +103,11 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         kind = "file"
     elif opts["trace_lengths"]:
         kind = "trace"
+    if opts["dataset_path"] and not opts["dataset"]:
+        raise ConfigError(
+            "--dataset-path needs --dataset: name what the files hold (--dataset gsm8k --dataset-path FILE), "
+            "or --dataset file for a JSONL of prompts"
+        )
     if opts["dataset"] and opts["prompts"]:
         raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
     workload = WorkloadConfig(

@@ -9,6 +9,7 @@ file gives (``loadgen.options.sources``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import sys
 from collections.abc import Sequence
@@ -114,11 +115,17 @@ class _Parser(argparse.ArgumentParser):
     """One line for a bad flag instead of argparse's usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        flags = [s for a in self._actions if a.dest in SECRET_DESTS for s in a.option_strings]
-        print(
-            f"loadgen: error: {_mask_unrecognized(message, flags)} (see {self.prog} --help)", file=sys.stderr
-        )
+        print(f"loadgen: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if (
+            extras
+        ):  # argparse would join them into its message, and with them a mistyped option's secret value
+            names = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            self.error(_explain_unrecognized(extras, names))
+        return ns
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         return super().parse_known_args(_glue_sim_args(args), namespace)
@@ -140,20 +147,27 @@ def _glue_sim_args(args: Sequence[str] | None) -> list[str]:
     return out
 
 
-def _mask_unrecognized(message: str, secret_flags: Sequence[str]) -> str:
-    """An abbreviated secret flag (``--api-k sk-...``) is refused; its value must not be echoed to the terminal."""
-    head = "unrecognized arguments: "
-    if not message.startswith(head) or not secret_flags:
-        return message
-    out, hide = [], False
-    for tok in message[len(head) :].split(" "):
-        if tok.startswith("-"):
-            name = tok.split("=", 1)[0]
-            hide = len(name) >= 3 and any(f.startswith(name) for f in secret_flags)
-            out.append(name + "=***" if hide and "=" in tok else tok)
+def _explain_unrecognized(extras: Sequence[str], names: Sequence[str]) -> str:
+    """ "unrecognized arguments" with every value that follows an unknown option masked (a mistyped
+    ``--api-keyy sk-...`` is a secret all the same) and the nearest option named."""
+    out, unknown, after_option = [], [], False
+    for tok in extras:
+        if tok.startswith("-") and len(tok) > 1:
+            name, eq, _ = tok.partition("=")
+            unknown.append(name)
+            out.append(name + "=***" if eq else name)
+            after_option = not eq
         else:
-            out.append("***" if hide else tok)
-    return head + " ".join(out) + " (abbreviated options are not accepted)"
+            out.append("***" if after_option else tok)
+            after_option = False
+    hints = []
+    for name in unknown:
+        longer = [n for n in names if n.startswith(name)] if len(name) > 2 else []
+        if longer:
+            hints.append(f"{name}: options are not abbreviated; did you mean {longer[0]}?")
+        elif close := difflib.get_close_matches(name, names, n=1, cutoff=0.75):
+            hints.append(f"{name}: did you mean {close[0]}?")
+    return "unrecognized arguments: " + " ".join(out) + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -340,11 +340,14 @@ def _latency_section(m: dict[str, Any]) -> str:
         f"<tr><td>{esc(label)}</td>" + "".join(cell(v, k) for k, v in vals) + "</tr>"
         for label, vals in kv_rows
     )
-    srcs = ", ".join(f"{k} ({v})" for k, v in (tok.get("count_sources") or {}).items())
+    srcs = words.count_sources(tok.get("count_sources"))
     notes = tok.get("count_notes") or {}
-    extra = f"Token counts from: {esc(srcs or '–')}; mean tokens per chunk {esc(fmt(tok.get('mean_tokens_per_chunk')))}."
+    extra = f"Token counts: {esc(srcs or '–')}; mean tokens per chunk {esc(fmt(tok.get('mean_tokens_per_chunk')))}."
     if notes:
-        extra += f" Count notes: {esc(words.counts(notes))}."
+        extra += f" Count notes: {esc(words.count_notes(notes))}."
+    cut = words.cut_at_budget(tok.get("finish_reasons"), int((m.get("requests") or {}).get("ok") or 0))
+    if cut:
+        extra += f" Answers: {esc(cut)}."
     return (
         '<h2 id="latency">Metrics</h2><p class="note">The same numbers as <code>summary.json</code> (warm-up '
         "requests excluded; latencies over successful requests). Hover a figure for details.</p>"
