@@ -5,7 +5,8 @@ with compose on a dockerd the script starts itself; then: loadgen's summary has 
 server section, Prometheus's HTTP API answered with the engine's series and loadgen's ``loadgen_requests_total``
 for the run, and nothing is left running (no dockerd it started, no container, network or volume of the run).
 
-Where dockerd cannot start here (no privileges, no kernel support) or debootstrap cannot reach Debian's packages,
+llama-server and its model come from the llama.cpp tier's set-up (``bash .ci/setup_llamacpp.sh``): when they are not
+there, the test skips or fails as that tier does. Where dockerd cannot start here (no privileges, no kernel support) or debootstrap cannot reach Debian's packages,
 the test skips with that reason, in CI too: the project cannot change the machine. Anything else (a tool .ci/run
 installs is missing, a build fails, the run fails) fails under CI and skips elsewhere, with the reason.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.llamacpp_fixtures import llamacpp_setup  # noqa: F401 (fixture: built by .ci/setup_llamacpp.sh)
 from tests.e2e.server_pool import in_ci
 
 pytestmark = pytest.mark.compose
@@ -67,7 +69,7 @@ def _query(results: Path, name: str) -> list[dict]:
     return answer["data"]["result"]
 
 
-def test_full_run_in_containers(tmp_path):
+def test_full_run_in_containers(tmp_path, llamacpp_setup):  # noqa: F811
     missing = [t for t in ("docker", "dockerd", "prometheus", "debootstrap") if shutil.which(t) is None]
     if shutil.which("docker-compose") is None:
         missing.append("docker-compose")
