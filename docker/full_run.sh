@@ -167,7 +167,7 @@ export LOADGEN_IMAGE="$project/loadgen:local" LLAMACPP_CPU_IMAGE="$project/llama
     PROMETHEUS_IMAGE="$project/prometheus:local"
 build() { # build IMAGE DOCKERFILE CONTEXT: no network inside (everything is in the context)
     local t0=$SECONDS
-    if ! docker build --network none --build-arg "BASE_IMAGE=$base" -f "$2" -t "$1" "$3" >"$dcache/build.log" 2>&1; then
+    if ! docker build --force-rm --network none --build-arg "BASE_IMAGE=$base" -f "$2" -t "$1" "$3" >"$dcache/build.log" 2>&1; then
         die 1 "building $1 failed: $(grep -vE '^\s*$' "$dcache/build.log" | tail -1 | cut -c1-200) (log $dcache/build.log)"
     fi
     say "image $1 ($((SECONDS - t0)) s)"
@@ -177,6 +177,8 @@ build "$LLAMACPP_CPU_IMAGE" docker/Dockerfile.llamacpp-prebuilt "$ctx/llamacpp"
 build "$PROMETHEUS_IMAGE" docker/Dockerfile.prometheus "$ctx/prometheus"
 rm -rf "$ctx"
 ctx=""
+# an image rebuilt for changed source leaves its predecessor untagged: in our own data root, drop those
+if [ -n "$dockerd_pid" ]; then docker image prune -f >/dev/null 2>&1 || true; fi
 
 # ------------------------------------------------------------------------------------------- the run
 export LOADGEN_LABEL="$label" LOADGEN_ARGS="${loadgen_args[*]}" PROMETHEUS_PORT="$prom_port"
