@@ -17,9 +17,9 @@ fleet's per-sender files) as they grow, and every latency from :data:`loadgen.me
 requests are left out, as the summary leaves them out.
 
 All of it runs in a child process (``loadgen.report.exporter_process`` starts it), like the scrape poller: the
-fold costs ~20 µs of numpy and Python per 256-token record, which on the client's own GIL and CPU account would
-have cost the client ceiling 7 % (``benchmarks/client_ceiling.py --exporter``); the client only writes a count a
-second to the child's stdin. Prometheus's HTTP server (``prometheus_client``) answers scrapes on a thread of the
+fold costs ~50 µs of numpy and Python per 256-token record (~100 µs in its first form, which, on a thread of the
+client, cost the client ceiling 7 %: ``benchmarks/client_ceiling.py --exporter``); the client only writes a count
+twice a second to the child's stdin. Prometheus's HTTP server (``prometheus_client``) answers scrapes on a thread of the
 child. After ``finish`` the child folds what is left (the figures are then the run's final ones) and keeps serving
 until one scrape has read them, or ``linger_s`` has passed (``--metrics-linger``), so a scraper with a 5 s interval
 still sees the whole run.

@@ -5,6 +5,7 @@ against the records of requests.jsonl with the catalogue's own latencies (loadge
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from loadgen.metrics import per_token_itl_ns, request_latencies
 from loadgen.records import read_records
 from loadgen.report.exporter import BUCKETS_S, METRIC_NAMES
 from tests.integration.test_cli import ROOT, cli
+from tests.integration.test_ray import ray_cluster  # noqa: F401 (fixture: a one-node Ray cluster on loopback)
 
 
 def _free_port() -> int:
@@ -41,12 +43,15 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float] | None:
     return out
 
 
-def _run_scraping(tmp_path: Path, *args: str) -> tuple[list[dict], Path, subprocess.CompletedProcess]:
+def _run_scraping(
+    tmp_path: Path, *args: str, env: dict | None = None
+) -> tuple[list[dict], Path, subprocess.CompletedProcess]:
     """Run loadgen with --metrics-port and scrape it every 50 ms until it exits: (every scrape, results folder)."""
     port, out = _free_port(), tmp_path / "run"
     cmd = [sys.executable, "-m", "loadgen", *args, "--metrics-port", str(port), "--metrics-linger", "60",
            "--label", "exp", "--output-dir", str(out), "--no-live", "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
     scrapes = []
     try:
         while proc.poll() is None:
@@ -124,6 +129,16 @@ def test_two_workers_the_driver_serves_the_whole_runs_figures(tmp_path):
     counts = [_requests(s) for s in scrapes]
     assert counts == sorted(counts) and counts[-1] == 30
     assert any(0 < c < 30 for c in counts), "no scrape saw the run in progress"
+    _check_final(scrapes[-1], out)
+
+
+def test_ray_senders_the_driver_serves_the_whole_runs_figures(ray_cluster, tmp_path):  # noqa: F811
+    scrapes, out, r = _run_scraping(tmp_path, "--ray", "auto", "--workers", "2", "-n", "30", "--rate", "15",
+                                    "--seed", "4", "--max-tokens", "32", env=ray_cluster)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["senders"]["mode"] == "ray"
+    counts = [_requests(s) for s in scrapes]
+    assert counts == sorted(counts) and counts[-1] == 30
     _check_final(scrapes[-1], out)
 
 
