@@ -119,3 +119,37 @@ def test_full_run_in_containers(tmp_path, llamacpp_setup):  # noqa: F811
     assert _query(results, "engine_prompt_tokens")
     up = {x["metric"]["job"]: x["value"][1] for x in _query(results, "up")}
     assert up.get("engine") == "1", up
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ((), "--engine is required"),
+        (("--engine", "vllm"), "GPU host"),
+        (("--engine", "llamacpp", "--x"), "unknown argument"),
+    ],
+)
+def test_full_run_argument_mistakes_are_one_line_and_exit_2(args, needle):
+    r = subprocess.run(
+        ["bash", "docker/full_run.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+
+
+def test_full_run_port_in_use_is_one_line_and_starts_nothing(tmp_path):
+    if any(shutil.which(t) is None for t in ("docker", "docker-compose", "prometheus", "curl")):
+        _not_here("docker, docker-compose, prometheus or curl missing (.ci/run installs them)")
+    before = _pids("dockerd") | _pids("containerd")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = {**os.environ, "PROMETHEUS_PORT": str(port), "LOADGEN_RESULTS": str(tmp_path)}
+        r = subprocess.run(["bash", "docker/full_run.sh", "--engine", "llamacpp"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        f"full_run: port {port} (Prometheus) is in use on 127.0.0.1: stop what listens there or set PROMETHEUS_PORT"
+    ]
+    assert (_pids("dockerd") | _pids("containerd")) - before == set() and list(tmp_path.iterdir()) == []
