@@ -104,15 +104,19 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$prom_port") 2>/dev/null; then
 fi
 
 own_sock="$dcache/docker.sock"
+own_pidfile="$dcache/dockerd.pid"
 if ! docker info >/dev/null 2>&1; then
     export DOCKER_HOST="unix://$own_sock"
-    if ! docker info >/dev/null 2>&1; then
+    if docker info >/dev/null 2>&1; then # ours, left by a run that was killed: adopt it, so it is stopped at the end
+        dockerd_pid="$(cat "$own_pidfile" 2>/dev/null || true)"
+        say "reusing the dockerd an earlier run left (PID ${dockerd_pid:-unknown}); it is stopped at the end"
+    else
         command -v dockerd >/dev/null 2>&1 || die 2 "no dockerd answers and none is installed (Debian: apt-get install docker.io)"
         [ "$(id -u)" = 0 ] || die 2 "no dockerd answers and starting one needs root"
         rm -f "$own_sock"
         exec_root="$(mktemp -d /tmp/loadgen-dockerd.XXXXXX)" # short: containerd's socket path has a length limit
         dockerd --data-root "$dcache/data" --exec-root "$exec_root" --host "$DOCKER_HOST" \
-            --pidfile "$exec_root/dockerd.pid" >"$dcache/dockerd.log" 2>&1 &
+            --pidfile "$own_pidfile" >"$dcache/dockerd.log" 2>&1 &
         dockerd_pid=$!
         for _ in $(seq 1 60); do
             docker info >/dev/null 2>&1 && break
