@@ -258,13 +258,11 @@ class OutputConfig:
     report: bool = True  # write report.html at the end of the run (when the report module is available)
     command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
     log_level: str = "warning"  # log messages from this level on (the CLI sets up logging with it)
-    metrics_port: int | None = (
-        None  # serve loadgen's own live figures for Prometheus here (report/exporter.py)
-    )
-    metrics_host: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in a container)
-    metrics_linger_s: float = (
-        0.0  # after the run, serve until one scrape read the final figures, at most this
-    )
+    # --metrics-port: serve loadgen's own live figures for Prometheus (report/exporter.py) on this port, at this
+    # address (0.0.0.0 in a container); after the run, until one scrape read the final figures, at most linger_s
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_linger_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.output_dir:
