@@ -40,6 +40,31 @@ def _frozen(a: Any) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class SessionTable:
+    """The conversations of a plan (``loadgen.plan_sessions``), one entry per request, aligned with its specs:
+    request ``j`` is turn ``turn[j]`` of session ``session[j]``, sent ``think_ns[j]`` after the previous turn
+    of its session ended (turn 0 at its planned offset: the session's start)."""
+
+    session: np.ndarray  # int64
+    turn: np.ndarray  # int64
+    think_ns: np.ndarray  # int64
+    history: str = "strip-reasoning"
+
+    def take(self, positions: np.ndarray) -> SessionTable:
+        return SessionTable(
+            _frozen(self.session[positions]), _frozen(self.turn[positions]), _frozen(self.think_ns[positions]),
+            self.history,
+        )  # fmt: skip
+
+    def __getstate__(self) -> list[Any]:
+        return [self.session, self.turn, self.think_ns, self.history]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, _frozen(value) if isinstance(value, np.ndarray) else value)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class RequestPlan:
     """What a run (or one sender of it) sends: request ``indices[j]`` with ``specs[j]`` at ``offsets_ns[j]``.
 
@@ -56,6 +81,7 @@ class RequestPlan:
     total: int  # requests in the whole plan
     shard_k: int = 0
     shard_n: int = 1
+    sessions: SessionTable | None = None  # conversations: a session is sent whole by one sender
 
     @classmethod
     def whole(
@@ -99,14 +125,18 @@ class RequestPlan:
         return self.specs[j]
 
     def shard(self, k: int, n: int) -> RequestPlan:
-        """Sender ``k`` of ``n``: the requests ``i`` with ``i % n == k``, with their indices and offsets."""
+        """Sender ``k`` of ``n``: the requests ``i`` with ``i % n == k``, with their indices and offsets; in a plan
+        of conversations, every turn of the sessions ``s`` with ``s % n == k`` (a turn needs its predecessor's
+        answer: a session never spans two senders)."""
         if self.shard_n != 1:
             raise ValueError("a shard is not split again: shard the whole plan")
         if not (n >= 1 and 0 <= k < n):
             raise ValueError(f"shard {k} of {n}: need n >= 1 and 0 <= k < n")
-        take = np.flatnonzero(self.indices % n == k)
+        by = self.indices if self.sessions is None else self.sessions.session
+        take = np.flatnonzero(by % n == k)
         return replace(
             self,
+            sessions=None if self.sessions is None else self.sessions.take(take),
             offsets_ns=_frozen(self.offsets_ns[take]),
             specs=self.specs.take(take),
             indices=_frozen(self.indices[take]),
@@ -131,6 +161,16 @@ def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
     else:  # shards that travelled (each unpickled its own source): the specs themselves
         specs = [s for p in parts for s in p.specs]
         table = SpecTable(FixedSource(tuple(specs[int(j)] for j in order)), _frozen(np.arange(len(order))))
+    sessions = None
+    if first.sessions is not None:
+        s = [p.sessions for p in parts if p.sessions is not None]
+        sessions = SessionTable(
+            *(
+                _frozen(np.concatenate([getattr(x, f) for x in s])[order])
+                for f in ("session", "turn", "think_ns")
+            ),
+            first.sessions.history,
+        )
     return RequestPlan(
         first.schedule,
         _frozen(np.concatenate([p.offsets_ns for p in parts])[order]),
@@ -139,6 +179,7 @@ def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
         first.seed,
         first.warmup,
         first.total,
+        sessions=sessions,
     )
 
 
@@ -217,6 +258,12 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
     ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
     """
+    if _conversations(cfg):  # --sessions, a mooncake trace: loadgen.plan_sessions
+        from loadgen.plan_sessions import plan_sessions
+
+        if specs is not None:
+            raise ConfigError("conversations (--sessions, a mooncake trace) plan their own turns")
+        return plan_sessions(cfg)
     s, w = cfg.schedule, cfg.workload
     check_plan_size(cfg)
     trace = _read_trace(cfg) if s.arrival == "trace" else None
@@ -272,6 +319,16 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     # each spec as it is sent: its own budget, else the run's --max-tokens; simulator hints when simulated
     final = planned.final(cfg.sampling.max_tokens, with_sim_hints if cfg.endpoint.simulated else None)
     return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
+
+
+def _conversations(cfg: RunConfig) -> bool:
+    if cfg.sessions.enabled:
+        return True
+    if not cfg.schedule.trace_path:
+        return False
+    from loadgen.plan_sessions import is_mooncake
+
+    return is_mooncake(cfg)
 
 
 def _read_trace(cfg: RunConfig) -> Any:

@@ -6,6 +6,7 @@ Shared by a one-process run (:mod:`loadgen.run`) and a run of several senders (:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -113,8 +114,14 @@ def _versions() -> dict[str, str]:
 
 
 def secret_scrubber(endpoint: Any) -> Scrubber:
-    """The values no result file may hold: the API key and every --header value."""
-    return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
+    """The values no result file may hold: the API key, every --header value, the URL's password, the Basic
+    credentials made of it (a server may echo the Authorization header)."""
+    secrets = [endpoint.api_key, *(v for _, v in endpoint.headers)]
+    basic = getattr(endpoint, "basic_auth", None)
+    if basic:
+        token = base64.b64encode(basic.encode()).decode("ascii")
+        secrets += [basic, basic.partition(":")[2], token]
+    return Scrubber(secrets)
 
 
 RUN_JSON = "run.json"
@@ -136,7 +143,7 @@ def run_header(
         "config": cfg.public_dict(),
         "schedule": sched.describe(),
         "versions": _versions(),
-        "argv": list(cfg.output.command) or _safe_argv(),
+        "argv": [secret_scrubber(endpoint).text(a) for a in (cfg.output.command or _safe_argv())],
     }
 
 

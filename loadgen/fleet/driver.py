@@ -100,6 +100,10 @@ def wait_bound_s(cfg: RunConfig, plan: RequestPlan) -> float | None:
     request is bounded by its own timeout and their number, not by a time after t0."""
     if cfg.schedule.max_concurrency is not None or not len(plan) or int(plan.offsets_ns[-1]) == 0:
         return None
+    if plan.sessions is not None:  # conversations: a session's turns follow one another
+        from loadgen.plan_sessions import last_turn_bound_s
+
+        return last_turn_bound_s(plan, cfg.endpoint.timeout_s) + STOP_GRACE_S + 60.0
     return int(plan.offsets_ns[-1]) / 1e9 + cfg.endpoint.timeout_s + STOP_GRACE_S + 60.0
 
 

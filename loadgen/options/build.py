@@ -23,7 +23,9 @@ from loadgen.config import (
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
+    SecondsDist,
     SendersConfig,
+    SessionsConfig,
     SimConfig,
     Slo,
     WorkloadConfig,
@@ -165,6 +167,13 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
         senders=SendersConfig(workers=opts["workers"], ray_address=opts["ray"]),
+        sessions=SessionsConfig(
+            sessions=opts["sessions"],
+            turns=LengthDist.parse(str(opts["turns"]), "--turns"),
+            think_time=SecondsDist.parse(str(opts["think_time"]), "--think-time"),
+            history=opts["history"],
+            trace_block_size=opts["trace_block_size"],
+        ),
     )
 
 

@@ -25,11 +25,14 @@ from loadgen.config import (
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
+    SecondsDist,
     SendersConfig,
+    SessionsConfig,
     SimConfig,
     Slo,
     WorkloadConfig,
 )
+from loadgen.records import Scrubber
 
 # the config field each option sets: its default is the option's default (negated for a --no-... flag). None: the
 # option sets no one field (--base-url: absent means the built-in simulator; --trace-lengths picks the workload)
@@ -59,6 +62,8 @@ FIELD_OF: dict[str, str | None] = {
     "no_report": "output.report", "log_level": "output.log_level", "metrics_port": "output.metrics_port",
     "metrics_host": "output.metrics_host", "metrics_linger": "output.metrics_linger_s", "sim_profile": "sim.profile",
     "sim_arg": "sim.args", "workers": "senders.workers", "ray": "senders.ray_address",
+    "sessions": "sessions.sessions", "turns": "sessions.turns", "think_time": "sessions.think_time",
+    "history": "sessions.history", "trace_block_size": "sessions.trace_block_size",
 }  # fmt: skip
 
 _SECTIONS: dict[str, type] = {
@@ -71,6 +76,7 @@ _SECTIONS: dict[str, type] = {
     "analysis": AnalysisConfig,
     "sim": SimConfig,
     "senders": SendersConfig,
+    "sessions": SessionsConfig,
 }
 
 
@@ -85,7 +91,7 @@ def _option_default(dest: str, path: str | None) -> Any:
         return not value
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, LengthDist):
+    if isinstance(value, (LengthDist, SecondsDist)):
         return value.describe()
     if isinstance(value, Slo):
         return None if not value.limits_ms else value
@@ -213,7 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
     )
     g.add_argument("--trace-speedup", type=float, help="divide the trace's gaps by this factor")
-    g.add_argument("--trace-format", choices=("auto", "timestamps", "burstgpt", "azure"), help="trace layout")
+    g.add_argument(
+        "--trace-format",
+        choices=("auto", "timestamps", "burstgpt", "azure", "mooncake"),
+        help="trace layout (mooncake: JSONL of timestamp, input_length, output_length, hash_ids[, session_id, "
+        "delay]: prompts rebuilt block for block)",
+    )
     g.add_argument("--trace-start", type=float, metavar="S", help="replay the trace from S seconds in")
     g.add_argument("--trace-end", type=float, metavar="S", help="replay the trace up to S seconds in")
     g.add_argument(
@@ -247,6 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-lengths", action="store_true", help="prompt/output lengths from the --trace file")
     g.add_argument(
         "--force-output-len", action="store_true", help="with --trace-lengths: exactly that many tokens"
+    )
+    g = p.add_argument_group("conversations (multi-turn sessions)")
+    g.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="send N conversations; their starts follow the arrival process (--rate, --cv)",
+    )
+    g.add_argument("--turns", metavar="DIST", help="turns per conversation, drawn like --input-len")
+    g.add_argument(
+        "--think-time",
+        metavar="S",
+        help="seconds from a turn's answer to the next turn: S, uniform:LO,HI, normal:MEAN,SD, "
+        "lognormal:MEDIAN,SIGMA, exponential:MEAN",
+    )
+    g.add_argument(
+        "--history",
+        choices=("strip-reasoning", "keep-reasoning"),
+        help="what the resent history keeps of the server's answers: the answer only (DeepSeek-R1's convention) "
+        "or its reasoning too, as <think>...</think> before the answer",
+    )
+    g.add_argument(
+        "--trace-block-size", type=int, metavar="TOKENS", help="tokens per hash id of a mooncake trace"
     )
     g = p.add_argument_group("sampling")
     g.add_argument(
@@ -377,7 +411,10 @@ def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = N
             out.append(a.split("=", 1)[0] + "=***")
         else:
             out.append(a)
-    return out
+    return [_URLS.text(a) for a in out]  # credentials written into a URL (--base-url http://user:pw@host)
+
+
+_URLS = Scrubber()  # masks only what has the shape of a secret: a URL's user:password
 
 
 def _workers(text: str | int) -> int | None:

@@ -129,6 +129,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         _print_server(server, console)
     for tag, groups in (summary.get("groups") or {}).items():
         _print_groups(tag, groups, console)
+    if summary.get("turns"):
+        from loadgen.report.turn_figures import print_turns
+
+        print_turns(summary, console)
     acc = summary.get("accuracy")
     if acc:
         from loadgen.accuracy import format_accuracy_table

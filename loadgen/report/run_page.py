@@ -36,6 +36,7 @@ from loadgen.report.run_data import RunRequests, ServerSeries, read_requests, re
 from loadgen.report.run_tables import groups_section, server_section, straggler_section
 from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
+from loadgen.report.turn_figures import turns_section
 
 LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
@@ -136,6 +137,7 @@ def write_run_report(result_dir: Path | str) -> Path:
 
     sections.append(server_section(summary))
     sections.append(groups_section(summary, figs))
+    sections.append(turns_section(summary, figs))
     sections.append(straggler_section(summary))
     sections.append(_footer(summary, out, notes, started))
 
@@ -151,6 +153,8 @@ def write_run_report(result_dir: Path | str) -> Path:
     ]
     if summary.get("groups") or summary.get("accuracy"):
         nav.append(("groups", "Datasets / budgets"))
+    if summary.get("turns"):
+        nav.append(("turns", "Turns"))
     nav += [("stragglers", "Stragglers"), ("about", "About")]
     html = page(f"loadgen report — {_run_name(summary, out)}", "".join(sections), nav)
     path = out / REPORT_NAME

@@ -20,6 +20,7 @@ ERROR_LABELS = {
     "connect_timeout": "connect timed out",
     "timeout": "timed out",
     "read_timeout": "read timed out",
+    "redirect": "redirected (3xx, not followed)",
     "http_429": "HTTP 429 (rate limited)",
     "http_4xx": "HTTP 4xx",
     "http_5xx": "HTTP 5xx",
@@ -28,6 +29,7 @@ ERROR_LABELS = {
     "malformed": "malformed response",
     "empty": "no tokens",
     "cancelled": "cancelled (interrupted)",
+    "session_aborted": "turn not sent (earlier turn failed)",
     "worker_lost": "sender lost",
     "client": "loadgen's own failure",
 }
