@@ -358,10 +358,19 @@ class OutputConfig:
     report: bool = True  # write report.html at the end of the run (when the report module is available)
     command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
     log_level: str = "warning"  # log messages from this level on (the CLI sets up logging with it)
+    # --metrics-port: serve loadgen's own live figures for Prometheus (report/exporter.py) on this port, at this
+    # address (0.0.0.0 in a container); after the run, until one scrape read the final figures, at most linger_s
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_linger_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.output_dir:
             check_output_dir(self.output_dir)
+        if self.metrics_port is not None and not (0 <= self.metrics_port <= 65535):
+            raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {self.metrics_port}")
+        if not (self.metrics_linger_s >= 0):
+            raise ConfigError(f"--metrics-linger must be >= 0, got {self.metrics_linger_s}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 

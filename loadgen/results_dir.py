@@ -28,7 +28,15 @@ from loadgen.records import RequestRecord, Scrubber, read_records
 from loadgen.result_files import REQUESTS, RUN_JSON
 from loadgen.schedule import GammaSchedule, TraceSchedule
 
-__all__ = ["ResultsDir", "RunResult", "default_output_dir", "run_header", "secret_scrubber", "write_run_json"]
+__all__ = [
+    "ResultsDir",
+    "RunResult",
+    "default_output_dir",
+    "run_header",
+    "run_label",
+    "secret_scrubber",
+    "write_run_json",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +90,7 @@ class ResultsDir:
         """``--output-dir``, or a new folder under results/ named for the time and the target."""
         if cfg.output.output_dir:
             return cls(Path(cfg.output.output_dir))
-        label = cfg.output.label or (
-            "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
-        )
-        return cls(default_output_dir(label))
+        return cls(default_output_dir(run_label(cfg)))
 
     def close(self) -> None:
         if self.discard and self.created:
@@ -93,6 +98,13 @@ class ResultsDir:
             for d in self.created[1:]:  # the parents made for it (results/), while empty
                 with contextlib.suppress(OSError):
                     d.rmdir()
+
+
+def run_label(cfg: RunConfig) -> str:
+    """The run's name: ``--label``, else "sim" or the target's host (a results folder's name, the exporter's label)."""
+    return cfg.output.label or (
+        "sim" if cfg.endpoint.simulated else re.sub(r"^https?://", "", cfg.endpoint.base_url)
+    )
 
 
 def default_output_dir(label: str) -> Path:

@@ -30,16 +30,25 @@ from loadgen.clock import RunClock
 from loadgen.config import RunConfig
 from loadgen.errors import LoadgenError
 from loadgen.fleet.choose import choose_fleet
-from loadgen.fleet.merge import Lost, follow_files, merge_senders, remove_staging, senders_section
+from loadgen.fleet.merge import (
+    Lost,
+    follow_files,
+    merge_senders,
+    remove_staging,
+    sender_file,
+    senders_section,
+)
 from loadgen.fleet.shard import Fleet, ShardJob, shard_jobs, wait_bound_s
 from loadgen.fleet.sizing import Sizing
 from loadgen.plan import RequestPlan, plan_requests
 from loadgen.records import RecordSink, RequestRecord
+from loadgen.report.exporter_process import ExporterProcess, due_counter, open_exporter
 from loadgen.result_files import REQUESTS, SUMMARY
 from loadgen.results_dir import (
     ResultsDir,
     RunResult,
     run_header,
+    run_label,
     secret_scrubber,
     write_run_json,
 )
@@ -110,14 +119,17 @@ class _Run:
         self.header: dict[str, Any] = {}
         self.fleet: Fleet
         self.sizing: Sizing
+        self.exporter: ExporterProcess | None = None
+        self.last_count: tuple[str, Callable[[], int]] | None = None
 
     async def open(self, stack: contextlib.AsyncExitStack) -> None:
         """Everything that can be imported, resolved, started or warmed happens before t0: whatever ran after it
         delayed the first planned sends (the scrape poller's imports: 40-300 ms)."""
         cfg, plan = self.cfg, self.plan
         stack.callback(self.results.close)
-        with self._discard_on_error():  # a cluster that cannot be joined: nothing was measured
+        with self._discard_on_error():  # a cluster that cannot be joined, a port taken: nothing was measured
             self.fleet, self.sizing = choose_fleet(cfg, plan, self.out_dir, self.tap, stack, self.console)
+            await self._open_exporter(stack)
         self.endpoint = endpoint = await start_target(cfg, self.out_dir, stack, self.console)
         if self.fleet.kind == "in-process":
             self.tap.sink = stack.enter_context(
@@ -137,6 +149,25 @@ class _Run:
             import loadgen.scrape.poller  # noqa: F401
         if self.poller_ready is not None:
             await self.poller_ready  # when it failed to start, the summary's server section says why
+
+    async def _open_exporter(self, stack: contextlib.AsyncExitStack) -> None:
+        """--metrics-port: loadgen's own live figures in a process of their own, read from the files the records
+        go to as they grow (requests.jsonl, or the senders' staging files)."""
+        fleet = self.fleet
+        in_process = fleet.kind == "in-process"
+        files = (
+            [self.out_dir / REQUESTS]
+            if in_process
+            else [sender_file(self.out_dir, k) for k in range(self.sizing.workers)]
+        )
+        self.exporter = await open_exporter(self.cfg.output, run_label(self.cfg), files, stack)
+        if self.exporter is None:
+            return
+        if in_process:
+            self.last_count = ("in_flight", fleet.in_flight)  # type: ignore[attr-defined]
+            self.exporter.count(*self.last_count)
+        else:  # the driver sees no sender's dispatcher: in flight = due - finished
+            self.exporter.count("due", due_counter(self.plan.offsets_ns, self.clock))
 
     @contextlib.contextmanager
     def _discard_on_error(self) -> Any:
@@ -206,11 +237,17 @@ class _Run:
             await poller.stop()  # one last scrape, after the last request ended
         return interrupt, outcomes
 
+    async def records_on_disk(self) -> None:
+        """Every record written (the sink closed); the exporter's figures are the run's final ones, read before the
+        senders' files are merged away."""
+        if self.tap.sink is not None:
+            self.tap.sink.close()  # every record on disk: the summary is computed from the file
+        if self.exporter is not None:
+            await self.exporter.finish(self.last_count)
+
     def merge(self, interrupt: Interrupt, outcomes: list[dict[str, Any] | None]) -> RunFacts:
         """The senders' files merged into requests.jsonl (several senders), and what the run knew."""
         fleet, infos = self.fleet, self.infos
-        if self.tap.sink is not None:
-            self.tap.sink.close()  # every record on disk: the summary is computed from the file
         lost = fleet.lost()
         for k, o in enumerate(outcomes):
             if o is None and k not in lost:
@@ -268,6 +305,7 @@ async def run_async(
     async with contextlib.AsyncExitStack() as stack:
         await run.open(stack)
         interrupt, outcomes = await run.send(install_signal_handlers)
+        await run.records_on_disk()
         facts = run.merge(interrupt, outcomes)
         summary = build_summary(cfg, run.out_dir, facts, specs=run.plan.specs)
         (run.out_dir / SUMMARY).write_bytes(

@@ -14,6 +14,7 @@ TIERS = (  # (name, node id prefix), first match wins
     ("llama.cpp llama-server (e2e)", "tests/e2e/test_llamacpp"),
     ("vLLM on CPU (e2e)", "tests/e2e/"),
     ("browser, headless Chromium", "tests/browser/"),
+    ("docker compose full run (compose)", "tests/compose/"),
 )
 
 

@@ -152,6 +152,9 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
             live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
             report=not opts["no_report"],
             log_level=opts["log_level"],
+            metrics_port=opts["metrics_port"],
+            metrics_host=opts["metrics_host"],
+            metrics_linger_s=opts["metrics_linger"],
         ),
         analysis=AnalysisConfig(
             slo=Slo.parse(opts["slo"]),

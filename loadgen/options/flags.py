@@ -59,7 +59,8 @@ FIELD_OF: dict[str, str | None] = {
     "loop_lag_limit_ms": "analysis.loop_lag_p99_limit_ms",
     "loop_lag_max_ms": "analysis.loop_lag_max_limit_ms", "output_dir": "output.output_dir",
     "label": "output.label", "quiet": "output.quiet", "json": "output.json", "no_live": "output.live",
-    "no_report": "output.report", "log_level": "output.log_level", "sim_profile": "sim.profile",
+    "no_report": "output.report", "log_level": "output.log_level", "metrics_port": "output.metrics_port",
+    "metrics_host": "output.metrics_host", "metrics_linger": "output.metrics_linger_s", "sim_profile": "sim.profile",
     "sim_arg": "sim.args", "workers": "senders.workers", "ray": "senders.ray_address",
     "sessions": "sessions.sessions", "turns": "sessions.turns", "think_time": "sessions.think_time",
     "history": "sessions.history", "trace_block_size": "sessions.trace_block_size",
@@ -338,6 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-live", action="store_true", help="no live progress view")
     g.add_argument("--no-report", action="store_true", help="don't write report.html at the end")
     g.add_argument("--log-level", choices=LOG_LEVELS, help="log messages from this level on")
+    g.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve loadgen's own live figures for Prometheus on this port while the run lasts (off)",
+    )
+    g.add_argument("--metrics-host", metavar="ADDR", help="the address --metrics-port listens on")
+    g.add_argument(
+        "--metrics-linger",
+        type=float,
+        metavar="S",
+        help="after the run, serve until one scrape has read the final figures, at most S seconds",
+    )
     g = p.add_argument_group("senders (beyond one core, beyond one host)")
     g.add_argument(
         "--workers",
