@@ -393,16 +393,23 @@ class Server:
         from server_launchers.engines import local_llamacpp_args, local_vllm_args
 
         spec = self.spec
-        if spec.engine == "llamacpp":  # the CPU routes, owned by local_llamacpp.py / local_vllm.py
+        env: dict[str, str | None] = dict(spec.env_dict)
+        own: dict[str, Any] = {}
+        if spec.engine == "llamacpp":  # the local routes, owned by local_llamacpp.py / local_vllm.py
             from server_launchers.local_llamacpp import LocalLlamaCppServer as Local
+            from server_launchers.local_llamacpp import local_model
 
             args = local_llamacpp_args(spec)
+            own = local_model(spec)
+            if spec.gpus:  # the CUDA build on these GPUs
+                own["gpu"] = True
+                env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(map(str, spec.gpus)))
         else:
             from server_launchers.local_vllm import LocalVllmServer as Local
 
             args = local_vllm_args(spec)
         self._local = Local(
-            args, port=self.port, env=spec.env_dict, log_path=self.log_path, startup_timeout_s=self.timeout_s
+            args, port=self.port, env=env, log_path=self.log_path, startup_timeout_s=self.timeout_s, **own
         )
         try:
             self._local.start(detach=detach)
