@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.columns import RequestColumns, read_requests
+from loadgen.engine_timings import crosscheck
 from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.records import iter_records
 
@@ -145,6 +146,8 @@ def build_summary(
             summary["server"] = {"error": poller.error}
         else:
             summary.update(server_sections(out_dir, metrics, dict(poller.stats), poller.info))
+    if (summary.get("server") or {}).get("dialect") == "llamacpp":  # its per-response timings, beside ours
+        summary["engine_timings"] = crosscheck(iter_records(out_dir / REQUESTS, chunks=False))
     return summary
 
 
