@@ -320,7 +320,8 @@ def _setup(args: argparse.Namespace) -> int:
         adopt_binary(Path(args.adopt))
     t0 = time.monotonic()
     binary = ensure_binary(cuda=args.cuda)
-    built = json.loads((binary.parent / "build.json").read_text()).get("seconds") if args.cuda else None
+    info = binary.parent / "build.json"
+    built = json.loads(info.read_text()).get("seconds") if info.is_file() else None
     print(f"llama-server: {binary} (ready after {time.monotonic() - t0:.0f} s; build took {built} s)")
     t0 = time.monotonic()
     model = ensure_model(args.model)
