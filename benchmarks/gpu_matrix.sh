@@ -16,7 +16,7 @@ export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$out/results"
 {
   echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$here/COMMIT" 2>/dev/null || echo unknown)"
+  echo "commit: $(cat "$here/COMMIT" 2>/dev/null || git -C "$here" rev-parse HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm,power.limit --format=csv
   nvcc --version | tail -2
   python3 --version

@@ -319,14 +319,12 @@ def render(sp: SpecPlan, launcher: str) -> dict[str, Any]:
     spec = sp.spec
     if launcher == "local-cpu" and spec.engine == "llamacpp":
         from server_launchers.engines import local_llamacpp_args
-        from server_launchers.local_llamacpp import DEFAULT_ARGS, MODEL_NAME
+        from server_launchers.local_llamacpp import shown_command
 
-        args = local_llamacpp_args(spec)
         return {
-            "local_llamacpp_args": args,
+            "local_llamacpp_args": local_llamacpp_args(spec),
             "env": spec.env_dict,
-            "command": f"llama-server -m <tiny gguf> --alias {MODEL_NAME} --host 127.0.0.1 --port <free port> "
-            + shlex.join([*DEFAULT_ARGS, *args]),
+            "command": shown_command(spec),  # the CUDA build when the spec names gpus
         }
     if launcher == "local-cpu":
         args = local_vllm_args(spec)

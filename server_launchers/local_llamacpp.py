@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from server_launchers import llamacpp_cuda, local_server, tiny_gguf
-from server_launchers.engines import LLAMACPP_VERSION
+from server_launchers.engines import LLAMACPP_VERSION, local_llamacpp_args
+from server_launchers.flags import flag_table
 from server_launchers.lifecycle import EngineUnavailable, cache_dir, file_lock, run_logged
 from server_launchers.local_server import LocalServer
 
@@ -230,8 +232,10 @@ def ensure_model(shape: str | None = None) -> Path:
                 (venv / ".loadgen-ready").write_text(GGUF_VERSION + "\n")
             path.parent.mkdir(parents=True, exist_ok=True)
             t0 = time.monotonic()
+            # this interpreter keeps its Python path (where it found gguf: a carried wheel, say); a venv gets none
+            env = dict(os.environ) if py == Path(sys.executable) else None
             run_logged([py, Path(tiny_gguf.__file__).resolve(), path, *([shape] if shape else [])], logf,
-                       f"writing the GGUF model {path.name}")  # fmt: skip
+                       f"writing the GGUF model {path.name}", env=env)  # fmt: skip
             log.info("wrote %s in %.0f s", path, time.monotonic() - t0)
     return path
 
@@ -288,11 +292,31 @@ class LocalLlamaCppServer(LocalServer):
         assert self.binary is not None and self.model is not None and self.port is not None
         return [
             str(self.binary), "-m", str(self.model), "--alias", self.model_name,
-            "--host", "127.0.0.1", "--port", str(self.port), *self.base_args, *self.extra_args,
+            "--host", "127.0.0.1", "--port", str(self.port), *merged_args(self.base_args, self.extra_args),
         ]  # fmt: skip
 
 
 DRAFT_FLAGS = ("-md", "--model-draft", "--spec-draft-model")
+
+
+def merged_args(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``base`` without the flags ``extra`` sets again, then ``extra``: llama-server takes the last of a repeated
+    flag but warns that repeating one is deprecated. Flags and their values are told apart by llama-server's own
+    flag table (``flags/llamacpp-<version>.json``)."""
+    table = flag_table("llamacpp", LLAMA_CPP_PYTHON_VERSION)
+    given = {a for a in extra if a.startswith("-")}
+    out: list[str] = []
+    i = 0
+    while i < len(base):
+        entry = table.get(base[i], {})
+        has_value = i + 1 < len(base) and (
+            entry.get("takes_value") or (entry.get("optional_value") and not base[i + 1].startswith("-"))
+        )
+        n = 2 if has_value else 1
+        if base[i] not in given:
+            out += base[i : i + n]
+        i += n
+    return out + list(extra)
 
 
 def local_model(spec: Any) -> dict[str, Any]:
@@ -301,6 +325,20 @@ def local_model(spec: Any) -> dict[str, Any]:
     if spec.model in tiny_gguf.SHAPES or spec.model.endswith(".gguf"):
         return {"model": spec.model, "model_name": spec.model_name}
     return {}
+
+
+def shown_command(spec: Any) -> str:
+    """The command a launch spec runs as on this launcher, for manifests and dry runs (model files not written)."""
+    own = local_model(spec)
+    base = GPU_DEFAULT_ARGS if spec.gpus else DEFAULT_ARGS
+    program = (
+        "CUDA_VISIBLE_DEVICES=" + ",".join(map(str, spec.gpus)) + " llama-server[cuda]"
+        if spec.gpus
+        else "llama-server"
+    )
+    model = f"<{own['model']}>" if own else "<tiny gguf>"
+    return (f"{program} -m {model} --alias {own.get('model_name', MODEL_NAME)} --host 127.0.0.1 --port <free port> "
+            + shlex.join(merged_args(base, local_llamacpp_args(spec))))  # fmt: skip
 
 
 def resolve_model(model: Path | str | None) -> Path:

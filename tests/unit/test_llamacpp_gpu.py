@@ -161,10 +161,10 @@ def test_gpu_server_command_resolves_shapes(tmp_path: Path, monkeypatch) -> None
     assert cmd[1:3] == ["-m", str(tmp_path / "llama-1b.gguf")] and "reasoning-llama-1b" in cmd
     assert cmd[cmd.index("-md") + 1] == str(tmp_path / "llama-1b.gguf")
     assert cmd[cmd.index("-ngl") + 1] == "all" and cmd[cmd.index("-fa") + 1] == "on"
-    last_np = (
-        len(cmd) - 1 - cmd[::-1].index("-np")
-    )  # the spec's slots after the defaults': the later one wins
-    assert cmd[cmd.index("-np") + 1] == "16" and cmd[last_np + 1] == "64"
+    # the spec's slots and context replace the defaults' (llama-server warns about a repeated flag)
+    assert cmd.count("-np") == 1 and cmd[cmd.index("-np") + 1] == "64"
+    assert cmd.count("-c") == 1 and cmd[cmd.index("-c") + 1] == "262144" and cmd.count("-fa") == 1
+    assert "--no-kv-unified" in cmd and "--jinja" in cmd  # defaults the spec does not set stay
     # the CPU presets keep serving the tiny model under its own name
     cpu = LaunchSpec.from_dict({"model": "tiny-reasoning", "engine": "llamacpp"})
     assert local_llamacpp.local_model(cpu) == {}
@@ -196,3 +196,29 @@ def test_a_scaled_real_shape_is_written_as_its_shapes_say(tmp_path: Path) -> Non
     assert got == dict(tiny_gguf.tensor_shapes(p))
     assert sum(int(t.n_elements) for t in r.tensors) == tiny_gguf.param_count(p)
     assert {t.tensor_type.name for t in r.tensors if len(t.shape) == 2} == {"F16"}
+
+
+def test_defaults_merge_flag_by_flag() -> None:
+    merged = local_llamacpp.merged_args(["--metrics", "-np", "4", "-fa", "on", "-c", "8192", "--jinja"],
+                                        ["-c", "1024", "-fa", "off"])  # fmt: skip
+    assert merged == ["--metrics", "-np", "4", "--jinja", "-c", "1024", "-fa", "off"]
+
+
+def test_model_written_by_this_interpreter_keeps_its_python_path(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LOADGEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", "/carried/site")
+    monkeypatch.setattr(local_llamacpp.importlib.util, "find_spec", lambda name: object())
+    seen = []
+
+    def fake_run(cmd, logf, what, *, env=None, cwd=None):
+        seen.append((cmd, env))
+        out = Path(cmd[2])
+        out.write_bytes(b"GGUF")
+        out.with_suffix(".json").write_text("{}")
+
+    monkeypatch.setattr(local_llamacpp, "run_logged", fake_run)
+    path = local_llamacpp.ensure_model("llama-draft")
+    assert path.name.startswith("reasoning-llama-draft-") and path.is_file()
+    ((cmd, env),) = seen
+    assert str(cmd[0]) == local_llamacpp.sys.executable and cmd[-1] == "llama-draft"
+    assert env is not None and env["PYTHONPATH"] == "/carried/site"
