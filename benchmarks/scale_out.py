@@ -123,14 +123,16 @@ def _loadgen(args: list[str], out: Path, client_cores: str | None) -> dict[str, 
 
 def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
     cc = summary["client_check"]
+
+    def one(k: int, s: dict[str, Any]) -> dict[str, Any]:
+        # each sender's loop lag max and its garbage collector's passes (count, longest): a stall's usual suspect
+        return {"sender": k, "cpu_share": round(s.get("cpu_share") or 0, 3), "cpu_s": round(s.get("cpu_s") or 0, 2),
+                "trustworthy": s.get("trustworthy"),
+                "loop_lag_max_ms": (s.get("event_loop_lag_ms") or {}).get("max"), "gc": s.get("gc")}  # fmt: skip
+
     if "senders" in cc:
-        return [
-            {"sender": s["sender"], "cpu_share": round(s.get("cpu_share") or 0, 3),
-             "cpu_s": round(s.get("cpu_s") or 0, 2), "trustworthy": s.get("trustworthy")}
-            for s in cc["senders"]
-        ]  # fmt: skip
-    return [{"sender": 0, "cpu_share": round(cc.get("cpu_share") or 0, 3), "cpu_s": round(cc.get("cpu_s") or 0, 2),
-             "trustworthy": cc.get("trustworthy")}]  # fmt: skip
+        return [one(s["sender"], s) for s in cc["senders"]]
+    return [one(0, cc)]
 
 
 def events_case(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

@@ -62,19 +62,26 @@ def _run_main(argv: Sequence[str]) -> int:
     command = ("python -m loadgen", *mask_secrets(argv, parser))
     cfg = replace(cfg, output=replace(cfg.output, command=command))
 
-    from rich.console import Console
-
-    from loadgen.report.console import print_summary
     from loadgen.run import run
 
     quiet = cfg.output.quiet or cfg.output.json
-    console = Console(stderr=True, quiet=quiet)
+    try:
+        from rich.console import Console
+    except ImportError:  # a bare benchmark machine: --quiet --no-live runs without the terminal's tables
+        if not quiet or cfg.output.live:
+            raise ConfigError(
+                "the terminal output needs rich (pip install rich), or pass --quiet --no-live"
+            ) from None
+        Console = None  # noqa: N806
+    console = Console(stderr=True, quiet=quiet) if Console is not None else None
     result = run(cfg, console=console)
     if cfg.output.json:
         import orjson
 
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-    elif not cfg.output.quiet:
+    elif not cfg.output.quiet and Console is not None:
+        from loadgen.report.console import print_summary
+
         out = Console()
         if not out.is_terminal:
             out = Console(width=140)

@@ -9,7 +9,9 @@ a millisecond or two.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import ssl
 from collections.abc import Mapping
 from time import perf_counter_ns
 from typing import Any
@@ -27,6 +29,10 @@ from loadgen.stream import apply_json_body, apply_stream, apply_stream_async
 from loadgen.workload.spec import RequestSpec
 
 log = logging.getLogger(__name__)
+
+# what OpenSSL says when the other end answered a ClientHello in plain text (an HTTP 400, say)
+_PLAIN_HTTP_SIGNS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "packet length too long",
+                     "http request", "unknown protocol")  # fmt: skip
 
 
 def build_body(
@@ -59,11 +65,18 @@ def build_body(
 
 
 def _headers(endpoint: EndpointConfig) -> dict[str, str]:
-    h = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    """The headers of every request. Authorization: ``--api-key`` (Bearer), else an ``Authorization`` ``--header``,
+    else the URL's ``user:password`` (Basic); one of them, never two."""
+    # identity: a compressed stream's chunks arrive when the compressor flushes, not when tokens do
+    h = {"Content-Type": "application/json", "Accept": "text/event-stream", "Accept-Encoding": "identity"}
     for k, v in endpoint.headers:
         h[k] = v
     if endpoint.api_key:
+        for k in [k for k in h if k.lower() == "authorization"]:
+            del h[k]
         h["Authorization"] = f"Bearer {endpoint.api_key}"
+    elif endpoint.basic_auth and not any(k.lower() == "authorization" for k in h):
+        h["Authorization"] = "Basic " + base64.b64encode(endpoint.basic_auth.encode()).decode("ascii")
     return h
 
 
@@ -143,22 +156,70 @@ class StreamingClient:
         assert self._session is not None, "StreamingClient.open() first"
         return self._session
 
-    async def resolve_model(self) -> str:
-        """Check the server answers and learn the model: the first id of /v1/models unless ``--model`` is set."""
-        url = self.endpoint.api_root + "/models"
+    async def _probe_tls(self) -> None:
+        """For https: a TLS handshake within ``--connect-timeout``. A plain-HTTP port given as https:// either waits
+        for a request line that never comes or answers the ClientHello in plain text; both get the hint."""
+        ep = self.endpoint
+        loop = asyncio.get_running_loop()
+        pool = self._pool or self._pool_for()
+        transport: asyncio.BaseTransport | None = None
         try:
-            async with self.session.get(
-                url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=30)
-            ) as r:
-                status = r.status
-                raw = await r.read()
-        except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, ConnectionError) as exc:
-            raise EndpointError(
-                f"cannot reach the server at {self.endpoint.base_url}: {describe_exc(exc)}"
-            ) from None
+            async with asyncio.timeout(ep.connect_timeout_s):
+                transport, _ = await loop.create_connection(asyncio.Protocol, self._host, self._port)
         except TimeoutError:
             raise EndpointError(
-                f"the server at {self.endpoint.base_url} did not answer within 30 s"
+                f"cannot reach the server at {ep.base_url}: no connection within {ep.connect_timeout_s:g} s "
+                "(--connect-timeout)"
+            ) from None
+        except OSError as exc:
+            raise EndpointError(f"cannot reach the server at {ep.base_url}: {describe_exc(exc)}") from None
+        try:
+            async with asyncio.timeout(ep.connect_timeout_s):
+                transport = await loop.start_tls(
+                    transport,  # type: ignore[arg-type]
+                    transport.get_protocol(),
+                    pool.ssl,
+                    server_hostname=self._host,
+                )
+        except TimeoutError:
+            raise EndpointError(
+                f"the server did not answer a TLS handshake: is it plain http? ({ep.base_url}: no answer within "
+                f"{ep.connect_timeout_s:g} s, --connect-timeout)"
+            ) from None
+        except (ssl.SSLError, ConnectionError) as exc:
+            plain = isinstance(exc, ConnectionError) or any(w in str(exc) for w in _PLAIN_HTTP_SIGNS)
+            raise EndpointError(
+                f"the server did not answer a TLS handshake{': is it plain http?' if plain else ''} "
+                f"({ep.base_url}: {describe_exc(exc)})"
+            ) from None
+        finally:
+            if transport is not None:
+                transport.abort()
+
+    async def resolve_model(self) -> str:
+        """Check the server answers and learn the model: the first id of /v1/models unless ``--model`` is set.
+
+        Within the run's own limits: a connection (and TLS handshake) within ``--connect-timeout``, the answer
+        within ``--timeout``."""
+        ep = self.endpoint
+        url = ep.api_root + "/models"
+        if self._https:
+            await self._probe_tls()
+        limit = aiohttp.ClientTimeout(total=ep.timeout_s, sock_connect=ep.connect_timeout_s)
+        try:
+            async with self.session.get(url, headers=self.headers, timeout=limit) as r:
+                status = r.status
+                raw = await r.read()
+        except aiohttp.ConnectionTimeoutError:
+            raise EndpointError(
+                f"cannot reach the server at {ep.base_url}: no connection within {ep.connect_timeout_s:g} s "
+                "(--connect-timeout)"
+            ) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, ConnectionError) as exc:
+            raise EndpointError(f"cannot reach the server at {ep.base_url}: {describe_exc(exc)}") from None
+        except TimeoutError:
+            raise EndpointError(
+                f"the server at {ep.base_url} did not answer GET {url} within {ep.timeout_s:g} s (--timeout)"
             ) from None
         if status in (401, 403):
             raise EndpointError(
@@ -203,13 +264,11 @@ class StreamingClient:
         if self._pool is None:
             ssl_ctx: Any = None
             if self._https:
-                import ssl
-
                 ssl_ctx = ssl.create_default_context()
             self._pool = Pool(self._host, self._port, ssl_ctx)
         return self._pool
 
-    async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool = True) -> None:
+    async def execute(self, spec: RequestSpec, rec: RequestRecord, keep_text: bool | str = True) -> None:
         """Send one request and read its stream into ``rec``. Cancellation marks the record and re-raises.
 
         ``--timeout`` covers the whole request from now (its turn to be sent): connecting, writing, the response.
@@ -249,12 +308,22 @@ class StreamingClient:
             rec.http_status = status
             rec.server_request_id = conn.headers.get("x-request-id")
             reads = conn.body_reads()
-            ctype = conn.headers.get("content-type", "").lower()
+            conn_headers = conn.headers
+            ctype = conn_headers.get("content-type", "").lower()
             pool.release(conn)
             conn = None  # the pool may hand it to another request while this one is parsed
             if status != 200:
-                raw = b"".join(d for _, d in reads)[:ERROR_BODY_LIMIT]
-                _fail(rec, kind_for_status(status), f"HTTP {status}: {_error_message(raw)}")
+                _fail_status(rec, status, conn_headers, reads)
+                return
+            encoding = conn_headers.get("content-encoding", "identity").lower()
+            if encoding != "identity":
+                # recorded, not decoded: the chunks' arrival times would be the compressor's flushes, not tokens'
+                _fail(
+                    rec,
+                    ErrorKind.MALFORMED,
+                    f"compressed stream (Content-Encoding: {encoding}) although loadgen asked for identity: its "
+                    "arrival times would be the compressor's, not the tokens'",
+                )
                 return
             if "event-stream" in ctype or not ctype:
                 await apply_stream_async(rec, reads, keep_text)
@@ -281,8 +350,7 @@ class StreamingClient:
                     rec.http_status = conn.status
                     rec.first_byte_ns = conn.first_byte_ns
                     rec.server_request_id = conn.headers.get("x-request-id")
-                if conn.transport is not None:
-                    conn.transport.abort()
+                conn.drop()
                 if conn.status == 200:
                     apply_stream(rec, conn.body_reads(), keep_text)
             raise
@@ -300,21 +368,44 @@ class StreamingClient:
             else:
                 _fail(rec, kind, str(exc))
             if conn is not None:
-                if conn.transport is not None:
-                    conn.transport.abort()
+                conn.drop()
                 if conn.status == 200:
                     await apply_stream_async(rec, conn.body_reads(), keep_text)
         except Exception as exc:  # a bug in loadgen must not lose the record
             rec.end_ns = perf_counter_ns() - t0
             log.exception("unexpected client failure")
             _fail(rec, ErrorKind.CLIENT, describe_exc(exc))
-            if conn is not None and conn.transport is not None:
-                conn.transport.abort()
+            if conn is not None:
+                conn.drop()
         finally:
             if timer is not None:
                 timer.cancel()
             if conn is not None:
                 conn.stop_idle()
+                conn.waiter = None
+            # A failed waiter holds its exception, whose traceback holds this frame, which holds the waiter: a
+            # cycle that only the collector frees, and the dispatcher's periodic gc.freeze() would keep it (and
+            # the connection, record and bytes it reaches) for the rest of the run. Dropping the frame's
+            # reference lets reference counting free a failed request as promptly as a finished one.
+            waiter = None  # noqa: F841
+
+
+def _fail_status(
+    rec: RequestRecord, status: int, headers: Mapping[str, str], reads: list[tuple[int, bytes]]
+) -> None:
+    kind = kind_for_status(status)
+    if kind is ErrorKind.REDIRECT:
+        where = headers.get("location")
+        _fail(
+            rec,
+            kind,
+            f"HTTP {status} redirect to {where!r}, not followed (a POST is never resent): point --base-url at it"
+            if where
+            else f"HTTP {status} redirect without a Location, not followed",
+        )
+        return
+    raw = b"".join(d for _, d in reads)[:ERROR_BODY_LIMIT]
+    _fail(rec, kind, f"HTTP {status}: {_error_message(raw)}")
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

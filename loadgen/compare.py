@@ -111,6 +111,7 @@ class RunData:
     latencies_ms: dict[str, np.ndarray]  # ttft/ttfvt/tpot/e2e of measured, successful requests
     run_metrics: dict[str, float | None]
     n_requests: int
+    turns: dict[str, Any] | None = None  # a conversations run's summary.turns (loadgen.summary_turns)
 
 
 @dataclass
@@ -201,6 +202,7 @@ def load_run(path: Path, name: str | None = None, seed: int | None = None) -> Ru
         latencies_ms=request_latency_arrays(records),
         run_metrics=metrics,
         n_requests=int(_get(summary, "metrics", "requests", "measured") or 0),
+        turns=summary.get("turns"),
     )
 
 
@@ -391,7 +393,9 @@ def compare_configs(
                 }
             )
     baselines = sorted({b.name for b in bases.values()})
+    turns = {c.name: c.runs[0].turns for c in configs if c.runs and c.runs[0].turns}
     return {
+        **({"turns": turns} if turns else {}),  # conversations: each configuration's first run, turn by turn
         "baseline": baselines[0] if len(baselines) == 1 else baselines,
         "configs": out_configs,
         "differences": differences,

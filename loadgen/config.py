@@ -8,8 +8,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from loadgen.errors import ConfigError
+from loadgen.records import Scrubber
 
 if TYPE_CHECKING:
     from loadgen.workload.sampling import Budgets, DatasetMix
@@ -92,9 +94,25 @@ class Slo:
         return dict(self.limits_ms)
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``http://user:pw@host:port/v1`` -> (``http://host:port/v1``, ``"user:pw"`` percent-decoded); a URL without
+    credentials comes back as it is, with None."""
+    m = re.match(r"^(https?://)([^/?#\s]*)@", url, re.IGNORECASE)
+    if not m:
+        return url, None
+    user, _, password = m.group(2).partition(":")
+    return m.group(1) + url[m.end() :], f"{unquote(user)}:{unquote(password)}"
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
-    """Where requests go and how they are authenticated. The API key is never printed or written."""
+    """Where requests go and how they are authenticated. The API key is never printed or written.
+
+    Credentials written into the URL (``http://user:password@host:port``) are taken out of ``base_url`` here, once,
+    so no URL derived from it (the requests' Host header, /metrics, run.json, the console) can carry them: they
+    become ``basic_auth`` ("user:password", percent-decoded), sent as ``Authorization: Basic ...`` unless an
+    ``--api-key`` or an ``Authorization`` ``--header`` is given, which wins (one Authorization, the explicit one).
+    """
 
     base_url: str
     api: str = "chat"  # chat | completions
@@ -107,10 +125,16 @@ class EndpointConfig:
     read_timeout_s: float | None = (
         None  # fail a response after this long without a byte; None = no such limit
     )
+    basic_auth: str | None = field(default=None, repr=False)  # "user:password" from the URL's userinfo
 
     def __post_init__(self) -> None:
+        url, userinfo = split_userinfo(self.base_url)
+        if userinfo is not None:
+            object.__setattr__(self, "base_url", url)
+            object.__setattr__(self, "basic_auth", userinfo)
         if not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise ConfigError(f"--base-url {self.base_url!r}: expected http://HOST[:PORT][/v1]")
+            shown = Scrubber().text(self.base_url)  # a mistyped URL may still carry a password
+            raise ConfigError(f"--base-url {shown!r}: expected http://HOST[:PORT][/v1]")
         if self.api not in ("chat", "completions"):
             raise ConfigError(f"--api must be chat or completions, got {self.api!r}")
         if not (self.timeout_s > 0):
@@ -142,6 +166,7 @@ class EndpointConfig:
             "api": self.api,
             "model": self.model,
             "api_key": "set" if self.api_key else None,
+            "url_credentials": "set" if self.basic_auth else None,
             "header_names": [k for k, _ in self.headers],
             "timeout_s": self.timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
@@ -178,7 +203,7 @@ class ScheduleConfig:
     seed: int = 0
     trace_path: str | None = None
     trace_speedup: float = 1.0
-    trace_format: str = "auto"  # auto | timestamps | burstgpt | azure
+    trace_format: str = "auto"  # auto | timestamps | burstgpt | azure | mooncake
     trace_start_s: float | None = None
     trace_end_s: float | None = None
     num_requests: int | None = None
@@ -191,9 +216,9 @@ class ScheduleConfig:
             raise ConfigError(f"--arrival must be constant, poisson, gamma or trace, got {self.arrival!r}")
         if self.arrival == "trace" and not self.trace_path:
             raise ConfigError("--arrival trace needs --trace FILE")
-        if self.trace_format not in ("auto", "timestamps", "burstgpt", "azure"):
+        if self.trace_format not in ("auto", "timestamps", "burstgpt", "azure", "mooncake"):
             raise ConfigError(
-                f"--trace-format must be auto, timestamps, burstgpt or azure, got {self.trace_format!r}"
+                f"--trace-format must be auto, timestamps, burstgpt, azure or mooncake, got {self.trace_format!r}"
             )
         if not (self.trace_speedup > 0):
             raise ConfigError(f"--trace-speedup must be > 0, got {self.trace_speedup}")
@@ -203,8 +228,8 @@ class ScheduleConfig:
             raise ConfigError(f"--cv must be a finite number >= 0, got {self.cv}")
         if self.num_requests is not None and self.num_requests < 1:
             raise ConfigError(f"--num-requests must be >= 1, got {self.num_requests}")
-        if self.duration_s is not None and not (self.duration_s > 0):
-            raise ConfigError(f"--duration must be > 0, got {self.duration_s}")
+        if self.duration_s is not None and not (0 < self.duration_s < math.inf):
+            raise ConfigError(f"--duration must be a finite number of seconds > 0, got {self.duration_s}")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
         if self.max_concurrency is not None and self.max_concurrency < 1:
@@ -237,6 +262,81 @@ class WorkloadConfig:
             raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
 
+HISTORY_POLICIES = ("strip-reasoning", "keep-reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class SecondsDist:
+    """A duration distribution in seconds (``--think-time``): fixed, uniform(lo, hi), normal(mean, sd),
+    lognormal(median, sigma) or exponential(mean); draws are clipped at 0."""
+
+    kind: str = "fixed"
+    a: float = 1.0
+    b: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> SecondsDist:
+        m = re.fullmatch(
+            r"\s*(?:(fixed|uniform|normal|lognormal|exponential):)?\s*([0-9.eE+-]+)\s*(?:,\s*([0-9.eE+-]+))?\s*",
+            str(text),
+        )
+        if not m:
+            raise ConfigError(
+                f"{flag} {text!r}: expected S, uniform:LO,HI, normal:MEAN,SD, lognormal:MEDIAN,SIGMA or "
+                "exponential:MEAN (seconds)"
+            )
+        kind = m.group(1) or "fixed"
+        try:
+            a = float(m.group(2))
+            b = float(m.group(3)) if m.group(3) is not None else None
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r}: not a number") from None
+        two = kind in ("uniform", "normal", "lognormal")
+        if two != (b is not None):
+            raise ConfigError(f"{flag} {text!r}: {kind} takes {'two numbers' if two else 'one number'}")
+        dist = cls(kind, a, b or 0.0)
+        ok = {
+            "fixed": a >= 0,
+            "exponential": a >= 0,
+            "uniform": 0 <= a <= (b or 0),
+            "normal": a >= 0 and (b or 0) >= 0,
+            "lognormal": a > 0 and (b or 0) >= 0,
+        }[kind]
+        if not ok or not all(map(math.isfinite, (dist.a, dist.b))):
+            raise ConfigError(f"{flag} {text!r}: seconds must be finite and >= 0 (LO <= HI, MEDIAN > 0)")
+        return dist
+
+    def describe(self) -> str:
+        if self.kind in ("fixed", "exponential"):
+            return f"{self.a:g}" if self.kind == "fixed" else f"exponential:{self.a:g}"
+        return f"{self.kind}:{self.a:g},{self.b:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsConfig:
+    """Multi-turn conversations (``loadgen.conversation``): ``sessions`` of ``turns`` turns each, whose starts
+    follow the run's arrival process; within a session turn k+1 is sent ``think_time`` after turn k ended. The
+    history a turn resends keeps the server's answers, with their reasoning stripped or kept (``history``)."""
+
+    sessions: int | None = None  # None: no conversations (single requests)
+    turns: LengthDist = LengthDist("fixed", 4)
+    think_time: SecondsDist = SecondsDist("fixed", 1.0)
+    history: str = "strip-reasoning"
+    trace_block_size: int = 512  # tokens per hash id of a Mooncake trace
+
+    def __post_init__(self) -> None:
+        if self.sessions is not None and self.sessions < 1:
+            raise ConfigError(f"--sessions must be >= 1, got {self.sessions}")
+        if self.history not in HISTORY_POLICIES:
+            raise ConfigError(f"--history must be one of {', '.join(HISTORY_POLICIES)}, got {self.history!r}")
+        if self.trace_block_size < 1:
+            raise ConfigError(f"--trace-block-size must be >= 1, got {self.trace_block_size}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.sessions is not None
+
+
 @dataclass(frozen=True, slots=True)
 class ScrapeConfig:
     enabled: bool = True
@@ -261,10 +361,19 @@ class OutputConfig:
     report: bool = True  # write report.html at the end of the run (when the report module is available)
     command: tuple[str, ...] = ()  # the command line, secrets masked (set by the CLI; summary.json argv)
     log_level: str = "warning"  # log messages from this level on (the CLI sets up logging with it)
+    # --metrics-port: serve loadgen's own live figures for Prometheus (report/exporter.py) on this port, at this
+    # address (0.0.0.0 in a container); after the run, until one scrape read the final figures, at most linger_s
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_linger_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.output_dir:
             check_output_dir(self.output_dir)
+        if self.metrics_port is not None and not (0 <= self.metrics_port <= 65535):
+            raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {self.metrics_port}")
+        if not (self.metrics_linger_s >= 0):
+            raise ConfigError(f"--metrics-linger must be >= 0, got {self.metrics_linger_s}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 
@@ -351,6 +460,7 @@ class RunConfig:
     analysis: AnalysisConfig = AnalysisConfig()
     sim: SimConfig = SimConfig()
     senders: SendersConfig = SendersConfig()
+    sessions: SessionsConfig = SessionsConfig()
 
     def with_seed(self, seed: int) -> RunConfig:
         """The same run with another seed for its arrivals and its workload's draws (what ``--seed`` sets)."""
@@ -381,7 +491,7 @@ class RunConfig:
                 "output_len": self.workload.output_len.describe() if self.workload.output_len else None,
             },
             "sampling": {**asdict(self.sampling), "extra_body": dict(self.sampling.extra_body)},
-            "scrape": asdict(self.scrape),
+            "scrape": {**asdict(self.scrape), "urls": [Scrubber().text(u) for u in self.scrape.urls]},
             "output": {k: v for k, v in asdict(self.output).items() if k not in ("command", "log_level")},
             "analysis": {
                 "slo_ms": self.analysis.slo.as_dict(),
@@ -395,6 +505,12 @@ class RunConfig:
             "sim": asdict(self.sim),
             "senders": {"workers": self.senders.workers or "auto", "ray": self.senders.ray_address},
         }
+        if self.sessions.enabled or self.schedule.trace_format == "mooncake":
+            d["sessions"] = {
+                **asdict(self.sessions),
+                "turns": self.sessions.turns.describe(),
+                "think_time": self.sessions.think_time.describe(),
+            }
         if math.isinf(self.schedule.rate):
             d["schedule"]["rate"] = "inf"
         return d

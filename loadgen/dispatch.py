@@ -7,10 +7,11 @@ meanwhile, and burns no CPU waiting. It is armed ~100 µs early and the rest is 
 timerfd is available it sleeps until ~1.5 ms before a deadline and then yields with ``sleep(0)`` until it passes.
 Time spent in those short spins is measured and reported so that the client's CPU figure can be read honestly.
 While requests are in flight the garbage collector is kept out of the way: objects that exist when dispatch starts,
-and every 1,000 finished requests what has survived since (mostly the run's records), are frozen out of
-collections (``gc.freeze()``, O(1)), and the young-generation threshold is raised from 700 to 10,000, so the
-collector neither rescans the workload, setup and records on old-generation passes nor runs every 700 container
-allocations (a stream's decode makes ~5 per token); both stalled the loop for tens of ms at 360 req/s.
+and every 1,000 sent and every 1,000 finished requests what has survived since (the streams in flight, the run's
+records), are frozen out of collections (``gc.freeze()``, O(1)), the young-generation threshold is raised from 700
+to 10,000, and no full (gen-2) pass runs, so the collector neither rescans the workload, setup, streams and records
+on old-generation passes nor runs every 700 container allocations (a stream's decode makes ~5 per token); both
+stalled the loop for tens of ms at 360 req/s, and a full pass over 10,000 open streams ~1 s once per sender.
 ``quiet_gc()`` is the context manager that does this and puts everything back in its ``finally``, so a dispatch that
 raises cannot leave the collector frozen for the next run in the same process (a sweep). Requests due at the same
 instant go out in one pass. A request that must wait for a concurrency slot keeps its intended start; the wait is
@@ -42,7 +43,11 @@ from loadgen.workload.spec import RequestSpec
 
 _SPIN_NS = 1_500_000  # without a timerfd: sleep until this close to a deadline, then yield with sleep(0)
 _GC_GEN0_THRESHOLD = 10_000  # while dispatching (CPython's default is 700); a gen-0 pass stays ~1 ms
-_GC_FREEZE_EVERY = 1_000  # finished requests between two gc.freeze(): finished records are kept for the run
+# sent (and finished) requests between two gc.freeze(): O(1), and it resets the collector's counts, so the young
+# generations never grow to every stream in flight (10,000 streams open before the first 1,000 had finished made
+# the gen-1 and gen-2 passes that stalled each sender once per run)
+_GC_FREEZE_EVERY = 1_000
+_GC_NO_FULL_PASS = 1 << 30  # the gen-2 threshold while sending: gen-1 passes before a full one
 _TIMERFD_LEAD_NS = 100_000  # with a timerfd: wake this much early (its wake-up takes ~20-60 µs here), then sleep(0) to the deadline
 
 
@@ -120,6 +125,10 @@ class _TimerFd:
         finally:
             self._waiter = None
 
+    def wake(self) -> None:
+        """End a ``sleep_until`` now (a nearer deadline came up: ``loadgen.conversation``)."""
+        self._fired()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self.fd)
@@ -153,7 +162,9 @@ def quiet_gc() -> Iterator[None]:
         return
     saved = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(_GC_GEN0_THRESHOLD, *saved[1:])
+    # no automatic full (gen-2) pass while sending: it would scan every stream in flight (10,000 streams: ~1 s in
+    # one sender, once per run), and what it could free the next freeze keeps anyway
+    gc.set_threshold(_GC_GEN0_THRESHOLD, saved[1], _GC_NO_FULL_PASS)
     _gc_quiet = True
     try:
         yield
@@ -324,6 +335,8 @@ class Dispatcher:
                     break
             rec.dispatched_ns = perf_counter_ns() - t0
             stats.sent += 1
+            if _gc_quiet and stats.sent % _GC_FREEZE_EVERY == 0:
+                gc.freeze()  # O(1): the objects of the streams in flight are never rescanned during the run
             task = loop.create_task(self._run_one(rec, self.specs[i], holds_slot))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

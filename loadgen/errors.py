@@ -48,6 +48,7 @@ class ErrorKind(StrEnum):
     CONNECT_TIMEOUT = "connect_timeout"  # no connection within --connect-timeout (or --timeout): never sent
     TIMEOUT = "timeout"  # the whole request passed --timeout (counted from its turn to be sent)
     READ_TIMEOUT = "read_timeout"  # no byte from the server for --read-timeout while waiting for the response
+    REDIRECT = "redirect"  # a 3xx answer: never followed (a POST is not resent), its Location in the message
     HTTP_429 = "http_429"  # rate limited
     HTTP_4XX = "http_4xx"  # other client errors (400, 401, 403, 404, 413, ...)
     HTTP_5XX = "http_5xx"  # server errors (500, 502, 503, ...)
@@ -56,11 +57,16 @@ class ErrorKind(StrEnum):
     MALFORMED = "malformed"  # the response was not the SSE/JSON it should be
     EMPTY = "empty"  # the stream finished without producing a single token
     CANCELLED = "cancelled"  # the run was interrupted (Ctrl-C) while the request was in flight
+    SESSION_ABORTED = (
+        "session_aborted"  # a conversation's turn never sent: an earlier turn of its session failed
+    )
     WORKER_LOST = "worker_lost"  # its sender (worker process, Ray actor, its node) died before reporting it
     CLIENT = "client"  # an unexpected failure inside loadgen itself (a bug: please report)
 
 
 def kind_for_status(status: int) -> ErrorKind:
+    if 300 <= status < 400:
+        return ErrorKind.REDIRECT
     if status == 429:
         return ErrorKind.HTTP_429
     if 400 <= status < 500:

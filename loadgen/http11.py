@@ -84,6 +84,7 @@ class Conn(asyncio.Protocol):
         "_sent_ns",
         "served",
         "idle_since",
+        "own_close",
         "_fast",
         "_step_at",
     )
@@ -98,6 +99,9 @@ class Conn(asyncio.Protocol):
         self._sent_ns = 0
         self.served = 0  # responses completed on this connection (> 0: it is a kept-alive one)
         self.idle_since = 0.0  # loop time it went back to the pool
+        self.own_close = (
+            False  # loadgen closed it (idle at the end, a timeout, a Ctrl-C): not the server's doing
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -163,10 +167,19 @@ class Conn(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def drop(self) -> None:
+        """loadgen closes this connection itself (aborts it): its ``connection_lost`` says nothing of the server."""
+        self.own_close = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool.forget(self)
-        if self.state == DONE and self.served and self.pool.reuse:
+        # only the server's own closes say whether it honours keep-alive: loadgen's (the idle ones at the end, an
+        # abort on --timeout or --read-timeout, Ctrl-C) never turn reuse off or reach the summary
+        by_server = not self.own_close
+        if by_server and self.state == DONE and self.served and self.pool.reuse:
             idle_s = asyncio.get_running_loop().time() - self.idle_since
             if idle_s < CLOSE_AFTER_RESPONSE_S:
                 self.pool.stop_reuse(
@@ -180,7 +193,7 @@ class Conn(asyncio.Protocol):
         if self.state == HEAD:
             # the request was written: the server may have read it, so it is never sent again
             why = "closed" if exc is None else f"{type(exc).__name__}: {exc}"
-            if self.served:
+            if self.served and by_server:
                 self.pool.stop_reuse("closed a kept-alive connection as the next request was written to it")
             self._fail(
                 H1Error(
@@ -366,8 +379,7 @@ class Conn(asyncio.Protocol):
         w = self.waiter
         if w is not None and not w.done():
             w.set_exception(exc)
-        if self.transport is not None:
-            self.transport.abort()
+        self.drop()
 
     def body_reads(self) -> list[tuple[int, bytes]]:
         """The body with framing removed, as (arrival ns, bytes) per read."""
@@ -459,8 +471,7 @@ class Pool:
                 c._reset()
                 return c, True, skipped
             skipped += 1
-            if c.transport is not None:
-                c.transport.abort()
+            c.drop()
         loop = asyncio.get_running_loop()
         conn = Conn(self)
         try:
@@ -503,6 +514,7 @@ class Pool:
             c.idle_since = asyncio.get_running_loop().time()
             self.idle.append(c)
         elif c.transport is not None:
+            c.own_close = True
             c.transport.close()
 
     def stop_reuse(self, what: str) -> None:
@@ -513,7 +525,7 @@ class Pool:
                 f"{self.host}:{self.port} {what} although it announced keep-alive: every later request got its own "
                 "connection (connect time is measured apart from send)"
             )
-            log.warning("%s", self.reuse_note)
+            log.info("%s", self.reuse_note)  # the summary says it once (metrics.connections.note), not twice
         self.close()
 
     def forget(self, c: Conn) -> None:
@@ -522,6 +534,7 @@ class Pool:
 
     def close(self) -> None:
         for c in self.idle:
+            c.own_close = True
             if c.transport is not None:
                 c.transport.close()
         self.idle.clear()

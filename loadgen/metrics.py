@@ -435,6 +435,9 @@ def summarize(
             "mean_tokens_per_chunk": stats.mean_tokens_per_chunk,
             "count_sources": c.cat["token_count_source"].counts(ok),
             "count_notes": dict(notes),
+            "finish_reasons": c.finish.counts(
+                ok, none="none"
+            ),  # why each answer ended (length: cut at max_tokens)
         },
         "latency_ms": latency,
         "goodput": {

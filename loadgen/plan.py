@@ -10,10 +10,16 @@ simulated answers can be scored.
 A plan splits among senders by request index: :meth:`RequestPlan.shard` gives sender ``k`` of ``n`` the requests
 ``i`` with ``i % n == k``, keeping their global indices and offsets (so every sender keeps the one schedule and
 the records of all of them merge back by index), and :func:`merge` puts shards back together.
+
+A plan is sized before it is built (:func:`check_plan_size`): one bounded by ``--duration`` holds at most what its
+senders can send in that time (``SENDS_PER_SENDER_S`` each), and no plan may need more than half of the memory
+the kernel reports available (``PLAN_BYTES_PER_REQUEST`` each). Both refusals are one line and exit 2.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -34,6 +40,31 @@ def _frozen(a: Any) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class SessionTable:
+    """The conversations of a plan (``loadgen.plan_sessions``), one entry per request, aligned with its specs:
+    request ``j`` is turn ``turn[j]`` of session ``session[j]``, sent ``think_ns[j]`` after the previous turn
+    of its session ended (turn 0 at its planned offset: the session's start)."""
+
+    session: np.ndarray  # int64
+    turn: np.ndarray  # int64
+    think_ns: np.ndarray  # int64
+    history: str = "strip-reasoning"
+
+    def take(self, positions: np.ndarray) -> SessionTable:
+        return SessionTable(
+            _frozen(self.session[positions]), _frozen(self.turn[positions]), _frozen(self.think_ns[positions]),
+            self.history,
+        )  # fmt: skip
+
+    def __getstate__(self) -> list[Any]:
+        return [self.session, self.turn, self.think_ns, self.history]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, _frozen(value) if isinstance(value, np.ndarray) else value)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class RequestPlan:
     """What a run (or one sender of it) sends: request ``indices[j]`` with ``specs[j]`` at ``offsets_ns[j]``.
 
@@ -50,6 +81,7 @@ class RequestPlan:
     total: int  # requests in the whole plan
     shard_k: int = 0
     shard_n: int = 1
+    sessions: SessionTable | None = None  # conversations: a session is sent whole by one sender
 
     @classmethod
     def whole(
@@ -93,14 +125,18 @@ class RequestPlan:
         return self.specs[j]
 
     def shard(self, k: int, n: int) -> RequestPlan:
-        """Sender ``k`` of ``n``: the requests ``i`` with ``i % n == k``, with their indices and offsets."""
+        """Sender ``k`` of ``n``: the requests ``i`` with ``i % n == k``, with their indices and offsets; in a plan
+        of conversations, every turn of the sessions ``s`` with ``s % n == k`` (a turn needs its predecessor's
+        answer: a session never spans two senders)."""
         if self.shard_n != 1:
             raise ValueError("a shard is not split again: shard the whole plan")
         if not (n >= 1 and 0 <= k < n):
             raise ValueError(f"shard {k} of {n}: need n >= 1 and 0 <= k < n")
-        take = np.flatnonzero(self.indices % n == k)
+        by = self.indices if self.sessions is None else self.sessions.session
+        take = np.flatnonzero(by % n == k)
         return replace(
             self,
+            sessions=None if self.sessions is None else self.sessions.take(take),
             offsets_ns=_frozen(self.offsets_ns[take]),
             specs=self.specs.take(take),
             indices=_frozen(self.indices[take]),
@@ -125,6 +161,16 @@ def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
     else:  # shards that travelled (each unpickled its own source): the specs themselves
         specs = [s for p in parts for s in p.specs]
         table = SpecTable(FixedSource(tuple(specs[int(j)] for j in order)), _frozen(np.arange(len(order))))
+    sessions = None
+    if first.sessions is not None:
+        s = [p.sessions for p in parts if p.sessions is not None]
+        sessions = SessionTable(
+            *(
+                _frozen(np.concatenate([getattr(x, f) for x in s])[order])
+                for f in ("session", "turn", "think_ns")
+            ),
+            first.sessions.history,
+        )
     return RequestPlan(
         first.schedule,
         _frozen(np.concatenate([p.offsets_ns for p in parts])[order]),
@@ -133,7 +179,77 @@ def merge(shards: Iterable[RequestPlan]) -> RequestPlan:
         first.seed,
         first.warmup,
         first.total,
+        sessions=sessions,
     )
+
+
+# One sender process tops out near 100,000 token events/s (loadgen.fleet.sizing) and every request is at least one
+# event: a plan that asks more of its senders in its duration would only be sent late.
+SENDS_PER_SENDER_S = 100_000
+# Peak bytes a synthetic plan takes per planned request while it is built (offsets, gaps drawn in blocks, lengths,
+# rows and indices): 49 measured with tracemalloc at 1 M requests, rounded up; shards add a copy of the rows.
+PLAN_BYTES_PER_REQUEST = 64
+PLAN_MEMORY_SHARE = 0.5  # of MemAvailable (/proc/meminfo)
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _senders(cfg: RunConfig) -> int | None:
+    """Senders that share the plan: --workers N, the usable cores for --workers auto; None on a Ray cluster of
+    unknown size (no sending bound then)."""
+    if cfg.senders.workers is not None:
+        return cfg.senders.workers
+    if cfg.senders.ray_address is not None:
+        return None
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def check_plan_size(cfg: RunConfig, memory: int | None = None) -> None:
+    """Refuse, before any of it is built, a plan its senders could not send in its duration or that would not fit
+    in ``PLAN_MEMORY_SHARE`` of the available memory. A trace or a dataset bounds itself (it is read already)."""
+    s = cfg.schedule
+    if s.arrival == "trace" or cfg.workload.kind == "dataset":
+        return
+    by_count = None if s.num_requests is None else s.num_requests + s.warmup
+    by_duration = None
+    if s.duration_s is not None and math.isfinite(s.rate):
+        by_duration = s.rate * s.duration_s
+    planned = min(x for x in (by_count, by_duration, math.inf) if x is not None)
+    if not math.isfinite(planned):
+        return
+    senders = _senders(cfg)
+    if by_duration is not None and planned == by_duration and senders is not None:
+        most = senders * SENDS_PER_SENDER_S
+        if s.rate > most:
+            raise ConfigError(
+                f"--rate {s.rate:g} for --duration {s.duration_s:g} plans ~{planned:,.0f} requests, but "
+                f"{senders} sender{'s send' if senders != 1 else ' sends'} at most {most:,} requests/s"
+                f"{f' ({SENDS_PER_SENDER_S:,} each)' if senders != 1 else ''}: lower --rate, add --workers, or "
+                "give --num-requests for a burst"
+            )
+    need = planned * PLAN_BYTES_PER_REQUEST * (2 if cfg.senders.distributed else 1)
+    avail = available_memory() if memory is None else memory
+    if avail is not None and need > avail * PLAN_MEMORY_SHARE:
+        raise ConfigError(
+            f"the plan of ~{planned:,.0f} requests needs ~{need / 2**20:,.0f} MiB, more than half of the "
+            f"{avail / 2**20:,.0f} MiB available: lower --num-requests, --duration or --rate"
+        )
 
 
 def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) -> RequestPlan:
@@ -142,7 +258,14 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
     ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
     """
+    if _conversations(cfg):  # --sessions, a mooncake trace: loadgen.plan_sessions
+        from loadgen.plan_sessions import plan_sessions
+
+        if specs is not None:
+            raise ConfigError("conversations (--sessions, a mooncake trace) plan their own turns")
+        return plan_sessions(cfg)
     s, w = cfg.schedule, cfg.workload
+    check_plan_size(cfg)
     trace = _read_trace(cfg) if s.arrival == "trace" else None
     sched: GammaSchedule | TraceSchedule
     if trace is not None:
@@ -196,6 +319,16 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     # each spec as it is sent: its own budget, else the run's --max-tokens; simulator hints when simulated
     final = planned.final(cfg.sampling.max_tokens, with_sim_hints if cfg.endpoint.simulated else None)
     return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
+
+
+def _conversations(cfg: RunConfig) -> bool:
+    if cfg.sessions.enabled:
+        return True
+    if not cfg.schedule.trace_path:
+        return False
+    from loadgen.plan_sessions import is_mooncake
+
+    return is_mooncake(cfg)
 
 
 def _read_trace(cfg: RunConfig) -> Any:

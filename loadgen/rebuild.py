@@ -28,6 +28,7 @@ from loadgen.summary import (
     server_sections,
     target_rate_of,
 )
+from loadgen.summary_turns import turns_section
 
 DEFAULT_STRAGGLER_K = 3.0
 DEFAULT_SEND_LAG_LIMIT_MS = 5.0
@@ -113,6 +114,7 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
         "outcome": requests_outcome(metrics["requests"], analysis.get("max_error_share"), None, False),
         "groups": groups_of(cols),
     }
+    summary.update(turns_section(cols, (cfg.get("sessions") or {}).get("history")))
     workload = cfg.get("workload") or {}
     if workload.get("kind") in ("dataset", "file"):
         missing.append("accuracy: the workload's reference answers are not recorded with the requests")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -85,6 +86,14 @@ class RequestRecord:
     # the server's own account of this request where it sends one (llama.cpp's ``timings``: prompt_n, prompt_ms,
     # predicted_n, predicted_ms, cache_n, ...): a free cross-check of the client's timings
     server_timings: dict[str, Any] | None = None
+    # conversations (loadgen.conversation): the session and its turn (0 first); None for a single request
+    session_id: int | None = None
+    turn: int | None = None
+    # prompt tokens the server found in its prefix cache, as it reported them for this request (vLLM's
+    # usage.prompt_tokens_details.cached_tokens, llama.cpp's timings.cache_n); None where it reported none
+    cached_tokens: int | None = None
+    # the reasoning text, kept only where the next turn of a session resends it (--history keep-reasoning)
+    reasoning_text: str | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(record_dict(self))
@@ -98,13 +107,21 @@ _FIELD_NAMES = tuple(f.name for f in fields(RequestRecord))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
-class Scrubber:
-    """Masks configured secret values (the API key, ``--header`` values) in the text a server sent back.
+# credentials in a URL (``http://user:password@host``, any scheme): everything between the scheme and the last "@"
+# before the path, in any text (a command line, a URL given for /metrics, a mistyped --base-url, a server's echo)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
-    A server may echo the request in an error body ("invalid key sk-..."); that text becomes ``error_message`` and
-    would reach requests.jsonl, the summary and the report. The sink scrubs every record once, in place, before it
-    is written or kept, so nothing downstream ever sees the value. Values shorter than ``MIN_LEN`` characters are
-    left alone: they would match ordinary words and numbers, and are no secret.
+
+class Scrubber:
+    """Masks secrets in text: configured values (the API key, ``--header`` values, a URL's password and the Basic
+    credentials made of it) and, by their shape, credentials written into any http(s) URL (``//user:pw@``).
+
+    The one masking function of the project: a command line recorded in run.json (``mask_secrets``), a URL written
+    to server_metrics.jsonl and every record's text pass through :meth:`text`. A server may echo the request in an
+    error body ("invalid key sk-..."); that text becomes ``error_message`` and would reach requests.jsonl, the
+    summary and the report. The sink scrubs every record once, in place, before it is written or kept, so nothing
+    downstream ever sees the value. Values shorter than ``MIN_LEN`` characters are left alone: they would match
+    ordinary words and numbers, and are no secret.
     """
 
     MIN_LEN = 4
@@ -122,6 +139,8 @@ class Scrubber:
         for s in self.secrets:
             if s in value:
                 value = value.replace(s, self.MASK)
+        if "@" in value:
+            value = _URL_USERINFO.sub(r"\1" + self.MASK + "@", value)
         return value
 
     def record(self, rec: RequestRecord) -> None:

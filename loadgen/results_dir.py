@@ -6,8 +6,10 @@ Shared by a one-process run (:mod:`loadgen.run`) and a run of several senders (:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import os
 import platform
 import re
 import shutil
@@ -20,6 +22,7 @@ from typing import Any
 import orjson
 
 from loadgen.config import RunConfig
+from loadgen.errors import ConfigError
 from loadgen.records import RequestRecord, Scrubber, read_records
 from loadgen.schedule import GammaSchedule, TraceSchedule
 
@@ -57,7 +60,17 @@ class ResultsDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.created = [d for d in (path, *path.parents) if not d.exists()]
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = (
+                path / f".loadgen-write-check-{os.getpid()}"
+            )  # /sys, /proc, a read-only mount: refused now
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            self.discard = True
+            self.close()
+            raise ConfigError(f"--output-dir {path}: cannot write there ({exc.strerror or exc})") from None
         self.discard = False
 
     def close(self) -> None:
@@ -101,8 +114,14 @@ def _versions() -> dict[str, str]:
 
 
 def secret_scrubber(endpoint: Any) -> Scrubber:
-    """The values no result file may hold: the API key and every --header value."""
-    return Scrubber([endpoint.api_key, *(v for _, v in endpoint.headers)])
+    """The values no result file may hold: the API key, every --header value, the URL's password, the Basic
+    credentials made of it (a server may echo the Authorization header)."""
+    secrets = [endpoint.api_key, *(v for _, v in endpoint.headers)]
+    basic = getattr(endpoint, "basic_auth", None)
+    if basic:
+        token = base64.b64encode(basic.encode()).decode("ascii")
+        secrets += [basic, basic.partition(":")[2], token]
+    return Scrubber(secrets)
 
 
 RUN_JSON = "run.json"
@@ -124,7 +143,7 @@ def run_header(
         "config": cfg.public_dict(),
         "schedule": sched.describe(),
         "versions": _versions(),
-        "argv": list(cfg.output.command) or _safe_argv(),
+        "argv": [secret_scrubber(endpoint).text(a) for a in (cfg.output.command or _safe_argv())],
     }
 
 

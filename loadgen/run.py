@@ -25,6 +25,7 @@ from loadgen.dispatch import quiet_gc
 from loadgen.errors import LoadgenError
 from loadgen.plan import plan_requests
 from loadgen.records import RecordSink, RequestRecord
+from loadgen.report.exporter_process import open_exporter
 from loadgen.results_dir import (
     ResultsDir,
     RunResult,
@@ -94,6 +95,13 @@ async def run_async(
     interrupt = Interrupt(stop, console)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(results.close)
+        try:  # --metrics-port: loadgen's own live figures, from requests.jsonl, in a process of their own
+            exporter = await open_exporter(cfg.output, label, [out_dir / "requests.jsonl"], stack)
+        except LoadgenError:
+            results.discard = True
+            raise
+        if exporter is not None:
+            exporter.count("in_flight", lambda: sender.stats.in_flight)
         endpoint = await start_target(cfg, out_dir, stack, console)
         sink = stack.enter_context(RecordSink(out_dir / "requests.jsonl", secret_scrubber(endpoint)))
         poller = run_poller(cfg, endpoint.base_url, out_dir)
@@ -158,6 +166,8 @@ async def run_async(
             await poller.stop()  # one last scrape, after the last request ended
 
         sink.close()  # every record on disk: the summary is computed from the file
+        if exporter is not None:
+            await exporter.finish(("in_flight", lambda: sender.stats.in_flight))
         summary = build_summary(
             cfg,
             out_dir,

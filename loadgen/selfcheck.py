@@ -7,6 +7,7 @@ and maximum (``loadgen.metrics.LogHistogram``: percentiles within 0.6 %), the CP
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import time
 from dataclasses import dataclass, field
@@ -34,8 +35,51 @@ class SelfCheck:
     _wall0: int = 0
     cpu_total_s: float = 0.0
     wall_total_s: float = 0.0
+    # the garbage collector's passes while it ran, per generation: count, longest and total pause (ms); a pass
+    # holds the loop, so a long one is a stall whose cause the summary can name
+    gc_passes: list[int] = field(default_factory=lambda: [0, 0, 0])
+    gc_max_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    gc_total_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # the longest pass in this thread's own CPU time: a wall-clock pause far above it was the machine's (a core
+    # taken away mid-pass), not the collector's work
+    gc_max_cpu_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    _gc_t: int = 0
+    _gc_cpu: int = 0
+
+    def _gc_event(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_t = perf_counter_ns()
+            self._gc_cpu = time.thread_time_ns()
+            return
+        g = info.get("generation", 2)
+        ms = (perf_counter_ns() - self._gc_t) / 1e6
+        cpu_ms = (time.thread_time_ns() - self._gc_cpu) / 1e6
+        self.gc_passes[g] += 1
+        self.gc_total_ms[g] += ms
+        if ms > self.gc_max_ms[g]:
+            self.gc_max_ms[g] = ms
+        if cpu_ms > self.gc_max_cpu_ms[g]:
+            self.gc_max_cpu_ms[g] = cpu_ms
+
+    def gc_dict(self) -> dict[str, Any]:
+        return {
+            f"gen{g}": {
+                "passes": self.gc_passes[g],
+                "max_ms": round(self.gc_max_ms[g], 3),
+                "max_cpu_ms": round(self.gc_max_cpu_ms[g], 3),
+                "total_ms": round(self.gc_total_ms[g], 3),
+            }
+            for g in range(3)
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
+        gc.callbacks.append(self._gc_event)
+        try:
+            await self._sample(stop)
+        finally:
+            gc.callbacks.remove(self._gc_event)
+
+    async def _sample(self, stop: asyncio.Event) -> None:
         self._cpu0 = _cpu_s()
         self._wall0 = perf_counter_ns()
         win_cpu, win_wall = self._cpu0, self._wall0
@@ -71,6 +115,7 @@ class SelfCheck:
             "cpu_peak_window": self.cpu_peak_window,
             "cpu_total_s": self.cpu_total_s,
             "wall_total_s": self.wall_total_s,
+            "gc": self.gc_dict(),
         }
 
     @classmethod
@@ -87,6 +132,11 @@ class SelfCheck:
         c.cpu_peak_window = None if peak is None else float(peak)
         c.cpu_total_s = float(raw.get("cpu_total_s") or 0.0)
         c.wall_total_s = float(raw.get("wall_total_s") or 0.0)
+        for g, d in enumerate((raw.get("gc") or {}).get(f"gen{g}") or {} for g in range(3)):
+            c.gc_passes[g] = int(d.get("passes", 0))
+            c.gc_max_ms[g] = float(d.get("max_ms", 0.0))
+            c.gc_total_ms[g] = float(d.get("total_ms", 0.0))
+            c.gc_max_cpu_ms[g] = float(d.get("max_cpu_ms", 0.0))
         return c
 
     def finish(self) -> None:
@@ -154,6 +204,7 @@ class SelfCheck:
             "cpu_share_excluding_pacing_spin": busy_share,
             "cpu_peak_1s": peak_busy,
             "pacing_spin_s": spin_s,
+            "gc": self.gc_dict(),
         }
 
 

@@ -30,6 +30,8 @@ Reads = list[tuple[int, bytes]]
 # parsed in one go: ~1.3 ms on a quiet core (13-30 us/KB; several times that on a busy one). A response below
 # 1.5 x this (a 256-token one is ~64-80 KB) is one slice, as before; each further slice costs ~20 us of set-up.
 SLICE_BYTES = 64 * 1024
+# a stream with more token chunks than this has its record filled on a worker thread (~1 ms of work at this size)
+FILL_ON_THREAD_CHUNKS = 8192
 
 
 def slices(reads: Reads, limit: int = SLICE_BYTES) -> Iterator[Reads]:
@@ -70,7 +72,9 @@ def _boundary_after(data: bytes, pos: int) -> int:
     """Index just past the first blank line (LF or CRLF framing) that ends at or after ``pos``; -1 if none."""
     start = max(pos - 4, 0)
     lf = data.find(b"\n\n", start)
-    crlf = data.find(b"\r\n\r\n", start)
+    # a CRLF blank line that ends later than the LF one cannot be the first: don't scan the rest of a long read for
+    # one (an LF-framed stream has none, and that scan was most of the cost of cutting a 20 MB body)
+    crlf = data.find(b"\r\n\r\n", start, lf + 4 if lf >= 0 and lf + 2 >= pos else len(data))
     ends = [i + n for i, n in ((lf, 2), (crlf, 4)) if i >= 0 and i + n >= pos]
     return min(ends) if ends else -1
 
@@ -96,6 +100,7 @@ class _Acc:
         "malformed",
         "timings",
         "prefix",
+        "reasoning",
     )
 
     def __init__(self) -> None:
@@ -117,6 +122,7 @@ class _Acc:
         self.malformed: str | None = None
         self.timings: dict[str, Any] | None = None  # llama.cpp's per-response server timings
         self.prefix = b""  # the repeated event prefix found in an earlier slice
+        self.reasoning: list[str] | None = None  # reasoning text, kept only when asked (KEEP_REASONING)
 
 
 def _error_text(obj: Any) -> str:
@@ -371,6 +377,7 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
     first_chunk_ns = acc.first_chunk_ns
     reasoning_chars = acc.reasoning_chars
     continuous = acc.continuous
+    reasoning_out = acc.reasoning
     for obj, ts in zip(objs, pts, strict=True):
         if type(obj) is not dict:
             if acc.malformed is None:
@@ -407,6 +414,8 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
                 _textless_tokens(acc, usage, ts)
             continue
         chunk_ns.append(ts)
+        if reasoning and reasoning_out is not None:
+            reasoning_out.append(reasoning)
         if content:
             content_out.append(content)
             kinds.append("c")
@@ -430,24 +439,43 @@ def _handle_objects(acc: _Acc, objs: list[Any], pts: list[int]) -> None:
     acc.continuous = continuous
 
 
-def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
-    """Fill ``rec``'s token fields, counts, finish reason and (unless already failed) its status from ``reads``."""
+# keep_text: the answer and the reasoning text (a session's next turn resends it)
+KEEP_REASONING = "reasoning"
+
+
+def _new_acc(keep_text: bool | str) -> _Acc:
     acc = _Acc()
+    if keep_text == KEEP_REASONING:
+        acc.reasoning = []
+    return acc
+
+
+def apply_stream(rec: RequestRecord, reads: Reads, keep_text: bool | str = True) -> None:
+    """Fill ``rec``'s token fields, counts, finish reason and (unless already failed) its status from ``reads``."""
+    acc = _new_acc(keep_text)
     for run in slices(reads, SLICE_BYTES):
         split_events(run, acc)
         _compact(acc)
     fill_record(rec, acc, keep_text)
 
 
-async def apply_stream_async(rec: RequestRecord, reads: Reads, keep_text: bool = True) -> None:
-    """``apply_stream`` on the event loop, one slice per pass: other streams' reads are stamped in between."""
-    acc = _Acc()
+async def apply_stream_async(rec: RequestRecord, reads: Reads, keep_text: bool | str = True) -> None:
+    """``apply_stream`` on the event loop, one slice per pass: other streams' reads are stamped in between.
+
+    The record of a very long stream is filled on a worker thread: its per-chunk passes (token counts, reasoning
+    tokens, the text) over 100k chunks held the loop 10-20 ms in one go; on a thread the loop takes the GIL back
+    within the interpreter's switch interval (5 ms) whenever a read is waiting.
+    """
+    acc = _new_acc(keep_text)
     for i, run in enumerate(slices(reads, SLICE_BYTES)):
         if i:
             await asyncio.sleep(0)
         split_events(run, acc)
         _compact(acc)
-    fill_record(rec, acc, keep_text)
+    if len(acc.chunk_ns) > FILL_ON_THREAD_CHUNKS:
+        await asyncio.to_thread(fill_record, rec, acc, keep_text)
+    else:
+        fill_record(rec, acc, keep_text)
 
 
 def _compact(acc: _Acc) -> None:

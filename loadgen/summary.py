@@ -18,6 +18,7 @@ from loadgen.columns import RequestColumns, read_requests
 from loadgen.engine_timings import crosscheck
 from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.records import iter_records
+from loadgen.summary_turns import turns_section
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def build_summary(
         "outcome": requests_outcome(metrics["requests"], cfg.analysis.max_error_share, stopped, interrupted),
     }
     summary["groups"] = groups_of(cols)
+    summary.update(turns_section(cols, cfg.sessions.history if cfg.sessions.enabled else None))
     if specs is not None and _has_references(specs):
         from loadgen.accuracy import accuracy_table
 

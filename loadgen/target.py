@@ -56,6 +56,7 @@ class SimulatorProcess:
             "--seed",
             str(self.seed),
             "--exit-with-parent",
+            "--enable-prompt-tokens-details",  # each request's cached prompt tokens (conversations' hit rates)
         ]
         if self.profile:
             cmd += ["--profile", self.profile]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from itertools import compress, repeat
 from operator import eq, sub
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loadgen.errors import ErrorKind
 from loadgen.records import (
@@ -69,7 +69,18 @@ def _distribute(total: int, chars: list[int], boundary: int | None = None) -> li
     return out.tolist()
 
 
-def fill_record(rec: RequestRecord, acc: _Acc, keep_text: bool) -> None:
+def cached_tokens(usage: dict[str, Any], timings: dict[str, Any] | None) -> int | None:
+    """Prompt tokens served from the prefix cache, as the server reported them for this request: vLLM/SGLang's
+    ``usage.prompt_tokens_details.cached_tokens``, else llama.cpp's ``timings.cache_n``; None when neither."""
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        return int(details["cached_tokens"])
+    if isinstance(timings, dict) and isinstance(timings.get("cache_n"), int):
+        return int(timings["cache_n"])
+    return None
+
+
+def fill_record(rec: RequestRecord, acc: _Acc, keep_text: bool | str) -> None:
     """The record's fields from a parsed stream (its slices compacted); C-level passes only (a stream may have
     100k chunks)."""
     rec.first_chunk_ns = acc.first_chunk_ns
@@ -79,6 +90,8 @@ def fill_record(rec: RequestRecord, acc: _Acc, keep_text: bool) -> None:
     rec.reasoning_chars = acc.reasoning_chars
     if keep_text:
         rec.output_text = "".join(acc.content_parts)
+    if acc.reasoning is not None:
+        rec.reasoning_text = "".join(acc.reasoning)
     n_chunks = len(acc.chunk_ns)
     if n_chunks:
         rec.first_token_ns = acc.chunk_ns[0]
@@ -97,6 +110,7 @@ def fill_record(rec: RequestRecord, acc: _Acc, keep_text: bool) -> None:
         details = usage.get("completion_tokens_details") or {}
         rt = details.get("reasoning_tokens") if isinstance(details, dict) else None
         rec.reasoning_tokens = rt if rt is not None else usage.get("reasoning_tokens")
+        rec.cached_tokens = cached_tokens(usage, acc.timings)
 
     # Tokens per chunk: exact from cumulative per-chunk usage; otherwise estimated, and the record says how.
     unsent_think = False

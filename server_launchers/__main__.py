@@ -33,6 +33,7 @@ from server_launchers.engines import (
     local_vllm_args,
 )
 from server_launchers.lifecycle import Server, cache_dir, http, http_json
+from server_launchers.local_server import plain
 from server_launchers.spec import ENGINES, LaunchSpec, LaunchSpecError, load_spec
 
 
@@ -125,7 +126,7 @@ def cmd_status(spec: LaunchSpec) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        allow_abbrev=False, prog="python -m server_launchers", description=__doc__.split("\n\n")[0]
+        allow_abbrev=False, prog="python -m server_launchers", description=plain(__doc__.split("\n\n")[0])
     )
     p.add_argument(
         "command",

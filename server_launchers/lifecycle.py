@@ -317,6 +317,9 @@ def child_env(
     return env
 
 
+PROGRESS_EVERY_S = 60.0
+
+
 def run_logged(
     cmd: Sequence[Any],
     logf: IO[str],
@@ -326,16 +329,29 @@ def run_logged(
     cwd: Path | None = None,
 ) -> None:
     """Run one set-up command with its output appended to ``logf`` (after a ``$ command`` line); the environment
-    is ``child_env()`` unless given. Raises ``StepFailed`` when it exits non-zero."""
+    is ``child_env()`` unless given. Says when it starts and, every ``PROGRESS_EVERY_S``, that it still runs (a
+    C++ build is many silent minutes otherwise). Raises ``StepFailed`` when it exits non-zero."""
     logf.write(f"\n$ {' '.join(map(str, cmd))}\n")
     logf.flush()
-    rc = subprocess.call(
+    log.info("%s ...", what)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
         list(map(str, cmd)),
         stdout=logf,
         stderr=subprocess.STDOUT,
         cwd=cwd,
         env=child_env() if env is None else env,
     )
+    while True:
+        try:
+            rc = proc.wait(timeout=PROGRESS_EVERY_S)
+            break
+        except subprocess.TimeoutExpired:
+            log.info("%s: still running after %.0f s (log %s)", what, time.monotonic() - t0, logf.name)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     if rc != 0:
         raise StepFailed(what, rc, logf.name)
 

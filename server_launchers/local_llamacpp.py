@@ -118,6 +118,12 @@ def _binary_ok(path: Path) -> bool:
     return out.returncode == 0
 
 
+def is_set_up() -> bool:
+    """The binary and the model are in the cache (nothing is built to find out)."""
+    model = model_path()
+    return _binary_ok(binary_path()) and model.is_file() and model.with_suffix(".json").is_file()
+
+
 def _missing_tools() -> list[str]:
     return [t for t in ("cmake", "c++", "make") if shutil.which(t) is None]
 

@@ -29,6 +29,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -245,6 +246,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
+def plain(text: str | None) -> str | None:
+    """A docstring's reStructuredText as a terminal shows it: ``name`` and `name` are name."""
+    return None if text is None else re.sub(r"``?([^`]+?)``?", r"\1", text)
+
+
 def main(
     server_cls: type[LocalServer],
     argv: Sequence[str] | None,
@@ -264,10 +270,14 @@ def main(
         argv, server_args = argv[:i], argv[i + 1 :]
     fmt = _HelpFormatter
     ap = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, allow_abbrev=False, formatter_class=fmt
+        prog=prog,
+        description=plain(description),
+        epilog=plain(epilog),
+        allow_abbrev=False,
+        formatter_class=fmt,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p_setup = sub.add_parser("setup", help=setup_help, allow_abbrev=False, formatter_class=fmt)
+    p_setup = sub.add_parser("setup", help=plain(setup_help), allow_abbrev=False, formatter_class=fmt)
     if add_setup_args is not None:
         add_setup_args(p_setup)
     parsers = {}

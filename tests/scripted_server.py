@@ -17,9 +17,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import perf_counter_ns
+from typing import Any
 
 import orjson
 
@@ -63,24 +65,35 @@ class ScriptedServer:
         self.idle_408 = False
         self.arrivals_path: Path | None = None  # when set, each finished POST is appended here as a JSON line
         self._server: asyncio.base_events.Server | None = None
+        self._handlers: set[asyncio.Task] = set()
         self.port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, ssl: Any = None) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening and end every connection's handler (each closes its connection), so nothing is left
+        for a closed event loop to find later (``Event loop is closed`` from a collected handler)."""
         if self._server is not None:
             self._server.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         served = 0
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 if served and self.idle_close_s is not None:
@@ -139,7 +152,12 @@ class ScriptedServer:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # stop() (or the end of the loop) ends this connection: the handler returns, as a cancelled one would
+            # make asyncio's stream callback print a CancelledError traceback for each connection still open
+            writer.transport.abort()
         finally:
+            self._handlers.discard(task)
             writer.close()
 
     async def _respond(self, writer: asyncio.StreamWriter, status: int, ctype: str, payload: bytes) -> None:
@@ -183,6 +201,39 @@ class ScriptedServer:
             await writer.drain()
             return True
         return False
+
+
+class ThreadedServer:
+    """A :class:`ScriptedServer` on an event loop of its own in a background thread (for tests that run loadgen
+    as a subprocess). On exit the server is stopped (every handler ends and closes its connection), then the loop
+    is stopped and closed: no pending handler is left for the garbage collector to run on a closed loop."""
+
+    def __init__(self, server: ScriptedServer, ssl: Any = None) -> None:
+        self.server, self.ssl = server, ssl
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.start(self.ssl))
+            self.ready.set()
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("the scripted server did not start")
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def chat_chunk(
@@ -306,6 +357,8 @@ class ServerProcess:
         assert self._proc is not None
         self._proc.send_signal(signal.SIGTERM)
         self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
         path = Path(self.spec["arrivals"])
         if path.exists():
             self.arrivals = [Arrival(**orjson.loads(line)) for line in path.read_bytes().splitlines()]

@@ -39,6 +39,9 @@ COUNT_FIELDS = (
     "reasoning_tokens",
     "reasoning_tokens_stream",
     "http_status",
+    "session_id",
+    "turn",
+    "cached_tokens",
 )
 _CATEGORICAL_FIELDS = (
     ("status", "ok"),

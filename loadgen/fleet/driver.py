@@ -31,6 +31,7 @@ from loadgen.fleet.shard import ShardJob
 from loadgen.fleet.sizing import Sizing, auto_workers, split_cap, usable_cores
 from loadgen.fleet.verdict import pooled_check, schedule_error, sender_name, senders_check
 from loadgen.plan import RequestPlan
+from loadgen.report.exporter_process import due_counter, open_exporter
 from loadgen.results_dir import (
     ResultsDir,
     RunResult,
@@ -99,6 +100,10 @@ def wait_bound_s(cfg: RunConfig, plan: RequestPlan) -> float | None:
     request is bounded by its own timeout and their number, not by a time after t0."""
     if cfg.schedule.max_concurrency is not None or not len(plan) or int(plan.offsets_ns[-1]) == 0:
         return None
+    if plan.sessions is not None:  # conversations: a session's turns follow one another
+        from loadgen.plan_sessions import last_turn_bound_s
+
+        return last_turn_bound_s(plan, cfg.endpoint.timeout_s) + STOP_GRACE_S + 60.0
     return int(plan.offsets_ns[-1]) / 1e9 + cfg.endpoint.timeout_s + STOP_GRACE_S + 60.0
 
 
@@ -161,6 +166,13 @@ async def run_fleet_async(
             raise
         staging_dir(out_dir).mkdir(parents=True, exist_ok=True)
         files = [sender_file(out_dir, k) for k in range(n)]
+        try:  # --metrics-port: the whole run's figures, read from the senders' files as they grow
+            exporter = await open_exporter(cfg.output, label, files, stack)
+        except LoadgenError:
+            results.discard = True
+            raise
+        if exporter is not None:
+            exporter.count("due", due_counter(plan.offsets_ns, clock))
         try:
             if ray_address is not None:
                 infos = await fleet.start(jobs, files, endpoint.simulated)
@@ -199,6 +211,8 @@ async def run_fleet_async(
                 poller.begin(clock.t0_ns)
             await fleet.go(clock)
             outcomes = await fleet.wait(wait_bound_s(cfg, plan))
+        if exporter is not None:
+            await exporter.finish()  # before the senders' files are merged away
         if poller is not None:
             await poller.stop()
 

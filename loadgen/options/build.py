@@ -8,6 +8,7 @@ parsed once into typed fields; past this point code takes the config and derives
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,13 +23,20 @@ from loadgen.config import (
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
+    SecondsDist,
     SendersConfig,
+    SessionsConfig,
     SimConfig,
     Slo,
     WorkloadConfig,
 )
 from loadgen.errors import ConfigError
 from loadgen.options.sources import bounded
+
+# a header's name is an RFC 9110 token; a value never holds CR, LF, NUL or another control character but tab, which
+# would end the header and start another (header injection)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def build_config(opts: Mapping[str, Any]) -> RunConfig:
@@ -38,7 +46,18 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         if ":" not in h:
             raise ConfigError(f"--header {h.split(':')[0][:30]!r}: expected NAME:VALUE")
         k, v = h.split(":", 1)
-        headers.append((k.strip(), v.strip()))
+        k, v = k.strip(), v.strip()
+        if not _HEADER_NAME.fullmatch(k):
+            raise ConfigError(f"--header {k[:30]!r}: not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        if _CONTROL.search(v):
+            raise ConfigError(
+                f"--header {k}: its value holds a line break or another control character (refused)"
+            )
+        headers.append((k, v))
+    if opts["api_key"] and _CONTROL.search(opts["api_key"]):
+        raise ConfigError(
+            "--api-key (or OPENAI_API_KEY) holds a line break or another control character (refused)"
+        )
     extra: tuple[tuple[str, Any], ...] = ()
     if opts["extra_body"]:
         try:
@@ -86,6 +105,11 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         kind = "file"
     elif opts["trace_lengths"]:
         kind = "trace"
+    if opts["dataset_path"] and not opts["dataset"]:
+        raise ConfigError(
+            "--dataset-path needs --dataset: name what the files hold (--dataset gsm8k --dataset-path FILE), "
+            "or --dataset file for a JSONL of prompts"
+        )
     if opts["dataset"] and opts["prompts"]:
         raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
     workload = WorkloadConfig(
@@ -131,6 +155,9 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
             live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
             report=not opts["no_report"],
             log_level=opts["log_level"],
+            metrics_port=opts["metrics_port"],
+            metrics_host=opts["metrics_host"],
+            metrics_linger_s=opts["metrics_linger"],
         ),
         analysis=AnalysisConfig(
             slo=Slo.parse(opts["slo"]),
@@ -143,6 +170,13 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         ),
         sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
         senders=SendersConfig(workers=opts["workers"], ray_address=opts["ray"]),
+        sessions=SessionsConfig(
+            sessions=opts["sessions"],
+            turns=LengthDist.parse(str(opts["turns"]), "--turns"),
+            think_time=SecondsDist.parse(str(opts["think_time"]), "--think-time"),
+            history=opts["history"],
+            trace_block_size=opts["trace_block_size"],
+        ),
     )
 
 

@@ -9,6 +9,7 @@ file gives (``loadgen.options.sources``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import sys
 from collections.abc import Sequence
@@ -24,11 +25,14 @@ from loadgen.config import (
     SamplingConfig,
     ScheduleConfig,
     ScrapeConfig,
+    SecondsDist,
     SendersConfig,
+    SessionsConfig,
     SimConfig,
     Slo,
     WorkloadConfig,
 )
+from loadgen.records import Scrubber
 
 # the config field each option sets: its default is the option's default (negated for a --no-... flag). None: the
 # option sets no one field (--base-url: absent means the built-in simulator; --trace-lengths picks the workload)
@@ -55,8 +59,11 @@ FIELD_OF: dict[str, str | None] = {
     "loop_lag_limit_ms": "analysis.loop_lag_p99_limit_ms",
     "loop_lag_max_ms": "analysis.loop_lag_max_limit_ms", "output_dir": "output.output_dir",
     "label": "output.label", "quiet": "output.quiet", "json": "output.json", "no_live": "output.live",
-    "no_report": "output.report", "log_level": "output.log_level", "sim_profile": "sim.profile",
+    "no_report": "output.report", "log_level": "output.log_level", "metrics_port": "output.metrics_port",
+    "metrics_host": "output.metrics_host", "metrics_linger": "output.metrics_linger_s", "sim_profile": "sim.profile",
     "sim_arg": "sim.args", "workers": "senders.workers", "ray": "senders.ray_address",
+    "sessions": "sessions.sessions", "turns": "sessions.turns", "think_time": "sessions.think_time",
+    "history": "sessions.history", "trace_block_size": "sessions.trace_block_size",
 }  # fmt: skip
 
 _SECTIONS: dict[str, type] = {
@@ -69,6 +76,7 @@ _SECTIONS: dict[str, type] = {
     "analysis": AnalysisConfig,
     "sim": SimConfig,
     "senders": SendersConfig,
+    "sessions": SessionsConfig,
 }
 
 
@@ -83,7 +91,7 @@ def _option_default(dest: str, path: str | None) -> Any:
         return not value
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, LengthDist):
+    if isinstance(value, (LengthDist, SecondsDist)):
         return value.describe()
     if isinstance(value, Slo):
         return None if not value.limits_ms else value
@@ -113,11 +121,17 @@ class _Parser(argparse.ArgumentParser):
     """One line for a bad flag instead of argparse's usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        flags = [s for a in self._actions if a.dest in SECRET_DESTS for s in a.option_strings]
-        print(
-            f"loadgen: error: {_mask_unrecognized(message, flags)} (see {self.prog} --help)", file=sys.stderr
-        )
+        print(f"loadgen: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if (
+            extras
+        ):  # argparse would join them into its message, and with them a mistyped option's secret value
+            names = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            self.error(_explain_unrecognized(extras, names))
+        return ns
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         return super().parse_known_args(_glue_sim_args(args), namespace)
@@ -139,20 +153,27 @@ def _glue_sim_args(args: Sequence[str] | None) -> list[str]:
     return out
 
 
-def _mask_unrecognized(message: str, secret_flags: Sequence[str]) -> str:
-    """An abbreviated secret flag (``--api-k sk-...``) is refused; its value must not be echoed to the terminal."""
-    head = "unrecognized arguments: "
-    if not message.startswith(head) or not secret_flags:
-        return message
-    out, hide = [], False
-    for tok in message[len(head) :].split(" "):
-        if tok.startswith("-"):
-            name = tok.split("=", 1)[0]
-            hide = len(name) >= 3 and any(f.startswith(name) for f in secret_flags)
-            out.append(name + "=***" if hide and "=" in tok else tok)
+def _explain_unrecognized(extras: Sequence[str], names: Sequence[str]) -> str:
+    """ "unrecognized arguments" with every value that follows an unknown option masked (a mistyped
+    ``--api-keyy sk-...`` is a secret all the same) and the nearest option named."""
+    out, unknown, after_option = [], [], False
+    for tok in extras:
+        if tok.startswith("-") and len(tok) > 1:
+            name, eq, _ = tok.partition("=")
+            unknown.append(name)
+            out.append(name + "=***" if eq else name)
+            after_option = not eq
         else:
-            out.append("***" if hide else tok)
-    return head + " ".join(out) + " (abbreviated options are not accepted)"
+            out.append("***" if after_option else tok)
+            after_option = False
+    hints = []
+    for name in unknown:
+        longer = [n for n in names if n.startswith(name)] if len(name) > 2 else []
+        if longer:
+            hints.append(f"{name}: options are not abbreviated; did you mean {longer[0]}?")
+        elif close := difflib.get_close_matches(name, names, n=1, cutoff=0.75):
+            hints.append(f"{name}: did you mean {close[0]}?")
+    return "unrecognized arguments: " + " ".join(out) + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,7 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace", metavar="FILE", help="arrival timestamps (s), one per line; implies --arrival trace"
     )
     g.add_argument("--trace-speedup", type=float, help="divide the trace's gaps by this factor")
-    g.add_argument("--trace-format", choices=("auto", "timestamps", "burstgpt", "azure"), help="trace layout")
+    g.add_argument(
+        "--trace-format",
+        choices=("auto", "timestamps", "burstgpt", "azure", "mooncake"),
+        help="trace layout (mooncake: JSONL of timestamp, input_length, output_length, hash_ids[, session_id, "
+        "delay]: prompts rebuilt block for block)",
+    )
     g.add_argument("--trace-start", type=float, metavar="S", help="replay the trace from S seconds in")
     g.add_argument("--trace-end", type=float, metavar="S", help="replay the trace up to S seconds in")
     g.add_argument(
@@ -232,6 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-lengths", action="store_true", help="prompt/output lengths from the --trace file")
     g.add_argument(
         "--force-output-len", action="store_true", help="with --trace-lengths: exactly that many tokens"
+    )
+    g = p.add_argument_group("conversations (multi-turn sessions)")
+    g.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="send N conversations; their starts follow the arrival process (--rate, --cv)",
+    )
+    g.add_argument("--turns", metavar="DIST", help="turns per conversation, drawn like --input-len")
+    g.add_argument(
+        "--think-time",
+        metavar="S",
+        help="seconds from a turn's answer to the next turn: S, uniform:LO,HI, normal:MEAN,SD, "
+        "lognormal:MEDIAN,SIGMA, exponential:MEAN",
+    )
+    g.add_argument(
+        "--history",
+        choices=("strip-reasoning", "keep-reasoning"),
+        help="what the resent history keeps of the server's answers: the answer only (DeepSeek-R1's convention) "
+        "or its reasoning too, as <think>...</think> before the answer",
+    )
+    g.add_argument(
+        "--trace-block-size", type=int, metavar="TOKENS", help="tokens per hash id of a mooncake trace"
     )
     g = p.add_argument_group("sampling")
     g.add_argument(
@@ -292,6 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-live", action="store_true", help="no live progress view")
     g.add_argument("--no-report", action="store_true", help="don't write report.html at the end")
     g.add_argument("--log-level", choices=LOG_LEVELS, help="log messages from this level on")
+    g.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve loadgen's own live figures for Prometheus on this port while the run lasts (off)",
+    )
+    g.add_argument("--metrics-host", metavar="ADDR", help="the address --metrics-port listens on")
+    g.add_argument(
+        "--metrics-linger",
+        type=float,
+        metavar="S",
+        help="after the run, serve until one scrape has read the final figures, at most S seconds",
+    )
     g = p.add_argument_group("senders (beyond one core, beyond one host)")
     g.add_argument(
         "--workers",
@@ -351,7 +413,10 @@ def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = N
             out.append(a.split("=", 1)[0] + "=***")
         else:
             out.append(a)
-    return out
+    return [_URLS.text(a) for a in out]  # credentials written into a URL (--base-url http://user:pw@host)
+
+
+_URLS = Scrubber()  # masks only what has the shape of a secret: a URL's user:password
 
 
 def _workers(text: str | int) -> int | None:

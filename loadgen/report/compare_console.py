@@ -182,6 +182,8 @@ def format_compare(result: dict[str, Any], console: Any, layout: str = "auto") -
         console.print(t)
     base, note = _method_note(result)
     console.print(f"differences vs [bold]{base}[/] {note}")
+    for line in _turn_lines(result):
+        console.print(line, highlight=False, markup=False)
 
 
 def format_compare_text(result: dict[str, Any]) -> str:
@@ -202,4 +204,14 @@ def format_compare_text(result: dict[str, Any]) -> str:
             lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())
     base, note = _method_note(result)
     lines += ["", f"differences vs {base} {note}"]
+    turn_lines = _turn_lines(result)
+    if turn_lines:
+        lines += ["", *turn_lines]
     return "\n".join(lines) + "\n"
+
+
+def _turn_lines(result: dict[str, Any]) -> list[str]:
+    """Conversations runs turn by turn (strip vs keep reasoning): prompt tokens, cache hits, TTFT."""
+    from loadgen.report.turn_figures import compare_turns_lines
+
+    return compare_turns_lines([(name, {"turns": t}) for name, t in (result.get("turns") or {}).items()])

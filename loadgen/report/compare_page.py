@@ -15,6 +15,7 @@ from loadgen.report.compare_figures import (
 )
 from loadgen.report.page import cell, fig_block, fmt, get, page, table, write_figures
 from loadgen.report.svg import esc
+from loadgen.report.turn_figures import compare_turns_section
 
 
 def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
@@ -104,9 +105,11 @@ def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
             '<h2 id="kv">KV-cache usage, side by side</h2><p class="note">The first run of each configuration, same '
             "axes.</p>" + fig_block(kv)
         )
+    turns_html = compare_turns_section(compare, figs)  # conversations: strip vs keep, turn by turn
+    parts.append(turns_html)
     write_figures(out_path.parent, figs)
     nav = [("configs", "Configurations"), ("values", "Values"), ("diffs", "Differences"), ("bars", "Bars"),
-           ("cdfs", "Distributions"), ("kv", "KV cache")]  # fmt: skip
+           ("cdfs", "Distributions"), ("kv", "KV cache"), *([("turns", "Turns")] if turns_html else [])]  # fmt: skip
     out_path.write_text(page("loadgen comparison", "".join(parts), nav), encoding="utf-8")
     return out_path
 

@@ -30,6 +30,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _same_row(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Two latency rows with the same count and the same value in every column (ITL per token and per chunk when
+    every chunk held one token)."""
+    return bool(a and b and a.get("count") and all(a.get(c) == b.get(c) for c in _COLS))
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     m = summary["metrics"]
     req = m["requests"]
@@ -44,27 +50,39 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for col in _COLS:
         t.add_column(col.replace("_", "."), justify="right")
     lat = m["latency_ms"]
+    one_per_chunk = _same_row(lat.get("itl_per_token"), lat.get("itl_per_chunk"))
     for iv in INTERVALS:
         d = lat.get(iv.key) if iv.shown else None
-        if not d or not d.get("count"):
+        if not d or not d.get("count") or (one_per_chunk and iv.key == "itl_per_chunk"):
             continue
-        t.add_row(iv.label, *(_fmt(d.get(c)) for c in _COLS))
+        label = "ITL (per chunk = per token)" if one_per_chunk and iv.key == "itl_per_token" else iv.label
+        t.add_row(label, *(_fmt(d.get(c)) for c in _COLS))
     console.print(t)
 
     thr = m["throughput"]
     rate = m["rate"]
     console.print(
         f"throughput: {thr['requests_per_s']:.2f} req/s, {thr['output_tokens_per_s']:,.0f} output tok/s, "
-        f"{thr['total_tokens_per_s']:,.0f} total tok/s over {m['window']['duration_s']:.1f} s; "
-        f"rate target {_fmt(rate['target'])}, planned {_fmt(rate['planned'])}, achieved {_fmt(rate['achieved_send'])}"
+        f"{thr['total_tokens_per_s']:,.0f} total tok/s over {m['window']['duration_s']:.1f} s"
+    )
+    console.print(
+        f"send rate (req/s): target {_fmt(rate['target'])}; planned {_fmt(rate['planned'])} (the rate this seeded "
+        f"schedule actually has over its length); achieved {_fmt(rate['achieved_send'])}",
+        highlight=False,
     )
     tok = m["tokens"]
     console.print(
         f"tokens: {tok['prompt']:,} prompt, {tok['completion']:,} completion ({tok['reasoning']:,} reasoning), "
-        f"{_fmt(tok['mean_tokens_per_chunk'])} tokens/chunk; counts from {', '.join(tok['count_sources']) or '-'}"
+        f"{_fmt(tok['mean_tokens_per_chunk'])} tokens/chunk; counts {words.count_sources(tok['count_sources']) or '-'}",
+        highlight=False,
     )
     if tok.get("count_notes"):
-        console.print(f"[yellow]token count notes:[/] {words.counts(tok['count_notes'])}", highlight=False)
+        console.print(
+            f"[yellow]token count notes:[/] {words.count_notes(tok['count_notes'])}", highlight=False
+        )
+    cut = words.cut_at_budget(tok.get("finish_reasons"), req["ok"])
+    if cut:
+        console.print(f"[yellow]answers:[/] {cut}", highlight=False)
     gp = m["goodput"]
     if gp["slo_ms"]:
         share = "" if gp["fraction"] is None else f" ({gp['fraction']:.1%})"
@@ -111,6 +129,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         _print_server(server, console)
     for tag, groups in (summary.get("groups") or {}).items():
         _print_groups(tag, groups, console)
+    if summary.get("turns"):
+        from loadgen.report.turn_figures import print_turns
+
+        print_turns(summary, console)
     acc = summary.get("accuracy")
     if acc:
         from loadgen.accuracy import format_accuracy_table

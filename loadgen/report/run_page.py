@@ -36,6 +36,7 @@ from loadgen.report.run_data import RunRequests, ServerSeries, read_requests, re
 from loadgen.report.run_tables import groups_section, server_section, straggler_section
 from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
+from loadgen.report.turn_figures import turns_section
 
 LAT_COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")
 
@@ -136,6 +137,7 @@ def write_run_report(result_dir: Path | str) -> Path:
 
     sections.append(server_section(summary))
     sections.append(groups_section(summary, figs))
+    sections.append(turns_section(summary, figs))
     sections.append(straggler_section(summary))
     sections.append(_footer(summary, out, notes, started))
 
@@ -151,6 +153,8 @@ def write_run_report(result_dir: Path | str) -> Path:
     ]
     if summary.get("groups") or summary.get("accuracy"):
         nav.append(("groups", "Datasets / budgets"))
+    if summary.get("turns"):
+        nav.append(("turns", "Turns"))
     nav += [("stragglers", "Stragglers"), ("about", "About")]
     html = page(f"loadgen report — {_run_name(summary, out)}", "".join(sections), nav)
     path = out / REPORT_NAME
@@ -340,11 +344,14 @@ def _latency_section(m: dict[str, Any]) -> str:
         f"<tr><td>{esc(label)}</td>" + "".join(cell(v, k) for k, v in vals) + "</tr>"
         for label, vals in kv_rows
     )
-    srcs = ", ".join(f"{k} ({v})" for k, v in (tok.get("count_sources") or {}).items())
+    srcs = words.count_sources(tok.get("count_sources"))
     notes = tok.get("count_notes") or {}
-    extra = f"Token counts from: {esc(srcs or '–')}; mean tokens per chunk {esc(fmt(tok.get('mean_tokens_per_chunk')))}."
+    extra = f"Token counts: {esc(srcs or '–')}; mean tokens per chunk {esc(fmt(tok.get('mean_tokens_per_chunk')))}."
     if notes:
-        extra += f" Count notes: {esc(words.counts(notes))}."
+        extra += f" Count notes: {esc(words.count_notes(notes))}."
+    cut = words.cut_at_budget(tok.get("finish_reasons"), int((m.get("requests") or {}).get("ok") or 0))
+    if cut:
+        extra += f" Answers: {esc(cut)}."
     return (
         '<h2 id="latency">Metrics</h2><p class="note">The same numbers as <code>summary.json</code> (warm-up '
         "requests excluded; latencies over successful requests). Hover a figure for details.</p>"

@@ -20,6 +20,7 @@ ERROR_LABELS = {
     "connect_timeout": "connect timed out",
     "timeout": "timed out",
     "read_timeout": "read timed out",
+    "redirect": "redirected (3xx, not followed)",
     "http_429": "HTTP 429 (rate limited)",
     "http_4xx": "HTTP 4xx",
     "http_5xx": "HTTP 5xx",
@@ -28,6 +29,7 @@ ERROR_LABELS = {
     "malformed": "malformed response",
     "empty": "no tokens",
     "cancelled": "cancelled (interrupted)",
+    "session_aborted": "turn not sent (earlier turn failed)",
     "worker_lost": "sender lost",
     "client": "loadgen's own failure",
 }
@@ -65,6 +67,46 @@ def counts(d: Mapping[str, Any] | None) -> str:
         shown = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
         parts.append(f"{str(k).replace('_', ' ')} {shown}")
     return "; ".join(parts)
+
+
+# where token counts came from (loadgen.records COUNT_*), as a person reads it
+COUNT_SOURCE_LABELS = {
+    "continuous_usage": "exact, from the server's usage in every chunk",
+    "usage": "from the server's usage, one token per chunk",
+    "estimated:one_token_per_chunk": "estimated: the server sent no usage, so one token per chunk is assumed",
+    "estimated:chars_per_token": "estimated: the server sent no usage per chunk, so its total is spread over the "
+    "chunks by text length",
+}
+
+
+def _requests(n: int) -> str:
+    return f"{n:,} request{'s' if n != 1 else ''}"
+
+
+def count_sources(by_source: Mapping[str, int] | None) -> str:
+    """``{'estimated:chars_per_token': 40}`` -> "estimated: the server sent only a total ... (40 requests)"."""
+    items = list((by_source or {}).items())
+    if len(items) == 1:
+        return COUNT_SOURCE_LABELS.get(items[0][0], items[0][0])
+    return "; ".join(f"{COUNT_SOURCE_LABELS.get(k, k)} ({_requests(n)})" for k, n in items)
+
+
+def count_notes(notes: Mapping[str, int] | None) -> str:
+    """``{'server sent no usage': 40}`` -> "server sent no usage (40 requests)": each note with what it counts."""
+    return "; ".join(f"{text} ({_requests(n)})" for text, n in (notes or {}).items())
+
+
+def cut_at_budget(finish_reasons: Mapping[str, int] | None, answers: int) -> str | None:
+    """A line when answers ended at their max_tokens (``finish_reason: length``): all of them, or how many."""
+    n = int((finish_reasons or {}).get("length", 0))
+    if not n or not answers:
+        return None
+    if n == answers:
+        return (
+            f"every answer ({answers:,}) was cut at max_tokens (finish_reason: length): output lengths are the "
+            "budget's, not the model's own"
+        )
+    return f"{n:,} of {answers:,} answers were cut at max_tokens (finish_reason: length)"
 
 
 # options whose value is a secret; --header keeps its name and hides its value

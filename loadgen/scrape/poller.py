@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from loadgen.records import LineSink
+from loadgen.records import LineSink, Scrubber
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, detect_dialect
 from loadgen.scrape.gpu import open_reader
 from loadgen.scrape.parse import Values, engine_info, parse_raw, parse_text
@@ -41,6 +41,7 @@ from loadgen.scrape.slots import slots_values
 logger = logging.getLogger(__name__)
 
 FAILURE_KINDS = ("connect", "timeout", "http", "parse", "other")
+_MASK = Scrubber()  # a --metrics-url given with user:password@ is written and logged without them
 
 
 def default_metrics_url(base_url: str) -> str:
@@ -48,7 +49,7 @@ def default_metrics_url(base_url: str) -> str:
     parts = urlsplit(base_url)
     if not parts.scheme or not parts.netloc:
         raise ValueError(f"not an absolute http(s) URL: {base_url!r}")
-    return urlunsplit((parts.scheme, parts.netloc, "/metrics", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], "/metrics", "", ""))
 
 
 class MetricsPoller:
@@ -186,7 +187,12 @@ class MetricsPoller:
         self.stats["ok"] += 1
         self.stats["parse_ns_total"] += parse_ns
         self.stats["parse_ns_max"] = max(self.stats["parse_ns_max"], parse_ns)
-        line: dict[str, Any] = {"t_ns": t_end, "t_start_ns": t_start, "url": url, "dialect": dialect}
+        line: dict[str, Any] = {
+            "t_ns": t_end,
+            "t_start_ns": t_start,
+            "url": _MASK.text(url),
+            "dialect": dialect,
+        }
         if dialect == UNKNOWN:
             self.stats["dialect_unknown"] += 1
             line.update(values={}, raw=values)
@@ -257,6 +263,7 @@ class MetricsPoller:
     def _fail(self, kind: str, message: str, url: str, t_start: int, t_end: int | None = None) -> bytes:
         self.stats["failures"][kind] += 1
         self.stats["last_error"] = f"{kind}: {message}"
+        url, message = _MASK.text(url), _MASK.text(message)
         if self.stats["failures"][kind] == 1:
             logger.warning("scraping %s failed (%s): %s", url, kind, message)
         t = t_end if t_end is not None else self._now()

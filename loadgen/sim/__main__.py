@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"speculative decoding (default {d.spec_method})",
     )
     p.add_argument("--no-prefix-caching", action="store_true", help="turn prefix caching off (default on)")
+    p.add_argument(
+        "--enable-prompt-tokens-details",
+        action="store_true",
+        help="as vLLM's flag: the final usage carries prompt_tokens_details.cached_tokens when any were cached "
+        "(loadgen's built-in simulator is started with it)",
+    )
     faults = {
         "429": "answered HTTP 429", "500": "answered HTTP 500", "503": "answered HTTP 503",
         "cut": "whose stream is cut half-way", "stall": "whose stream stalls for --stall-ms",
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.setdefault(name, value)
         if args.no_prefix_caching:
             overrides.setdefault("enable_prefix_caching", False)
+        if args.enable_prompt_tokens_details:
+            overrides.setdefault("enable_prompt_tokens_details", True)
         config = load_config(args.profile, args.config, overrides)
     except (ValueError, OSError) as e:
         print(f"loadgen.sim: {e}", file=sys.stderr)

@@ -33,6 +33,8 @@ class SimConfig:
     block_size: int = 16
     num_blocks: int = 1536
     enable_prefix_caching: bool = True
+    # vLLM's --enable-prompt-tokens-details: the final usage says how many prompt tokens were cached (when any)
+    enable_prompt_tokens_details: bool = False
 
     # cost model of one engine step, microseconds
     step_overhead_us: float = 4000.0

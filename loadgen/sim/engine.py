@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from loadgen.sim.config import SimConfig
-from loadgen.sim.text import difficulty_of
+from loadgen.sim.text import block_hashes, difficulty_of, raw_output, tokenize
 
 WAITING = 0
 RUNNING = 1
@@ -47,7 +47,7 @@ class SimRequest:
         "serial", "prompt_tokens", "hashes", "max_tokens", "ignore_eos", "difficulty", "reasoning_tokens",
         "natural_reasoning", "answer_tokens", "target_tokens", "stop_reason", "final_token", "correct", "offset",
         "rng", "num_tokens", "num_computed", "num_hashed", "output_tokens", "blocks", "status", "preemptions",
-        "cached_tokens", "finish_reason", "first_scheduled_ns", "looked_up", "handle",
+        "cached_tokens", "finish_reason", "first_scheduled_ns", "looked_up", "handle", "tail_tokens", "chat",
     )  # fmt: skip
 
     def __init__(
@@ -109,6 +109,8 @@ class SimRequest:
         self.first_scheduled_ns: int | None = None
         self.looked_up = False
         self.handle: Any = None  # the server's per-request state
+        self.tail_tokens: list[str] = []  # prompt tokens after its last full block (the output's KV follows)
+        self.chat = True
 
     def split(self, start: int, count: int) -> tuple[int, int]:
         """How many of output tokens ``start .. start+count`` are reasoning and how many are answer."""
@@ -292,6 +294,18 @@ class Engine:
         self.stats.num_preemptions += 1
         self.waiting.appendleft(req)
 
+    def _cache_output(self, req: SimRequest) -> None:
+        """A finished request's generated blocks stay in the prefix cache, hashed as its prompt followed by the
+        text it generated (``raw_output``), as vLLM caches the blocks of a finished sequence: a next turn that
+        resends the answer as it was generated hits them; one that strips the reasoning does not."""
+        r, a = req.split(0, req.output_tokens)
+        text = raw_output(req.offset, r, a, req.answer_tokens, req.final_token, req.chat)
+        extra = block_hashes(req.tail_tokens + tokenize(text), self.config.block_size,
+                             req.hashes[-1] if req.hashes else b"")  # fmt: skip
+        first = len(req.hashes)
+        for j, h in enumerate(extra[: max(0, len(req.blocks) - first)]):
+            self.pool.register(req.blocks[first + j], h)
+
     def step(self, now_ns: int = 0) -> StepResult:
         """Plan and apply one iteration; ``now_ns`` (its start) only stamps first-scheduled times."""
         cfg = self.config
@@ -410,6 +424,8 @@ class Engine:
             done = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in done]
             for req in finished:
+                if pool.caching:
+                    self._cache_output(req)
                 pool.release(req.blocks)
                 req.blocks = []
                 req.status = FINISHED

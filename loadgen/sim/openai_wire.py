@@ -139,13 +139,19 @@ def stream_prefix(server_id: str, chat: bool, created: int, model_name: str) -> 
     )
 
 
-def usage(req: SimRequest, chat: bool, cached: bool = False) -> dict[str, Any]:
+def usage(
+    req: SimRequest, chat: bool, cached: bool = False, final: bool = False, details: bool = False
+) -> dict[str, Any]:
     """vLLM 0.32's usage block: chat adds ``completion_tokens_details.reasoning_tokens`` (vLLM itself reports 0
-    there; the simulator reports the true count)."""
+    there; the simulator reports the true count); with ``details`` the final one (``final``) carries the prompt
+    tokens found in the prefix cache as ``prompt_tokens_details.cached_tokens``, as vLLM does with
+    ``--enable-prompt-tokens-details`` (and only when there were some)."""
     c = req.output_tokens
     u: dict[str, Any] = {"prompt_tokens": req.prompt_tokens, "total_tokens": req.prompt_tokens + c,
                          "completion_tokens": c}  # fmt: skip
-    if cached:
+    if final and details and req.cached_tokens:  # vLLM's --enable-prompt-tokens-details: only when some were
+        u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens}
+    elif cached:
         u["prompt_tokens_details"] = None
     if chat:
         u["completion_tokens_details"] = {"reasoning_tokens": req.reasoning_emitted}
@@ -206,7 +212,9 @@ def chunk_frames(
         out = frame(st.prefix + role + b"}\n\n") + out
     if is_last:
         if st.include_usage:
-            tail = b'"choices":[],"usage":' + orjson.dumps(usage(req, st.chat))
+            tail = b'"choices":[],"usage":' + orjson.dumps(
+                usage(req, st.chat, final=True, details=st.details)
+            )
             out += frame(st.prefix + tail + b',"system_fingerprint":' + _FINGERPRINT + b"}\n\n")
         out += DONE
     return out
@@ -242,7 +250,7 @@ def full_response(st: Stream, req: SimRequest, cfg: SimConfig) -> bytes:
         rid = "cmpl-" + st.server_id
     body: dict[str, Any] = {"id": rid, "object": obj, "created": st.created, "model": cfg.model_name,
                             "choices": [choice], "service_tier": None,
-                            "system_fingerprint": FINGERPRINT, "usage": usage(req, st.chat, cached=True)}  # fmt: skip
+                            "system_fingerprint": FINGERPRINT, "usage": usage(req, st.chat, cached=True, final=True, details=cfg.enable_prompt_tokens_details)}  # fmt: skip
     if st.chat:
         body.update(prompt_logprobs=None, prompt_token_ids=None, prompt_text=None)
     body.update(kv_transfer_params=None, ec_transfer_params=None, metrics=None)

@@ -56,6 +56,7 @@ class Stream:
         "conn", "req", "server_id", "chat", "stream", "continuous", "include_usage", "prefix", "created",
         "received_ns", "headers_ns", "first_token_ns", "last_token_ns", "end_ns", "last_out_ns", "fault",
         "fault_at", "held", "stall_until", "status", "http_status", "client_id", "reasoning_chars", "sent",
+        "details",
     )  # fmt: skip
 
     def __init__(self, conn: Connection, server_id: str, chat: bool, stream: bool, received_ns: int) -> None:
@@ -82,6 +83,7 @@ class Stream:
         self.http_status = 200
         self.client_id: str | None = None
         self.sent = 0
+        self.details = False  # the final usage carries prompt_tokens_details (--enable-prompt-tokens-details)
 
 
 class SimServer:
@@ -350,6 +352,7 @@ class SimServer:
         server_id = f"{self._nonce}{self._fault_serial:012x}"
         st = Stream(conn, server_id, chat, g.stream, r.received_ns)
         st.client_id = r.headers.get("x-request-id")
+        st.details = cfg.enable_prompt_tokens_details
         if status:
             st.status = "error"
             st.http_status = status
@@ -368,6 +371,8 @@ class SimServer:
         digest = text_digest(g.prompt_text)
         hashes = block_hashes(g.tokens, cfg.block_size) if cfg.enable_prefix_caching else []
         req = self.engine.new_request(len(g.tokens), hashes, digest, g.max_tokens, g.ignore_eos, g.sim)
+        req.tail_tokens = g.tokens[len(hashes) * cfg.block_size :] if hashes else g.tokens
+        req.chat = chat
         req.handle = st
         st.req = req
         if st.fault in ("cut", "stall", "malformed", "stream_error"):

@@ -52,10 +52,10 @@ def render_chat(messages: Iterable[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
-def block_hashes(tokens: list[str], block_size: int) -> list[bytes]:
-    """Chained hashes of the prompt's full blocks, like vLLM's: equal hash at position i means equal prefix."""
+def block_hashes(tokens: list[str], block_size: int, prev: bytes = b"") -> list[bytes]:
+    """Chained hashes of the prompt's full blocks, like vLLM's: equal hash at position i means equal prefix
+    (``prev``: the hash of the block before ``tokens``, to go on hashing a sequence)."""
     out: list[bytes] = []
-    prev = b""
     for start in range(0, len(tokens) - block_size + 1, block_size):
         h = hashlib.blake2b(prev, digest_size=16)
         h.update("\x00".join(tokens[start : start + block_size]).encode())
@@ -90,3 +90,12 @@ def answer_text(offset: int, start: int, count: int, total: int, final: str) -> 
     if end >= total:
         words.append(final)
     return "".join(words)
+
+
+def raw_output(offset: int, reasoning: int, answer: int, answer_total: int, final: str, chat: bool) -> str:
+    """The text a request generated as a history would resend it whole: on chat, the reasoning between
+    ``<think>`` and ``</think>`` before the answer (what a client keeping the reasoning sends back; the
+    completions text carries no markers)."""
+    r = reasoning_text(offset, 0, reasoning) if reasoning else ""
+    a = answer_text(offset, 0, answer, answer_total, final) if answer else ""
+    return f"<think>{r}</think>{a}" if r and chat else r + a

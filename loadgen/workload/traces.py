@@ -157,19 +157,23 @@ def read_trace(
         fh = open(p, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise WorkloadError(f"cannot read trace {p}: {exc.strerror or exc}") from None
-    with fh:
-        first = fh.readline()
-        if not first:
-            raise WorkloadError(f"trace {p} is empty")
-        kind = detect_format(first) if fmt == "auto" else fmt
-        if kind not in FORMATS:
-            raise ConfigError(f"trace format must be auto or one of {', '.join(FORMATS)}, got {fmt!r}")
-        if kind == "timestamps":
-            origin, ts_ns, inp, out, dropped, rows = _read_timestamps(p, first, fh)
-        else:
-            origin, ts_ns, inp, out, dropped, rows = _read_csv_trace(
-                p, kind, first, fh, models, log_types, drop_failed, end_s
-            )
+    try:
+        with fh:
+            first = fh.readline()
+            if not first:
+                raise WorkloadError(f"trace {p} is empty")
+            kind = detect_format(first) if fmt == "auto" else fmt
+            if kind not in FORMATS:
+                raise ConfigError(f"trace format must be auto or one of {', '.join(FORMATS)}, got {fmt!r}")
+            if kind == "timestamps":
+                origin, ts_ns, inp, out, dropped, rows = _read_timestamps(p, first, fh)
+            else:
+                origin, ts_ns, inp, out, dropped, rows = _read_csv_trace(
+                    p, kind, first, fh, models, log_types, drop_failed, end_s
+                )
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise WorkloadError(f"trace {p} is not UTF-8 text (a byte {bad:#04x}: {exc.reason})") from None
     if ts_ns.size == 0:
         raise WorkloadError(f"trace {p}: no rows left ({rows} read, dropped: {dropped or 'none'})")
     order = np.argsort(ts_ns, kind="stable")

@@ -5,8 +5,9 @@
   reused across tests, at most ``MAX_ALIVE`` alive at once (each takes ~2.7 GB and both cores while
   busy; the least recently used is stopped first), all stopped at session end.
 * When this CPU cannot run it (no AVX-512: hardware the project cannot change) the tests SKIP with that
-  reason, in CI too. When anything else stops the set-up (the venv cannot be created, the model cannot be
-  built): under ``CI`` (set and not false/0) the tests FAIL with the reason; elsewhere they SKIP with it.
+  reason, in CI too. When it is not set up (``bash .ci/setup_vllm.sh`` sets it up; the tests build it only with
+  ``LOADGEN_BUILD_ENGINES=1``) or anything else stops the set-up: under ``CI`` (set and not false/0) the tests
+  FAIL with the reason; elsewhere they SKIP with it and the command that sets it up.
   A server that is set up but does not start (bad flag, timeout) always fails: that is a real bug.
 * The llama.cpp tier (``test_llamacpp*.py``, fixtures in ``llamacpp_fixtures.py``) runs on any CPU.
 * Both tiers' set-up policy and server pool are ``server_pool.py``'s.
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+import server_launchers.local_vllm as local_vllm
 from server_launchers.local_vllm import LocalVllmServer, ensure_tiny_model, ensure_venv, read_model_info
 from tests.e2e.llamacpp_fixtures import llamacpp_server, llamacpp_setup  # noqa: F401 (fixtures)
-from tests.e2e.server_pool import EngineSetup, ServerPool
+from tests.e2e.server_pool import EngineSetup, ServerPool, terminal_say
 
 E2E_DIR = Path(__file__).resolve().parent
 MAX_ALIVE = 2
@@ -40,16 +42,22 @@ def _prepare() -> tuple[Path, Path]:
 
 def new_setup() -> EngineSetup[tuple[Path, Path]]:
     """The venv and the model, tried once per session (see server_pool.EngineSetup for skip or fail)."""
-    return EngineSetup("local CPU vLLM", _prepare)
+    return EngineSetup(
+        "local CPU vLLM",
+        _prepare,
+        is_set_up=lambda: local_vllm.is_set_up(),  # looked up when called, so a test can replace them
+        hardware=lambda: local_vllm.cpu_unsupported_reason(),
+        command="bash .ci/setup_vllm.sh",
+    )
 
 
 _setup = new_setup()
 
 
 @pytest.fixture(scope="session")
-def vllm_setup() -> tuple[Path, Path]:
+def vllm_setup(pytestconfig) -> tuple[Path, Path]:
     """(venv, model_dir), or skip/fail with the reason."""
-    return _setup.require()
+    return _setup.require(terminal_say(pytestconfig))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Fixtures of the llama.cpp tier: a real ``llama-server`` on 127.0.0.1 (server_launchers/local_llamacpp.py).
 
-It runs on any x86-64 or ARM CPU, so it is never skipped for hardware reasons: when the binary or the model cannot
-be had (no compiler, a failed download or build) the tests SKIP with the reason on a developer's machine and FAIL
-under ``CI``, where ``.ci/setup_llamacpp.sh`` has built them already.
+It runs on any x86-64 or ARM CPU, so it is never skipped for hardware reasons: when the binary or the model is not
+set up (``bash .ci/setup_llamacpp.sh`` builds them; the tests build them only with ``LOADGEN_BUILD_ENGINES=1``) or
+cannot be had, the tests SKIP with the reason on a developer's machine and FAIL under ``CI``, where
+``.ci/setup_llamacpp.sh`` has built them already.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import server_launchers.local_llamacpp as local_llamacpp
 from server_launchers.local_llamacpp import LocalLlamaCppServer, ensure_binary, ensure_model
-from tests.e2e.server_pool import EngineSetup, ServerPool
+from tests.e2e.server_pool import EngineSetup, ServerPool, terminal_say
 
 MAX_ALIVE = 2
 
@@ -24,16 +26,21 @@ def _prepare() -> tuple[Path, Path]:
 
 def new_setup() -> EngineSetup[tuple[Path, Path]]:
     """The binary and the model, tried once per session (never a hardware skip: llama.cpp runs on any CPU)."""
-    return EngineSetup("llama.cpp llama-server", _prepare)
+    return EngineSetup(
+        "llama.cpp llama-server",
+        _prepare,
+        is_set_up=lambda: local_llamacpp.is_set_up(),  # looked up when called, so a test can replace it
+        command="bash .ci/setup_llamacpp.sh",
+    )
 
 
 _setup = new_setup()
 
 
 @pytest.fixture(scope="session")
-def llamacpp_setup() -> tuple[Path, Path]:
+def llamacpp_setup(pytestconfig) -> tuple[Path, Path]:
     """(binary, model), or skip/fail with the reason."""
-    return _setup.require()
+    return _setup.require(terminal_say(pytestconfig))
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,17 @@
 """The command line as a user meets it: one-line errors, exit codes, Ctrl-C, secrets, --json."""
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.scripted_server import DONE, Script, ScriptedServer, chat_chunk, usage_chunk
+from tests.scripted_server import ThreadedServer as ScriptedThread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,30 +27,11 @@ def cli(*args, env=None, timeout=60):
     )
 
 
-class ThreadedServer:
-    """A scripted server in a background thread, for tests that run loadgen as a subprocess."""
-
-    def __init__(self, script: Script) -> None:
-        self.server = ScriptedServer()
-        self.server.default = script
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    def __enter__(self) -> ScriptedServer:
-        self.thread.start()
-        self.ready.wait(5)
-        return self.server
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+def ThreadedServer(script: Script) -> ScriptedThread:  # noqa: N802 - reads as the class it was
+    """A scripted server playing ``script`` in a background thread, for tests that run loadgen as a subprocess."""
+    server = ScriptedServer()
+    server.default = script
+    return ScriptedThread(server)
 
 
 def slow_stream(seconds: float, tokens: int = 10) -> Script:

@@ -112,7 +112,7 @@ def sim_endpoint():
         yield m.group(1)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # waits and closes its pipes
 
 
 def test_experiment_against_a_running_endpoint(tmp_path, sim_endpoint, capsys):

@@ -1,18 +1,16 @@
 """HTTPS endpoints: the streamed-POST reader runs over TLS too (certificate trusted through SSL_CERT_FILE)."""
 
-import asyncio
 import json
 import os
 import shutil
 import ssl
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.scripted_server import DONE, Script, ScriptedServer, chat_chunk
+from tests.scripted_server import DONE, Script, ScriptedServer, ThreadedServer, chat_chunk
 
 
 def usage(n):
@@ -44,24 +42,9 @@ def test_streams_over_tls(cert, tmp_path):
         (0.01, chat_chunk(content="bc", usage=usage(3))),
     ]
     server.default = Script([*writes, (0.0, chat_chunk(finish="stop", usage=usage(3)) + DONE)])
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(crt), str(key))
-        server._server = loop.run_until_complete(
-            asyncio.start_server(server._handle, "127.0.0.1", 0, ssl=ctx)
-        )
-        server.port = server._server.sockets[0].getsockname()[1]
-        ready.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert ready.wait(10)
-    try:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(crt), str(key))
+    with ThreadedServer(server, ssl=ctx):
         out = tmp_path / "out"
         r = subprocess.run(
             [sys.executable, "-m", "loadgen", "--base-url", f"https://127.0.0.1:{server.port}", "-n", "6",
@@ -75,9 +58,6 @@ def test_streams_over_tls(cert, tmp_path):
              "--no-scrape", "--no-report", "--output-dir", str(tmp_path / "u")],
             capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
         )  # fmt: skip
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(5)
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in (out / "requests.jsonl").read_text().splitlines()]
     assert [x["status"] for x in recs] == ["ok"] * 6

@@ -73,6 +73,7 @@ class MetricsServer:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     @property
     def url(self) -> str:

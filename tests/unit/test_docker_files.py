@@ -72,6 +72,24 @@ def test_compose_full_run_structure(engine):
         assert {"-hf", "--alias", "-ngl"} <= set(flags) and not [f for f in flags if f not in table]
 
 
+def test_cpu_full_run_overlay():
+    """compose.llamacpp-cpu.yaml (docker/full_run.sh): no GPU, a health check, Grafana off, results on a volume."""
+    over = load("compose.llamacpp-cpu.yaml")
+    eng = over["services"]["engine"]
+    assert "deploy" not in eng and "/health" in " ".join(eng["healthcheck"]["test"])
+    assert "--port 8000" in eng["command"] and "--host 0.0.0.0" in eng["command"]
+    assert over["services"]["loadgen"]["volumes"] == ["results:/results"] and "results" in over["volumes"]
+    assert load("compose.yaml")["services"]["grafana"]["profiles"] == ["grafana"]
+    script = (DOCKER / "full_run.sh").read_text()
+    assert "compose.llamacpp-cpu.yaml" in script and "down --volumes --remove-orphans" in script
+    for dockerfile in DOCKER.glob("Dockerfile*"):  # every one takes its base as a build argument
+        if not dockerfile.name.endswith(".dockerignore"):
+            text = dockerfile.read_text()
+            assert re.search(r"^ARG BASE_IMAGE=\S+", text, re.M) and "FROM ${BASE_IMAGE}" in text, (
+                dockerfile.name
+            )
+
+
 def test_compose_engine_defaults_match_pinned_images():
     from server_launchers.spec import DEFAULT_IMAGES
 
@@ -122,7 +140,7 @@ def test_compose_files_validate_against_the_compose_spec_schema():
         pytest.skip("no compose-spec schema: no PyPI access (or set LOADGEN_COMPOSE_SCHEMA)")
     schema = json.loads(Path(path).read_text())
     validator = jsonschema.Draft201909Validator(schema)
-    for name in ["compose.yaml", *(f"compose.{e}.yaml" for e in ENGINES)]:
+    for name in ["compose.yaml", "compose.llamacpp-cpu.yaml", *(f"compose.{e}.yaml" for e in ENGINES)]:
         errors = [e.message for e in validator.iter_errors(load(name))]
         assert errors == [], (name, errors)
     for engine in ENGINES:
@@ -132,11 +150,15 @@ def test_compose_files_validate_against_the_compose_spec_schema():
     assert list(validator.iter_errors(bad))
 
 
-def test_prometheus_scrapes_the_engine():
+def test_prometheus_scrapes_the_engine_and_loadgen():
     cfg = load("prometheus/prometheus.yml")
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert jobs["engine"]["static_configs"][0]["targets"] == ["engine:8000"]
     assert jobs["engine"]["metrics_path"] == "/metrics"
+    # loadgen's --metrics-port in compose.yaml is the port Prometheus scrapes, on every address of the container
+    port = jobs["loadgen"]["static_configs"][0]["targets"][0].removeprefix("loadgen:")
+    command = load("compose.yaml")["services"]["loadgen"]["command"]
+    assert f"--metrics-port {port} --metrics-host 0.0.0.0" in command and "--metrics-linger" in command
 
 
 def test_grafana_provisioning_and_dashboard_promql():
@@ -156,10 +178,86 @@ def test_grafana_provisioning_and_dashboard_promql():
     for e in exprs:  # balanced parentheses; histogram_quantile only over _bucket series
         assert e.count("(") == e.count(")"), e
         if e.startswith("histogram_quantile"):
-            assert re.search(r"rate\([a-z:_]+_bucket\[\d+m\]\)", e) and "by (le)" in e, e
+            assert re.search(r"rate\([a-z0-9:_]+_bucket\[\d+m\]\)", e) and re.search(r"by \(le[,)]", e), e
     titles = " ".join(p["title"] for p in dash["panels"])
     assert "KV" in titles and "Queue" in titles and "TTFT" in titles
     assert all(p["datasource"]["uid"] == ds["uid"] for p in dash["panels"])
+
+
+_PROMQL_WORDS = {
+    "histogram_quantile",
+    "sum",
+    "rate",
+    "by",
+    "without",
+    "avg",
+    "max",
+    "min",
+    "irate",
+    "increase",
+}
+
+
+def _promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression reads: identifiers that are not functions, keywords, label names in
+    ``by (...)`` or ``{...}`` matchers, or range selectors."""
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\b(by|without)\s*\([^)]*\)", " ", expr)
+    return {m for m in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr) if m not in _PROMQL_WORDS}
+
+
+def _exposed_by_engines() -> set[str]:
+    """Every series name in the engines' metric texts captured in tests/data (vLLM, llama.cpp, SGLang, TGI)."""
+    names = set()
+    for path in (ROOT / "tests" / "data").rglob("*.txt"):
+        for line in path.read_text().splitlines():
+            m = re.match(r"([A-Za-z_:][A-Za-z0-9_:]*)[{ ]", line)
+            if m and not line.startswith("#"):
+                names.add(m.group(1))
+    return names
+
+
+def _exposed_by_loadgen() -> set[str]:
+    """Every series name a live exporter serves, scraped over HTTP after one finished record."""
+    import urllib.request
+
+    from loadgen.records import RequestRecord, record_dict
+    from loadgen.report.exporter import Figures, serve
+
+    figures = Figures("dash")
+    rec = RequestRecord(0, intended_ns=0, dispatched_ns=10, send_ns=20, first_token_ns=1_000, last_token_ns=3_000,
+                        end_ns=4_000, chunk_ns=[1_000, 2_000, 3_000], chunk_tokens=[1, 1, 1], chunk_kind="rcc",
+                        completion_tokens=3)  # fmt: skip
+    figures.fold([record_dict(rec)])
+    server, thread = serve(figures, 0, "127.0.0.1")
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout=10
+        ) as resp:
+            text = resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return {m.group(1) for m in re.finditer(r"^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]", text, re.M)}
+
+
+def test_every_dashboard_expression_reads_metrics_that_exist():
+    dash = json.loads((DOCKER / "grafana" / "dashboards" / "loadgen-engine.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    engines, client = _exposed_by_engines(), _exposed_by_loadgen()
+    assert {"vllm:time_to_first_token_seconds_bucket", "llamacpp:tokens_predicted_total"} <= engines
+    assert {"loadgen_ttft_seconds_bucket", "loadgen_requests_total", "loadgen_in_flight_requests"} <= client
+    read = {m for e in exprs for m in _promql_metrics(e)}
+    assert not read - engines - client, (
+        f"the dashboard reads series nobody exposes: {sorted(read - engines - client)}"
+    )
+    # the parser has teeth: a misspelt name is caught, a label name is not taken for a metric
+    assert _promql_metrics(
+        "histogram_quantile(0.5, sum by (le, run) (rate(vllm:ttft_bucket{run='x'}[1m])))"
+    ) == {"vllm:ttft_bucket"}
+    # client panels sit beside the server ones: client TTFT and a server TTFT in one panel
+    ttft = [p for p in dash["panels"] if any("loadgen_ttft_seconds" in t["expr"] for t in p["targets"])]
+    assert ttft and any("vllm:time_to_first_token_seconds" in t["expr"] for t in ttft[0]["targets"])
+    assert read & client and read & engines
 
 
 def test_dockerfile_steps_work_on_this_checkout(tmp_path):

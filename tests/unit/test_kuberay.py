@@ -81,8 +81,12 @@ def test_every_pod_runs_the_pinned_ray_version_from_the_loadgen_image():
 def test_the_ray_dockerfile_builds_from_this_checkout_on_the_pinned_ray_image():
     text = (DOCKER / "Dockerfile.ray").read_text()
     version = _pinned_ray()
-    (base,) = re.findall(r"^FROM (\S+)", text, re.M)
-    assert base == f"rayproject/ray:{version}-py311"
+    (base,) = re.findall(
+        r"^ARG BASE_IMAGE=(\S+)", text, re.M
+    )  # FROM ${BASE_IMAGE}: any base, Ray's by default
+    assert base == f"rayproject/ray:{version}-py311" and re.findall(r"^FROM (\S+)", text, re.M) == [
+        "${BASE_IMAGE}"
+    ]
     copied = set(re.findall(r"^COPY (?:--chown=\S+ )?(\S+(?: \S+)*?) \S+$", text, re.M))
     sources = {s for group in copied for s in group.split()}
     assert sources == {"pyproject.toml", "README.md", "loadgen", "server_launchers"}
