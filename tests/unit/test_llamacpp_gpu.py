@@ -222,3 +222,26 @@ def test_model_written_by_this_interpreter_keeps_its_python_path(tmp_path: Path,
     ((cmd, env),) = seen
     assert str(cmd[0]) == local_llamacpp.sys.executable and cmd[-1] == "llama-draft"
     assert env is not None and env["PYTHONPATH"] == "/carried/site"
+
+
+def test_a_spec_with_gpus_starts_the_cuda_route(monkeypatch) -> None:
+    from server_launchers.lifecycle import Server
+
+    started = []
+
+    def fake_start(self, *, detach=False):
+        started.append(self)
+        self.port, self.pgid = 8123, 4242
+        return self
+
+    monkeypatch.setattr(local_llamacpp.LocalLlamaCppServer, "start", fake_start)
+    monkeypatch.setattr(local_llamacpp.LocalLlamaCppServer, "command", lambda self: ["llama-server"])
+    for name, gpu in (("kv-q8", True), ("baseline", False)):
+        spec = load_specs(PRESETS)[name]
+        if not gpu:
+            spec = LaunchSpec.from_dict({"model": "tiny-reasoning", "engine": "llamacpp"}, name=name)
+        Server(spec, "local").start(detach=True)
+        srv = started[-1]
+        assert srv.gpu is gpu
+        assert (srv.env_overrides.get("CUDA_VISIBLE_DEVICES") == "0") is gpu
+        assert ("-ctk" in srv.extra_args) is gpu and (srv.model_name == "reasoning-llama-1b") is gpu
