@@ -48,7 +48,7 @@ LAYERS = [
     ("loadgen.http11", "loadgen.chunked", "loadgen.kernel_stamps", "loadgen.stream", "loadgen.token_counts",
      "loadgen.client"),
     ("loadgen.distribution", "loadgen.metrics", "loadgen.catalogue", "loadgen.accuracy", "loadgen.selfcheck",
-     "loadgen.client_check", "loadgen.fleet.verdict"),
+     "loadgen.client_check", "loadgen.engine_timings", "loadgen.fleet.verdict"),
     ("loadgen.scrape",),
     ("loadgen.results_dir", "loadgen.summary", "loadgen.summary_turns", "loadgen.rebuild", "loadgen.fleet.merge"),
     ("loadgen.report",),

@@ -342,10 +342,13 @@ class ScrapeConfig:
     enabled: bool = True
     urls: tuple[str, ...] = ()  # empty: the endpoint's origin + /metrics
     interval_s: float = 0.5
+    gpu_metrics: str = "auto"  # NVML readings beside /metrics: auto (a local target with a GPU), on, off
 
     def __post_init__(self) -> None:
         if not (self.interval_s > 0):
             raise ConfigError(f"--scrape-interval must be > 0, got {self.interval_s}")
+        if self.gpu_metrics not in ("auto", "on", "off"):
+            raise ConfigError(f"--gpu-metrics must be auto, on or off, not {self.gpu_metrics!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 An experiment file::
 
     name = "cpu-optimisations"
-    launcher = "local-cpu"          # local-cpu | docker | host | endpoint (an already-running server)
+    launcher = "local"              # local (the project's local engines; alias local-cpu) | docker | host | endpoint
     seeds = [1, 2]
     num_requests = 24               # every cell is bounded: num_requests and/or duration (s)
     warmup = 4                      # warm-up requests before each cell (a separate, unmeasured run)
@@ -61,6 +61,7 @@ from typing import Any
 from loadgen.errors import ConfigError
 from loadgen.experiment_plan import (
     LAUNCHER_MODE,
+    LOCAL_LAUNCHERS,
     REPO_ROOT,
     Cell,
     ExperimentPlan,
@@ -92,7 +93,7 @@ def _versions(plan: ExperimentPlan) -> dict[str, Any]:
         )
         if rev.returncode == 0:
             out["git_commit"] = rev.stdout.strip()
-    if plan.launcher == "local-cpu":  # what the specs' engines run on, as the local launchers pin them
+    if plan.launcher in LOCAL_LAUNCHERS:  # what the specs' engines run on, as the local launchers pin them
         from server_launchers.engines import LLAMACPP_VERSION
         from server_launchers.local_vllm import VLLM_PACKAGE, VLLM_VERSION
 

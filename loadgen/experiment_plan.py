@@ -42,9 +42,18 @@ __all__ = [
     "safe_name",
 ]
 
-LAUNCHERS = ("local-cpu", "docker", "host", "endpoint")
+LAUNCHERS = ("local", "local-cpu", "docker", "host", "endpoint")
+# the project's own launchers (server_launchers.local_*): "local-cpu" is the older name of "local", which runs a
+# llama.cpp spec that names gpus on them with the CUDA build
+LOCAL_LAUNCHERS = ("local", "local-cpu")
 # each launcher's mode of server_launchers.lifecycle.Server
-LAUNCHER_MODE = {"local-cpu": "local", "docker": "docker", "host": "host", "endpoint": "endpoint"}
+LAUNCHER_MODE = {
+    "local": "local",
+    "local-cpu": "local",
+    "docker": "docker",
+    "host": "host",
+    "endpoint": "endpoint",
+}
 TOP_KEYS = {
     "name", "description", "launcher", "seeds", "num_requests", "duration", "warmup", "reset_prefix_cache",
     "vllm_dev_mode", "base_url", "startup_timeout_s", "output_dir", "launch", "arrivals", "run", "workloads",
@@ -175,7 +184,7 @@ def load_plan(path: str | Path) -> ExperimentPlan:
     launcher = doc.get("launcher", "local-cpu")
     if launcher not in LAUNCHERS:
         raise ConfigError(f"{where}: launcher must be one of {', '.join(LAUNCHERS)}, not {launcher!r}")
-    dev_mode = bool(doc.get("vllm_dev_mode", launcher == "local-cpu"))
+    dev_mode = bool(doc.get("vllm_dev_mode", launcher in LOCAL_LAUNCHERS))
     specs = _load_specs(doc, path, launcher, dev_mode)
 
     workloads = doc.get("workloads")
@@ -260,7 +269,9 @@ def load_plan(path: str | Path) -> ExperimentPlan:
         warmup=warmup,
         reset_prefix_cache=bool(doc.get("reset_prefix_cache", True)),
         vllm_dev_mode=dev_mode,
-        startup_timeout_s=float(doc.get("startup_timeout_s", 300.0 if launcher == "local-cpu" else 1800.0)),
+        startup_timeout_s=float(
+            doc.get("startup_timeout_s", 300.0 if launcher in LOCAL_LAUNCHERS else 1800.0)
+        ),
         output_dir=doc.get("output_dir"),
         doc=doc,
     )
@@ -331,18 +342,16 @@ def render(sp: SpecPlan, launcher: str) -> dict[str, Any]:
     if launcher == "endpoint" or sp.spec is None:
         return {"endpoint": sp.base_url}
     spec = sp.spec
-    if launcher == "local-cpu" and spec.engine == "llamacpp":
+    if launcher in LOCAL_LAUNCHERS and spec.engine == "llamacpp":
         from server_launchers.engines import local_llamacpp_args
-        from server_launchers.local_llamacpp import DEFAULT_ARGS, MODEL_NAME
+        from server_launchers.local_llamacpp import shown_command
 
-        args = local_llamacpp_args(spec)
         return {
-            "local_llamacpp_args": args,
+            "local_llamacpp_args": local_llamacpp_args(spec),
             "env": spec.env_dict,
-            "command": f"llama-server -m <tiny gguf> --alias {MODEL_NAME} --host 127.0.0.1 --port <free port> "
-            + shlex.join([*DEFAULT_ARGS, *args]),
+            "command": shown_command(spec),  # the CUDA build when the spec names gpus
         }
-    if launcher == "local-cpu":
+    if launcher in LOCAL_LAUNCHERS:
         args = local_vllm_args(spec)
         env = " ".join(f"{k}={v}" for k, v in spec.env) + " " if spec.env else ""
         return {

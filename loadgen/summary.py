@@ -19,6 +19,7 @@ from typing import Any
 from loadgen.client_check import one_sender_check, sender_name, senders_check
 from loadgen.columns import RequestColumns, read_requests
 from loadgen.config import RunConfig
+from loadgen.engine_timings import crosscheck
 from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.records import iter_records
 from loadgen.result_files import REQUESTS, SERVER_METRICS
@@ -189,6 +190,8 @@ def build_summary(cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = N
             summary["server"] = {"error": scrape.error}
         else:
             summary.update(server_sections(out_dir, metrics, dict(scrape.stats or {}), dict(scrape.engines)))
+    if (summary.get("server") or {}).get("dialect") == "llamacpp":  # its per-response timings, beside ours
+        summary["engine_timings"] = crosscheck(iter_records(out_dir / REQUESTS, chunks=False))
     if facts.senders is not None:
         summary["senders"] = dict(facts.senders)
     return summary

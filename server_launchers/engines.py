@@ -59,7 +59,7 @@ import shlex
 from dataclasses import dataclass, field, replace
 
 from server_launchers.flags import flag_table
-from server_launchers.spec import CONTAINER_PORTS, LaunchSpec, LaunchSpecError
+from server_launchers.spec import CONTAINER_PORTS, LLAMACPP_KV_CACHE_DTYPES, LaunchSpec, LaunchSpecError
 
 SGLANG_VERSION = "0.5.23"
 TGI_VERSION = "3.3.7"
@@ -110,10 +110,23 @@ def _vllm_speculative_config(spec: LaunchSpec) -> dict:
     return cfg
 
 
+def _refuse_llamacpp_only(spec: LaunchSpec, engine: str) -> None:
+    """llama.cpp's own settings (its quantised KV caches, the flash-attention switch) on another engine."""
+    if spec.kv_cache_dtype in LLAMACPP_KV_CACHE_DTYPES:
+        raise UnsupportedOnEngine(engine, spec.name, f"KV-cache dtype {spec.kv_cache_dtype!r}",
+                                  "f16/q8_0/q4_0 caches are llama.cpp's; use auto or fp8")  # fmt: skip
+    if spec.flash_attention is not None:
+        raise UnsupportedOnEngine(engine, spec.name, "flash_attention",
+                                  "the engine picks its attention backend itself")  # fmt: skip
+
+
 def vllm_engine_args(spec: LaunchSpec) -> list[str]:
     """vLLM flags for the spec's optimisations, without model/host/port/served name (those differ between
     docker, host and the local CPU launcher, which sets them itself)."""
+    _refuse_llamacpp_only(spec, "vllm")
     args: list[str] = []
+    if spec.max_num_seqs is not None:
+        args += ["--max-num-seqs", str(spec.max_num_seqs)]
     if spec.tensor_parallel != 1:
         args += ["--tensor-parallel-size", str(spec.tensor_parallel)]
     if spec.max_model_len is not None:
@@ -201,6 +214,9 @@ def sglang_engine_args(spec: LaunchSpec) -> list[str]:
                 "SGLang loads bitsandbytes 4-bit in flight; 8-bit needs a pre-quantized checkpoint",
             )  # fmt: skip
         args += ["--quantization", _SGLANG_QUANT[spec.quantization]]
+    _refuse_llamacpp_only(spec, "sglang")
+    if spec.max_num_seqs is not None:
+        args += ["--max-running-requests", str(spec.max_num_seqs)]
     if spec.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", _SGLANG_KV[spec.kv_cache_dtype]]
     if not spec.prefix_caching:
@@ -266,6 +282,11 @@ def tgi_engine_args(spec: LaunchSpec) -> list[str]:
         args += ["--dtype", spec.dtype]
     if spec.quantization != "none":
         args += ["--quantize", _TGI_QUANT[spec.quantization]]
+    _refuse_llamacpp_only(spec, "tgi")
+    if spec.max_num_seqs is not None:
+        raise UnsupportedOnEngine(
+            "tgi", spec.name, "max_num_seqs", "TGI sizes its batches by tokens (--max-batch-total-tokens)"
+        )
     if spec.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", _TGI_KV[spec.kv_cache_dtype]]
     s = spec.speculative
@@ -333,12 +354,17 @@ def llamacpp_engine_args(spec: LaunchSpec) -> list[str]:
             f"weight quantization {spec.quantization!r}",
             "llama.cpp serves GGUF quantisations: pick a quantised file or repo tag such as org/name:Q4_K_M",
         )
-    if spec.kv_cache_dtype != "auto":
+    if spec.max_num_seqs is not None:
+        args += ["-np", str(spec.max_num_seqs)]
+    if spec.kv_cache_dtype in LLAMACPP_KV_CACHE_DTYPES:
+        args += ["-ctk", spec.kv_cache_dtype, "-ctv", spec.kv_cache_dtype]
+    elif spec.kv_cache_dtype != "auto":
         raise refuse(
             f"KV-cache dtype {spec.kv_cache_dtype!r}",
-            "llama.cpp has no fp8 cache; it quantises K/V to q8_0 or q4_0 (extra_args = ['-ctk', 'q8_0', "
-            "'-ctv', 'q8_0'])",
+            "llama.cpp has no fp8 cache; it quantises K/V to q8_0 or q4_0 (kv_cache_dtype = 'q8_0')",
         )
+    if spec.flash_attention is not None:
+        args += ["-fa", "on" if spec.flash_attention else "off"]
     if not spec.prefix_caching:
         args.append("--no-cache-prompt")
     s = spec.speculative
@@ -351,7 +377,7 @@ def llamacpp_engine_args(spec: LaunchSpec) -> list[str]:
             raise refuse("speculative.ngram_min/ngram_max", "set --spec-ngram-size-n/-m in extra_args")
         args += ["--spec-type", _LLAMACPP_SPEC[s.method], "--spec-draft-n-max", str(s.num_tokens)]
         if s.method != "ngram":
-            args += ["-md", str(s.draft_model)]
+            args += ["-md", str(s.draft_model)] + (["-ngld", "all"] if spec.gpus else [])
     if spec.reasoning_parser:
         fmt = _LLAMACPP_REASONING.get(spec.reasoning_parser)
         if fmt is None:
@@ -368,16 +394,16 @@ def llamacpp_engine_args(spec: LaunchSpec) -> list[str]:
 
 
 def local_llamacpp_args(spec: LaunchSpec) -> list[str]:
-    """``extra_args`` for ``server_launchers.local_llamacpp.LocalLlamaCppServer`` (which serves its tiny model and
-    sets host, port and alias itself, and always serves /metrics, /slots and split reasoning): the spec's settings
-    that apply on a CPU (GPU placement does not)."""
+    """``extra_args`` for ``server_launchers.local_llamacpp.LocalLlamaCppServer`` (which sets model, host, port and
+    alias itself, and always serves /metrics, /slots and split reasoning): the spec's settings. With ``gpus`` the
+    launcher runs its CUDA build, whose defaults put every layer on the GPU (the draft's too, rendered here);
+    the GPUs are picked by CUDA_VISIBLE_DEVICES (``Server`` sets it), so no split across them is rendered."""
     if spec.engine != "llamacpp":
         raise UnsupportedOnEngine(
             spec.engine, spec.name, "the local llama.cpp route", "set engine = 'llamacpp'"
         )
-    return llamacpp_engine_args(
-        replace(spec, gpus=(), tensor_parallel=1, metrics=False, reasoning_parser=None)
-    )
+    args = llamacpp_engine_args(replace(spec, tensor_parallel=1, metrics=False, reasoning_parser=None))
+    return [a for i, a in enumerate(args) if not (a == "-ngl" or (i and args[i - 1] == "-ngl"))]
 
 
 def _llamacpp_serve_args(spec: LaunchSpec, host: str, port: int) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from server_launchers.engines import local_llamacpp_args, local_vllm_args
-from server_launchers.local_llamacpp import LocalLlamaCppServer
+from server_launchers.local_llamacpp import LocalLlamaCppServer, local_model
 from server_launchers.local_server import LocalServer
 from server_launchers.local_vllm import LocalVllmServer
 
@@ -33,8 +33,14 @@ def local_args(spec: Any) -> list[str]:
 def local_server(
     spec: Any, *, port: int | None, log_path: Path | None, startup_timeout_s: float
 ) -> LocalServer:
-    """The local server of ``spec``, not started."""
+    """The local server of ``spec``, not started: llama.cpp with its model (the CUDA build on the spec's gpus),
+    else vLLM on CPU."""
     cls, args = LOCAL_ENGINES.get(spec.engine, LOCAL_ENGINES["vllm"])
-    return cls(
-        args(spec), port=port, env=spec.env_dict, log_path=log_path, startup_timeout_s=startup_timeout_s
-    )
+    env: dict[str, str | None] = dict(spec.env_dict)
+    own: dict[str, Any] = {}
+    if spec.engine == "llamacpp":
+        own = local_model(spec)
+        if spec.gpus:  # the CUDA build on these GPUs
+            own["gpu"] = True
+            env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(map(str, spec.gpus)))
+    return cls(args(spec), port=port, env=env, log_path=log_path, startup_timeout_s=startup_timeout_s, **own)

@@ -38,7 +38,12 @@ WEIGHT_QUANTIZATIONS = (
     "bitsandbytes-4bit",
     "bitsandbytes-8bit",
 )
-KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "f16", "q8_0", "q4_0")
+LLAMACPP_KV_CACHE_DTYPES = (
+    "f16",
+    "q8_0",
+    "q4_0",
+)  # llama.cpp's cache types (-ctk/-ctv); no other engine has them
 SPECULATIVE_METHODS = ("none", "ngram", "eagle", "eagle3", "draft_model")
 
 # Pinned official images; override per spec with ``image``/``image_tag`` or LOADGEN_<ENGINE>_IMAGE_TAG.
@@ -95,6 +100,8 @@ class LaunchSpec:
     quantization: str = "none"  # weight quantisation
     kv_cache_dtype: str = "auto"
     prefix_caching: bool = True
+    max_num_seqs: int | None = None  # requests batched at once (llama.cpp: its slots, -np)
+    flash_attention: bool | None = None  # None: the engine's choice (llama.cpp: -fa on/off)
     speculative: Speculative = field(default_factory=Speculative)
     reasoning_parser: str | None = None  # e.g. "deepseek_r1"; spelled per engine when rendered
     metrics: bool = True
@@ -209,6 +216,14 @@ class LaunchSpec:
                 fail(f"{key} must be true or false, not {getattr(self, key)!r}")
         if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
             fail(f"port must be an integer in 1..65535, not {self.port!r}")
+        if self.max_num_seqs is not None and (
+            not isinstance(self.max_num_seqs, int)
+            or isinstance(self.max_num_seqs, bool)
+            or self.max_num_seqs < 1
+        ):
+            fail(f"max_num_seqs must be an integer >= 1, not {self.max_num_seqs!r}")
+        if self.flash_attention is not None and not isinstance(self.flash_attention, bool):
+            fail(f"flash_attention must be true or false, not {self.flash_attention!r}")
         if not isinstance(self.tensor_parallel, int) or self.tensor_parallel < 1:
             fail(f"tensor_parallel must be an integer >= 1, not {self.tensor_parallel!r}")
         if any(g < 0 for g in self.gpus) or len(set(self.gpus)) != len(self.gpus):

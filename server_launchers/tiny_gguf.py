@@ -9,6 +9,13 @@ tokens, and a ChatML template whose generation prompt opens ``<think>`` like Dee
 Two halves, as in ``tiny_model.py``: the top (``PARAMS``, ``model_file_name``) is standard library for the
 launcher; ``write()`` imports ``numpy`` and ``gguf`` and runs inside the small virtualenv the launcher makes for it:
 ``<venv>/bin/python tiny_gguf.py OUT.gguf``. Next to the model, ``OUT.json`` records the token ids tests use.
+
+``SHAPES`` adds random-weight reasoning Llamas of real size for a GPU (``tiny_gguf.py OUT.gguf llama-1b``): the
+layer shapes of Llama-3.2-1B and Llama-3.1-8B and a small draft, float16, the same tokenizer and template, the
+vocabulary padded to 128256 with plain word tokens (`` w123``) so the output layer costs what a real one does and
+every sampled token is visible text. Their weights are tiled from one seeded random pool (a real model's speed
+does not depend on its values; writing 16 GB of fresh normals would take minutes). ``tensor_shapes`` and
+``param_count`` (standard library) say what ``write`` makes.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -38,6 +46,16 @@ PARAMS: dict[str, int] = {
     "context": 4096,
 }
 
+# Real shapes (layer sizes of Meta's Llama 3 models; vocabulary size padded to theirs). Not in PARAMS' hash: the
+# tiny model's file name stays what it was.
+_REAL = {"vocab": 128256, "context": 131072, "dtype": "f16", "seed": 1234, "merges": 600, "build_version": 1}
+SHAPES: dict[str, dict] = {
+    "llama-1b": {**_REAL, "hidden": 2048, "layers": 16, "heads": 32, "kv_heads": 8, "ffn": 8192, "tied": 1},
+    "llama-8b": {**_REAL, "hidden": 4096, "layers": 32, "heads": 32, "kv_heads": 8, "ffn": 14336, "tied": 0},
+    # a small draft for speculative decoding: same tokenizer, other weights (so a low acceptance rate)
+    "llama-draft": {**_REAL, "hidden": 512, "layers": 4, "heads": 8, "kv_heads": 2, "ffn": 1536, "tied": 1},
+}
+
 _WORD_TEXT = (
     "the of and to in is you that it he was for on are as with his they at be this have from or one had by but "
     "not what all were we when your can said there use an each which she do how their if will up other about out "
@@ -55,7 +73,30 @@ THINK = ["<think>", "</think>"]
 
 def model_file_name(params: dict | None = None) -> str:
     blob = json.dumps(params or PARAMS, sort_keys=True, separators=(",", ":")).encode()
-    return f"tiny-reasoning-llama-{hashlib.sha256(blob).hexdigest()[:12]}.gguf"
+    digest = hashlib.sha256(blob).hexdigest()[:12]
+    shape = next((n for n, p in SHAPES.items() if p == params), None)
+    return f"reasoning-{shape}-{digest}.gguf" if shape else f"tiny-reasoning-llama-{digest}.gguf"
+
+
+def tensor_shapes(p: dict, vocab: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor ``write`` makes, as (name, numpy shape (out, in)); ``vocab`` defaults to ``p["vocab"]``."""
+    v = vocab or p["vocab"]
+    h, ff, hd = p["hidden"], p["ffn"], p["hidden"] // p["heads"]
+    q, kv = p["heads"] * hd, p["kv_heads"] * hd
+    out: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (v, h))]
+    for i in range(p["layers"]):
+        b = f"blk.{i}."
+        out += [(b + "attn_norm.weight", (h,)), (b + "attn_q.weight", (q, h)), (b + "attn_k.weight", (kv, h)),
+                (b + "attn_v.weight", (kv, h)), (b + "attn_output.weight", (h, q)), (b + "ffn_norm.weight", (h,)),
+                (b + "ffn_gate.weight", (ff, h)), (b + "ffn_up.weight", (ff, h)), (b + "ffn_down.weight", (h, ff))]  # fmt: skip
+    out.append(("output_norm.weight", (h,)))
+    if not p.get("tied"):  # tied: llama.cpp reads the output layer from token_embd
+        out.append(("output.weight", (v, h)))
+    return out
+
+
+def param_count(p: dict, vocab: int | None = None) -> int:
+    return sum(math.prod(shape) for _, shape in tensor_shapes(p, vocab))
 
 
 def _byte_alphabet() -> dict[int, str]:
@@ -112,7 +153,6 @@ def _train_bpe(n_merges: int, alphabet: dict[int, str]) -> list[tuple[str, str]]
 def write(out: Path, params: dict | None = None) -> dict:
     """Write the model to ``out`` (via a temporary file) and its info to ``out.with_suffix('.json')``."""
     import gguf
-    import numpy as np
 
     p = dict(params or PARAMS)
     alphabet = _byte_alphabet()
@@ -132,23 +172,26 @@ def write(out: Path, params: dict | None = None) -> dict:
         ids[tok] = len(tokens)
         tokens.append(tok)
         types.append(kind)
-    vocab, hidden, heads, kv_heads = len(tokens), p["hidden"], p["heads"], p["kv_heads"]
-    head_dim = hidden // heads
+    for i in range(len(tokens), p.get("vocab", 0)):  # padding to a real vocabulary: visible word tokens
+        tokens.append(f"{alphabet[32]}w{i}")
+        types.append(gguf.TokenType.NORMAL)
+    vocab = len(tokens)
 
     tmp = out.with_name(out.name + ".tmp")
     w = gguf.GGUFWriter(str(tmp), "llama")
     w.add_name("tiny-random-llama-reasoning")
     w.add_context_length(p["context"])
-    w.add_embedding_length(hidden)
+    w.add_embedding_length(p["hidden"])
     w.add_block_count(p["layers"])
     w.add_feed_forward_length(p["ffn"])
-    w.add_head_count(heads)
-    w.add_head_count_kv(kv_heads)
-    w.add_rope_dimension_count(head_dim)
+    w.add_head_count(p["heads"])
+    w.add_head_count_kv(p["kv_heads"])
+    w.add_rope_dimension_count(p["hidden"] // p["heads"])
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(vocab)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    f16 = p.get("dtype") == "f16"
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2")
     w.add_token_list(tokens)
@@ -161,28 +204,8 @@ def write(out: Path, params: dict | None = None) -> dict:
     w.add_add_bos_token(False)
     w.add_chat_template(CHAT_TEMPLATE)
 
-    rng = np.random.default_rng(p["seed"])
-
-    def rand(*shape: int, std: float = 0.02):
-        return (rng.standard_normal(shape) * std).astype(np.float32)
-
-    def ones(n: int):
-        return np.ones(n, dtype=np.float32)
-
-    # numpy shapes are (out, in); the writer reverses them into ggml's order
-    w.add_tensor("token_embd.weight", rand(vocab, hidden, std=1.0))
-    for i in range(p["layers"]):
-        w.add_tensor(f"blk.{i}.attn_norm.weight", ones(hidden))
-        w.add_tensor(f"blk.{i}.attn_q.weight", rand(heads * head_dim, hidden))
-        w.add_tensor(f"blk.{i}.attn_k.weight", rand(kv_heads * head_dim, hidden))
-        w.add_tensor(f"blk.{i}.attn_v.weight", rand(kv_heads * head_dim, hidden))
-        w.add_tensor(f"blk.{i}.attn_output.weight", rand(hidden, heads * head_dim))
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones(hidden))
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", rand(p["ffn"], hidden))
-        w.add_tensor(f"blk.{i}.ffn_up.weight", rand(p["ffn"], hidden))
-        w.add_tensor(f"blk.{i}.ffn_down.weight", rand(hidden, p["ffn"]))
-    w.add_tensor("output_norm.weight", ones(hidden))
-    w.add_tensor("output.weight", rand(vocab, hidden, std=0.3))
+    for name, data in _tensors(p, vocab, f16):
+        w.add_tensor(name, data)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -200,7 +223,36 @@ def write(out: Path, params: dict | None = None) -> dict:
     return info
 
 
+def _tensors(p: dict, vocab: int, f16: bool):
+    """(name, array) per tensor: norms are ones (float32); weights seeded normals, std 0.02 (the embedding
+    1.0, the output layer 0.3), float16 where ``f16``: drawn fresh for a small model, tiled from a pool above."""
+    import numpy as np
+
+    rng = np.random.default_rng(p["seed"])
+    dtype = np.float16 if f16 else np.float32
+    big = np.random.default_rng(
+        [p["seed"], 1]
+    )  # the pool's own generator: the tiny model's draws stay as they were
+    pool = big.standard_normal(1 << 22).astype(np.float32)  # 4M values, reused at random offsets
+
+    def rand(shape: tuple[int, ...], std: float):
+        n = math.prod(shape)
+        if n <= pool.size:
+            return (rng.standard_normal(shape) * std).astype(dtype)
+        off = int(big.integers(pool.size))
+        scaled = (pool * std).astype(dtype)
+        tiled = np.tile(scaled, -(-(n + off) // pool.size))
+        return tiled[off : off + n].reshape(shape)
+
+    for name, shape in tensor_shapes(p, vocab):
+        if len(shape) == 1:
+            yield name, np.ones(shape, dtype=np.float32)
+        else:
+            std = 1.0 if name == "token_embd.weight" else 0.3 if name == "output.weight" else 0.02
+            yield name, rand(shape, std)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: tiny_gguf.py OUT.gguf")
-    print(json.dumps(write(Path(sys.argv[1]))))
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in SHAPES):
+        sys.exit(f"usage: tiny_gguf.py OUT.gguf [{'|'.join(SHAPES)}]")
+    print(json.dumps(write(Path(sys.argv[1]), SHAPES[sys.argv[2]] if len(sys.argv) == 3 else None)))

@@ -142,7 +142,10 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
         workload=workload,
         sampling=sampling,
         scrape=ScrapeConfig(
-            enabled=not opts["no_scrape"], urls=tuple(opts["metrics_url"]), interval_s=opts["scrape_interval"]
+            enabled=not opts["no_scrape"],
+            urls=tuple(opts["metrics_url"]),
+            interval_s=opts["scrape_interval"],
+            gpu_metrics=opts["gpu_metrics"],
         ),
         output=OutputConfig(
             output_dir=opts["output_dir"],

@@ -53,7 +53,7 @@ FIELD_OF: dict[str, str | None] = {
     "max_tokens": "sampling.max_tokens", "ignore_eos": "sampling.ignore_eos",
     "temperature": "sampling.temperature", "top_p": "sampling.top_p", "extra_body": "sampling.extra_body",
     "no_continuous_usage": "sampling.continuous_usage", "metrics_url": "scrape.urls",
-    "scrape_interval": "scrape.interval_s", "no_scrape": "scrape.enabled", "slo": "analysis.slo",
+    "scrape_interval": "scrape.interval_s", "gpu_metrics": "scrape.gpu_metrics", "no_scrape": "scrape.enabled", "slo": "analysis.slo",
     "straggler_k": "analysis.straggler_iqr_k", "send_lag_limit_ms": "analysis.send_lag_p99_limit_ms",
     "cpu_limit": "analysis.client_cpu_limit", "max_error_share": "analysis.max_error_share",
     "loop_lag_limit_ms": "analysis.loop_lag_p99_limit_ms",
@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between scrapes")
     g.add_argument("--no-scrape", action="store_true", help="don't scrape /metrics")
+    g.add_argument("--gpu-metrics", choices=("auto", "on", "off"),
+                   help="GPU utilisation, memory, power, clocks (NVML) on each scrape; auto: a local target")  # fmt: skip
     g = p.add_argument_group("analysis")
     g.add_argument(
         "--slo",

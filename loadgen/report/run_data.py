@@ -24,7 +24,8 @@ from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries
 __all__ = ["RunRequests", "ServerSeries", "TokenBins", "read_requests", "read_server"]
 
 FULL_PARSE_BYTES = 64_000_000  # larger requests.jsonl: per-chunk arrays of a request sample only
-SERVER_NAMES = ("kv_cache_usage", "num_running", "num_waiting", "preemptions", "generation_tokens")
+SERVER_NAMES = ("kv_cache_usage", "num_running", "num_waiting", "preemptions", "generation_tokens",
+                "gpu_utilization", "gpu_power_watts")  # fmt: skip
 
 
 @dataclass
@@ -120,6 +121,10 @@ class ServerSeries:
     preempt: np.ndarray = field(default_factory=lambda: np.empty(0))  # cumulative, reset-corrected
     gen_t: np.ndarray = field(default_factory=lambda: np.empty(0))
     gen: np.ndarray = field(default_factory=lambda: np.empty(0))  # cumulative generation tokens
+    gpu_t: np.ndarray = field(default_factory=lambda: np.empty(0))
+    gpu: np.ndarray = field(
+        default_factory=lambda: np.empty(0)
+    )  # GPU utilisation 0..1, mean over GPUs (NVML)
     samples: int = 0
 
     @property
@@ -141,7 +146,12 @@ def read_server(path: Path) -> ServerSeries:
     waiting = GaugeSeries.from_columns(cols, "num_waiting", "sum")
     pre = CounterSeries.from_columns(cols, "preemptions")
     gen = CounterSeries.from_columns(cols, "generation_tokens")
+    gpu = GaugeSeries.from_columns(cols, "gpu_utilization", "mean")
     return ServerSeries(
-        *(x for s in (kv, running, waiting, pre, gen) for x in (s.times_ns.astype(np.float64), s.values)),
+        *(
+            x
+            for s in (kv, running, waiting, pre, gen, gpu)
+            for x in (s.times_ns.astype(np.float64), s.values)
+        ),
         samples=len(cols),
     )

@@ -59,6 +59,7 @@ def server_section(summary: dict[str, Any]) -> str:
         rows.append(
             f"<tr><td>speculative acceptance</td>{cell(sd['acceptance_rate'], 'server.spec_decode.acceptance_rate', 'pct')}</tr>"
         )
+    rows += _gpu_rows(srv.get("gpu") or {})
     lat_rows = []
     for key, d in (srv.get("latency_s") or {}).items():
         if isinstance(d, dict) and d.get("count"):
@@ -90,8 +91,42 @@ def server_section(summary: dict[str, Any]) -> str:
         "inside the measured window; time-weighted statistics.</p>"
         + f'<table class="kv">{"".join(rows)}</table>'
         + lat
+        + _engine_timings(summary.get("engine_timings"))
         + eng
         + (f'<ul class="note">{notes}</ul>' if notes else "")
+    )
+
+
+GPU_ROWS = (("gpu_utilization", "GPU utilisation", "pct", 1.0), ("gpu_memory_used_bytes", "GPU memory (GiB)", "", 2**-30),
+            ("gpu_power_watts", "GPU power (W)", "", 1.0), ("gpu_sm_clock_mhz", "GPU SM clock (MHz)", "", 1.0))  # fmt: skip
+
+
+def _gpu_rows(gpu: dict[str, Any]) -> list[str]:
+    """The GPU readings beside the scrapes (loadgen.scrape.gpu), mean and max over the window."""
+    rows = []
+    for name, label, kind, scale in GPU_ROWS:
+        for k in ("mean", "max"):
+            v = get(gpu, name, k)
+            if v is not None:
+                rows.append(f"<tr><td>{label} {k}</td>{cell(v * scale, f'server.gpu.{name}.{k}', kind)}</tr>")
+    return rows
+
+
+def _engine_timings(et: Any) -> str:
+    """llama.cpp's own timings beside the client's (loadgen.engine_timings), as a small table."""
+    if not isinstance(et, dict):
+        return ""
+    rows = []
+    for key, label in (("ttft_minus_prompt_ms", "client TTFT − server prompt_ms"),
+                       ("tpot_minus_server_ms", "client TPOT − server ms/token")):  # fmt: skip
+        d = et.get(key) or {}
+        rows.append(f"<tr><td>{label}</td>" + "".join(cell(d.get(q), f"engine_timings.{key}.{q}")
+                                                       for q in ("p5", "p50", "p95", "mean")) + "</tr>")  # fmt: skip
+    share = get(et, "tokens", "equal_share")
+    return (
+        "<h3>The engine's own timings beside the client's (ms)</h3>"
+        f'<p class="note">{esc(fmt(et.get("requests")))} requests; completion tokens equal to the engine\'s count: '
+        f"{esc(fmt(share, 'pct'))}.</p>" + table(["difference", "p5", "p50", "p95", "mean"], rows)
     )
 
 

@@ -154,6 +154,12 @@ def _server_panels(
         kp.hline(0.9, text="90%")
         panels.append(kp)
         top += ph + 30
+    if server.gpu.size:  # NVML readings on the same ticks (loadgen.scrape.gpu)
+        gp = Panel(xs, Scale(0, 1, ph, 0), left=left, top=top + 18, width=pw, height=ph,
+                   title="GPU utilisation (NVML, mean over GPUs)", yfmt=lambda v: f"{v:.0%}", show_xticks=False)  # fmt: skip
+        draw_series(gp, server.gpu_t, server.gpu, t_lo, t_hi, PALETTE[3], "GPU busy", downsampled)
+        panels.append(gp)
+        top += ph + 30
     if server.running.size or server.waiting.size:
         vmax = nice_max(float(max(server.running.max(initial=0), server.waiting.max(initial=0), 1)))
         rp = Panel(xs, Scale(0, vmax, ph, 0), left=left, top=top + 18, width=pw, height=ph,

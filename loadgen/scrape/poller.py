@@ -34,6 +34,7 @@ import orjson
 
 from loadgen.records import LineSink, Scrubber
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, detect_dialect
+from loadgen.scrape.gpu import open_reader
 from loadgen.scrape.parse import Values, engine_info, parse_raw, parse_text
 from loadgen.scrape.slots import slots_values
 
@@ -63,6 +64,7 @@ class MetricsPoller:
         t0_ns: int,
         dialect: str | None = None,
         timeout_s: float | None = None,
+        gpu_metrics: str = "off",
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
@@ -95,6 +97,9 @@ class MetricsPoller:
             "dialect_unknown": 0,
             "slots": None,
         }
+        # NVML beside the first URL's scrapes (gpu.py): opened once, here, before the run's clock starts
+        self._gpu = open_reader(gpu_metrics, self.urls[0])
+        self.stats["gpu"] = self._gpu.describe() if self._gpu is not None else None
 
     def _now(self) -> int:
         return time.perf_counter_ns() - self.t0_ns
@@ -194,6 +199,8 @@ class MetricsPoller:
         else:
             if dialect == "llamacpp" and self._slots_ok.get(url, True):
                 values.update(await self._scrape_slots(session, url))
+            if self._gpu is not None and url == self.urls[0]:
+                values.update(await asyncio.to_thread(self._read_gpu))
             line["values"] = values
         return await asyncio.to_thread(_dump_line, line)  # its values can be large
 
@@ -219,6 +226,16 @@ class MetricsPoller:
         self._slots_ok[url] = True
         self.stats["slots"] = slots_url
         return values
+
+    def _read_gpu(self) -> Values:
+        """The GPUs' readings on this tick; a failing read stops GPU sampling (said once) and costs no sample."""
+        try:
+            return self._gpu.read() if self._gpu is not None else {}
+        except Exception as exc:  # NVMLError, nvidia-smi failing: the /metrics sample is kept
+            logger.warning("GPU metrics stopped: %s: %s", type(exc).__name__, exc)
+            self.stats["gpu_error"] = f"{type(exc).__name__}: {exc}"
+            self._gpu = None
+            return {}
 
     def _parse(self, url: str, body: bytes) -> tuple[str, Values, int]:
         """Runs in a worker thread: decode, detect the dialect once per URL, filter, parse."""

@@ -50,8 +50,10 @@ class PollerProcess:
         sink_path: Path,
         dialect: str | None = None,
         timeout_s: float | None = None,
+        gpu_metrics: str = "off",
     ) -> None:
         self.args = {
+            "gpu_metrics": gpu_metrics,
             "urls": list(urls),
             "interval_s": interval_s,
             "sink_path": str(sink_path),
@@ -155,6 +157,7 @@ async def _child(args: dict[str, Any]) -> None:
         t0_ns=0,
         dialect=args["dialect"],
         timeout_s=args["timeout_s"],
+        gpu_metrics=args.get("gpu_metrics", "off"),
     )
     out = sys.stdout.buffer
     out.write(b'{"ready":true}\n')
@@ -186,7 +189,8 @@ def run_poller(cfg: Any, base_url: str, out_dir: Path) -> PollerProcess | None:
     from loadgen.scrape.poller import default_metrics_url
 
     urls = list(cfg.scrape.urls) or [default_metrics_url(base_url)]
-    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / SERVER_METRICS)
+    return PollerProcess(urls, cfg.scrape.interval_s, sink_path=out_dir / SERVER_METRICS,
+                         gpu_metrics=cfg.scrape.gpu_metrics)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 
 from loadgen.columns import ServerColumns
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, VOCABULARY
+from loadgen.scrape.gpu import gpu_section
 from loadgen.scrape.series import (
     CounterSeries,
     GaugeSeries,
@@ -237,6 +238,10 @@ def server_summary(
     if latency:
         out["latency_s"] = latency
         notes.append(BUCKET_NOTE)
+
+    gpu = gpu_section(samples, start, end)
+    if gpu is not None:
+        out["gpu"] = gpu
 
     out["available"] = sorted(n for n in VOCABULARY if n in exposed)
     out["missing"] = {

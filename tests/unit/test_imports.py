@@ -126,7 +126,7 @@ STAGES = {
     "wire": ("loadgen.chunked", "loadgen.kernel_stamps", "loadgen.http11", "loadgen.stream", "loadgen.token_counts",
              "loadgen.client"),
     "analysis": ("loadgen.distribution", "loadgen.metrics", "loadgen.catalogue", "loadgen.accuracy",
-                 "loadgen.selfcheck", "loadgen.client_check"),
+                 "loadgen.engine_timings", "loadgen.selfcheck", "loadgen.client_check"),
     "results": ("loadgen.results_dir", "loadgen.summary", "loadgen.summary_turns", "loadgen.rebuild",
                 "loadgen.fleet.merge"),
     "run": ("loadgen.dispatch", "loadgen.conversation", "loadgen.sender", "loadgen.stopping", "loadgen.target", "loadgen.run",

@@ -60,6 +60,10 @@ def check_against_table(argv: list[str], table: dict[str, dict]) -> list[str]:
             if entry["choices"] and argv[i + 1] not in entry["choices"]:
                 problems.append(f"{tok} {argv[i + 1]!r} not in {entry['choices']}")
             i += 2
+        elif entry.get("optional_value") and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            if entry["choices"] and argv[i + 1] not in entry["choices"]:  # llama.cpp's -fa [on|off|auto]
+                problems.append(f"{tok} {argv[i + 1]!r} not in {entry['choices']}")
+            i += 2
         else:
             i += 1
     return problems
@@ -71,8 +75,8 @@ def test_preset_renderings_match_flag_tables(engine):
     table = flag_table(engine, SGLANG_VERSION if engine == "sglang" else TGI_VERSION)
     rendered = skipped = 0
     for s in all_specs():
-        if s.extra_args and s.engine != engine:
-            continue  # extra_args are one engine's own flags
+        if (s.extra_args or s.flash_attention is not None) and s.engine != engine:
+            continue  # extra_args (and llama.cpp's flash-attention switch) are one engine's own flags
         s = s.with_engine(engine)
         if engine == "tgi":  # TGI has no reasoning parser: the study presets set one
             s = LaunchSpec.from_dict({**_fields(s), "reasoning_parser": None}, name=s.name)
@@ -211,8 +215,8 @@ def test_every_rendered_vllm_command_is_accepted_by_vllms_parser():
     cases: dict[str, list[str]] = {}
     for p in PRESETS:
         for name, s in load_specs(p).items():
-            if s.extra_args and s.engine != "vllm":
-                continue  # extra_args are one engine's own flags
+            if (s.extra_args or s.flash_attention is not None) and s.engine != "vllm":
+                continue  # extra_args (and llama.cpp's flash-attention switch) are one engine's own flags
             s = s.with_engine("vllm")
             cases[f"{p.stem}:{name}:docker"] = serve_args(docker_command(s).argv, s.image_ref)
             host = host_command(s).argv
