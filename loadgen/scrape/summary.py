@@ -86,7 +86,6 @@ def server_summary(
     d = cols.dialect
     known = np.flatnonzero((d.codes >= 0) & ~d.equals("") & ~d.equals(UNKNOWN))
     dialect = d.value(int(known[-1])) if known.size else ((d.value(0) or "") if len(cols) else "")
-    in_window = int(((cols.t_ns >= start) & (cols.t_ns <= end)).sum())
     exposed = set(cols.names)
     notes: list[str] = []
     if dialect == UNKNOWN:
@@ -98,9 +97,33 @@ def server_summary(
         "url": url or (urls[0] if urls else None),
         "dialect": dialect,
         "window_s": (end - start) / 1e9,
-        "samples_in_window": in_window,
+        "samples_in_window": int(((cols.t_ns >= start) & (cols.t_ns <= end)).sum()),
     }
+    out.update(_kv_section(samples, start, end))
+    for name in ("num_running", "num_waiting"):
+        g = GaugeSeries.from_samples(samples, name, "sum")
+        if len(g):
+            out[name] = {"mean": _round(g.mean(start, end), 3), "max": _round(g.max(start, end), 3)}
+    table = DIALECTS.get(dialect)
+    counters, deltas = _counter_deltas(samples, exposed, table, start, end, notes)
+    if "preemptions" in deltas:
+        out["preemptions"] = deltas["preemptions"]
+    out.update(_prefix_cache(samples, deltas, exposed, start, end, notes))
+    out.update(_spec_decode(samples, deltas, exposed, start, end, notes))
+    out.update(_tokens(counters, deltas, start, end))
+    out.update(_busy(samples, deltas, out["window_s"], start, end))
+    out.update(_latency(samples, exposed, start, end, notes))
+    gpu = gpu_section(samples, start, end)
+    if gpu is not None:
+        out["gpu"] = gpu
+    out.update(_availability(exposed, table, notes))
+    out["notes"] = notes
+    return out
 
+
+def _kv_section(samples: ServerColumns, start: int, end: int) -> dict[str, Any]:
+    """KV-cache usage over the window: time-weighted, the mean across engines and the most loaded one."""
+    out: dict[str, Any] = {}
     kv = KvCacheSeries.from_samples(samples)
     if len(kv):
         kv_max_engine = KvCacheSeries.from_samples(samples, agg="max")
@@ -116,18 +139,20 @@ def server_summary(
             "aggregation": "time-weighted; mean across engines (max_engine: most loaded engine)",
         }
 
-    for name in ("num_running", "num_waiting"):
-        g = GaugeSeries.from_samples(samples, name, "sum")
-        if len(g):
-            out[name] = {"mean": _round(g.mean(start, end), 3), "max": _round(g.max(start, end), 3)}
+    return out
 
+
+def _counter_deltas(
+    samples: ServerColumns, exposed: set[str], table: Any, start: int, end: int, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every counter of the vocabulary the server exposes, and its increase over the window (the dialect's derived
+    counters summed from their parts; resets corrected)."""
     counters = {
         name: CounterSeries.from_samples(samples, name)
         for name, (kind, _) in VOCABULARY.items()
         if kind == "counter" and name in exposed
     }
     deltas = {name: c.delta(start, end) for name, c in counters.items()}
-    table = DIALECTS.get(dialect)
     for name, (parts, note) in (table.derived if table else {}).items():
         if name not in deltas and all(deltas.get(p) is not None for p in parts):
             deltas[name] = sum(deltas[p] for p in parts)
@@ -137,9 +162,14 @@ def server_summary(
     if resets:
         notes.append(f"{resets} counter reset(s) seen (server restart?); deltas were reset-corrected")
 
-    if "preemptions" in deltas:
-        out["preemptions"] = deltas["preemptions"]
+    return counters, deltas
 
+
+def _prefix_cache(
+    samples: ServerColumns, deltas: dict[str, Any], exposed: set[str], start: int, end: int, notes: list[str]
+) -> dict[str, Any]:
+    """The prefix cache's hit rate: from its counters, else the engine's gauge."""
+    out: dict[str, Any] = {}
     hits, queries = deltas.get("prefix_cache_hits"), deltas.get("prefix_cache_queries")
     if hits is not None and queries is not None:
         out["prefix_cache"] = {
@@ -153,6 +183,14 @@ def server_summary(
         out["prefix_cache"] = {"hit_rate": _round(g.mean(start, end)), "source": "gauge"}
         notes.append("prefix-cache hit rate is the time-weighted mean of the engine's last-interval gauge")
 
+    return out
+
+
+def _spec_decode(
+    samples: ServerColumns, deltas: dict[str, Any], exposed: set[str], start: int, end: int, notes: list[str]
+) -> dict[str, Any]:
+    """Speculative decoding's acceptance: from its counters, else the engine's gauges."""
+    out: dict[str, Any] = {}
     drafts = deltas.get("spec_num_drafts")
     draft_tokens = deltas.get("spec_draft_tokens")
     accepted = deltas.get("spec_accepted_tokens")
@@ -180,6 +218,12 @@ def server_summary(
             "speculative-decoding figures are time-weighted means of the engine's last-interval gauges"
         )
 
+    return out
+
+
+def _tokens(counters: dict[str, Any], deltas: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """Prompt and generated tokens over the window, and their rates over the counters' span."""
+    out: dict[str, Any] = {}
     prompt, gen = deltas.get("prompt_tokens"), deltas.get("generation_tokens")
     if prompt is not None or gen is not None:
         span_s = (
@@ -201,14 +245,20 @@ def server_summary(
             "span_s": round(span_s, 3),
         }
 
+    return out
+
+
+def _busy(
+    samples: ServerColumns, deltas: dict[str, Any], window_s: float, start: int, end: int
+) -> dict[str, Any]:
+    """The server's own busy time (prompt, generation) and its slots (llama.cpp)."""
+    out: dict[str, Any] = {}
     busy_s = {
         k: deltas.get(n) for k, n in (("prompt_s", "prompt_seconds"), ("generation_s", "generation_seconds"))
     }
     if any(v is not None for v in busy_s.values()):
         out["server_time"] = {k: _round(v, 4) for k, v in busy_s.items()}
-        out["server_time"]["share_of_window"] = _round(
-            sum(v or 0 for v in busy_s.values()) / out["window_s"], 4
-        )
+        out["server_time"]["share_of_window"] = _round(sum(v or 0 for v in busy_s.values()) / window_s, 4)
 
     busy, total = (GaugeSeries.from_samples(samples, n, "sum") for n in ("slots_busy", "slots_total"))
     if len(busy):
@@ -218,6 +268,13 @@ def server_summary(
             "total": _round(total.max(start, end), 3) if len(total) else None,
         }
 
+    return out
+
+
+def _latency(
+    samples: ServerColumns, exposed: set[str], start: int, end: int, notes: list[str]
+) -> dict[str, Any]:
+    """The server's own latency histograms over the window: count, mean and the bucket holding each quantile."""
     latency: dict[str, Any] = {}
     for name in LATENCIES:
         if name not in exposed:
@@ -235,14 +292,15 @@ def server_summary(
             notes.append(f"{name}: {h.resets} histogram reset(s) seen; the delta was reset-corrected")
         if h.skipped_series:
             notes.append(f"{name}: {h.skipped_series} series with other bucket bounds were left out")
-    if latency:
-        out["latency_s"] = latency
-        notes.append(BUCKET_NOTE)
+    if not latency:
+        return {}
+    notes.append(BUCKET_NOTE)
+    return {"latency_s": latency}
 
-    gpu = gpu_section(samples, start, end)
-    if gpu is not None:
-        out["gpu"] = gpu
 
+def _availability(exposed: set[str], table: Any, notes: list[str]) -> dict[str, Any]:
+    """Which of the vocabulary's figures the server exposes, why the others are missing, the dialect's notes."""
+    out: dict[str, Any] = {}
     out["available"] = sorted(n for n in VOCABULARY if n in exposed)
     out["missing"] = {
         n: (
@@ -259,5 +317,4 @@ def server_summary(
             for n in out["available"]
             if table.table.get(n) and table.table[n].note
         ]
-    out["notes"] = notes
     return out
