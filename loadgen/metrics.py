@@ -371,6 +371,50 @@ def _none(v: float) -> float | None:
     return None if math.isnan(v) else float(v)
 
 
+def _latency_distributions(
+    lat_ms: dict[str, np.ndarray], stats: Any, ok: np.ndarray, dispatched: np.ndarray
+) -> dict[str, Any]:
+    """Every interval of the catalogue as a distribution: per request (over the successful requests, or the sent
+    ones), or per chunk / per token gap (ITL, from the chunk statistics)."""
+    latency: dict[str, Any] = {}
+    for iv in INTERVALS:
+        if iv.per_request:
+            v = lat_ms[iv.key][ok if iv.over == "ok" else dispatched]
+            latency[iv.key] = distribution(v[~np.isnan(v)])
+        else:
+            latency[iv.key] = (
+                stats.per_token if iv.key == "itl_per_token" else stats.per_chunk
+            ).distribution()
+    return latency
+
+
+def _connections(c: RequestColumns, measured: np.ndarray, dispatched: np.ndarray) -> dict[str, int]:
+    """How the measured requests got their connection: new, reused, none (never sent); retries."""
+    return {
+        "new": int((measured & (c.conn_reused == 0)).sum()),
+        "reused": int((measured & (c.conn_reused == 1)).sum()),
+        "none": int((dispatched & (c.conn_reused == -1)).sum()),
+        "retries": int(c.retries[measured].sum()),
+        "requests_retried": int((measured & (c.retries > 0)).sum()),
+    }
+
+
+def _token_sources(c: RequestColumns, ok: np.ndarray, stats: Any) -> dict[str, Any]:
+    """Where the successful requests' token counts came from, their notes, and why each answer ended."""
+    note_rows, note_text = c.notes
+    notes = Counter(
+        n.split(":")[0].split("=")[0] for r, n in zip(note_rows.tolist(), note_text, strict=True) if ok[r]
+    )
+    return {
+        "mean_tokens_per_chunk": stats.mean_tokens_per_chunk,
+        "count_sources": c.cat["token_count_source"].counts(ok),
+        "count_notes": dict(notes),
+        "finish_reasons": c.finish.counts(
+            ok, none="none"
+        ),  # why each answer ended (length: cut at max_tokens)
+    }
+
+
 def summarize(
     records: Sequence[RequestRecord] | RequestColumns,
     *,
@@ -388,16 +432,7 @@ def summarize(
     dispatched = measured & ~np.isnan(t["dispatched_ns"])
     lat_ms = {key: interval_ms(c, key) for key in LATENCY_KEYS}
 
-    latency: dict[str, Any] = {}
-    for iv in INTERVALS:
-        if iv.per_request:
-            v = lat_ms[iv.key][ok if iv.over == "ok" else dispatched]
-            latency[iv.key] = distribution(v[~np.isnan(v)])
-        else:
-            latency[iv.key] = (
-                stats.per_token if iv.key == "itl_per_token" else stats.per_chunk
-            ).distribution()
-
+    latency = _latency_distributions(lat_ms, stats, ok, dispatched)
     # the measured window: first measured intended start to last measured end
     starts = t["intended_ns"][measured]
     ends = t["end_ns"][measured]
@@ -414,10 +449,6 @@ def summarize(
 
     n_measured, n_ok = int(measured.sum()), int(ok.sum())
     errors = c.error_kind.counts(measured & ~ok, none="unknown")
-    note_rows, note_text = c.notes
-    notes = Counter(
-        n.split(":")[0].split("=")[0] for r, n in zip(note_rows.tolist(), note_text, strict=True) if ok[r]
-    )
 
     e2e_all = lat_ms["e2e"]
     with_e2e = np.flatnonzero(ok & ~np.isnan(e2e_all))
@@ -435,13 +466,7 @@ def summarize(
             "failed": n_measured - n_ok,
             "errors_by_kind": dict(sorted(errors.items())),
         },
-        "connections": {
-            "new": int((measured & (c.conn_reused == 0)).sum()),
-            "reused": int((measured & (c.conn_reused == 1)).sum()),
-            "none": int((dispatched & (c.conn_reused == -1)).sum()),
-            "retries": int(c.retries[measured].sum()),
-            "requests_retried": int((measured & (c.retries > 0)).sum()),
-        },
+        "connections": _connections(c, measured, dispatched),
         "window": {"start_ns": w0, "end_ns": w1, "duration_s": window_s},
         "rate": {
             "target": target_rate,
@@ -458,12 +483,7 @@ def summarize(
             "prompt": in_tokens,
             "completion": out_tokens,
             "reasoning": reasoning_total,
-            "mean_tokens_per_chunk": stats.mean_tokens_per_chunk,
-            "count_sources": c.cat["token_count_source"].counts(ok),
-            "count_notes": dict(notes),
-            "finish_reasons": c.finish.counts(
-                ok, none="none"
-            ),  # why each answer ended (length: cut at max_tokens)
+            **_token_sources(c, ok, stats),
         },
         "latency_ms": latency,
         "goodput": {

@@ -139,6 +139,17 @@ def write_run_report(result_dir: Path | str) -> Path:
     sections.append(_footer(summary, out, notes, started))
 
     write_figures(out, figs)
+    nav = _nav(summary)
+    html = page(f"loadgen report — {_run_name(summary, out)}", "".join(sections), nav)
+    path = out / REPORT_HTML
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _nav(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The page's navigation: a link per section the run has."""
     nav = [
         ("glance", "Summary"),
         ("config", "Configuration"),
@@ -153,12 +164,7 @@ def write_run_report(result_dir: Path | str) -> Path:
     if summary.get("turns"):
         nav.append(("turns", "Turns"))
     nav += [("stragglers", "Stragglers"), ("about", "About")]
-    html = page(f"loadgen report — {_run_name(summary, out)}", "".join(sections), nav)
-    path = out / REPORT_HTML
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return nav
 
 
 def _run_name(summary: dict[str, Any], out: Path) -> str:
