@@ -165,6 +165,79 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
 
 
+def _workload_configs(
+    where: str,
+    workloads: dict[str, Any],
+    run_table: dict[str, Any],
+    run_opts: dict[str, Any],
+    bound: dict[str, Any],
+) -> dict[str, tuple[RunConfig, list[str]]]:
+    """One RunConfig per workload, checked now (its cells vary rate, cv and seed), with the options as argv."""
+    configs: dict[str, tuple[RunConfig, list[str]]] = {}
+    for wname, wtable in workloads.items():
+        if not isinstance(wtable, dict):
+            raise ConfigError(f"{where}: [workloads.{wname}] must be a table of run options")
+        opts = resolve_options(
+            merge_options(run_opts, cell_options(wtable, f"{where} [workloads.{wname}]"), bound)
+        )
+        cfg = build_config(opts)
+        # the size of every cell is chosen, not left to the CLI's default
+        if not bounded(opts) and cfg.workload.kind != "dataset":
+            raise ConfigError(
+                f"{where}: cells must be bounded: set num_requests or duration (top level or [run])"
+            )
+        bound_argv = [a for k, v in bound.items() for a in ("--" + k.replace("_", "-"), str(v))]
+        configs[wname] = (cfg, [*option_argv(run_table), *option_argv(wtable), *bound_argv])
+
+    return configs
+
+
+def _cells(
+    specs: list[SpecPlan],
+    configs: dict[str, tuple[RunConfig, list[str]]],
+    rates: list[float],
+    cvs: list[float],
+    seeds: list[Any],
+) -> list[Cell]:
+    """Every cell: spec x workload x rate x cv x seed; a configuration's name says only what varies."""
+    vary = [len(configs) > 1, len(rates) > 1, len(cvs) > 1]
+    cells: list[Cell] = []
+    for sp in specs:
+        for wname, (cfg, wargv) in configs.items():
+            for rate in rates:
+                for cv in cvs:
+                    parts = [sp.name]
+                    if vary[0]:
+                        parts.append(wname)
+                    if vary[1]:
+                        parts.append(f"rate{fmt_num(rate)}")
+                    if vary[2]:
+                        parts.append(f"cv{fmt_num(cv)}")
+                    config = "/".join(parts)
+                    arrivals_cfg = replace(
+                        cfg, schedule=replace(cfg.schedule, rate=float(rate), cv=float(cv))
+                    )
+                    for seed in seeds:
+                        cid = safe_name(
+                            f"{sp.name}__{wname}__rate{fmt_num(rate)}_cv{fmt_num(cv)}__seed{seed}"
+                        )
+                        argv = [*wargv, "--rate", fmt_num(rate), "--cv", fmt_num(cv), "--seed", str(seed)]
+                        cells.append(
+                            Cell(
+                                cid,
+                                sp.name,
+                                wname,
+                                float(rate),
+                                float(cv),
+                                int(seed),
+                                config,
+                                argv,
+                                arrivals_cfg.with_seed(int(seed)),
+                            )  # fmt: skip
+                        )
+    return cells
+
+
 def load_plan(path: str | Path) -> ExperimentPlan:
     """Read and validate an experiment file; every cell's RunConfig is built once here, so a bad option fails
     before any server starts."""
@@ -207,58 +280,9 @@ def load_plan(path: str | Path) -> ExperimentPlan:
     if warmup < 0:
         raise ConfigError(f"{where}: warmup must be >= 0")
 
-    # one RunConfig per workload, checked now; its cells vary rate, cv and seed
-    configs: dict[str, tuple[RunConfig, list[str]]] = {}
-    for wname, wtable in workloads.items():
-        if not isinstance(wtable, dict):
-            raise ConfigError(f"{where}: [workloads.{wname}] must be a table of run options")
-        opts = resolve_options(
-            merge_options(run_opts, cell_options(wtable, f"{where} [workloads.{wname}]"), bound)
-        )
-        cfg = build_config(opts)
-        # the size of every cell is chosen, not left to the CLI's default
-        if not bounded(opts) and cfg.workload.kind != "dataset":
-            raise ConfigError(
-                f"{where}: cells must be bounded: set num_requests or duration (top level or [run])"
-            )
-        bound_argv = [a for k, v in bound.items() for a in ("--" + k.replace("_", "-"), str(v))]
-        configs[wname] = (cfg, [*option_argv(run_table), *option_argv(wtable), *bound_argv])
+    configs = _workload_configs(where, workloads, run_table, run_opts, bound)
 
-    vary = [len(workloads) > 1, len(rates) > 1, len(cvs) > 1]
-    cells: list[Cell] = []
-    for sp in specs:
-        for wname, (cfg, wargv) in configs.items():
-            for rate in rates:
-                for cv in cvs:
-                    parts = [sp.name]
-                    if vary[0]:
-                        parts.append(wname)
-                    if vary[1]:
-                        parts.append(f"rate{fmt_num(rate)}")
-                    if vary[2]:
-                        parts.append(f"cv{fmt_num(cv)}")
-                    config = "/".join(parts)
-                    arrivals_cfg = replace(
-                        cfg, schedule=replace(cfg.schedule, rate=float(rate), cv=float(cv))
-                    )
-                    for seed in seeds:
-                        cid = safe_name(
-                            f"{sp.name}__{wname}__rate{fmt_num(rate)}_cv{fmt_num(cv)}__seed{seed}"
-                        )
-                        argv = [*wargv, "--rate", fmt_num(rate), "--cv", fmt_num(cv), "--seed", str(seed)]
-                        cells.append(
-                            Cell(
-                                cid,
-                                sp.name,
-                                wname,
-                                float(rate),
-                                float(cv),
-                                int(seed),
-                                config,
-                                argv,
-                                arrivals_cfg.with_seed(int(seed)),
-                            )  # fmt: skip
-                        )
+    cells = _cells(specs, configs, rates, cvs, seeds)
     return ExperimentPlan(
         path=path,
         name=str(doc.get("name", path.stem)),
