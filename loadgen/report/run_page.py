@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from loadgen.metrics import INTERVALS
+from loadgen.metrics import INTERVAL, INTERVALS
 from loadgen.report import words
 from loadgen.report.distributions import EXACT_CDF_MAX, ITL_BINS_PER_DECADE, run_cdfs
 from loadgen.report.page import (
@@ -251,11 +251,11 @@ def _glance(summary: dict[str, Any]) -> str:
          get(m, "throughput", "requests_per_s")),
         ("output tokens/s", fmt(get(m, "throughput", "output_tokens_per_s")),
          "metrics.throughput.output_tokens_per_s", get(m, "throughput", "output_tokens_per_s")),
-        ("TTFT p50 / p99 (ms)", f"{fmt(get(lat, 'ttft', 'p50'))} / {fmt(get(lat, 'ttft', 'p99'))}",
+        (f"{INTERVAL['ttft'].name} p50 / p99 (ms)", f"{fmt(get(lat, 'ttft', 'p50'))} / {fmt(get(lat, 'ttft', 'p99'))}",
          "metrics.latency_ms.ttft.p50", get(lat, "ttft", "p50")),
-        ("TTFVT p50 / p99 (ms)", f"{fmt(get(lat, 'ttfvt', 'p50'))} / {fmt(get(lat, 'ttfvt', 'p99'))}",
+        (f"{INTERVAL['ttfvt'].name} p50 / p99 (ms)", f"{fmt(get(lat, 'ttfvt', 'p50'))} / {fmt(get(lat, 'ttfvt', 'p99'))}",
          "metrics.latency_ms.ttfvt.p50", get(lat, "ttfvt", "p50")),
-        ("E2E p50 / p99 (ms)", f"{fmt(get(lat, 'e2e', 'p50'))} / {fmt(get(lat, 'e2e', 'p99'))}",
+        (f"{INTERVAL['e2e'].name} p50 / p99 (ms)", f"{fmt(get(lat, 'e2e', 'p50'))} / {fmt(get(lat, 'e2e', 'p99'))}",
          "metrics.latency_ms.e2e.p50", get(lat, "e2e", "p50")),
         ("stragglers", f"{fmt(get(m, 'stragglers', 'count'))} ({fmt(get(m, 'stragglers', 'share_of_requests'), 'pct')})",
          "metrics.stragglers.count", get(m, "stragglers", "count")),

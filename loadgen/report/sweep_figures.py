@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.catalogue import metric_label
 from loadgen.metrics import INTERVAL, twin_label
 from loadgen.report.svg import (
     MUTED,
@@ -54,7 +55,7 @@ SWEEP_PLOTS = (
 C_UNTRUSTED = "#222"
 TIP_KEYS = (
     ("throughput", "throughput/s"),
-    ("goodput_rps", "goodput/s"),
+    ("goodput_rps", f"{metric_label('goodput_rps')}/s"),
     (cell_key("ttft_from_intended"), cell_label("ttft_from_intended", short=True)),
     (cell_key("ttft"), cell_label("ttft", short=True)),
     (cell_key("ttfvt_from_intended"), cell_label("ttfvt_from_intended", short=True)),
