@@ -247,6 +247,13 @@ class LaunchSpec:
             fail(
                 f"hf_token_env must be the NAME of an environment variable (e.g. HF_TOKEN), not {self.hf_token_env!r}"
             )
+        self._validate_env(fail)
+        if not re.fullmatch(r"\d+[bkmg]?", self.shm_size):
+            fail(f"shm_size must look like 16g, not {self.shm_size!r}")
+        self._validate_speculative(fail)
+
+    def _validate_env(self, fail: Any) -> None:
+        """Environment names only: a secret's value never sits in a spec (its NAME goes in pass_env)."""
         for k, _ in self.env:
             if not _ENV_NAME.match(k):
                 fail(f"env key {k!r} is not a valid environment variable name")
@@ -257,9 +264,9 @@ class LaunchSpec:
         for k in self.pass_env:
             if not _ENV_NAME.match(k):
                 fail(f"pass_env entry {k!r} is not a valid environment variable name")
-        if not re.fullmatch(r"\d+[bkmg]?", self.shm_size):
-            fail(f"shm_size must look like 16g, not {self.shm_size!r}")
 
+    def _validate_speculative(self, fail: Any) -> None:
+        """The speculative-decoding method and the parameters that go with it."""
         s = self.speculative
         if s.method not in SPECULATIVE_METHODS:
             fail(f"speculative.method must be one of {', '.join(SPECULATIVE_METHODS)}, not {s.method!r}")
