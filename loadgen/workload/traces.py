@@ -244,17 +244,9 @@ def _timestamp_line(p: Path, lineno: int, line: str, values: array, *, header_ok
         raise WorkloadError(f"{p}:{lineno}: not a timestamp in seconds: {text[:40]!r}") from None
 
 
-def _read_csv_trace(
-    p: Path,
-    kind: str,
-    first: str,
-    fh: io.TextIOBase,
-    models: Sequence[str] | None,
-    log_types: Sequence[str] | None,
-    drop_failed: bool,
-    end_s: float | None,
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, int], int]:
-    header = next(csv.reader([first]))
+def _csv_columns(p: Path, kind: str, header: list[str]) -> tuple[int, int, int, int | None, int | None]:
+    """Where a BurstGPT or Azure trace keeps its timestamp, token counts, model and log type; one line when the
+    header is not that layout's."""
     if kind == "burstgpt":
         cols = (
             _column(header, "Timestamp"),
@@ -280,6 +272,20 @@ def _read_csv_trace(
             f"{p}: not the {kind} layout: the header needs {want}; it has {', '.join(header)}"
         )
     t_col, in_col, out_col = cols  # type: ignore[misc]
+    return t_col, in_col, out_col, model_col, log_col
+
+
+def _read_csv_trace(
+    p: Path,
+    kind: str,
+    first: str,
+    fh: io.TextIOBase,
+    models: Sequence[str] | None,
+    log_types: Sequence[str] | None,
+    drop_failed: bool,
+    end_s: float | None,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, int], int]:
+    t_col, in_col, out_col, model_col, log_col = _csv_columns(p, kind, next(csv.reader([first])))
     model_set = {m.lower() for m in models} if models else None
     log_set = {t.lower() for t in log_types} if log_types else None
     clock = _AzureClock()
