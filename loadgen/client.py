@@ -312,65 +312,13 @@ class StreamingClient:
             ctype = conn_headers.get("content-type", "").lower()
             pool.release(conn)
             conn = None  # the pool may hand it to another request while this one is parsed
-            if status != 200:
-                _fail_status(rec, status, conn_headers, reads)
-                return
-            encoding = conn_headers.get("content-encoding", "identity").lower()
-            if encoding != "identity":
-                # recorded, not decoded: the chunks' arrival times would be the compressor's flushes, not tokens'
-                _fail(
-                    rec,
-                    ErrorKind.MALFORMED,
-                    f"compressed stream (Content-Encoding: {encoding}) although loadgen asked for identity: its "
-                    "arrival times would be the compressor's, not the tokens'",
-                )
-                return
-            if "event-stream" in ctype or not ctype:
-                await apply_stream_async(rec, reads, keep_text)
-            elif "json" in ctype:
-                apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
-            else:  # an HTML error page from a proxy, a login portal: not a stream that broke off
-                head = b"".join(d for _, d in reads[:4])[:80]
-                _fail(
-                    rec,
-                    ErrorKind.MALFORMED,
-                    f"HTTP 200 with Content-Type {ctype!r}, not an event stream: {head!r}",
-                )
+            await _read_response(rec, status, conn_headers, ctype, reads, keep_text)
             return
         except asyncio.CancelledError:
-            if reads is not None:  # the response was complete: interrupted while it was being parsed
-                apply_stream(rec, reads, keep_text)
-            else:
-                rec.end_ns = perf_counter_ns() - t0
-            rec.status = STATUS_CANCELLED
-            rec.error_kind = ErrorKind.CANCELLED.value
-            rec.error_message = "run interrupted while the request was in flight"
-            if conn is not None:
-                if conn.status:
-                    rec.http_status = conn.status
-                    rec.first_byte_ns = conn.first_byte_ns
-                    rec.server_request_id = conn.headers.get("x-request-id")
-                conn.drop()
-                if conn.status == 200:
-                    apply_stream(rec, conn.body_reads(), keep_text)
+            _mark_cancelled(rec, conn, reads, keep_text, t0)
             raise
         except H1Error as exc:
-            rec.end_ns = perf_counter_ns() - t0
-            kind = exc.kind
-            if conn is None:
-                rec.retries = exc.skipped
-            if conn is not None and conn.state != HEAD and conn.status:
-                rec.first_byte_ns = conn.first_byte_ns
-                rec.http_status = conn.status or None
-                rec.server_request_id = conn.headers.get("x-request-id")
-            if kind is ErrorKind.TIMEOUT:
-                _fail(rec, kind, f"no complete response within {ep.timeout_s:g} s (--timeout)")
-            else:
-                _fail(rec, kind, str(exc))
-            if conn is not None:
-                conn.drop()
-                if conn.status == 200:
-                    await apply_stream_async(rec, conn.body_reads(), keep_text)
+            await _mark_failed(rec, exc, conn, ep.timeout_s, keep_text, t0)
         except Exception as exc:  # a bug in loadgen must not lose the record
             rec.end_ns = perf_counter_ns() - t0
             log.exception("unexpected client failure")
@@ -388,6 +336,85 @@ class StreamingClient:
             # the connection, record and bytes it reaches) for the rest of the run. Dropping the frame's
             # reference lets reference counting free a failed request as promptly as a finished one.
             waiter = None  # noqa: F841
+
+
+async def _read_response(
+    rec: RequestRecord,
+    status: int,
+    headers: Mapping[str, str],
+    ctype: str,
+    reads: list[tuple[int, bytes]],
+    keep_text: bool | str,
+) -> None:
+    """A complete response into its record, off the connection (already back in the pool): an error status, a
+    compressed stream, an event stream, a JSON body, or something that is neither."""
+    if status != 200:
+        _fail_status(rec, status, headers, reads)
+        return
+    encoding = headers.get("content-encoding", "identity").lower()
+    if encoding != "identity":
+        # recorded, not decoded: the chunks' arrival times would be the compressor's flushes, not tokens'
+        _fail(
+            rec,
+            ErrorKind.MALFORMED,
+            f"compressed stream (Content-Encoding: {encoding}) although loadgen asked for identity: its "
+            "arrival times would be the compressor's, not the tokens'",
+        )
+        return
+    if "event-stream" in ctype or not ctype:
+        await apply_stream_async(rec, reads, keep_text)
+    elif "json" in ctype:
+        apply_json_body(rec, b"".join(d for _, d in reads), rec.end_ns)
+    else:  # an HTML error page from a proxy, a login portal: not a stream that broke off
+        head = b"".join(d for _, d in reads[:4])[:80]
+        _fail(
+            rec,
+            ErrorKind.MALFORMED,
+            f"HTTP 200 with Content-Type {ctype!r}, not an event stream: {head!r}",
+        )
+
+
+async def _mark_failed(
+    rec: RequestRecord, exc: H1Error, conn: Conn | None, timeout_s: float, keep_text: bool | str, t0: int
+) -> None:
+    """The request failed on the wire (connect, timeout, a broken stream): its error kind, and what had arrived."""
+    rec.end_ns = perf_counter_ns() - t0
+    kind = exc.kind
+    if conn is None:
+        rec.retries = exc.skipped
+    if conn is not None and conn.state != HEAD and conn.status:
+        rec.first_byte_ns = conn.first_byte_ns
+        rec.http_status = conn.status or None
+        rec.server_request_id = conn.headers.get("x-request-id")
+    if kind is ErrorKind.TIMEOUT:
+        _fail(rec, kind, f"no complete response within {timeout_s:g} s (--timeout)")
+    else:
+        _fail(rec, kind, str(exc))
+    if conn is not None:
+        conn.drop()
+        if conn.status == 200:
+            await apply_stream_async(rec, conn.body_reads(), keep_text)
+
+
+def _mark_cancelled(
+    rec: RequestRecord, conn: Conn | None, reads: Any, keep_text: bool | str, t0: int
+) -> None:
+    """The run was interrupted while the request was in flight: the record says so, with what had arrived."""
+    if reads is not None:  # the response was complete: interrupted while it was being parsed
+        apply_stream(rec, reads, keep_text)
+    else:
+        rec.end_ns = perf_counter_ns() - t0
+    rec.status = STATUS_CANCELLED
+    rec.error_kind = ErrorKind.CANCELLED.value
+    rec.error_message = "run interrupted while the request was in flight"
+    if conn is not None:
+        if conn.status:
+            rec.http_status = conn.status
+            rec.first_byte_ns = conn.first_byte_ns
+            rec.server_request_id = conn.headers.get("x-request-id")
+        conn.drop()
+        if conn.status == 200:
+            apply_stream(rec, conn.body_reads(), keep_text)
 
 
 def _fail_status(
