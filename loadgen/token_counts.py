@@ -98,39 +98,9 @@ def cached_tokens(usage: dict[str, Any], timings: dict[str, Any] | None) -> int 
     return None
 
 
-def fill_record(rec: RequestRecord, acc: Accumulated, keep_text: bool | str) -> None:
-    """The record's fields from a parsed stream (its slices compacted); C-level passes only (a stream may have
-    100k chunks)."""
-    rec.first_chunk_ns = acc.first_chunk_ns
-    rec.chunk_ns = acc.chunk_ns
-    rec.chunk_kind = "".join(acc.kind_parts)
-    rec.finish_reason = acc.finish_reason
-    rec.reasoning_chars = acc.reasoning_chars
-    if keep_text:
-        rec.output_text = "".join(acc.content_parts)
-    if acc.reasoning is not None:
-        rec.reasoning_text = "".join(acc.reasoning)
-    n_chunks = len(acc.chunk_ns)
-    if n_chunks:
-        rec.first_token_ns = acc.chunk_ns[0]
-        rec.last_token_ns = acc.chunk_ns[-1]
-        first_r, first_c = rec.chunk_kind.find("r"), rec.chunk_kind.find("c")
-        if first_r >= 0 and rec.first_reasoning_ns is None:
-            rec.first_reasoning_ns = acc.chunk_ns[first_r]
-        if first_c >= 0:
-            rec.first_content_ns = acc.chunk_ns[first_c]
-
-    rec.server_timings = acc.timings
-    usage = acc.usage or {}
-    if usage:
-        rec.prompt_tokens = usage.get("prompt_tokens")
-        rec.completion_tokens = usage.get("completion_tokens")
-        details = usage.get("completion_tokens_details") or {}
-        rt = details.get("reasoning_tokens") if isinstance(details, dict) else None
-        rec.reasoning_tokens = rt if rt is not None else usage.get("reasoning_tokens")
-        rec.cached_tokens = cached_tokens(usage, acc.timings)
-
-    # Tokens per chunk: exact from cumulative per-chunk usage; otherwise estimated, and the record says how.
+def _chunk_tokens(rec: RequestRecord, acc: Accumulated, n_chunks: int) -> bool:
+    """Tokens per chunk: exact from cumulative per-chunk usage; otherwise estimated, and the record says how.
+    True when a token the stream never sent (``</think>``) was counted before the first answer chunk."""
     unsent_think = False
     if n_chunks and acc.continuous:
         prev = 0
@@ -174,22 +144,64 @@ def fill_record(rec: RequestRecord, acc: Accumulated, keep_text: bool | str) -> 
     else:
         rec.chunk_tokens = []
 
+    return unsent_think
+
+
+def _reasoning_tokens(rec: RequestRecord, unsent_think: bool) -> None:
+    """Reasoning tokens as the stream carried them: its reasoning chunks, textless tokens inside the reasoning
+    phase (``</think>`` itself), and the unsent ``</think>``; a note where usage says otherwise."""
+    # textless tokens inside the reasoning phase (e.g. `</think>` itself) count as reasoning
+    kinds, toks = rec.chunk_kind, rec.chunk_tokens
+    r = sum(compress(toks, map(eq, kinds, repeat("r"))))
+    first_r = kinds.find("r")
+    if first_r >= 0 and "x" in kinds:
+        first_c = kinds.find("c")
+        end = first_c if first_c >= 0 else len(kinds)
+        r += sum(compress(toks[first_r + 1 : end], map(eq, kinds[first_r + 1 : end], repeat("x"))))
+    if unsent_think:
+        r += 1  # that token ends the reasoning: it is reasoning, as vLLM's textless chunk is
+    rec.reasoning_tokens_stream = r
+    if rec.reasoning_tokens is not None and rec.reasoning_tokens != r and r > 0:
+        rec.count_notes.append(
+            f"usage reasoning_tokens={rec.reasoning_tokens} but the stream carried {r} reasoning tokens"
+        )
+
+
+def fill_record(rec: RequestRecord, acc: Accumulated, keep_text: bool | str) -> None:
+    """The record's fields from a parsed stream (its slices compacted); C-level passes only (a stream may have
+    100k chunks)."""
+    rec.first_chunk_ns = acc.first_chunk_ns
+    rec.chunk_ns = acc.chunk_ns
+    rec.chunk_kind = "".join(acc.kind_parts)
+    rec.finish_reason = acc.finish_reason
+    rec.reasoning_chars = acc.reasoning_chars
+    if keep_text:
+        rec.output_text = "".join(acc.content_parts)
+    if acc.reasoning is not None:
+        rec.reasoning_text = "".join(acc.reasoning)
+    n_chunks = len(acc.chunk_ns)
+    if n_chunks:
+        rec.first_token_ns = acc.chunk_ns[0]
+        rec.last_token_ns = acc.chunk_ns[-1]
+        first_r, first_c = rec.chunk_kind.find("r"), rec.chunk_kind.find("c")
+        if first_r >= 0 and rec.first_reasoning_ns is None:
+            rec.first_reasoning_ns = acc.chunk_ns[first_r]
+        if first_c >= 0:
+            rec.first_content_ns = acc.chunk_ns[first_c]
+
+    rec.server_timings = acc.timings
+    usage = acc.usage or {}
+    if usage:
+        rec.prompt_tokens = usage.get("prompt_tokens")
+        rec.completion_tokens = usage.get("completion_tokens")
+        details = usage.get("completion_tokens_details") or {}
+        rt = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        rec.reasoning_tokens = rt if rt is not None else usage.get("reasoning_tokens")
+        rec.cached_tokens = cached_tokens(usage, acc.timings)
+
+    unsent_think = _chunk_tokens(rec, acc, n_chunks)
     if rec.chunk_tokens:
-        # textless tokens inside the reasoning phase (e.g. `</think>` itself) count as reasoning
-        kinds, toks = rec.chunk_kind, rec.chunk_tokens
-        r = sum(compress(toks, map(eq, kinds, repeat("r"))))
-        first_r = kinds.find("r")
-        if first_r >= 0 and "x" in kinds:
-            first_c = kinds.find("c")
-            end = first_c if first_c >= 0 else len(kinds)
-            r += sum(compress(toks[first_r + 1 : end], map(eq, kinds[first_r + 1 : end], repeat("x"))))
-        if unsent_think:
-            r += 1  # that token ends the reasoning: it is reasoning, as vLLM's textless chunk is
-        rec.reasoning_tokens_stream = r
-        if rec.reasoning_tokens is not None and rec.reasoning_tokens != r and r > 0:
-            rec.count_notes.append(
-                f"usage reasoning_tokens={rec.reasoning_tokens} but the stream carried {r} reasoning tokens"
-            )
+        _reasoning_tokens(rec, unsent_think)
 
     if rec.status != STATUS_OK:
         return
