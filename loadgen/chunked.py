@@ -57,6 +57,50 @@ def whole_chunks(data: bytes) -> tuple[bytes, bool] | None:
     return b"".join(payloads), last
 
 
+def _deframe(data: bytes, cs: int, need: int, line: bytes) -> tuple[list[bytes], int, int, bytes, int]:
+    """One read that is not a run of whole chunks, byte by byte through the framing: its payload pieces, the new
+    (state, bytes due, partial line) and whether the body ended in it (the slow path: a chunk cut across reads)."""
+    pos, n = 0, len(data)
+    pieces: list[bytes] = []
+    end = MORE
+    while pos < n:
+        if cs == DATA:
+            stop = pos + need
+            if stop <= n:
+                pieces.append(data[pos:stop])
+                pos = stop
+                need = 0
+                cs = SIZE
+            else:
+                pieces.append(data[pos:])
+                need -= n - pos
+                pos = n
+            continue
+        j = data.find(b"\n", pos)
+        if j < 0:
+            line += data[pos:]
+            break
+        if line:
+            text = (line + data[pos:j]).strip()
+            line = b""
+        else:
+            text = data[pos:j].strip()
+        pos = j + 1
+        if cs == SIZE:
+            if not text:
+                continue  # the CRLF that closes a chunk's data
+            size = int(text.split(b";", 1)[0], 16)
+            if size:
+                need = size
+                cs = DATA
+            else:
+                cs = TRAILER
+        elif not text:  # blank line after the trailers: the body is complete
+            end = ENDED_WITH_EXTRA if pos < n else ENDED
+            break
+    return pieces, cs, need, line, end
+
+
 def undo_chunking(
     read_ns: list[int],
     reads: list[bytes],
@@ -101,43 +145,7 @@ def undo_chunking(
                     end = ENDED
                     break
                 continue
-        pos, n = 0, len(data)
-        pieces = []
-        while pos < n:
-            if cs == DATA:
-                stop = pos + need
-                if stop <= n:
-                    pieces.append(data[pos:stop])
-                    pos = stop
-                    need = 0
-                    cs = SIZE
-                else:
-                    pieces.append(data[pos:])
-                    need -= n - pos
-                    pos = n
-                continue
-            j = data.find(b"\n", pos)
-            if j < 0:
-                line += data[pos:]
-                break
-            if line:
-                text = (line + data[pos:j]).strip()
-                line = b""
-            else:
-                text = data[pos:j].strip()
-            pos = j + 1
-            if cs == SIZE:
-                if not text:
-                    continue  # the CRLF that closes a chunk's data
-                size = int(text.split(b";", 1)[0], 16)
-                if size:
-                    need = size
-                    cs = DATA
-                else:
-                    cs = TRAILER
-            elif not text:  # blank line after the trailers: the body is complete
-                end = ENDED_WITH_EXTRA if pos < n else ENDED
-                break
+        pieces, cs, need, line, end = _deframe(data, cs, need, line)
         if pieces:
             append((ts, pieces[0] if len(pieces) == 1 else b"".join(pieces)))
         if end:
