@@ -8,6 +8,8 @@ Public API::
 Everything else is internal and may change.
 """
 
+from typing import Any
+
 from loadgen.config import (
     AnalysisConfig,
     EndpointConfig,
@@ -21,8 +23,15 @@ from loadgen.config import (
     Slo,
     WorkloadConfig,
 )
-from loadgen.records import RequestRecord, read_records
+from loadgen.records import RequestRecord
 from loadgen.version import __version__
+
+
+def read_records(path: Any) -> list[RequestRecord]:
+    """Every record of a ``requests.jsonl`` (see :func:`loadgen.columns.read_records`); imported when called."""
+    from loadgen.columns import read_records as _read
+
+    return _read(path)
 
 
 def run(config: RunConfig, **kwargs):  # type: ignore[no-untyped-def]

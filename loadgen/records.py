@@ -15,7 +15,7 @@ import collections
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -232,41 +232,3 @@ class RecordSink(LineSink):
 def record_dict(rec: RequestRecord) -> dict[str, Any]:
     """A record as the dict its ``requests.jsonl`` line holds."""
     return {f: getattr(rec, f) for f in _FIELD_NAMES}
-
-
-def iter_records(path: str | os.PathLike[str], *, chunks: bool = True) -> Iterator[RequestRecord]:
-    """The records of a ``requests.jsonl`` one at a time, in file order (for what needs whole records, e.g. the
-    answers' text; numbers are read as columns by :mod:`loadgen.columns`); ``chunks=False`` leaves their chunk
-    arrays empty (cut before parsing: most of a line). A torn last line (the run was killed mid-write) is skipped."""
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            if not chunks:
-                line = without_chunks(line)
-            try:
-                yield RequestRecord.from_dict(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-
-
-_CHUNK_START = b'"chunk_ns":['
-_KIND = b'"chunk_kind":"'
-
-
-def without_chunks(line: bytes) -> bytes:
-    """The record line with its chunk arrays cut out (they are written together: chunk_ns, chunk_tokens, kind)."""
-    a = line.find(_CHUNK_START)
-    k = line.find(_KIND, a)
-    if a < 0 or k < 0:
-        return line
-    q = line.find(b'"', k + len(_KIND))
-    if q < 0 or line[q + 1 : q + 2] != b",":
-        return line
-    return line[:a] + line[q + 2 :]
-
-
-def read_records(path: str | os.PathLike[str]) -> list[RequestRecord]:
-    """Every record of a ``requests.jsonl`` in memory, in file order (see :func:`iter_records`)."""
-    return list(iter_records(path))

@@ -21,10 +21,11 @@ from typing import Any
 
 import orjson
 
+from loadgen.columns import read_records
 from loadgen.config import RunConfig
 from loadgen.errors import ConfigError
 from loadgen.options import mask_secrets
-from loadgen.records import RequestRecord, Scrubber, read_records
+from loadgen.records import RequestRecord, Scrubber
 from loadgen.result_files import REQUESTS, RUN_JSON
 from loadgen.schedule import GammaSchedule, TraceSchedule
 

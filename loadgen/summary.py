@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.client_check import one_sender_check, sender_name, senders_check
-from loadgen.columns import RequestColumns, read_requests
+from loadgen.columns import RequestColumns, iter_records, read_requests
 from loadgen.config import RunConfig
 from loadgen.engine_timings import crosscheck
 from loadgen.metrics import ChunkStats, group_latencies, has_groups, summarize
-from loadgen.records import iter_records
 from loadgen.result_files import REQUESTS, SERVER_METRICS
 from loadgen.summary_turns import turns_section
 

@@ -2,8 +2,8 @@
 
 This is the one reader of both files for numbers: everything that computes from them (the summary, the report,
 compare, sweep, the server summary) goes through it, so a field is parsed one way everywhere. Where whole records
-are needed (the answers' text for accuracy, ``RunResult.records``), ``loadgen.records.iter_records`` yields them one
-at a time. Modules: :mod:`~loadgen.columns.requests`, :mod:`~loadgen.columns.server`, and their building blocks
+are needed (the answers' text for accuracy, ``RunResult.records``), :func:`iter_records` (``columns.records``)
+yields them one at a time. Modules: :mod:`~loadgen.columns.requests`, :mod:`~loadgen.columns.server`, and their building blocks
 in :mod:`~loadgen.columns.arrays`.
 
 ``requests.jsonl`` becomes :class:`RequestColumns`: one row per record, in file order; times as float64 ns since
@@ -23,6 +23,7 @@ Torn lines (a run killed mid-write) and scrape error lines are skipped and count
 """
 
 from loadgen.columns.arrays import BLOCK_ROWS, Categorical
+from loadgen.columns.records import iter_records, read_records
 from loadgen.columns.requests import (
     BLOCK_CHUNKS,
     COUNT_FIELDS,
@@ -36,6 +37,8 @@ from loadgen.columns.requests import (
 from loadgen.columns.server import HistRows, ServerColumns, read_server
 
 __all__ = [
+    "iter_records",
+    "read_records",
     "BLOCK_CHUNKS",
     "BLOCK_ROWS",
     "COUNT_FIELDS",

@@ -14,7 +14,8 @@ import numpy as np
 import orjson
 
 from loadgen.columns.arrays import BLOCK_ROWS, Categorical, Codes, float_col
-from loadgen.records import record_dict, without_chunks
+from loadgen.columns.records import without_chunks
+from loadgen.records import record_dict
 
 __all__ = [
     "BLOCK_CHUNKS",

@@ -5,6 +5,7 @@ import asyncio
 import orjson
 import pytest
 
+from loadgen.columns import read_records
 from loadgen.config import (
     EndpointConfig,
     OutputConfig,
@@ -14,7 +15,6 @@ from loadgen.config import (
     ScrapeConfig,
 )
 from loadgen.errors import EndpointError
-from loadgen.records import read_records
 from loadgen.run import run_async
 from tests.scripted_server import DONE, Script, chat_chunk, usage_chunk
 

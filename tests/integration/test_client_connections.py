@@ -12,8 +12,9 @@ from dataclasses import replace
 import pytest
 
 from loadgen.client import StreamingClient
+from loadgen.columns import read_records
 from loadgen.config import EndpointConfig, SamplingConfig
-from loadgen.records import RequestRecord, read_records
+from loadgen.records import RequestRecord
 from loadgen.run import run_async
 from loadgen.workload.spec import RequestSpec
 from tests.integration.test_client import _run, config, cum, stream_writes

@@ -10,9 +10,9 @@ import json
 
 import orjson
 
+from loadgen.columns import read_records
 from loadgen.options import build_config
 from loadgen.options.sources import options_from_argv
-from loadgen.records import read_records
 from loadgen.run import run_async
 from tests.integration.test_cli import cli
 from tests.scripted_server import DONE, Script, ScriptedServer, chat_chunk, usage_chunk

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadgen.columns import read_records
 from loadgen.metrics import per_token_itl_ns, request_latencies
-from loadgen.records import read_records
 from loadgen.report.exporter import BUCKETS_S, METRIC_NAMES
 from tests.integration.test_cli import ROOT, cli
 from tests.integration.test_ray import ray_cluster  # noqa: F401 (fixture: a one-node Ray cluster on loopback)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from loadgen.columns import read_records
 from loadgen.config import (
     EndpointConfig,
     OutputConfig,
@@ -22,7 +23,6 @@ from loadgen.config import (
     ScheduleConfig,
     ScrapeConfig,
 )
-from loadgen.records import read_records
 from loadgen.run import run_async
 from loadgen.scrape.process import PollerProcess
 from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk, usage_chunk

@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from loadgen.clock import RunClock
+from loadgen.columns import read_records
 from loadgen.plan import plan_requests
-from loadgen.records import RecordSink, read_records
+from loadgen.records import RecordSink
 from loadgen.run import run_async
 from loadgen.sender import run_shard
 from tests.integration.test_client import config, stream_writes

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from loadgen.client_check import schedule_error, senders_check
-from loadgen.columns import from_records
+from loadgen.columns import from_records, read_records
 from loadgen.config import (
     EndpointConfig,
     LengthDist,
@@ -26,7 +26,7 @@ from loadgen.fleet.merge import Lost, merge_senders, worker_lost_records
 from loadgen.fleet.shard import split_cap
 from loadgen.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers
 from loadgen.plan import plan_requests
-from loadgen.records import RequestRecord, read_records
+from loadgen.records import RequestRecord
 from loadgen.selfcheck import SelfCheck
 
 
