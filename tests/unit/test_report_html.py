@@ -10,9 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
-from loadgen.columns import records as R
 from loadgen.__main__ import main as cli_main
 from loadgen.columns import read_records
+from loadgen.columns import records as R
 from loadgen.metrics import per_token_itl_ns, request_latencies
 from loadgen.records import RequestRecord
 from loadgen.report import distributions as D
