@@ -298,28 +298,49 @@ def _finish_help(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def mask_secrets(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
-    """``argv`` with the value of every secret option replaced by ``***``, for anything that records a command.
+def mask_secrets(
+    argv: Sequence[str], parser: argparse.ArgumentParser | None = None, *, keep_header_names: bool = False
+) -> list[str]:
+    """``argv`` with the value of every secret option replaced by ``***``: the one masking of a command line, for
+    anything that records or shows one (run.json, the report), then scrubbed of URL credentials (``Scrubber``).
 
     Secret options are found by their dest (``SECRET_DESTS``), not by one spelling, so every option string the
-    parser accepts for them is covered, as ``--flag VALUE`` and as ``--flag=VALUE``; abbreviations are refused
-    by every parser (``allow_abbrev=False``), so no other spelling can carry a secret in.
+    parser accepts for them is covered, as ``--flag VALUE`` and as ``--flag=VALUE``; so is a prefix of one that names
+    no other option (``--api-k``: parsers refuse abbreviations, but a command line shown from an older run may hold
+    one). ``keep_header_names``: ``--header NAME:VALUE`` shows ``NAME: ***`` (the report), else ``***``.
     """
     parser = parser or build_parser()
-    flags = {s for a in parser._actions if a.dest in SECRET_DESTS for s in a.option_strings}
+    secret = {s for a in parser._actions if a.dest in SECRET_DESTS for s in a.option_strings}
+    header = {s for a in parser._actions if a.dest == "header" for s in a.option_strings}
+    others = {s for a in parser._actions for s in a.option_strings} - secret
+
+    def option(word: str) -> str | None:
+        name = word.split("=", 1)[0]
+        if name in secret:
+            return name
+        if name.startswith("--") and len(name) > 3 and name not in others:
+            return next((s for s in sorted(secret) if s.startswith(name)), None)
+        return None
+
+    def hidden(opt: str, value: str) -> str:
+        if keep_header_names and opt in header and ":" in value:
+            return f"{value.split(':', 1)[0].strip()}: ***"
+        return "***"
+
     out: list[str] = []
-    hide = False
+    pending: str | None = None
     for a in argv:
-        if hide:
-            out.append("***")
-            hide = False
-        elif a in flags:
+        opt = option(a) if pending is None and a.startswith("-") else None
+        if pending is not None:
+            out.append(hidden(pending, a))
+            pending = None
+        elif opt is None:
             out.append(a)
-            hide = True
-        elif "=" in a and a.split("=", 1)[0] in flags:
-            out.append(a.split("=", 1)[0] + "=***")
+        elif "=" in a:
+            out.append(f"{a.split('=', 1)[0]}={hidden(opt, a.split('=', 1)[1])}")
         else:
             out.append(a)
+            pending = opt
     return [_URLS.text(a) for a in out]  # credentials written into a URL (--base-url http://user:pw@host)
 
 
