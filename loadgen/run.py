@@ -157,6 +157,7 @@ async def run_async(
             sending.enter_context(quiet_gc())  # restored on the way out, even if dispatch raises
             # t0 lies a little ahead so the first planned send (offset 0) is not late by our own setup
             clock.start(START_LEAD_NS)
+            check.t0_ns, check.phase = clock.t0_ns, sender.phase
             if poller is not None:
                 poller.begin(clock.t0_ns)
             await sending.enter_async_context(_alongside(check.run, *([live.run] if live else [])))
