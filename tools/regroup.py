@@ -473,8 +473,9 @@ def rewrite(files: list[str], old_of: dict[str, str]) -> list[str]:
                 new = new.replace(old, repl)
         if f.endswith(".py"):
             new = resolve_relative(old_of.get(f, f), new, names)
-            new = split_package_imports(new, names, own)
         new = dotted_re.sub(lambda m: names[m.group(1)], new)
+        if f.endswith(".py"):  # after the dotted names: its output already names the new modules
+            new = split_package_imports(new, names, own)
         new = path_re.sub(lambda m: path_table[m.group(1)], new)
         for where, old, repl in POST_EDITS:
             if where == f:
@@ -548,6 +549,69 @@ def leftovers() -> list[str]:
     return out
 
 
+def top_names(path: Path) -> set[str]:
+    """What a module defines at its top (or under ``if``/``try``), and what its ``__getattr__`` serves (``__all__``)."""
+    out: set[str] = set()
+    nodes = list(ast.parse(path.read_text()).body)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            nodes += [
+                *node.body,
+                *node.orelse,
+                *getattr(node, "finalbody", []),
+                *getattr(node, "handlers", []),
+            ]
+        elif isinstance(node, ast.ExceptHandler):
+            nodes += node.body
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                out.update(
+                    e.id for e in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(e, ast.Name)
+                )
+            if any(getattr(t, "id", "") == "__all__" for t in targets) and isinstance(node.value, ast.List):
+                out.update(ast.literal_eval(e) for e in node.value.elts)
+    return out
+
+
+def unresolved(files: list[str]) -> list[str]:
+    """Every ``from loadgen... import name`` / ``import loadgen...`` in these files that names nothing in the tree."""
+
+    def module_file(mod: str) -> Path | None:
+        base = Path(*mod.split("."))
+        for p in (base.with_suffix(".py"), base / "__init__.py"):
+            if p.is_file():
+                return p
+        return None
+
+    bad = []
+    for f in files:
+        for node in ast.walk(ast.parse(Path(f).read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and not node.level
+                and (node.module or "").split(".")[0] == "loadgen"
+            ):
+                where = module_file(node.module)
+                if where is None:
+                    bad.append(f"{f}:{node.lineno}: no module {node.module}")
+                    continue
+                known = top_names(where)
+                for a in node.names:
+                    if a.name not in known and module_file(f"{node.module}.{a.name}") is None:
+                        bad.append(f"{f}:{node.lineno}: {node.module} has no {a.name}")
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "loadgen" and module_file(a.name) is None:
+                        bad.append(f"{f}:{node.lineno}: no module {a.name}")
+    return bad
+
+
 def main() -> None:
     if not Path("loadgen/__init__.py").is_file() or not Path(".git").exists():
         die("run me from the repository root")
@@ -570,6 +634,12 @@ def main() -> None:
                  "tests/unit/test_layering.py"})  # fmt: skip
     subprocess.run(["ruff", "check", "--fix", "--select", "I", "--quiet", *py], check=False)
     subprocess.run(["ruff", "format", "--quiet", *py], check=True)
+    broken = unresolved([f for f in files_to_rewrite() if f.endswith(".py")])
+    if broken:
+        die(
+            "imports that name nothing after the move (fix the script's rewrite, then re-run on a clean tree):",
+            broken,
+        )
     git("add", "-u")
     git("add", *inits)
     print(f"regroup: moved {len(MOVES)} paths, rewrote {len(changed)} files; review with git diff --staged")
