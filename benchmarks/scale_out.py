@@ -128,7 +128,8 @@ def _senders(summary: dict[str, Any]) -> list[dict[str, Any]]:
         # each sender's loop lag max and its garbage collector's passes (count, longest): a stall's usual suspect
         return {"sender": k, "cpu_share": round(s.get("cpu_share") or 0, 3), "cpu_s": round(s.get("cpu_s") or 0, 2),
                 "trustworthy": s.get("trustworthy"),
-                "loop_lag_max_ms": (s.get("event_loop_lag_ms") or {}).get("max"), "gc": s.get("gc")}  # fmt: skip
+                "loop_lag_max_ms": (s.get("event_loop_lag_ms") or {}).get("max"),
+                "loop_lag_max_when": s.get("event_loop_lag_max_when"), "gc": s.get("gc")}  # fmt: skip
 
     if "senders" in cc:
         return [one(s["sender"], s) for s in cc["senders"]]

@@ -129,7 +129,7 @@ class StreamingClient:
 
     async def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            await self._pool.aclose()
             self._reuse_note = self._pool.reuse_note
             self._pool = None
         if self._session is not None:

@@ -51,6 +51,8 @@ def pooled_check(outcomes: Sequence[dict[str, Any] | None]) -> SelfCheck:
         if o is None:
             continue
         one = restore_check(o["selfcheck"])
+        if one.lag_ms.n and (not c.lag_ms.n or one.lag_ms.max > c.lag_ms.max):
+            c.lag_max_at_s, c.lag_max_phase = one.lag_max_at_s, one.lag_max_phase  # the worst sender's
         c.lag_ms.merge(one.lag_ms)
         share = one.cpu_total_s / one.wall_total_s if one.wall_total_s else 0.0
         if share >= best:

@@ -228,6 +228,7 @@ class Dispatcher:
         self.tasks: set[asyncio.Task[None]] = set()
         self._tfd: TimerFd | None = None
         self._prepared = False
+        self._sending_over = False
         self._sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         # A burst (every arrival at t=0) under a cap is a closed loop: the dispatcher itself waits for slots
         # instead of parking every request as a task.
@@ -302,7 +303,15 @@ class Dispatcher:
         try:
             await self._dispatch_all(self._tfd)
         finally:
+            self._sending_over = True
             self.close()
+
+    def phase(self) -> str:
+        """Where the run is (the self-check names the phase of its longest stall)."""
+        stats = self.stats
+        if not self._sending_over:
+            return "sending" if stats.sent else "before first send"
+        return "draining" if stats.done < stats.sent else "after last end"
 
     def close(self) -> None:
         """Release the wake-up timer (idempotent)."""

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
@@ -47,6 +48,12 @@ class SelfCheck:
     gc_max_cpu_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     _gc_t: int = 0
     _gc_cpu: int = 0
+    # when the longest stall began (s from t0: when the late timer was due) and the run's phase around it
+    # (``phase()``'s answer at the last wake-up before the stall and at the one that ended it): where to look
+    t0_ns: int | None = None
+    phase: Callable[[], str] | None = None
+    lag_max_at_s: float | None = None
+    lag_max_phase: str | None = None
 
     def _gc_event(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -62,6 +69,20 @@ class SelfCheck:
             self.gc_max_ms[g] = ms
         if cpu_ms > self.gc_max_cpu_ms[g]:
             self.gc_max_cpu_ms[g] = cpu_ms
+
+    def _note_max(self, began_ns: int, phase: str | None) -> None:
+        self.lag_max_at_s = None if self.t0_ns is None else round((began_ns - self.t0_ns) / 1e9, 3)
+        self.lag_max_phase = phase
+
+    def lag_max_when(self) -> dict[str, Any]:
+        """When the longest stall began, s from t0, and in what phase of the run (before first send, sending,
+        draining, after last end)."""
+        return {"at_s": self.lag_max_at_s, "phase": self.lag_max_phase}
+
+    def _when_text(self) -> str:
+        if self.lag_max_at_s is None:
+            return ""
+        return f" at {self.lag_max_at_s:.3f} s" + (f" ({self.lag_max_phase})" if self.lag_max_phase else "")
 
     def gc_dict(self) -> dict[str, Any]:
         return {
@@ -87,10 +108,23 @@ class SelfCheck:
         win_cpu, win_wall = self._cpu0, self._wall0
         step = int(self.interval_s * 1e9)
         expected = perf_counter_ns() + step
+        phase = self.phase
+        before = phase() if phase is not None else None
+        worst = 0
         while not stop.is_set():
             await asyncio.sleep(self.interval_s)
             now = perf_counter_ns()
-            self.lag_ms.add_one(max(now - expected, 0) / 1e6)
+            lag = max(now - expected, 0)
+            self.lag_ms.add_one(lag / 1e6)
+            if phase is not None:
+                after = phase()
+                if lag > worst:
+                    worst = lag
+                    self._note_max(expected, before if before == after else f"{before} -> {after}")
+                before = after
+            elif lag > worst:
+                worst = lag
+                self._note_max(expected, None)
             expected = now + step
             if now - win_wall >= 1_000_000_000:
                 c = _cpu_s()
@@ -118,6 +152,7 @@ class SelfCheck:
             "cpu_total_s": self.cpu_total_s,
             "wall_total_s": self.wall_total_s,
             "gc": self.gc_dict(),
+            "lag_max_when": self.lag_max_when(),
         }
 
     @classmethod
@@ -139,6 +174,8 @@ class SelfCheck:
             c.gc_max_ms[g] = float(d.get("max_ms", 0.0))
             c.gc_total_ms[g] = float(d.get("total_ms", 0.0))
             c.gc_max_cpu_ms[g] = float(d.get("max_cpu_ms", 0.0))
+        when = raw.get("lag_max_when") or {}
+        c.lag_max_at_s, c.lag_max_phase = when.get("at_s"), when.get("phase")
         return c
 
     def finish(self) -> None:
@@ -186,14 +223,15 @@ class SelfCheck:
             )
         if lag["max"] is not None and lag["max"] > loop_lag_max_limit_ms:
             reasons.append(
-                f"event-loop lag max {lag['max']:,.1f} ms > {loop_lag_max_limit_ms:g} ms: the loop stalled, and "
-                "reads that arrived meanwhile were stamped up to that late"
+                f"event-loop lag max {lag['max']:,.1f} ms > {loop_lag_max_limit_ms:g} ms: the loop stalled"
+                f"{self._when_text()}, and reads that arrived meanwhile were stamped up to that late"
             )
         return {
             "trustworthy": not reasons,
             "reasons": reasons,
             "send_lag_ms": {k: send_lag_ms.get(k) for k in ("p50", "p99", "max")},
             "event_loop_lag_ms": {k: lag[k] for k in ("p50", "p99", "max")},
+            "event_loop_lag_max_when": self.lag_max_when(),
             "limits": {
                 "send_lag_p99_ms": send_lag_p99_limit_ms,
                 "event_loop_lag_p99_ms": loop_lag_p99_limit_ms,

@@ -90,6 +90,10 @@ class Sender:
         assert self.dispatcher is not None, "ready() first"
         return self.dispatcher.stats
 
+    def phase(self) -> str:
+        """The run's phase (``Dispatcher.phase``): before first send, sending, draining, after last end."""
+        return self.dispatcher.phase() if self.dispatcher is not None else "before first send"
+
     async def send(self) -> None:
         assert self.dispatcher is not None, "ready() first"
         await _dispatch_and_drain(self.dispatcher, self.stop)

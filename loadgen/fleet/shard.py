@@ -175,6 +175,7 @@ class ShardRun:
             }
             t0_ns, t0_unix_ns = await ready(info)
             self.clock.start_at(t0_ns, t0_unix_ns)
+            self.check.t0_ns, self.check.phase = t0_ns, self.sender.phase
             check_task = loop.create_task(self.check.run(check_stop))
 
         job = self.job

@@ -1,4 +1,5 @@
-"""Resolved options -> the frozen ``RunConfig``: every value checked once, here.
+"""Resolved options -> the frozen ``RunConfig``: every value checked once, here, field by field of the flag table
+(``flags.FLAGS``: the field each option sets), with a converter where the value is not the field's as it is.
 
 ``--max-tokens`` (one number, a sweep of budgets or per-dataset budgets) and ``--dataset`` (a weighted mix) are
 parsed once into typed fields; past this point code takes the config and derives variants of it with
@@ -10,27 +11,18 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from loadgen.config import (
     DEFAULT_NUM_REQUESTS,
-    AnalysisConfig,
-    EndpointConfig,
     LengthDist,
-    OutputConfig,
     RunConfig,
-    SamplingConfig,
-    ScheduleConfig,
-    ScrapeConfig,
     SecondsDist,
-    SendersConfig,
-    SessionsConfig,
-    SimConfig,
     Slo,
-    WorkloadConfig,
 )
 from loadgen.errors import ConfigError
+from loadgen.options.flags import FIELD_OF, SECTIONS
 from loadgen.options.sources import bounded
 
 # a header's name is an RFC 9110 token; a value never holds CR, LF, NUL or another control character but tab, which
@@ -40,9 +32,65 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def build_config(opts: Mapping[str, Any]) -> RunConfig:
-    """The frozen RunConfig of resolved options (see :func:`resolve_options`); every value is checked here."""
+    """The frozen RunConfig of resolved options (see :func:`resolve_options`), built field by field from the flag
+    table (``FIELD_OF``: the field each option sets, its converter in ``CONVERT``); every value is checked here."""
+    _check(opts)
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for dest, path in FIELD_OF.items():
+        if path is None or dest in SET_APART:
+            continue
+        value = CONVERT.get(dest, _same)(opts[dest])
+        section, _, name = path.partition(".")
+        sections[section][name] = not value if dest.startswith("no_") else value
+    # what no one option sets alone
+    endpoint, schedule, workload = sections["endpoint"], sections["schedule"], sections["workload"]
+    endpoint.update(base_url=opts["base_url"] or "http://127.0.0.1:0", simulated=not opts["base_url"])
+    # the default bound is written into the config, so summary.json says how many were planned
+    if not (bounded(opts) or opts["trace"]):
+        schedule["num_requests"] = DEFAULT_NUM_REQUESTS
+    sections["sampling"]["max_tokens"], workload["budgets"] = _max_tokens(opts["max_tokens"])
+    workload.update(kind=_workload_kind(opts), seed=opts["seed"])
+    sections["output"]["live"] = not (opts["no_live"] or opts["quiet"] or opts["json"])
+    if workload["prefix_len"] < 0:
+        raise ConfigError("--prefix-len must be >= 0")
+    return RunConfig(**{name: SECTIONS[name](**kw) for name, kw in sections.items()})
+
+
+# options that set their field through another rule of build_config (max_tokens: a number or budgets)
+SET_APART = frozenset({"max_tokens", "no_live"})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _check(opts: Mapping[str, Any]) -> None:
+    """What no one field can check alone: a key with a line break, a dataset path without a dataset."""
+    if opts["api_key"] and _CONTROL.search(opts["api_key"]):
+        raise ConfigError(
+            "--api-key (or OPENAI_API_KEY) holds a line break or another control character (refused)"
+        )
+    if opts["dataset_path"] and not opts["dataset"]:
+        raise ConfigError(
+            "--dataset-path needs --dataset: name what the files hold (--dataset gsm8k --dataset-path FILE), "
+            "or --dataset file for a JSONL of prompts"
+        )
+    if opts["dataset"] and opts["prompts"]:
+        raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
+
+
+def _workload_kind(opts: Mapping[str, Any]) -> str:
+    if opts["dataset"]:
+        return "dataset"
+    if opts["prompts"]:
+        return "file"
+    return "trace" if opts["trace_lengths"] else "synthetic"
+
+
+def _headers(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``--header NAME:VALUE`` each: a token name, a value without line breaks (header injection)."""
     headers = []
-    for h in opts["header"]:
+    for h in values:
         if ":" not in h:
             raise ConfigError(f"--header {h.split(':')[0][:30]!r}: expected NAME:VALUE")
         k, v = h.split(":", 1)
@@ -54,130 +102,36 @@ def build_config(opts: Mapping[str, Any]) -> RunConfig:
                 f"--header {k}: its value holds a line break or another control character (refused)"
             )
         headers.append((k, v))
-    if opts["api_key"] and _CONTROL.search(opts["api_key"]):
-        raise ConfigError(
-            "--api-key (or OPENAI_API_KEY) holds a line break or another control character (refused)"
-        )
-    extra: tuple[tuple[str, Any], ...] = ()
-    if opts["extra_body"]:
-        try:
-            obj = (
-                json.loads(opts["extra_body"]) if isinstance(opts["extra_body"], str) else opts["extra_body"]
-            )
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise ConfigError("--extra-body must be a JSON object")
-        extra = tuple(obj.items())
-    simulated = not opts["base_url"]
-    endpoint = EndpointConfig(
-        base_url=opts["base_url"] or "http://127.0.0.1:0",
-        api=opts["api"],
-        model=opts["model"],
-        api_key=opts["api_key"],
-        headers=tuple(headers),
-        timeout_s=opts["timeout"],
-        connect_timeout_s=opts["connect_timeout"],
-        read_timeout_s=opts["read_timeout"],
-        simulated=simulated,
-    )
-    schedule = ScheduleConfig(
-        arrival=opts["arrival"],
-        rate=opts["rate"],
-        cv=opts["cv"],
-        seed=opts["seed"],
-        trace_path=opts["trace"],
-        trace_speedup=opts["trace_speedup"],
-        trace_format=opts["trace_format"],
-        trace_start_s=opts["trace_start"],
-        trace_end_s=opts["trace_end"],
-        # the default bound is written into the config, so summary.json says how many were planned
-        num_requests=opts["num_requests"] if bounded(opts) or opts["trace"] else DEFAULT_NUM_REQUESTS,
-        duration_s=opts["duration"],
-        warmup=opts["warmup"],
-        max_concurrency=opts["max_concurrency"],
-    )
-    max_tokens, budgets = _max_tokens(opts["max_tokens"])
-    kind = "synthetic"
-    if opts["dataset"]:
-        kind = "dataset"
-    elif opts["prompts"]:
-        kind = "file"
-    elif opts["trace_lengths"]:
-        kind = "trace"
-    if opts["dataset_path"] and not opts["dataset"]:
-        raise ConfigError(
-            "--dataset-path needs --dataset: name what the files hold (--dataset gsm8k --dataset-path FILE), "
-            "or --dataset file for a JSONL of prompts"
-        )
-    if opts["dataset"] and opts["prompts"]:
-        raise ConfigError("--dataset and --prompts are alternatives: use --dataset file --dataset-path FILE")
-    workload = WorkloadConfig(
-        kind=kind,
-        dataset=_dataset_mix(opts["dataset"]),
-        dataset_paths=tuple(opts["dataset_path"]),
-        repeats=opts["repeats"],
-        with_replacement=opts["sample_with_replacement"],
-        budgets=budgets,
-        force_output_len=opts["force_output_len"],
-        input_len=LengthDist.parse(str(opts["input_len"]), "--input-len"),
-        output_len=LengthDist.parse(str(opts["output_len"]), "--output-len") if opts["output_len"] else None,
-        prefix_len=opts["prefix_len"],
-        path=opts["prompts"],
-        seed=opts["seed"],
-    )
-    if workload.prefix_len < 0:
-        raise ConfigError("--prefix-len must be >= 0")
-    sampling = SamplingConfig(
-        max_tokens=max_tokens,
-        ignore_eos=opts["ignore_eos"],
-        temperature=opts["temperature"],
-        top_p=opts["top_p"],
-        extra_body=extra,
-        continuous_usage=not opts["no_continuous_usage"],
-    )
-    return RunConfig(
-        endpoint=endpoint,
-        schedule=schedule,
-        workload=workload,
-        sampling=sampling,
-        scrape=ScrapeConfig(
-            enabled=not opts["no_scrape"],
-            urls=tuple(opts["metrics_url"]),
-            interval_s=opts["scrape_interval"],
-            gpu_metrics=opts["gpu_metrics"],
-        ),
-        output=OutputConfig(
-            output_dir=opts["output_dir"],
-            label=opts["label"],
-            quiet=opts["quiet"],
-            json=opts["json"],
-            live=not (opts["no_live"] or opts["quiet"] or opts["json"]),
-            report=not opts["no_report"],
-            log_level=opts["log_level"],
-            metrics_port=opts["metrics_port"],
-            metrics_host=opts["metrics_host"],
-            metrics_linger_s=opts["metrics_linger"],
-        ),
-        analysis=AnalysisConfig(
-            slo=Slo.parse(opts["slo"]),
-            straggler_iqr_k=opts["straggler_k"],
-            send_lag_p99_limit_ms=opts["send_lag_limit_ms"],
-            client_cpu_limit=opts["cpu_limit"],
-            max_error_share=opts["max_error_share"],
-            loop_lag_p99_limit_ms=opts["loop_lag_limit_ms"],
-            loop_lag_max_limit_ms=opts["loop_lag_max_ms"],
-        ),
-        sim=SimConfig(profile=opts["sim_profile"], args=_sim_args(opts["sim_arg"])),
-        senders=SendersConfig(workers=opts["workers"], ray_address=opts["ray"]),
-        sessions=SessionsConfig(
-            sessions=opts["sessions"],
-            turns=LengthDist.parse(str(opts["turns"]), "--turns"),
-            think_time=SecondsDist.parse(str(opts["think_time"]), "--think-time"),
-            history=opts["history"],
-            trace_block_size=opts["trace_block_size"],
-        ),
-    )
+    return tuple(headers)
+
+
+def _extra_body(value: Any) -> tuple[tuple[str, Any], ...]:
+    """``--extra-body``: a JSON object (text, or a table from a config file)."""
+    if not value:
+        return ()
+    try:
+        obj = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError("--extra-body must be a JSON object")
+    return tuple(obj.items())
+
+
+# each option's converter from its resolved value to its field's (the others are taken as they are)
+CONVERT: dict[str, Callable[[Any], Any]] = {
+    "header": _headers,
+    "extra_body": _extra_body,
+    "dataset": lambda v: _dataset_mix(v),
+    "dataset_path": tuple,
+    "metrics_url": tuple,
+    "input_len": lambda v: LengthDist.parse(str(v), "--input-len"),
+    "output_len": lambda v: LengthDist.parse(str(v), "--output-len") if v else None,
+    "turns": lambda v: LengthDist.parse(str(v), "--turns"),
+    "think_time": lambda v: SecondsDist.parse(str(v), "--think-time"),
+    "slo": Slo.parse,
+    "sim_arg": lambda v: _sim_args(v),
+}
 
 
 def _sim_args(values: Sequence[str]) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from typing import Any
 from loadgen.catalogue import error_label
 from loadgen.config import SLO_METRICS
 from loadgen.metrics import INTERVAL
+from loadgen.options import mask_secrets
 
 # SLO metric keys (loadgen.config.SLO_METRICS) as written in tables: the catalogue's short names (``itl``: the
 # longest per-token gap of a request)
@@ -90,33 +91,10 @@ def cut_at_budget(finish_reasons: Mapping[str, int] | None, answers: int) -> str
     return f"{n:,} of {answers:,} answers were cut at max_tokens (finish_reason: length)"
 
 
-# options whose value is a secret; --header keeps its name and hides its value
-_SECRET_ALL = "--api-key"
-_SECRET_VALUE = "--header"
-MASK = "***"
-
-
-def _secret_option(token: str) -> str | None:
-    """Which secret option a command-line word names, abbreviations included (argparse accepts unique prefixes:
-    ``--api-k`` is ``--api-key``; ``--api`` alone is the endpoint flag, ``--h`` is ambiguous with ``--help``)."""
-    name = token.split("=", 1)[0]
-    if name.startswith("--api-") and _SECRET_ALL.startswith(name):
-        return _SECRET_ALL
-    if name.startswith("--he") and _SECRET_VALUE.startswith(name):
-        return _SECRET_VALUE
-    return None
-
-
-def _mask(option: str, value: str) -> str:
-    if option == _SECRET_VALUE and ":" in value:
-        return f"{value.split(':', 1)[0].strip()}: {MASK}"
-    return MASK
-
-
 def command_line(argv: Sequence[str] | None) -> str:
     """The command as typed: ``python -m loadgen …`` for the module's file path, secrets masked by the option
-    that carries them (the value after ``--api-key``, the value part of ``--header NAME:VALUE``), quoted for a
-    shell."""
+    that carries them (``options.mask_secrets``: the value after ``--api-key``, the value part of ``--header
+    NAME:VALUE``, a URL's credentials), quoted for a shell."""
     args = [str(a) for a in argv or ()]
     if not args:
         return ""
@@ -129,19 +107,5 @@ def command_line(argv: Sequence[str] | None) -> str:
         head = ["python", first.name]
     else:
         head = [first.name]
-    out: list[str] = []
-    pending: str | None = None
-    for a in args[1:]:
-        if pending is not None:
-            out.append(_mask(pending, a))
-            pending = None
-            continue
-        opt = _secret_option(a) if a.startswith("--") else None
-        if opt is None:
-            out.append(a)
-        elif "=" in a:
-            out.append(f"{a.split('=', 1)[0]}={_mask(opt, a.split('=', 1)[1])}")
-        else:
-            out.append(a)
-            pending = opt
+    out = mask_secrets(args[1:], keep_header_names=True)
     return shlex.join(head + out)
