@@ -11,7 +11,7 @@ The walk, defined on the source alone (AST, no import):
   imported (imports inside functions too), ``module.name``, ``self.method``, a class (its ``__init__``), a process
   spawned with ``target=f``, and the Ray actor created from ``SenderActor`` (the one call made through Ray);
 - the walk is the depth-first reading, in source order, of the hand-overs from ``loadgen.__main__:_run_main``
-  until ``loadgen.sender:Sender.__init__``, each function read once: in a function on a way to the sender up to
+  until ``loadgen.run.sender:Sender.__init__``, each function read once: in a function on a way to the sender up to
   its last hand-over that leads there, in any other function (a side trip: the plan, the results folder) all of
   its hand-overs: everything the configuration passes through before it reaches the sender. A *stop* is each
   hand-over read (a call site; the same function called from two places is two stops, read once); a
@@ -31,30 +31,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = "loadgen.__main__:_run_main"
-GOAL = "loadgen.sender:Sender.__init__"
+GOAL = "loadgen.run.sender:Sender.__init__"
 CARRIER_NAMES = {"cfg", "config", "job", "jobs"}
 CARRIER_TYPES = {"RunConfig", "ShardJob"}
 # calls made through a library the AST cannot follow: (caller, text in the call) -> callee
 INDIRECT = {
-    ("loadgen.fleet.ray_fleet:RayFleet.start", "remote_actor"): "loadgen.fleet.ray_actor:SenderActor.__init__"
+    (
+        "loadgen.run.fleet.ray_fleet:RayFleet.start",
+        "remote_actor",
+    ): "loadgen.run.fleet.ray_actor:SenderActor.__init__"
 }
 
 # README "Layout", low to high (a module imports from the rows before its own); the longest matching prefix wins
 LAYERS = [
     ("loadgen.errors", "loadgen.config", "loadgen.version", "loadgen.options"),
     ("loadgen.workload",),
-    ("loadgen.schedule", "loadgen.plan", "loadgen.request_plan", "loadgen.plan_sessions", "loadgen.clock"),
-    ("loadgen.records", "loadgen.result_files", "loadgen.columns"),
-    ("loadgen.http11", "loadgen.chunked", "loadgen.kernel_stamps", "loadgen.stream", "loadgen.token_counts",
-     "loadgen.client"),
-    ("loadgen.distribution", "loadgen.metrics", "loadgen.catalogue", "loadgen.accuracy", "loadgen.selfcheck",
-     "loadgen.client_check", "loadgen.engine_timings", "loadgen.fleet.verdict"),
+    ("loadgen.plan.schedule", "loadgen.plan.planner", "loadgen.plan.request_plan", "loadgen.plan.sessions", "loadgen.plan.clock"),
+    ("loadgen.records.record", "loadgen.records.files", "loadgen.records.columns"),
+    ("loadgen.wire.http11", "loadgen.wire.chunked", "loadgen.wire.kernel_stamps", "loadgen.wire.stream", "loadgen.wire.token_counts",
+     "loadgen.wire.client"),
+    ("loadgen.analysis.distribution", "loadgen.analysis.metrics", "loadgen.analysis.catalogue", "loadgen.analysis.accuracy", "loadgen.analysis.selfcheck",
+     "loadgen.analysis.client_check", "loadgen.analysis.engine_timings", "loadgen.run.fleet.verdict"),
     ("loadgen.scrape",),
-    ("loadgen.results_dir", "loadgen.summary", "loadgen.summary_turns", "loadgen.rebuild", "loadgen.fleet.merge"),
+    ("loadgen.results.folder", "loadgen.results.summary", "loadgen.results.summary_turns", "loadgen.results.rebuild", "loadgen.results.merge"),
     ("loadgen.report",),
-    ("loadgen.dispatch", "loadgen.conversation", "loadgen.sender", "loadgen.stopping", "loadgen.target",
-     "loadgen.run", "loadgen.fleet"),
-    ("loadgen.compare", "loadgen.sweep", "loadgen.experiment", "loadgen.fit"),
+    ("loadgen.run.dispatch", "loadgen.run.conversation", "loadgen.run.sender", "loadgen.run.stopping", "loadgen.run.target",
+     "loadgen.run.runner", "loadgen.run.fleet"),
+    ("loadgen.commands.compare", "loadgen.commands.sweep", "loadgen.commands.experiment", "loadgen.commands.fit"),
     ("loadgen.__main__",),
 ]  # fmt: skip
 
@@ -442,7 +445,7 @@ def measure(steps: list[tuple[str, str]]) -> dict[str, int]:
 
 def main(argv: list[str]) -> int:
     steps = walk(Graph(load()))
-    side = ("loadgen.plan", "loadgen.workload", "loadgen.schedule")
+    side = ("loadgen.plan.planner", "loadgen.plan.sessions", "loadgen.workload", "loadgen.plan.schedule")
     run_only = [(a, b) for a, b in steps if not _mod(b).startswith(side)]
     print("          whole walk   without the plan's side trip (plan, schedule, workload)")
     whole, short = measure(steps), measure(run_only)

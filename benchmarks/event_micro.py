@@ -45,9 +45,9 @@ def streams_bytes(n_streams: int, tokens: int) -> list[list[bytes]]:
 
 
 def run_once(streams: list[list[bytes]]) -> dict[str, float]:
-    from loadgen.http11 import Conn
-    from loadgen.records import RequestRecord
-    from loadgen.stream import apply_stream
+    from loadgen.records.record import RequestRecord
+    from loadgen.wire.http11 import Conn
+    from loadgen.wire.stream import apply_stream
 
     conns = []
     for _ in streams:

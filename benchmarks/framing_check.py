@@ -1,6 +1,6 @@
 """Self-check of the client's HTTP/1.1 body reader on awkward framing (not a timing benchmark).
 
-Feeds a streamed response to ``loadgen.http11.Conn`` byte by byte and cut at random places, with chunk
+Feeds a streamed response to ``loadgen.wire.http11.Conn`` byte by byte and cut at random places, with chunk
 extensions and trailers, and checks every variant completes and parses to the same tokens; a body without its
 terminating chunk must not complete. Run before trusting benchmark numbers after a change to ``client.py``.
 
@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fast_server import Templates  # noqa: E402
 
-from loadgen.http11 import DONE as _DONE  # noqa: E402
-from loadgen.http11 import Conn as _Conn  # noqa: E402
-from loadgen.records import RequestRecord  # noqa: E402
-from loadgen.stream import apply_stream  # noqa: E402
+from loadgen.records.record import RequestRecord  # noqa: E402
+from loadgen.wire.http11 import DONE as _DONE  # noqa: E402
+from loadgen.wire.http11 import Conn as _Conn  # noqa: E402
+from loadgen.wire.stream import apply_stream  # noqa: E402
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 TOKENS = 40

@@ -7,7 +7,7 @@ finished yet. Policies:
 
 - ``before``: the collector's thresholds during sending were (10,000, 10, 10) and survivors were frozen only every
   1,000 *finished* requests, i.e. never here;
-- ``now``: ``loadgen.dispatch.quiet_gc()`` (no full pass while sending) and a ``gc.freeze()`` every 1,000 *sent*
+- ``now``: ``loadgen.run.dispatch.quiet_gc()`` (no full pass while sending) and a ``gc.freeze()`` every 1,000 *sent*
   requests, as the dispatcher does.
 
 Reported per generation: the passes, the longest in wall and in this thread's CPU time. A pass holds the event
@@ -40,7 +40,7 @@ class _Stream:
 
 def one(policy: str, streams: int) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))
-    from loadgen import dispatch
+    from loadgen.run import dispatch
 
     passes: list[tuple[int, float, float]] = []
     start = [0.0, 0.0]

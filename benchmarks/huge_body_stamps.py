@@ -89,7 +89,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
         ScheduleConfig,
         ScrapeConfig,
     )
-    from loadgen.run import run_async
+    from loadgen.run.runner import run_async
     from loadgen.workload.spec import RequestSpec
     from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk, usage_chunk
 

@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fast_server import Templates  # noqa: E402
 
-from loadgen.http11 import Conn as _Conn  # noqa: E402
-from loadgen.records import RequestRecord  # noqa: E402
-from loadgen.stream import apply_stream  # noqa: E402
+from loadgen.records.record import RequestRecord  # noqa: E402
+from loadgen.wire.http11 import Conn as _Conn  # noqa: E402
+from loadgen.wire.stream import apply_stream  # noqa: E402
 
 
 class _NoPool:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from loadgen.compare import hierarchical_percentile_boot  # noqa: E402
+from loadgen.commands.compare import hierarchical_percentile_boot  # noqa: E402
 from loadgen.report.html import write_run_report  # noqa: E402
 from loadgen.report.synthetic_run import write_folder  # noqa: E402
 

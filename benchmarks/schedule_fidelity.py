@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--max-other-load", type=float, default=0.15, help="cores used by others that count as busy"
     )
     args = ap.parse_args(argv)
-    from loadgen.schedule import GammaSchedule
+    from loadgen.plan.schedule import GammaSchedule
 
     planned = GammaSchedule(args.rate, args.cv, SEED).offsets_ns(args.requests)
     out: dict[str, Any] = {

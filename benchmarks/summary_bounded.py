@@ -1,6 +1,6 @@
 """The summary of a huge run in bounded memory: a synthetic ``requests.jsonl`` of ``--requests`` (default
-1,000,000) requests, summarised the way a finished run is (``loadgen.summary.read_run_columns`` +
-``loadgen.metrics.summarize``), in a fresh process whose time and peak RSS are printed. The target is a peak
+1,000,000) requests, summarised the way a finished run is (``loadgen.results.summary.read_run_columns`` +
+``loadgen.analysis.metrics.summarize``), in a fresh process whose time and peak RSS are printed. The target is a peak
 below 1 GB whatever the file's size: records are read as columns, their chunk arrays a bounded block at a time.
 
 The file is written first (``loadgen.report.synthetic_run.generate_records``: lognormal output lengths of
@@ -27,8 +27,8 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 t = time.perf_counter()
-from loadgen.metrics import summarize
-from loadgen.summary import read_run_columns
+from loadgen.analysis.metrics import summarize
+from loadgen.results.summary import read_run_columns
 cols = read_run_columns(Path(sys.argv[1]))
 read_s = time.perf_counter() - t
 m = summarize(cols, straggler_k=3.0, slo_ms={"ttft": 100.0, "itl": 50.0})

@@ -23,20 +23,20 @@ from loadgen.config import (
     Slo,
     WorkloadConfig,
 )
-from loadgen.records import RequestRecord
+from loadgen.records.record import RequestRecord
 from loadgen.version import __version__
 
 
 def read_records(path: Any) -> list[RequestRecord]:
-    """Every record of a ``requests.jsonl`` (see :func:`loadgen.columns.read_records`); imported when called."""
-    from loadgen.columns import read_records as _read
+    """Every record of a ``requests.jsonl`` (see :func:`loadgen.records.columns.read_records`); imported when called."""
+    from loadgen.records.columns import read_records as _read
 
     return _read(path)
 
 
 def run(config: RunConfig, **kwargs):  # type: ignore[no-untyped-def]
-    """Run one measurement (see :func:`loadgen.run.run`); imported lazily to keep ``import loadgen`` light."""
-    from loadgen.run import run as _run
+    """Run one measurement (see :func:`loadgen.run.runner.run`); imported lazily to keep ``import loadgen`` light."""
+    from loadgen.run.runner import run as _run
 
     return _run(config, **kwargs)
 

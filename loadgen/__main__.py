@@ -61,7 +61,7 @@ def _run_main(argv: Sequence[str]) -> int:
     command = ("python -m loadgen", *mask_secrets(argv, parser))
     cfg = replace(cfg, output=replace(cfg.output, command=command))
 
-    from loadgen.run import run
+    from loadgen.run.runner import run
 
     quiet = cfg.output.quiet or cfg.output.json
     try:
@@ -110,7 +110,7 @@ def _fit_main(argv: Sequence[str]) -> int:
     p.add_argument("--start", type=float, metavar="S", help="use the trace from S seconds in")
     p.add_argument("--end", type=float, metavar="S", help="use the trace up to S seconds in")
     ns = p.parse_args(argv)
-    from loadgen.fit import fit_trace, format_fit
+    from loadgen.commands.fit import fit_trace, format_fit
     from loadgen.workload.traces import read_trace
 
     trace = read_trace(ns.trace, ns.format, start_s=ns.start, end_s=ns.end)
@@ -122,9 +122,9 @@ def _fit_main(argv: Sequence[str]) -> int:
 
 # subcommands living in their own modules: name -> module with ``main(argv) -> int``
 SUBCOMMAND_MODULES = {
-    "experiment": "loadgen.experiment",
-    "compare": "loadgen.compare",
-    "sweep": "loadgen.sweep",
+    "experiment": "loadgen.commands.experiment",
+    "compare": "loadgen.commands.compare",
+    "sweep": "loadgen.commands.sweep",
     "report": "loadgen.report.html",
 }
 

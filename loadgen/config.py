@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from loadgen.errors import ConfigError
-from loadgen.records import Scrubber
+from loadgen.records.record import Scrubber
 
 if TYPE_CHECKING:
     from loadgen.workload.sampling import Budgets, DatasetMix
@@ -314,7 +314,7 @@ class SecondsDist:
 
 @dataclass(frozen=True, slots=True)
 class SessionsConfig:
-    """Multi-turn conversations (``loadgen.conversation``): ``sessions`` of ``turns`` turns each, whose starts
+    """Multi-turn conversations (``loadgen.run.conversation``): ``sessions`` of ``turns`` turns each, whose starts
     follow the run's arrival process; within a session turn k+1 is sent ``think_time`` after turn k ended. The
     history a turn resends keeps the server's answers, with their reasoning stripped or kept (``history``)."""
 
@@ -424,7 +424,7 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class SendersConfig:
-    """How many senders share the run's plan, and where they run (``loadgen.fleet``).
+    """How many senders share the run's plan, and where they run (``loadgen.run.fleet``).
 
     ``workers`` 1 is one process (today's run); N > 1 spawns N local sender processes; ``None`` is ``--workers
     auto`` (sized from the cores and the planned token events/s). ``ray_address`` (``auto`` or a cluster's

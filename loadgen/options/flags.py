@@ -33,7 +33,7 @@ from loadgen.config import (
     Slo,
     WorkloadConfig,
 )
-from loadgen.records import Scrubber
+from loadgen.records.record import Scrubber
 
 
 def _rate(text: str) -> float:

@@ -1,13 +1,13 @@
 """The comparison in a terminal: rich tables (wide where they fit, else a row per metric and configuration) or
 plain text for pipes; ``*`` marks differences whose interval excludes 0. The numbers are
-:func:`loadgen.compare.compare_runs`'s; this module only lays them out."""
+:func:`loadgen.commands.compare.compare_runs`'s; this module only lays them out."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from loadgen.catalogue import METRICS, Metric
+from loadgen.analysis.catalogue import METRICS, Metric
 
 __all__ = ["format_compare", "format_compare_text"]
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from loadgen.columns import read_requests
-from loadgen.metrics import INTERVAL, interval_ms
+from loadgen.analysis.metrics import INTERVAL, interval_ms
+from loadgen.records.columns import read_requests
+from loadgen.records.files import REQUESTS, SERVER_METRICS
 from loadgen.report.distributions import cdf_figure, cdf_points
 from loadgen.report.run_data import read_server
 from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, finite, nice_max, num
 from loadgen.report.timeline import draw_series
-from loadgen.result_files import REQUESTS, SERVER_METRICS
 
 __all__ = [
     "compare_bars",

@@ -1,4 +1,4 @@
-"""``compare.html``: configurations side by side (``loadgen.compare.compare_runs``'s dict), differences to the
+"""``compare.html``: configurations side by side (``loadgen.commands.compare.compare_runs``'s dict), differences to the
 baseline with their intervals, per-configuration bars, overlaid distributions, KV-cache usage."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loadgen.records.files import get
 from loadgen.report.compare_figures import (
     compare_bars,
     compare_cdfs,
@@ -16,13 +17,12 @@ from loadgen.report.compare_figures import (
 from loadgen.report.page import cell, fig_block, fmt, page, table, write_figures
 from loadgen.report.svg import esc
 from loadgen.report.turn_figures import compare_turns_section
-from loadgen.result_files import get
 
 __all__ = ["write_compare_report"]
 
 
 def write_compare_report(compare: dict[str, Any], out_path: Path | str) -> Path:
-    """An HTML comparison of configurations (``loadgen.compare.compare_runs``'s dict); figures beside it."""
+    """An HTML comparison of configurations (``loadgen.commands.compare.compare_runs``'s dict); figures beside it."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     configs = compare.get("configs") or []

@@ -7,10 +7,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadgen.catalogue import GROUP_LATENCIES, latency_column
-from loadgen.metrics import INTERVALS
+from loadgen.analysis.catalogue import GROUP_LATENCIES, latency_column
+from loadgen.analysis.metrics import INTERVALS
+from loadgen.records.files import REPORT_HTML, SUMMARY, get
 from loadgen.report import words
-from loadgen.result_files import REPORT_HTML, SUMMARY, get
 
 _COLS = ("count", "mean", "p50", "p90", "p95", "p99", "p99_9", "max")  # what README promises
 STRAGGLERS_SHOWN = 5
@@ -129,7 +129,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         print_turns(summary, console)
     acc = summary.get("accuracy")
     if acc:
-        from loadgen.accuracy import format_accuracy_table
+        from loadgen.analysis.accuracy import format_accuracy_table
 
         console.print(format_accuracy_table(acc), markup=False, highlight=False)
         if acc.get("note"):

@@ -3,9 +3,9 @@
 Sizes stay bounded whatever the run's size, and every reduction is reported back so the page can say what it did:
 per-request metrics are drawn exactly up to ``EXACT_CDF_MAX`` values, else at ``~300`` quantiles (dense in the tail:
 p99.9 and p99.99 stay visible); per-token ITL comes binned from a fine log histogram
-(:class:`loadgen.metrics.LogHistogram`, 0.6 % wide bins) filled while the file is read, never held in memory.
+(:class:`loadgen.analysis.metrics.LogHistogram`, 0.6 % wide bins) filled while the file is read, never held in memory.
 Which curves a figure has, and what they are called, comes from the catalogue of latencies
-(:data:`loadgen.metrics.INTERVALS`).
+(:data:`loadgen.analysis.metrics.INTERVALS`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 
-from loadgen.columns import RequestColumns
-from loadgen.distribution import LogHistogram
-from loadgen.metrics import INTERVAL, interval_ms, twin_label
+from loadgen.analysis.distribution import LogHistogram
+from loadgen.analysis.metrics import INTERVAL, interval_ms, twin_label
+from loadgen.records.columns import RequestColumns
 from loadgen.report.svg import (
     MUTED,
     PALETTE,

@@ -12,8 +12,8 @@ What Prometheus scrapes (every series labelled ``run="<the run's label>"``):
     loadgen_send_lag_seconds
 
 Every figure comes from finished records, read from the files the run writes anyway (``requests.jsonl``; a
-fleet's per-sender files) as they grow, and every latency from :data:`loadgen.metrics.INTERVALS` and
-:func:`loadgen.metrics.token_gaps` over columns, as the summary computes them: nothing is timed twice. Warm-up
+fleet's per-sender files) as they grow, and every latency from :data:`loadgen.analysis.metrics.INTERVALS` and
+:func:`loadgen.analysis.metrics.token_gaps` over columns, as the summary computes them: nothing is timed twice. Warm-up
 requests are left out, as the summary leaves them out.
 
 All of it runs in a child process (``loadgen.report.exporter_process`` starts it), like the scrape poller: the
@@ -50,10 +50,10 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from loadgen.columns import ChunkBlock, RequestColumns
-from loadgen.columns.requests import COUNT_FIELDS, TIME_FIELDS
+from loadgen.analysis.metrics import INTERVAL, interval_ns, token_gaps
 from loadgen.errors import ConfigError
-from loadgen.metrics import INTERVAL, interval_ns, token_gaps
+from loadgen.records.columns import ChunkBlock, RequestColumns
+from loadgen.records.columns.requests import COUNT_FIELDS, TIME_FIELDS
 
 FOLD_S = 0.25
 ANSWER_S = 0.5  # after the final figures were collected for a scrape, time for the answer to go out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadgen.metrics import INTERVAL
+from loadgen.analysis.metrics import INTERVAL
 from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, fmt_ms, nice_log_bounds, num
 
 __all__ = ["accuracy_figure", "group_figure"]

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadgen.errors import ConfigError
+from loadgen.records.files import REQUESTS, STAGING_DIR, SUMMARY, SWEEP_JSON
 from loadgen.report.compare_page import write_compare_report
 from loadgen.report.run_page import write_run_report
 from loadgen.report.sweep_page import write_sweep_report
-from loadgen.result_files import REQUESTS, STAGING_DIR, SUMMARY, SWEEP_JSON
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_sweep_report(d)
     elif not (d / SUMMARY).is_file() and ((d / REQUESTS).is_file() or (d / STAGING_DIR).is_dir()):
         # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
-        from loadgen.rebuild import write_rebuilt_summary
+        from loadgen.results.rebuild import write_rebuilt_summary
 
         rebuilt = write_rebuilt_summary(d)["rebuilt"]
         print(

@@ -12,9 +12,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from loadgen.columns import COUNT_FIELDS, TIME_FIELDS, RequestColumns
-from loadgen.metrics import INTERVAL, interval_ms
-from loadgen.records import STATUS_OK, RequestRecord
+from loadgen.analysis.metrics import INTERVAL, interval_ms
+from loadgen.records.columns import COUNT_FIELDS, TIME_FIELDS, RequestColumns
+from loadgen.records.record import STATUS_OK, RequestRecord
 
 __all__ = ["LiveView", "SenderCounters"]
 
@@ -45,7 +45,7 @@ _NONE_YET = _Zero()
 
 class LiveView:
     """Keeps the lifecycle times of the last ``window`` successful requests in fixed arrays (a ring: memory never
-    grows with the run) and redraws four times a second, the latencies computed as ``loadgen.metrics`` defines
+    grows with the run) and redraws four times a second, the latencies computed as ``loadgen.analysis.metrics`` defines
     them."""
 
     def __init__(self, console: Console, total: int, window: int = 500) -> None:

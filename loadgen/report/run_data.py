@@ -1,6 +1,6 @@
 """What a run's page reads: ``requests.jsonl`` as columns with the reductions its figures draw (the per-token ITL
 histogram, output tokens received per time bin), and the scraped series its timeline shows. Both come from the
-one reader, :mod:`loadgen.columns`; the series' aggregation from :mod:`loadgen.scrape.series`.
+one reader, :mod:`loadgen.records.columns`; the series' aggregation from :mod:`loadgen.scrape.series`.
 
 Large files stay quick: above ``FULL_PARSE_BYTES`` the per-chunk arrays are read for every ``stride``-th request
 only (cut out of the other lines before JSON parsing: they are 90 % of a file). ITL then comes from that sample;
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from loadgen.columns import ChunkBlock, RequestColumns
-from loadgen.columns import read_requests as read_request_columns
-from loadgen.columns import read_server as read_server_columns
-from loadgen.metrics import ChunkStats
+from loadgen.analysis.metrics import ChunkStats
+from loadgen.records.columns import ChunkBlock, RequestColumns
+from loadgen.records.columns import read_requests as read_request_columns
+from loadgen.records.columns import read_server as read_server_columns
 from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries
 
 __all__ = ["RunRequests", "ServerSeries", "TokenBins", "read_requests", "read_server"]

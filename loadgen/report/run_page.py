@@ -4,7 +4,7 @@ vector files, for papers).
 
 ``write_run_report(result_dir)`` reads ``summary.json``, ``requests.jsonl`` and ``server_metrics.jsonl`` (see
 :mod:`loadgen.report.run_data`: large runs stay quick to write and to open, and the page says which reductions were
-applied). Latency rows, their labels and meanings come from the catalogue (:data:`loadgen.metrics.INTERVALS`).
+applied). Latency rows, their labels and meanings come from the catalogue (:data:`loadgen.analysis.metrics.INTERVALS`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from loadgen.metrics import INTERVAL, INTERVALS
+from loadgen.analysis.metrics import INTERVAL, INTERVALS
+from loadgen.records.files import REPORT_HTML, REQUESTS, SERVER_METRICS, get, read_summary
 from loadgen.report import words
 from loadgen.report.distributions import EXACT_CDF_MAX, ITL_BINS_PER_DECADE, run_cdfs
 from loadgen.report.page import (
@@ -34,7 +35,6 @@ from loadgen.report.run_tables import groups_section, server_section, straggler_
 from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
 from loadgen.report.turn_figures import turns_section
-from loadgen.result_files import REPORT_HTML, REQUESTS, SERVER_METRICS, get, read_summary
 
 __all__ = ["write_run_report"]
 

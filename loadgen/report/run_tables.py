@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 
-from loadgen.catalogue import GROUP_LATENCIES, latency_column
+from loadgen.analysis.catalogue import GROUP_LATENCIES, latency_column
+from loadgen.records.files import get
 from loadgen.report import words
 from loadgen.report.group_figures import accuracy_figure, group_figure
 from loadgen.report.page import cell, fig_block, fmt, table
 from loadgen.report.svg import esc
-from loadgen.result_files import get
 from loadgen.scrape.summary import format_bucket
 
 __all__ = ["groups_section", "server_section", "straggler_section"]
@@ -113,7 +113,7 @@ def _gpu_rows(gpu: dict[str, Any]) -> list[str]:
 
 
 def _engine_timings(et: Any) -> str:
-    """llama.cpp's own timings beside the client's (loadgen.engine_timings), as a small table."""
+    """llama.cpp's own timings beside the client's (loadgen.analysis.engine_timings), as a small table."""
     if not isinstance(et, dict):
         return ""
     rows = []

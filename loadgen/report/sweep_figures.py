@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from loadgen.catalogue import metric_label
-from loadgen.metrics import INTERVAL, twin_label
+from loadgen.analysis.catalogue import metric_label
+from loadgen.analysis.metrics import INTERVAL, twin_label
 from loadgen.report.svg import (
     MUTED,
     PALETTE,
@@ -26,7 +26,7 @@ __all__ = ["cell_key", "cell_label", "sweep_figures", "sweep_goodput_title"]
 
 
 def cell_key(key: str, q: str = "p99") -> str:
-    """A sweep cell's field for a latency quantile: p99_ttft_from_intended_ms (see loadgen.sweep)."""
+    """A sweep cell's field for a latency quantile: p99_ttft_from_intended_ms (see loadgen.commands.sweep)."""
     return f"{q}_{key}_ms"
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import orjson
 
+from loadgen.analysis.metrics import INTERVAL
 from loadgen.errors import ConfigError
-from loadgen.metrics import INTERVAL
+from loadgen.records.files import REPORT_HTML, SUMMARY, SWEEP_HTML, SWEEP_JSON, get
 from loadgen.report import words
 from loadgen.report.page import cell, fig_block, fmt, page, table, write_figures
 from loadgen.report.svg import esc
 from loadgen.report.sweep_figures import cell_key, sweep_figures
-from loadgen.result_files import REPORT_HTML, SUMMARY, SWEEP_HTML, SWEEP_JSON, get
 
 __all__ = ["write_sweep_report"]
 

@@ -2,7 +2,7 @@
 
 ``python -m loadgen.report.synthetic_run OUT --requests 100000 --hours 24`` writes ``requests.jsonl``,
 ``server_metrics.jsonl`` and ``summary.json`` shaped exactly like a real run's (the summary is computed by
-:func:`loadgen.metrics.summarize` over the generated records), so ``python -m loadgen report OUT`` can be timed on a
+:func:`loadgen.analysis.metrics.summarize` over the generated records), so ``python -m loadgen report OUT`` can be timed on a
 100,000-request, 24-hour run without a day of waiting.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from loadgen.metrics import summarize
-from loadgen.records import RequestRecord
-from loadgen.result_files import REQUESTS, SERVER_METRICS, SUMMARY
-from loadgen.summary import read_run_columns
+from loadgen.analysis.metrics import summarize
+from loadgen.records.files import REQUESTS, SERVER_METRICS, SUMMARY
+from loadgen.records.record import RequestRecord
+from loadgen.results.summary import read_run_columns
 
 __all__ = ["generate_records", "main", "scrape_lines", "write_folder"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loadgen.metrics import INTERVAL, interval_ms, reasoning_tokens
+from loadgen.analysis.metrics import INTERVAL, interval_ms, reasoning_tokens
 from loadgen.report.run_data import RunRequests, ServerSeries
 from loadgen.report.svg import PALETTE, Panel, Scale, esc, figure, fmt_ms, nice_max, num
 
@@ -248,7 +248,7 @@ def timeline_figure(
     n = len(req)
     lat = {key: interval_ms(req, key) for key in TIP_LATENCIES}
     lat["reasoning_tokens"] = reasoning_tokens(req)
-    e2e_send = lat["e2e"]  # the straggler rule's E2E (loadgen.metrics.stragglers)
+    e2e_send = lat["e2e"]  # the straggler rule's E2E (loadgen.analysis.metrics.stragglers)
     thr = straggler_threshold_ms if straggler_threshold_ms is not None else math.inf
     straggler = req.measured_ok & (np.nan_to_num(e2e_send, nan=-1) > thr)
     sel = select_timeline(req, straggler, cap)

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-from loadgen.catalogue import error_label
+from loadgen.analysis.catalogue import error_label
+from loadgen.analysis.metrics import INTERVAL
 from loadgen.config import SLO_METRICS
-from loadgen.metrics import INTERVAL
 from loadgen.options import mask_secrets
 
 # SLO metric keys (loadgen.config.SLO_METRICS) as written in tables: the catalogue's short names (``itl``: the
@@ -51,7 +51,7 @@ def counts(d: Mapping[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
-# where token counts came from (loadgen.records COUNT_*), as a person reads it
+# where token counts came from (loadgen.records.record COUNT_*), as a person reads it
 COUNT_SOURCE_LABELS = {
     "continuous_usage": "exact, from the server's usage in every chunk",
     "usage": "from the server's usage, one token per chunk",

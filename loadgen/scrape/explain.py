@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from loadgen.columns import ServerColumns
+from loadgen.records.columns import ServerColumns
 from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries, Sample, as_server_columns
 
 VERDICTS = (
@@ -47,7 +47,7 @@ def explain_requests(
 ) -> list[dict[str, Any]]:
     """One dict per ``(index, start_ns, end_ns)``: server state over that lifetime and a verdict from VERDICTS.
 
-    ``samples``: the columns of ``server_metrics.jsonl`` (:func:`loadgen.columns.read_server`) or Sample objects."""
+    ``samples``: the columns of ``server_metrics.jsonl`` (:func:`loadgen.records.columns.read_server`) or Sample objects."""
     samples = as_server_columns(samples)
     kv = KvCacheSeries.from_samples(samples)
     waiting = GaugeSeries.from_samples(samples, "num_waiting", "sum")

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from loadgen.records import LineSink, Scrubber
+from loadgen.records.record import LineSink, Scrubber
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, detect_dialect
 from loadgen.scrape.gpu import open_reader
 from loadgen.scrape.parse import Values, engine_info, parse_raw, parse_text

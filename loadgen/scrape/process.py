@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from loadgen.result_files import SERVER_METRICS
+from loadgen.records.files import SERVER_METRICS
 
 log = logging.getLogger(__name__)
 

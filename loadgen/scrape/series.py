@@ -13,7 +13,7 @@ Conventions (all times are ns on the run clock, like every RequestRecord time):
 * A window's delta runs from the last sample at/before its start to the first sample at/after its end (or the
   nearest samples inside when the run did not scrape that far).
 
-The file is read once, as columns (:func:`loadgen.columns.read_server`); every series here is built from those
+The file is read once, as columns (:func:`loadgen.records.columns.read_server`); every series here is built from those
 columns (``from_columns``, vectorised), or from a list of :class:`Sample` (``from_samples``, turned into columns
 first), so the aggregation is defined once.
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from loadgen.columns import ServerColumns, read_server
+from loadgen.records.columns import ServerColumns, read_server
 
 AGGREGATIONS = ("sum", "mean", "max")
 
@@ -45,7 +45,7 @@ class Sample:
 
 def load_samples(path: str | os.PathLike[str], url: str | None = None) -> list[Sample]:
     """Successful samples of ``server_metrics.jsonl`` in time order, as objects (error lines and a torn last line
-    skipped). For inspection and tests: summaries read columns (:func:`loadgen.columns.read_server`)."""
+    skipped). For inspection and tests: summaries read columns (:func:`loadgen.records.columns.read_server`)."""
     return to_samples(read_server(path, url=url))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from loadgen.columns import ServerColumns
+from loadgen.records.columns import ServerColumns
 from loadgen.scrape.dialects import DIALECTS, UNKNOWN, VOCABULARY
 from loadgen.scrape.gpu import gpu_section
 from loadgen.scrape.series import (
@@ -72,7 +72,7 @@ def server_summary(
 ) -> dict[str, Any]:
     """Summary of one server (``url``; may be omitted when the samples hold only one) over ``window`` (ns).
 
-    ``samples``: the columns of ``server_metrics.jsonl`` (:func:`loadgen.columns.read_server`) or Sample objects."""
+    ``samples``: the columns of ``server_metrics.jsonl`` (:func:`loadgen.records.columns.read_server`) or Sample objects."""
     cols = as_server_columns(samples)
     urls = sorted(set(cols.url.counts()))
     if url is None and len(urls) > 1:

@@ -3,7 +3,7 @@
 Each dataset is read from a local file or folder in the hub dataset's own field layout (``--dataset-path``), or,
 when no path is given and the optional ``datasets`` package is installed, from the hub itself. Every item becomes a
 ``RequestSpec`` whose chat message carries the dataset's customary instruction, whose ``reference`` is the answer
-that :mod:`loadgen.accuracy` scores against, whose ``tags`` say ``dataset``, ``domain`` (math / knowledge / chat),
+that :mod:`loadgen.analysis.accuracy` scores against, whose ``tags`` say ``dataset``, ``domain`` (math / knowledge / chat),
 ``difficulty`` (easy / medium / hard) and ``item`` (a stable id, so repeats of one item can be grouped), and whose
 ``max_tokens`` is the dataset's default budget unless the caller sets one. This module owns the definitions and
 the converters; reading the rows (files, folders, the hub) is ``loadgen.workload.dataset_sources``'.
@@ -78,7 +78,7 @@ class DatasetDef:
     hub_split: str = "test"
     gated: bool = False
     path_hints: tuple[str, ...] = ()  # file/folder names that identify this dataset inside a shared folder
-    scoring: str = "none"  # math | numeric | choice | none: how loadgen.accuracy compares answers
+    scoring: str = "none"  # math | numeric | choice | none: how loadgen.analysis.accuracy compares answers
     note: str = ""
 
 

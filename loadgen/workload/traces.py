@@ -65,7 +65,7 @@ class Trace:
         return float(self.arrival_ns[-1]) / NS_PER_S if len(self) else 0.0
 
     def timestamps_s(self) -> np.ndarray:
-        """Arrival times in seconds (float64), for :func:`loadgen.fit.fit_trace`."""
+        """Arrival times in seconds (float64), for :func:`loadgen.commands.fit.fit_trace`."""
         return self.arrival_ns.astype(np.float64) / NS_PER_S
 
     def describe(self) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen.compare import compare_runs
+from loadgen.commands.compare import compare_runs
+from loadgen.commands.sweep import STOP_RULE
 from loadgen.report.html import write_compare_report, write_run_report, write_sweep_report
 from loadgen.report.synthetic_run import write_folder
-from loadgen.sweep import STOP_RULE
 from tests.browser.cdp import Browser, find_chromium
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

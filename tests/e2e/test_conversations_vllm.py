@@ -18,7 +18,7 @@ from loadgen.config import (
     SessionsConfig,
     WorkloadConfig,
 )
-from loadgen.run import run_async
+from loadgen.run.runner import run_async
 
 
 def test_a_conversation_hits_vllms_prefix_cache_turn_after_turn(vllm_server, tmp_path):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadgen.compare import compare_runs
-from loadgen.experiment import load_plan, run_experiment
+from loadgen.commands.compare import compare_runs
+from loadgen.commands.experiment import load_plan, run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = ROOT / "workloads/experiments/tiny-cpu.toml"

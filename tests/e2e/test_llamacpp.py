@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from loadgen.analysis.metrics import request_latencies
 from loadgen.config import (
     AnalysisConfig,
     EndpointConfig,
@@ -31,8 +32,7 @@ from loadgen.config import (
     ScrapeConfig,
     WorkloadConfig,
 )
-from loadgen.metrics import request_latencies
-from loadgen.run import RunResult, run_async
+from loadgen.run.runner import RunResult, run_async
 from loadgen.scrape import VERDICTS
 from server_launchers.local_llamacpp import MODEL_NAME, LocalLlamaCppServer
 

@@ -20,7 +20,7 @@ from loadgen.config import (
     SessionsConfig,
     WorkloadConfig,
 )
-from loadgen.run import RunResult, run_async
+from loadgen.run.runner import RunResult, run_async
 
 
 def _conversation(srv, tmp_path: Path, history: str, seed: int) -> RunResult:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadgen.analysis.metrics import per_token_itl_ns, request_latencies
 from loadgen.config import (
     EndpointConfig,
     LengthDist,
@@ -23,8 +24,7 @@ from loadgen.config import (
     ScrapeConfig,
     WorkloadConfig,
 )
-from loadgen.metrics import per_token_itl_ns, request_latencies
-from loadgen.run import RunResult, run_async
+from loadgen.run.runner import RunResult, run_async
 
 REASONING = ["--reasoning-parser", "deepseek_r1"]
 MAPPED_VLLM = {

@@ -5,7 +5,6 @@ import asyncio
 import orjson
 import pytest
 
-from loadgen.columns import read_records
 from loadgen.config import (
     EndpointConfig,
     OutputConfig,
@@ -15,7 +14,8 @@ from loadgen.config import (
     ScrapeConfig,
 )
 from loadgen.errors import EndpointError
-from loadgen.run import run_async
+from loadgen.records.columns import read_records
+from loadgen.run.runner import run_async
 from tests.scripted_server import DONE, Script, chat_chunk, usage_chunk
 
 
@@ -228,9 +228,9 @@ def test_api_key_never_reaches_result_files(scripted, tmp_path):
 
 def test_a_request_cancelled_after_the_headers_keeps_its_http_status(scripted, tmp_path):
     """Ctrl-C while a stream is open: the record is cancelled but still says the server answered 200."""
-    from loadgen import http11
-    from loadgen.client import StreamingClient
-    from loadgen.records import RequestRecord
+    from loadgen.records.record import RequestRecord
+    from loadgen.wire import http11
+    from loadgen.wire.client import StreamingClient
     from loadgen.workload.spec import RequestSpec
 
     scripted.default = Script([(0, chat_chunk(role=True)), (0, chat_chunk(content="a")), (60, DONE)])

@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import pytest
 
-from loadgen.client import StreamingClient
-from loadgen.columns import read_records
 from loadgen.config import EndpointConfig, SamplingConfig
-from loadgen.records import RequestRecord
-from loadgen.run import run_async
+from loadgen.records.columns import read_records
+from loadgen.records.record import RequestRecord
+from loadgen.run.runner import run_async
+from loadgen.wire.client import StreamingClient
 from loadgen.workload.spec import RequestSpec
 from tests.integration.test_client import _run, config, cum, stream_writes
 from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk
@@ -57,7 +57,7 @@ def test_kept_alive_connections_closed_during_a_client_stall_are_skipped_not_wri
     """
     from asyncio.selector_events import _SelectorSocketTransport
 
-    from loadgen.kernel_stamps import KernelStampedTransport
+    from loadgen.wire.kernel_stamps import KernelStampedTransport
 
     script = Script(stream_writes(first=0.002, gap=0.001))
     spec = RequestSpec(prompt="hi")

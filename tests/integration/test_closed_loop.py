@@ -9,10 +9,10 @@ import asyncio
 
 import pytest
 
-from loadgen.dispatch import Dispatcher
-from loadgen.metrics import summarize
-from loadgen.records import RequestRecord
-from loadgen.selfcheck import SelfCheck
+from loadgen.analysis.metrics import summarize
+from loadgen.analysis.selfcheck import SelfCheck
+from loadgen.records.record import RequestRecord
+from loadgen.run.dispatch import Dispatcher
 from loadgen.workload.spec import RequestSpec
 
 N, CAP, HOLD_S = 12, 3, 0.05
@@ -84,7 +84,7 @@ def test_nothing_is_imported_while_requests_are_being_sent(tmp_path):
 
     code = f"""
 import sys
-import loadgen.sender as R
+import loadgen.run.sender as R
 class D(R.Dispatcher):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

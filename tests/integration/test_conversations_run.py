@@ -10,10 +10,10 @@ import json
 
 import orjson
 
-from loadgen.columns import read_records
 from loadgen.options import build_config
 from loadgen.options.sources import options_from_argv
-from loadgen.run import run_async
+from loadgen.records.columns import read_records
+from loadgen.run.runner import run_async
 from tests.integration.test_cli import cli
 from tests.scripted_server import DONE, Script, ScriptedServer, chat_chunk, usage_chunk
 

@@ -5,8 +5,8 @@ import gc
 
 import pytest
 
-from loadgen import dispatch
-from loadgen.dispatch import quiet_gc
+from loadgen.run import dispatch
+from loadgen.run.dispatch import quiet_gc
 from tests.integration.test_client import config, stream_writes
 from tests.scripted_server import Script
 
@@ -26,7 +26,7 @@ def test_quiet_gc_restores_the_collector_when_the_body_raises():
 
 def test_a_run_whose_dispatch_raises_leaves_the_collector_as_it_found_it(scripted, tmp_path, monkeypatch):
     """A sweep runs many runs in one process: one failed dispatch must not keep the GC frozen for the rest."""
-    from loadgen.run import run_async
+    from loadgen.run.runner import run_async
 
     async def broken(self, tfd):
         raise RuntimeError("dispatch bug")

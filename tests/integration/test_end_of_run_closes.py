@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from loadgen import http11
 from loadgen.config import (
     EndpointConfig,
     OutputConfig,
@@ -18,7 +17,8 @@ from loadgen.config import (
     ScrapeConfig,
     WorkloadConfig,
 )
-from loadgen.run import run_async
+from loadgen.run.runner import run_async
+from loadgen.wire import http11
 from tests.integration.test_own_closes import CHUNKED
 
 STREAMS = 250  # more than two batches of http11.CLOSE_PER_PASS

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.__main__ import main as loadgen_main
-from loadgen.experiment import load_plan
+from loadgen.commands.experiment import load_plan
 from server_launchers.engines import docker_command, local_vllm_args
 from server_launchers.spec import load_specs
 
@@ -183,7 +183,7 @@ max_tokens = 16
 
 
 def test_local_cpu_manifest_names_the_engines_of_its_specs(tmp_path):
-    from loadgen.experiment import _versions
+    from loadgen.commands.experiment import _versions
     from server_launchers.engines import LLAMACPP_VERSION
 
     exp = tmp_path / "llamacpp.toml"

@@ -1,6 +1,6 @@
 """``--metrics-port``: loadgen's own live figures for Prometheus (loadgen/report/exporter.py), scraped with real
 HTTP GETs during and at the end of runs against the built-in simulator, one sender and two; each figure checked
-against the records of requests.jsonl with the catalogue's own latencies (loadgen.metrics)."""
+against the records of requests.jsonl with the catalogue's own latencies (loadgen.analysis.metrics)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgen.columns import read_records
-from loadgen.metrics import per_token_itl_ns, request_latencies
+from loadgen.analysis.metrics import per_token_itl_ns, request_latencies
+from loadgen.records.columns import read_records
 from loadgen.report.exporter import BUCKETS_S, METRIC_NAMES
 from tests.integration.test_cli import ROOT, cli
 from tests.integration.test_ray import ray_cluster  # noqa: F401 (fixture: a one-node Ray cluster on loopback)

@@ -17,9 +17,9 @@ import socket
 import pytest
 import uvloop
 
-from loadgen.client import StreamingClient
 from loadgen.config import EndpointConfig, SamplingConfig
-from loadgen.records import RequestRecord
+from loadgen.records.record import RequestRecord
+from loadgen.wire.client import StreamingClient
 from loadgen.workload.spec import RequestSpec
 from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from loadgen.errors import EXIT_REQUESTS_FAILED
-from loadgen.records import RequestRecord
-from loadgen.stopping import AuthStop
-from loadgen.summary import requests_outcome
+from loadgen.records.record import RequestRecord
+from loadgen.results.summary import requests_outcome
+from loadgen.run.stopping import AuthStop
 from tests.integration.test_cli import ThreadedServer, cli, slow_stream
 from tests.scripted_server import Script
 

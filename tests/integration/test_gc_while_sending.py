@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from loadgen import dispatch
 from loadgen.config import EndpointConfig, OutputConfig, RunConfig, ScheduleConfig, ScrapeConfig
-from loadgen.run import run_async
+from loadgen.run import dispatch
+from loadgen.run.runner import run_async
 from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk, usage_chunk
 
 

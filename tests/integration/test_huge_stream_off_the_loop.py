@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from loadgen import stream
-from loadgen.records import RequestRecord, record_dict
+from loadgen.records.record import RequestRecord, record_dict
+from loadgen.wire import stream
 from tests.scripted_server import DONE, chat_chunk, usage_chunk
 
 N = 30_000

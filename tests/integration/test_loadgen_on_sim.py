@@ -15,7 +15,7 @@ from loadgen.config import (
     ScrapeConfig,
     SimConfig,
 )
-from loadgen.run import run_async
+from loadgen.run.runner import run_async
 
 
 def sim_run(

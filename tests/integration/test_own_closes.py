@@ -19,7 +19,7 @@ from loadgen.config import (
     ScrapeConfig,
     WorkloadConfig,
 )
-from loadgen.run import run_async
+from loadgen.run.runner import run_async
 
 SSE = (
     b'data: {"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'

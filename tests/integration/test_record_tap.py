@@ -1,4 +1,4 @@
-"""The one place finished records are observed (``loadgen.run.RecordTap``): every record once, whoever sent it.
+"""The one place finished records are observed (``loadgen.run.runner.RecordTap``): every record once, whoever sent it.
 
 A run of one sender (in this process) and a run of two local sender processes against the built-in simulator:
 the observers see exactly the records that ``requests.jsonl`` holds, each once, with the same content.
@@ -21,8 +21,8 @@ from loadgen.config import (
     ScrapeConfig,
     SendersConfig,
 )
-from loadgen.records import RequestRecord
-from loadgen.run import run_async
+from loadgen.records.record import RequestRecord
+from loadgen.run.runner import run_async
 
 
 @pytest.mark.parametrize("workers", [1, 2])

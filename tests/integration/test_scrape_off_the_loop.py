@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from loadgen.columns import read_records
 from loadgen.config import (
     EndpointConfig,
     OutputConfig,
@@ -23,7 +22,8 @@ from loadgen.config import (
     ScheduleConfig,
     ScrapeConfig,
 )
-from loadgen.run import run_async
+from loadgen.records.columns import read_records
+from loadgen.run.runner import run_async
 from loadgen.scrape.process import PollerProcess
 from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk, usage_chunk
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.columns import read_records
 from loadgen.options import build_parser, mask_secrets
-from loadgen.records import RecordSink, RequestRecord, Scrubber
+from loadgen.records.columns import read_records
+from loadgen.records.record import RecordSink, RequestRecord, Scrubber
 from tests.integration.test_cli import ROOT, ThreadedServer, cli, slow_stream
 from tests.scripted_server import Script
 

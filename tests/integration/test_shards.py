@@ -8,12 +8,12 @@ import asyncio
 import orjson
 import pytest
 
-from loadgen.clock import RunClock
-from loadgen.columns import read_records
-from loadgen.plan import plan_requests
-from loadgen.records import RecordSink
-from loadgen.run import run_async
-from loadgen.sender import run_shard
+from loadgen.plan.clock import RunClock
+from loadgen.plan.planner import plan_requests
+from loadgen.records.columns import read_records
+from loadgen.records.record import RecordSink
+from loadgen.run.runner import run_async
+from loadgen.run.sender import run_shard
 from tests.integration.test_client import config, stream_writes
 from tests.scripted_server import Script
 

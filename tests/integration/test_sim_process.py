@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadgen.target import SimulatorProcess
+from loadgen.run.target import SimulatorProcess
 from tests.integration.test_cli import ROOT, cli
 from tests.integration.test_killed_run import _wait_for_lines
 

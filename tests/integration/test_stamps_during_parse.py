@@ -18,9 +18,9 @@ from loadgen.config import (
     ScheduleConfig,
     ScrapeConfig,
 )
-from loadgen.records import RequestRecord
-from loadgen.run import run_async
-from loadgen.stream import apply_stream
+from loadgen.records.record import RequestRecord
+from loadgen.run.runner import run_async
+from loadgen.wire.stream import apply_stream
 from loadgen.workload.spec import RequestSpec
 from tests.scripted_server import DONE, Script, ServerProcess, chat_chunk, usage_chunk
 

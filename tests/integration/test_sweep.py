@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from loadgen.__main__ import main as loadgen_main
+from loadgen.commands.sweep import in_flight_series, saturation
 from loadgen.errors import ConfigError
-from loadgen.records import RequestRecord
-from loadgen.sweep import in_flight_series, saturation
+from loadgen.records.record import RequestRecord
 
 # a low-capacity simulated server: 64 KV blocks of 16 tokens, so 40 req/s of 200-token prompts overloads it
 SIM = ["--sim-profile", "chat-7b", "--sim-arg=--set", "--sim-arg=num_blocks=64",
@@ -77,7 +77,7 @@ def test_sweep_against_the_simulator_stops_a_saturated_cv(tmp_path, capsys):
 
 def test_sweep_needs_bounded_cells_and_owns_rate_and_cv(tmp_path):
     with pytest.raises(ConfigError, match="bounded"):
-        from loadgen.sweep import run_sweep
+        from loadgen.commands.sweep import run_sweep
 
         run_sweep([1.0], [1.0], ["--input-len", "16"], tmp_path / "s")
     assert loadgen_main(["sweep", "--rates", "1", "--rate", "2", "-n", "3"]) == 2
@@ -132,7 +132,7 @@ def test_in_flight_series_counts_requests_in_flight():
 
 def test_sweep_json_paths_are_relative(tmp_path):
     # cells name their folder relative to the sweep dir, so a sweep folder can be moved
-    from loadgen.sweep import _cell_row
+    from loadgen.commands.sweep import _cell_row
 
     row = _cell_row(4.0, 0.5, tmp_path / "rate-4_cv-0.5")
     assert row["dir"] == "rate-4_cv-0.5" and Path(row["dir"]).name == row["dir"]
@@ -140,7 +140,7 @@ def test_sweep_json_paths_are_relative(tmp_path):
 
 def test_nearby_rates_stay_distinct_cells(tmp_path):
     """Rates were passed as f"{x:g}" (6 significant digits): 1.0000001 and 1.0000002 both ran at 1, in one folder."""
-    from loadgen.sweep import _label, run_sweep
+    from loadgen.commands.sweep import _label, run_sweep
     from tests.integration.test_cli import ThreadedServer, slow_stream
 
     rates = [1.0000001, 1.0000002]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.accuracy import (
+from loadgen.analysis.accuracy import (
     accuracy_table,
     checker_name,
     extract_boxed,
@@ -15,7 +15,7 @@ from loadgen.accuracy import (
     score,
     visible_answer,
 )
-from loadgen.records import RequestRecord
+from loadgen.records.record import RequestRecord
 from loadgen.workload.spec import RequestSpec
 
 
@@ -191,7 +191,7 @@ def test_accuracy_table_groups_and_counts_truncation():
 
 def test_a_math_verify_failure_is_labelled_as_the_fallback_verdict(monkeypatch):
     """When math-verify raises, the verdict is the fallback's and must say so (it was labelled math_verify)."""
-    import loadgen.accuracy as acc
+    import loadgen.analysis.accuracy as acc
 
     class Raising:
         @staticmethod

@@ -1,4 +1,4 @@
-"""The chunked de-framing (loadgen.chunked) and the SSE fast split's stamps, on awkward reads."""
+"""The chunked de-framing (loadgen.wire.chunked) and the SSE fast split's stamps, on awkward reads."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from loadgen.chunked import ENDED, ENDED_WITH_EXTRA, MORE, SIZE, undo_chunking, whole_chunks
-from loadgen.records import RequestRecord
-from loadgen.stream import apply_stream
+from loadgen.records.record import RequestRecord
+from loadgen.wire.chunked import ENDED, ENDED_WITH_EXTRA, MORE, SIZE, undo_chunking, whole_chunks
+from loadgen.wire.stream import apply_stream
 
 START = (SIZE, 0, b"")
 

@@ -38,21 +38,21 @@ def _parser_of(main, argv) -> argparse.ArgumentParser:
 def _parsers() -> dict[str, tuple[argparse.ArgumentParser, dict]]:
     """name -> (parser, the defaults that apply when a flag is absent)."""
     import loadgen.__main__ as cli
-    import loadgen.compare
-    import loadgen.experiment
+    import loadgen.commands.compare
+    import loadgen.commands.experiment
+    import loadgen.commands.sweep
     import loadgen.options as opt
     import loadgen.report.html
     import loadgen.sim.__main__
-    import loadgen.sweep
     import server_launchers.__main__
 
     run = opt.build_parser()  # argument_default=SUPPRESS: the defaults live in DEFAULTS (CLI > env > file)
     out = {"run": (run, dict(opt.DEFAULTS))}
     for name, main, argv in (
         ("fit", cli.main, ["fit", "x"]),
-        ("compare", loadgen.compare.main, ["x"]),
-        ("sweep", loadgen.sweep.main, ["--rates", "1"]),
-        ("experiment", loadgen.experiment.main, ["x"]),
+        ("compare", loadgen.commands.compare.main, ["x"]),
+        ("sweep", loadgen.commands.sweep.main, ["--rates", "1"]),
+        ("experiment", loadgen.commands.experiment.main, ["x"]),
         ("report", loadgen.report.html.main, ["x"]),
     ):
         p = _parser_of(main, argv)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadgen.compare import (
+from loadgen.commands.compare import (
     ConfigData,
     RunData,
     compare_configs,
@@ -17,7 +17,7 @@ from loadgen.compare import (
     main,
 )
 from loadgen.errors import ConfigError
-from loadgen.records import RecordSink, RequestRecord
+from loadgen.records.record import RecordSink, RequestRecord
 from loadgen.report.compare_console import format_compare
 
 MS = 1_000_000
@@ -144,7 +144,7 @@ def _lat(ttft):
 
 
 def _no_run_metrics():
-    from loadgen.catalogue import METRICS
+    from loadgen.analysis.catalogue import METRICS
 
     return {m.key: None for m in METRICS if m.level == "run"}
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from loadgen.catalogue import METRIC_BY_KEY
-from loadgen.compare import compare_runs
+from loadgen.analysis.catalogue import METRIC_BY_KEY
+from loadgen.commands.compare import compare_runs
 from loadgen.report.compare_console import _fmt, format_compare
 from tests.unit.test_compare import lognormal, write_run
 

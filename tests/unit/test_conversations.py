@@ -11,9 +11,9 @@ from loadgen.config import SecondsDist
 from loadgen.errors import ConfigError
 from loadgen.options import build_config
 from loadgen.options.sources import options_from_argv
-from loadgen.plan import merge, plan_requests
-from loadgen.plan_sessions import NS_PER_S, draw_seconds
-from loadgen.schedule import make_schedule
+from loadgen.plan.planner import merge, plan_requests
+from loadgen.plan.schedule import make_schedule
+from loadgen.plan.sessions import NS_PER_S, draw_seconds
 from loadgen.sim.text import render_chat, tokenize
 from loadgen.workload.conversations import (
     KEEP,
@@ -211,8 +211,8 @@ def test_mooncake_sessions_take_their_delays_as_think_times(tmp_path):
 
 
 def test_a_fleet_waits_for_the_last_turn_of_the_longest_session():
-    from loadgen.fleet.shard import wait_bound_s
-    from loadgen.sender import STOP_GRACE_S
+    from loadgen.run.fleet.shard import wait_bound_s
+    from loadgen.run.sender import STOP_GRACE_S
 
     cfg = _cfg(
         "--sessions", "3", "--turns", "4", "--think-time", "2", "--timeout", "10", "--rate", "1", "--cv", "0"
@@ -239,8 +239,8 @@ def test_sharegpt_conversations_are_replayed_with_their_own_human_turns(tmp_path
 
 
 def test_the_finished_stream_gives_the_reasoning_only_when_a_session_keeps_it():
-    from loadgen.records import RequestRecord
-    from loadgen.stream import KEEP_REASONING, apply_stream
+    from loadgen.records.record import RequestRecord
+    from loadgen.wire.stream import KEEP_REASONING, apply_stream
     from tests.scripted_server import DONE, chat_chunk, usage_chunk
 
     body = (

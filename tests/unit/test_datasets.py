@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.accuracy import score
+from loadgen.analysis.accuracy import score
 from loadgen.errors import WorkloadError
 from loadgen.workload.dataset_sources import hub_offline_reason
 from loadgen.workload.datasets import MATH_INSTRUCTION, describe_datasets, load_dataset, resolve_name

@@ -220,7 +220,7 @@ def _exposed_by_loadgen() -> set[str]:
     """Every series name a live exporter serves, scraped over HTTP after one finished record."""
     import urllib.request
 
-    from loadgen.records import RequestRecord, record_dict
+    from loadgen.records.record import RequestRecord, record_dict
     from loadgen.report.exporter import Figures, serve
 
     figures = Figures("dash")

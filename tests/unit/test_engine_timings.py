@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loadgen.engine_timings import crosscheck
-from loadgen.records import RequestRecord
+from loadgen.analysis.engine_timings import crosscheck
+from loadgen.records.record import RequestRecord
 
 MS = 1_000_000
 

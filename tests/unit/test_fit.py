@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadgen.fit import fit_gaps, fit_trace, format_fit
+from loadgen.commands.fit import fit_gaps, fit_trace, format_fit
 from loadgen.workload.traces import read_trace
 
 TRACES = Path(__file__).resolve().parents[1] / "data" / "datasets" / "traces"
@@ -121,6 +121,14 @@ def test_fit_command_imports_only_what_fitting_needs(tmp_path):
     )  # fmt: skip
     assert "reproduce: --arrival gamma" in r.stdout
     imported = {ln.split("|")[-1].strip() for ln in r.stderr.splitlines() if ln.startswith("import time:")}
-    assert "loadgen.fit" in imported and any(m.startswith("scipy.special.") for m in imported)
-    for heavy in ("scipy.stats", "scipy.optimize", "rich", "aiohttp", "loadgen.run", "loadgen.sim", "pandas"):
+    assert "loadgen.commands.fit" in imported and any(m.startswith("scipy.special.") for m in imported)
+    for heavy in (
+        "scipy.stats",
+        "scipy.optimize",
+        "rich",
+        "aiohttp",
+        "loadgen.run.runner",
+        "loadgen.sim",
+        "pandas",
+    ):
         assert not any(m == heavy or m.startswith(heavy + ".") for m in imported), heavy

@@ -9,8 +9,8 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from loadgen.client_check import schedule_error, senders_check
-from loadgen.columns import from_records, read_records
+from loadgen.analysis.client_check import schedule_error, senders_check
+from loadgen.analysis.selfcheck import SelfCheck
 from loadgen.config import (
     EndpointConfig,
     LengthDist,
@@ -21,13 +21,13 @@ from loadgen.config import (
     WorkloadConfig,
 )
 from loadgen.errors import ConfigError, ErrorKind
-from loadgen.fleet.clocksync import ClockOffset, cristian, measure
-from loadgen.fleet.merge import Lost, merge_senders, worker_lost_records
-from loadgen.fleet.shard import split_cap
-from loadgen.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers
-from loadgen.plan import plan_requests
-from loadgen.records import RequestRecord
-from loadgen.selfcheck import SelfCheck
+from loadgen.plan.planner import plan_requests
+from loadgen.records.columns import from_records, read_records
+from loadgen.records.record import RequestRecord
+from loadgen.results.merge import Lost, merge_senders, worker_lost_records
+from loadgen.run.fleet.clocksync import ClockOffset, cristian, measure
+from loadgen.run.fleet.shard import split_cap
+from loadgen.run.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers
 
 
 def _cfg(rate=10.0, n=40, max_tokens=64, **kw) -> RunConfig:
@@ -164,7 +164,7 @@ def test_a_lost_sender_leaves_worker_lost_records_and_a_torn_line_is_left_out(tm
 
 
 def test_every_error_kind_has_a_label():
-    from loadgen.catalogue import ERROR_LABELS
+    from loadgen.analysis.catalogue import ERROR_LABELS
 
     assert {k.value for k in ErrorKind} <= set(ERROR_LABELS)
     assert ErrorKind.WORKER_LOST.value == "worker_lost"

@@ -2,8 +2,8 @@
 
 Every import of ``loadgen/`` and ``server_launchers/`` counts, read from the source (AST): at the top, inside
 functions (a lazy import closes a cycle as surely at run time) and under ``if TYPE_CHECKING`` (a cycle in the
-types is one in the design). Folders are checked among the subpackages (``loadgen.report``, ``loadgen.fleet``,
-...): the modules still flat in ``loadgen/`` are one folder with everything, until they are grouped by stage.
+types is one in the design). Folders are checked among the subpackages (``loadgen.report``, ``loadgen.run.fleet``,
+...), and the stage folders against their order (README's "Layout").
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def folder_of(mod: str, graph: dict[str, set[str]]) -> str | None:
-    """A module's folder (its package); None for a module flat in a top package (``loadgen.run``)."""
+    """A module's folder (its package); None for a module flat in a top package (``loadgen.config``)."""
     is_pkg = any(m.startswith(mod + ".") for m in graph)
     folder = mod if is_pkg else mod.rsplit(".", 1)[0]
     return None if folder in PACKAGES else folder
@@ -118,43 +118,71 @@ def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
-# the stage folder each module of loadgen/ will live in once the flat modules are grouped (tools/regroup_plan.md),
-# in the order data flows: imports must already run one way between them, so that the move is mechanical
-STAGES = {
-    "plan": ("loadgen.schedule", "loadgen.plan", "loadgen.plan_sessions", "loadgen.clock"),
-    "records": ("loadgen.records", "loadgen.result_files", "loadgen.columns"),
-    "wire": ("loadgen.chunked", "loadgen.kernel_stamps", "loadgen.http11", "loadgen.stream", "loadgen.token_counts",
-             "loadgen.client"),
-    "analysis": ("loadgen.distribution", "loadgen.metrics", "loadgen.catalogue", "loadgen.accuracy",
-                 "loadgen.engine_timings", "loadgen.selfcheck", "loadgen.client_check"),
-    "results": ("loadgen.results_dir", "loadgen.summary", "loadgen.summary_turns", "loadgen.rebuild",
-                "loadgen.fleet.merge"),
-    "run": ("loadgen.dispatch", "loadgen.conversation", "loadgen.sender", "loadgen.stopping", "loadgen.target", "loadgen.run",
-            "loadgen.fleet"),
-    "commands": ("loadgen.compare", "loadgen.sweep", "loadgen.experiment", "loadgen.experiment_plan", "loadgen.fit"),
-}  # fmt: skip
+# the stage folders of loadgen/, in the order data flows (README's "Layout"): a folder imports only from folders
+# above it and from the root's foundation (errors, config, version); sim/ stands beside the flow
+STAGES = (
+    "workload",
+    "plan",
+    "records",
+    "options",
+    "wire",
+    "analysis",
+    "scrape",
+    "results",
+    "report",
+    "run",
+    "commands",
+)
 
 
 def planned_folder(mod: str, graph: dict[str, set[str]]) -> str | None:
-    """Where ``mod`` goes (the longest matching prefix of STAGES), else its folder today."""
-    best, where = "", None
-    for stage, prefixes in STAGES.items():
-        for p in prefixes:
-            if (mod == p or mod.startswith(p + ".")) and len(p) > len(best):
-                best, where = p, f"loadgen.{stage}"
-    return where or folder_of(mod, graph)
+    """The stage folder ``mod`` lives in, else its folder."""
+    for stage in STAGES:
+        if mod == f"loadgen.{stage}" or mod.startswith(f"loadgen.{stage}."):
+            return f"loadgen.{stage}"
+    return folder_of(mod, graph)
+
+
+def test_every_module_is_in_a_stage_folder():
+    graph, _ = scan()
+    flat = sorted(m for m in graph if m.startswith("loadgen.") and folder_of(m, graph) is None)
+    assert flat == ["loadgen.__main__", "loadgen.config", "loadgen.errors", "loadgen.version"]
+    loose = sorted(
+        {
+            f
+            for m in graph
+            if (f := planned_folder(m, graph)) and f.startswith("loadgen.") and f.count(".") == 1
+        }
+        - {f"loadgen.{s}" for s in STAGES}
+    )
+    assert loose in ([], ["loadgen.sim"])
+
+
+def test_stages_import_only_from_the_stages_above():
+    graph, _ = scan()
+    rank = {f"loadgen.{s}": i for i, s in enumerate(STAGES)}
+    wrong = []
+    for mod, deps in graph.items():
+        f = planned_folder(mod, graph)
+        if f not in rank:
+            continue
+        for d in deps:
+            g = planned_folder(d, graph)
+            if g in rank and rank[g] > rank[f]:
+                wrong.append(f"{mod} imports {d}")
+    assert wrong == []
 
 
 def test_no_import_cycle_between_modules():
     graph, _ = scan()
-    assert len(graph) > 100 and "loadgen.run" in graph and "server_launchers.lifecycle" in graph
+    assert len(graph) > 100 and "loadgen.run.runner" in graph and "server_launchers.lifecycle" in graph
     assert cycles(graph) == []
 
 
 def test_no_import_cycle_between_folders():
     graph, _ = scan()
     folders = folder_graph(graph)
-    assert {"loadgen.report", "loadgen.fleet", "loadgen.scrape"} <= set(folders)
+    assert {"loadgen.report", "loadgen.run.fleet", "loadgen.scrape"} <= set(folders)
     assert cycles(folders) == []
 
 
@@ -167,7 +195,7 @@ def test_planned_stages_flow_one_way():
             continue
         planned.setdefault(f, set())
         planned[f] |= {g for d in deps if (g := planned_folder(d, graph)) is not None and g != f}
-    assert {"loadgen.wire", "loadgen.run", "loadgen.results", "loadgen.report"} <= set(planned)
+    assert {f"loadgen.{s}" for s in STAGES} <= set(planned)
     assert cycles(planned) == []
 
 
@@ -178,9 +206,12 @@ def test_no_private_name_is_imported_across_modules():
 
 def test_the_checks_see_a_cycle():
     graph, _ = scan()
-    graph["loadgen.metrics"] = {*graph["loadgen.metrics"], "loadgen.summary"}  # summary imports metrics
-    assert any({"loadgen.metrics", "loadgen.summary"} <= set(c) for c in cycles(graph))
+    graph["loadgen.analysis.metrics"] = {
+        *graph["loadgen.analysis.metrics"],
+        "loadgen.results.summary",
+    }  # summary imports metrics
+    assert any({"loadgen.analysis.metrics", "loadgen.results.summary"} <= set(c) for c in cycles(graph))
     graph, _ = scan()
     graph["loadgen.scrape.poller"] = {*graph["loadgen.scrape.poller"], "loadgen.report.console"}
     graph["loadgen.report.console"] = {*graph["loadgen.report.console"], "loadgen.scrape.summary"}
-    assert ["loadgen.report", "loadgen.scrape"] in cycles(folder_graph(graph))
+    assert any({"loadgen.report", "loadgen.scrape"} <= set(c) for c in cycles(folder_graph(graph)))

@@ -1,5 +1,5 @@
-"""Data flows one way: workload -> plan/schedule -> sender (dispatch, client) -> records -> columns -> metrics ->
-summary -> report, with run / fleet / sweep / experiment composing them and __main__ on top. A module never imports
+"""Data flows one way: workload -> plan -> run (dispatch, sender) -> wire -> records -> analysis -> results ->
+report, with run.runner / run.fleet / commands composing them and __main__ on top. A module never imports
 one that composes it: these rules are checked on the source (every import, lazy ones included)."""
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # a module of the left-hand group never imports one of the right-hand group
 RULES = {
-    "the analysis (records, columns, distribution, metrics, summary) never imports what sends or composes": (
-        ("loadgen.records", "loadgen.columns", "loadgen.distribution", "loadgen.metrics", "loadgen.summary"),
-        ("loadgen.run", "loadgen.fleet", "loadgen.sender", "loadgen.client", "loadgen.http11", "loadgen.dispatch",
-         "loadgen.report", "loadgen.sweep", "loadgen.experiment", "loadgen.options"),
+    "the records, the analysis and the results never import what sends, reports or composes": (
+        ("loadgen.records", "loadgen.analysis", "loadgen.results"),
+        ("loadgen.wire", "loadgen.run", "loadgen.report", "loadgen.commands"),
     ),
-    "what sends never imports the analysis or the report": (
-        ("loadgen.sender", "loadgen.client", "loadgen.http11", "loadgen.stream", "loadgen.dispatch",
-         "loadgen.plan", "loadgen.schedule", "loadgen.clock"),
-        ("loadgen.metrics", "loadgen.summary", "loadgen.report", "loadgen.run", "loadgen.fleet", "loadgen.compare"),
+    "what sends never imports the analysis, the results or the report": (
+        ("loadgen.plan", "loadgen.wire", "loadgen.run.dispatch", "loadgen.run.conversation", "loadgen.run.sender"),
+        ("loadgen.analysis.metrics", "loadgen.results", "loadgen.report", "loadgen.run.runner", "loadgen.run.fleet",
+         "loadgen.commands"),
     ),
-    "the senders of a fleet never import the one-process run": (("loadgen.fleet",), ("loadgen.run",)),
+    "the senders of a fleet never import the run path": (("loadgen.run.fleet",), ("loadgen.run.runner",)),
     "the report never imports what runs": (
         ("loadgen.report",),
-        ("loadgen.run", "loadgen.fleet", "loadgen.sender", "loadgen.client", "loadgen.experiment", "loadgen.sweep"),
+        ("loadgen.run", "loadgen.wire", "loadgen.commands"),
     ),
     "no library module imports the command line": (("loadgen",), ("loadgen.__main__",)),
 }  # fmt: skip
@@ -74,14 +73,14 @@ def _violations(imports: dict[str, list[str]]) -> list[str]:
 
 def test_data_flows_one_way():
     imports = _imports()
-    assert len(imports) > 60 and "loadgen.metrics" in imports
+    assert len(imports) > 60 and "loadgen.analysis.metrics" in imports
     assert _violations(imports) == []
 
 
 def test_the_check_sees_a_wrong_way_import():
     imports = _imports()
-    imports["loadgen.metrics"] = [*imports["loadgen.metrics"], "loadgen.report.html"]
-    imports["loadgen.fleet.local"] = [*imports["loadgen.fleet.local"], "loadgen.run"]
+    imports["loadgen.analysis.metrics"] = [*imports["loadgen.analysis.metrics"], "loadgen.report.html"]
+    imports["loadgen.run.fleet.local"] = [*imports["loadgen.run.fleet.local"], "loadgen.run.runner"]
     bad = _violations(imports)
-    assert any("loadgen.metrics imports loadgen.report.html" in b for b in bad)
-    assert any("loadgen.fleet.local imports loadgen.run" in b for b in bad)
+    assert any("loadgen.analysis.metrics imports loadgen.report.html" in b for b in bad)
+    assert any("loadgen.run.fleet.local imports loadgen.run.runner" in b for b in bad)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from loadgen.metrics import distribution, per_token_itl_ns, request_latencies, stragglers, summarize
-from loadgen.records import RequestRecord
+from loadgen.analysis.metrics import distribution, per_token_itl_ns, request_latencies, stragglers, summarize
+from loadgen.records.record import RequestRecord
 
 MS = 1_000_000
 
@@ -133,7 +133,7 @@ def test_slot_waits_are_queue_wait_in_both_modes():
 
 def test_self_check_counts_one_long_event_loop_stall():
     """Issue 11: a 2.6 s stall is one 10 ms-timer sample among thousands: p99 never shows it, max must."""
-    from loadgen.selfcheck import SelfCheck
+    from loadgen.analysis.selfcheck import SelfCheck
 
     check = SelfCheck()
     check.lags_ns = [200_000] * 5000 + [2_600_000_000]

@@ -16,7 +16,7 @@ from loadgen.config import (
     WorkloadConfig,
 )
 from loadgen.errors import ConfigError
-from loadgen.plan import RequestPlan, merge, plan_requests
+from loadgen.plan.planner import RequestPlan, merge, plan_requests
 from loadgen.workload.sampling import parse_budgets
 from loadgen.workload.spec import RequestSpec
 
@@ -98,7 +98,7 @@ def test_shards_split_by_index_and_merge_back_request_for_request(n):
 def test_a_shard_travels_to_another_process_as_it_is():
     import pickle
 
-    from loadgen.clock import RunClock
+    from loadgen.plan.clock import RunClock
 
     shard = plan_requests(_cfg()).shard(1, 3)
     back = pickle.loads(pickle.dumps(shard))

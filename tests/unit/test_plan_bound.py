@@ -10,7 +10,7 @@ import pytest
 from loadgen.__main__ import main
 from loadgen.errors import ConfigError
 from loadgen.options import build_config, build_parser, resolve_options
-from loadgen.plan import PLAN_BYTES_PER_REQUEST, SENDS_PER_SENDER_S, check_plan_size, plan_requests
+from loadgen.plan.planner import PLAN_BYTES_PER_REQUEST, SENDS_PER_SENDER_S, check_plan_size, plan_requests
 
 
 def _cfg(*argv: str):

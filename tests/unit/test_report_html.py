@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from loadgen.__main__ import main as cli_main
-from loadgen.columns import read_records
-from loadgen.columns import records as R
-from loadgen.metrics import per_token_itl_ns, request_latencies
-from loadgen.records import RequestRecord
+from loadgen.analysis.metrics import per_token_itl_ns, request_latencies
+from loadgen.records.columns import read_records
+from loadgen.records.columns import records as R
+from loadgen.records.record import RequestRecord
 from loadgen.report import distributions as D
 from loadgen.report import run_data as RD
 from loadgen.report import timeline as T

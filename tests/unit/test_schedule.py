@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from loadgen.errors import ConfigError, WorkloadError
-from loadgen.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.plan.schedule import GammaSchedule, TraceSchedule, make_schedule
 
 
 @pytest.mark.parametrize(("rate", "cv"), [(4.0, 2.0), (50.0, 2.0), (10.0, 0.5), (5.0, 1.0)])

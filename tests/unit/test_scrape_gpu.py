@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from aiohttp import web
 
-from loadgen.columns import read_server
+from loadgen.records.columns import read_server
 from loadgen.scrape import gpu as gpu_mod
 from loadgen.scrape.gpu import NvmlReader, gpu_section, is_local, open_reader, parse_smi_csv
 from loadgen.scrape.poller import MetricsPoller

@@ -6,8 +6,8 @@ import asyncio
 import time
 from time import perf_counter_ns
 
-from loadgen.client_check import pooled_check
-from loadgen.selfcheck import SelfCheck
+from loadgen.analysis.client_check import pooled_check
+from loadgen.analysis.selfcheck import SelfCheck
 
 
 def test_the_longest_stall_is_placed_in_its_phase_and_time_from_t0():

@@ -1,11 +1,11 @@
-"""Throughput and goodput of a short run without its drain: loadgen.metrics.steady_rates."""
+"""Throughput and goodput of a short run without its drain: loadgen.analysis.metrics.steady_rates."""
 
 from __future__ import annotations
 
 import pytest
 
-from loadgen.metrics import steady_rates, summarize
-from loadgen.records import RequestRecord
+from loadgen.analysis.metrics import steady_rates, summarize
+from loadgen.records.record import RequestRecord
 
 S = 1_000_000_000
 

@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from loadgen.records import RequestRecord
-from loadgen.stream import apply_stream
+from loadgen.records.record import RequestRecord
+from loadgen.wire.stream import apply_stream
 from tests.scripted_server import DONE, chat_chunk, usage_chunk
 
 

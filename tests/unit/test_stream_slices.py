@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 import pytest
 
-from loadgen import stream
-from loadgen.records import RequestRecord
-from loadgen.stream import apply_stream, apply_stream_async, slices
+from loadgen.records.record import RequestRecord
+from loadgen.wire import stream
+from loadgen.wire.stream import apply_stream, apply_stream_async, slices
 from tests.scripted_server import DONE, chat_chunk, usage_chunk
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from loadgen.commands.sweep import STOP_RULE, format_sweep
 from loadgen.report.html import write_sweep_report
-from loadgen.sweep import STOP_RULE, format_sweep
 
 
 def _cell(rate, cv, **kw):

@@ -1,0 +1,218 @@
+"""The request plan: every request a run will send, when, and exactly what, decided before the run starts.
+
+``plan_requests(cfg)`` reads the workload (synthetic lengths, a prompts file, datasets, a trace's lengths), the
+arrival process and the budgets, and returns a :class:`RequestPlan`: a frozen value holding the absolute send
+offsets (int64 ns since t0), one final :class:`RequestSpec` per planned request (warm-up first) and the seed. Each
+spec's ``max_tokens`` is final here (its own budget, else ``--max-tokens``), so neither the dispatcher nor the
+client decides it again; against the built-in simulator each spec also carries its reference as a hint, so the
+simulated answers can be scored.
+
+A plan splits among senders by request index: :meth:`RequestPlan.shard` gives sender ``k`` of ``n`` the requests
+``i`` with ``i % n == k``, keeping their global indices and offsets (so every sender keeps the one schedule and
+the records of all of them merge back by index), and :func:`merge` puts shards back together.
+
+A plan is sized before it is built (:func:`check_plan_size`): one bounded by ``--duration`` holds at most what its
+senders can send in that time (``SENDS_PER_SENDER_S`` each), and no plan may need more than half of the memory
+the kernel reports available (``PLAN_BYTES_PER_REQUEST`` each). Both refusals are one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
+from loadgen.errors import ConfigError
+from loadgen.plan.request_plan import RequestPlan, SessionTable, merge, with_sim_hints
+from loadgen.plan.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.workload.spec import RequestSpec
+from loadgen.workload.table import SpecTable
+
+__all__ = [
+    "PLAN_BYTES_PER_REQUEST",
+    "SENDS_PER_SENDER_S",
+    "RequestPlan",
+    "SessionTable",
+    "available_memory",
+    "check_plan_size",
+    "merge",
+    "plan_requests",
+    "with_sim_hints",
+]
+
+# One sender process tops out near 100,000 token events/s (loadgen.run.fleet.sizing) and every request is at least one
+# event: a plan that asks more of its senders in its duration would only be sent late.
+SENDS_PER_SENDER_S = 100_000
+# Peak bytes a synthetic plan takes per planned request while it is built (offsets, gaps drawn in blocks, lengths,
+# rows and indices): 49 measured with tracemalloc at 1 M requests, rounded up; shards add a copy of the rows.
+PLAN_BYTES_PER_REQUEST = 64
+PLAN_MEMORY_SHARE = 0.5  # of MemAvailable (/proc/meminfo)
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _senders(cfg: RunConfig) -> int | None:
+    """Senders that share the plan: --workers N, the usable cores for --workers auto; None on a Ray cluster of
+    unknown size (no sending bound then)."""
+    if cfg.senders.workers is not None:
+        return cfg.senders.workers
+    if cfg.senders.ray_address is not None:
+        return None
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def check_plan_size(cfg: RunConfig, memory: int | None = None) -> None:
+    """Refuse, before any of it is built, a plan its senders could not send in its duration or that would not fit
+    in ``PLAN_MEMORY_SHARE`` of the available memory. A trace or a dataset bounds itself (it is read already)."""
+    s = cfg.schedule
+    if s.arrival == "trace" or cfg.workload.kind == "dataset":
+        return
+    by_count = None if s.num_requests is None else s.num_requests + s.warmup
+    by_duration = None
+    if s.duration_s is not None and math.isfinite(s.rate):
+        by_duration = s.rate * s.duration_s
+    planned = min(x for x in (by_count, by_duration, math.inf) if x is not None)
+    if not math.isfinite(planned):
+        return
+    senders = _senders(cfg)
+    if by_duration is not None and planned == by_duration and senders is not None:
+        most = senders * SENDS_PER_SENDER_S
+        if s.rate > most:
+            raise ConfigError(
+                f"--rate {s.rate:g} for --duration {s.duration_s:g} plans ~{planned:,.0f} requests, but "
+                f"{senders} sender{'s send' if senders != 1 else ' sends'} at most {most:,} requests/s"
+                f"{f' ({SENDS_PER_SENDER_S:,} each)' if senders != 1 else ''}: lower --rate, add --workers, or "
+                "give --num-requests for a burst"
+            )
+    need = planned * PLAN_BYTES_PER_REQUEST * (2 if cfg.senders.distributed else 1)
+    avail = available_memory() if memory is None else memory
+    if avail is not None and need > avail * PLAN_MEMORY_SHARE:
+        raise ConfigError(
+            f"the plan of ~{planned:,.0f} requests needs ~{need / 2**20:,.0f} MiB, more than half of the "
+            f"{avail / 2**20:,.0f} MiB available: lower --num-requests, --duration or --rate"
+        )
+
+
+def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) -> RequestPlan:
+    """The arrival plan and one final spec per planned request (warm-up first), for every kind of workload.
+
+    Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
+    ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
+    """
+    if _conversations(cfg):  # --sessions, a mooncake trace: loadgen.plan.sessions
+        from loadgen.plan.sessions import plan_sessions
+
+        if specs is not None:
+            raise ConfigError("conversations (--sessions, a mooncake trace) plan their own turns")
+        return plan_sessions(cfg)
+    s, w = cfg.schedule, cfg.workload
+    check_plan_size(cfg)
+    trace = _read_trace(cfg) if s.arrival == "trace" else None
+    sched: GammaSchedule | TraceSchedule
+    if trace is not None:
+        sched = TraceSchedule.from_offsets_ns(trace.arrival_ns, s.trace_path or "", s.trace_speedup)
+    else:
+        sched = make_schedule(s.arrival, s.rate, s.cv, s.seed)
+    n = s.num_requests
+    if n is None and s.duration_s is None and trace is None:
+        n = DEFAULT_NUM_REQUESTS
+
+    fixed: list[RequestSpec] | None = None
+    if w.kind == "dataset":
+        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths
+
+        assert w.dataset is not None
+        fixed = build_dataset_workload(
+            w.dataset,
+            n or DEFAULT_NUM_REQUESTS,
+            seed=w.seed,
+            paths=parse_dataset_paths(list(w.dataset_paths), w.dataset.names) if w.dataset_paths else None,
+            replace_=w.with_replacement,
+            repeats=w.repeats,
+            max_tokens=w.budgets,
+        )
+    elif w.budgets is not None:
+        if w.budgets.per_dataset:
+            raise ConfigError("per-dataset --max-tokens budgets need --dataset")
+        if n is None:
+            raise ConfigError("a --max-tokens sweep needs --num-requests")
+        from loadgen.workload.sampling import expand
+
+        fixed = expand(list(_base_specs(cfg, n, trace)), budgets=w.budgets.sweep, seed=w.seed)
+
+    planned: SpecTable
+    if fixed is not None:
+        warm = [fixed[i % len(fixed)] for i in range(s.warmup)]
+        offsets = sched.offsets_ns(len(warm) + len(fixed), s.duration_s)
+        planned = SpecTable.of((warm + fixed)[: len(offsets)])
+    else:
+        total = None if n is None else n + s.warmup
+        offsets = sched.offsets_ns(total, s.duration_s)
+        planned = _base_specs(cfg, len(offsets), trace)
+    if len(offsets) == 0:
+        raise ConfigError("the schedule plans no requests: raise --duration or --num-requests")
+    if len(planned) < len(offsets):
+        raise ConfigError(f"{len(offsets)} arrivals planned but only {len(planned)} requests in the workload")
+    if specs is not None:
+        if len(specs) < len(offsets):
+            raise ConfigError(f"{len(offsets)} arrivals planned but only {len(specs)} requests given")
+        planned = SpecTable.of(list(specs[: len(offsets)]))
+    # each spec as it is sent: its own budget, else the run's --max-tokens; simulator hints when simulated
+    final = planned.final(cfg.sampling.max_tokens, with_sim_hints if cfg.endpoint.simulated else None)
+    return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
+
+
+def _conversations(cfg: RunConfig) -> bool:
+    if cfg.sessions.enabled:
+        return True
+    if not cfg.schedule.trace_path:
+        return False
+    from loadgen.plan.sessions import is_mooncake
+
+    return is_mooncake(cfg)
+
+
+def _read_trace(cfg: RunConfig) -> Any:
+    from loadgen.workload.traces import read_trace
+
+    s = cfg.schedule
+    assert s.trace_path
+    return read_trace(
+        s.trace_path, s.trace_format, speedup=s.trace_speedup, start_s=s.trace_start_s, end_s=s.trace_end_s
+    )
+
+
+def _base_specs(cfg: RunConfig, n: int, trace: Any) -> SpecTable:
+    w = cfg.workload
+    if w.kind == "file":
+        from loadgen.workload.prompts_file import load_prompts_file
+
+        assert w.path
+        return SpecTable.cycled(load_prompts_file(w.path), n)
+    if w.kind == "trace":
+        if trace is None:
+            raise ConfigError("--trace-lengths needs --trace FILE")
+        from loadgen.workload.traces import trace_to_specs
+
+        return SpecTable.cycled(trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len), n)
+    from loadgen.workload.synthetic import synthetic_specs
+
+    return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)
