@@ -11,7 +11,8 @@ Timing: one engine loop steps the engine on absolute deadlines (``deadline += st
 loop falls more than ``MAX_LATENESS_NS`` behind (a stalled process), it re-anchors instead of bursting, and counts it.
 
 Ground truth: with ``ground_truth`` set, one JSON line per request with ``time.perf_counter_ns()`` stamps taken right
-after the bytes were handed to the socket: the same CLOCK_MONOTONIC a client in another process reads on Linux.
+after the bytes were handed to the socket (``first_token_ns``, ``last_token_ns``) and right before
+(``first_write_ns``, ``last_write_ns``): the same CLOCK_MONOTONIC a client in another process reads on Linux.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Stream:
 
     __slots__ = (
         "conn", "req", "server_id", "chat", "stream", "continuous", "include_usage", "prefix", "created",
-        "received_ns", "headers_ns", "first_token_ns", "last_token_ns", "end_ns", "last_out_ns", "fault",
+        "received_ns", "headers_ns", "first_token_ns", "last_token_ns", "first_write_ns", "last_write_ns",
+        "end_ns", "last_out_ns", "fault",
         "fault_at", "held", "stall_until", "status", "http_status", "client_id", "reasoning_chars", "sent",
         "details",
     )  # fmt: skip
@@ -75,6 +77,10 @@ class Stream:
         self.headers_ns: int | None = None
         self.first_token_ns: int | None = None
         self.last_token_ns: int | None = None
+        # the same moments stamped just before the write: a client cannot read the bytes earlier (causality),
+        # whereas the stamp after the write can be late by however long this process waits for a core
+        self.first_write_ns: int | None = None
+        self.last_write_ns: int | None = None
         self.end_ns: int | None = None
         self.last_out_ns = 0
         self.fault: str | None = None
@@ -186,11 +192,12 @@ class SimServer:
                     if is_last:
                         st.held.append(b"")  # marker: finished while held
                     continue
+                before = clock()
                 st.conn.write(data)
                 stamp = clock()
                 if st.first_token_ns is None:
-                    st.first_token_ns = stamp
-                st.last_token_ns = stamp
+                    st.first_token_ns, st.first_write_ns = stamp, before
+                st.last_token_ns, st.last_write_ns = stamp, before
                 if is_last:
                     self._end_stream(st)
                     continue
@@ -221,6 +228,7 @@ class SimServer:
         if not held or st.conn.closed:
             return
         finished = held[-1] == b""
+        st.last_write_ns = clock()
         st.conn.write(b"".join(held))
         st.last_token_ns = clock()
         if finished:
@@ -299,7 +307,8 @@ class SimServer:
             "id": st.server_id, "client_request_id": st.client_id, "api": "chat" if st.chat else "completions",
             "stream": st.stream, "status": st.status, "http_status": st.http_status, "fault": st.fault,
             "received_ns": st.received_ns, "headers_ns": st.headers_ns, "first_token_ns": st.first_token_ns,
-            "last_token_ns": st.last_token_ns, "end_ns": st.end_ns,
+            "last_token_ns": st.last_token_ns, "first_write_ns": st.first_write_ns,
+            "last_write_ns": st.last_write_ns, "end_ns": st.end_ns,
         }  # fmt: skip
         if req is not None:
             rec.update(

@@ -51,7 +51,7 @@ def test_client_timings_and_counts_against_the_servers_ground_truth(tmp_path):
     gt = ground_truth(tmp_path)
     t0 = res.summary["clock"]["t0_ns"]
     assert res.summary["target"]["kind"] == "simulated"
-    send_err, ttft_err, end_err = [], [], []
+    send_err, ttft_err, end_err, before_write = [], [], [], []
     for r in res.records:
         assert r.status == "ok", r.error_message
         g = gt[r.server_request_id]
@@ -63,10 +63,14 @@ def test_client_timings_and_counts_against_the_servers_ground_truth(tmp_path):
         send_err.append(g["received_ns"] - (t0 + r.send_ns))
         ttft_err.append((t0 + r.first_token_ns) - g["first_token_ns"])
         end_err.append((t0 + r.last_token_ns) - g["last_token_ns"])
+        before_write.append((t0 + r.first_token_ns) - g["first_write_ns"])
+        before_write.append((t0 + r.last_token_ns) - g["last_write_ns"])
+    # causality: no byte is read before the server began to write it (its stamp after the write can be late by
+    # however long the niced simulator waits for a core on a busy machine, so that one bounds only the median)
+    assert min(before_write) >= 0, min(before_write)
+    assert np.min(send_err) / 1e6 > -1.0  # the client stamps its send as the write returns
     for name, errs in (("send->received", send_err), ("first token", ttft_err), ("last token", end_err)):
         e = np.asarray(errs) / 1e6
-        # causality, up to the server stamping a batch of writes after the last one left
-        assert e.min() > -1.0, name
         assert np.median(e) < 3.0, (name, np.median(e))
     # the budget cuts reasoning: some requests must have hit max_tokens
     assert any(r.finish_reason == "length" for r in res.records)
