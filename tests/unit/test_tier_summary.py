@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import TIERS
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).resolve().parent / "probes" / "tier_order_probe.py"
 
@@ -26,9 +28,5 @@ def test_tier_summary_is_printed_last_after_skips_and_warnings():
     assert any("SKIPPED" in ln and "a skip that -ra lists" in ln for ln in lines[:sep])
     assert any("a warning the summary lists" in ln for ln in lines[:sep])
     tiers = lines[sep + 1 : -1]
-    assert [ln.split(":")[0] for ln in tiers] == [
-        "llama.cpp llama-server (e2e)",
-        "vLLM on CPU (e2e)",
-        "browser, headless Chromium",
-    ]
+    assert [ln.split(":")[0] for ln in tiers] == [name for name, _ in TIERS]
     assert "1 passed" in lines[-1] and "1 skipped" in lines[-1]
