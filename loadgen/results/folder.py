@@ -70,8 +70,11 @@ class ResultsDir:
     """The run's results folder. Made at the start; removed again, with the parents made for it, when the run
     measured nothing because the server could not be used (no empty folder for a mistyped URL or a bad key)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: str = "") -> None:
         self.path = path
+        self.label = (
+            label  # the run's name (``run_label``): the folder's name where it chose it, the exporter's label
+        )
         self.created = [d for d in (path, *path.parents) if not d.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -89,9 +92,10 @@ class ResultsDir:
     @classmethod
     def for_run(cls, cfg: RunConfig) -> ResultsDir:
         """``--output-dir``, or a new folder under results/ named for the time and the target."""
+        label = run_label(cfg)
         if cfg.output.output_dir:
-            return cls(Path(cfg.output.output_dir))
-        return cls(default_output_dir(run_label(cfg)))
+            return cls(Path(cfg.output.output_dir), label)
+        return cls(default_output_dir(label), label)
 
     def close(self) -> None:
         if self.discard and self.created:

@@ -37,7 +37,6 @@ from loadgen.results.folder import (
     ResultsDir,
     RunResult,
     run_header,
-    run_label,
     secret_scrubber,
     write_run_json,
 )
@@ -160,7 +159,7 @@ class _Run:
             if in_process
             else [sender_file(self.out_dir, k) for k in range(self.sizing.workers)]
         )
-        self.exporter = await open_exporter(self.cfg.output, run_label(self.cfg), files, stack)
+        self.exporter = await open_exporter(self.cfg.output, self.results.label, files, stack)
         if self.exporter is None:
             return
         if in_process:
