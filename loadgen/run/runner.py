@@ -130,13 +130,12 @@ class _Run:
             self.fleet, self.sizing = choose_fleet(cfg, plan, self.out_dir, self.tap, stack, self.console)
             await self._open_exporter(stack)
         self.endpoint = endpoint = await start_target(cfg, self.out_dir, stack, self.console)
+        scrubber = secret_scrubber(endpoint)  # once, for every sender's sink
         if self.fleet.kind == "in-process":
-            self.tap.sink = stack.enter_context(
-                RecordSink(self.out_dir / REQUESTS, secret_scrubber(endpoint))
-            )
+            self.tap.sink = stack.enter_context(RecordSink(self.out_dir / REQUESTS, scrubber))
         self._start_poller(stack)
         with self._discard_on_error():  # the server refused, a sender could not start: nothing was measured
-            self.jobs = shard_jobs(cfg, endpoint, plan, self.sizing.workers)
+            self.jobs = shard_jobs(cfg, endpoint, plan, self.sizing.workers, scrubber)
             self.infos = await self.fleet.start(self.jobs)
         self._say_who_sends()
         self._open_live(stack)

@@ -69,12 +69,10 @@ def worker_process(conn: Connection, job: ShardJob, records_path: str) -> None:
 
 
 async def _worker(conn: Connection, job: ShardJob, records_path: str) -> None:
-    from loadgen.results.folder import secret_scrubber
-
     loop = asyncio.get_running_loop()
     start: asyncio.Future[tuple[int, int]] = loop.create_future()
     fd = conn.fileno()
-    with RecordSink(records_path, secret_scrubber(job.endpoint)) as sink:
+    with RecordSink(records_path, job.scrubber) as sink:
         run = ShardRun(job, sink)
 
         def not_started(why: str) -> None:

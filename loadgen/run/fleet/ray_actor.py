@@ -65,10 +65,8 @@ class SenderActor:
     """One sender of a run, as a Ray actor (wrapped with ``ray.remote`` by the driver)."""
 
     def __init__(self, job: ShardJob) -> None:
-        from loadgen.results.folder import secret_scrubber
-
         self.job = job
-        self.sink = BatchSink(secret_scrubber(job.endpoint))
+        self.sink = BatchSink(job.scrubber)
         if os.environ.get("LOADGEN_NO_UVLOOP"):
             self.loop = asyncio.new_event_loop()
         else:

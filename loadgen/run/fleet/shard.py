@@ -29,7 +29,7 @@ from loadgen.config import EndpointConfig, RunConfig
 from loadgen.errors import ConfigError
 from loadgen.plan.clock import RunClock
 from loadgen.plan.planner import RequestPlan
-from loadgen.records.record import RequestRecord
+from loadgen.records.record import RequestRecord, Scrubber
 from loadgen.run.dispatch import DispatchStats
 from loadgen.run.sender import STOP_GRACE_S, Sender, run_shard
 from loadgen.run.stopping import AuthStop
@@ -73,13 +73,16 @@ class Fleet(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ShardJob:
-    """Sender ``k`` of ``n``: its configuration (its share of ``--max-concurrency``), the endpoint, its shard."""
+    """Sender ``k`` of ``n``: its configuration (its share of ``--max-concurrency``), the endpoint, its shard, and
+    the secrets its record sink masks (made once, by the driver, from the endpoint: ``results.folder.secret_scrubber``).
+    """
 
     k: int
     n: int
     cfg: RunConfig
     endpoint: EndpointConfig
     plan: RequestPlan
+    scrubber: Scrubber
 
 
 def split_cap(cap: int | None, n: int) -> list[int | None]:
@@ -94,14 +97,16 @@ def split_cap(cap: int | None, n: int) -> list[int | None]:
     return [cap // n + (1 if k < cap % n else 0) for k in range(n)]
 
 
-def shard_jobs(cfg: RunConfig, endpoint: EndpointConfig, plan: RequestPlan, n: int) -> list[ShardJob]:
+def shard_jobs(
+    cfg: RunConfig, endpoint: EndpointConfig, plan: RequestPlan, n: int, scrubber: Scrubber
+) -> list[ShardJob]:
     """The plan cut into ``n`` shards (sender ``k`` takes requests ``i % n == k``), each with its share of
     ``--max-concurrency``."""
     caps = split_cap(cfg.schedule.max_concurrency, n)
     jobs = []
     for k in range(n):
         cfg_k = cfg if n == 1 else replace(cfg, schedule=replace(cfg.schedule, max_concurrency=caps[k]))
-        jobs.append(ShardJob(k, n, cfg_k, endpoint, plan if n == 1 else plan.shard(k, n)))
+        jobs.append(ShardJob(k, n, cfg_k, endpoint, plan if n == 1 else plan.shard(k, n), scrubber))
     return jobs
 
 
