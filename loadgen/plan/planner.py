@@ -42,7 +42,7 @@ __all__ = [
     "with_sim_hints",
 ]
 
-# One sender process tops out near 100,000 token events/s (loadgen.run.fleet.sizing) and every request is at least one
+# One sender process tops out near 100,000 token events/s (loadgen.run.fleet.choose) and every request is at least one
 # event: a plan that asks more of its senders in its duration would only be sent late.
 SENDS_PER_SENDER_S = 100_000
 # Peak bytes a synthetic plan takes per planned request while it is built (offsets, gaps drawn in blocks, lengths,

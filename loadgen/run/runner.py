@@ -49,9 +49,8 @@ from loadgen.results.merge import (
     senders_section,
 )
 from loadgen.results.summary import RunFacts, ScrapeFacts, build_summary
-from loadgen.run.fleet.choose import choose_fleet
+from loadgen.run.fleet.choose import Sizing, choose_fleet
 from loadgen.run.fleet.shard import Fleet, ShardJob, shard_jobs, wait_bound_s
-from loadgen.run.fleet.sizing import Sizing
 from loadgen.run.stopping import Interrupt
 from loadgen.run.target import start_target
 from loadgen.scrape.process import PollerProcess, run_poller

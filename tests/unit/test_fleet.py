@@ -25,9 +25,9 @@ from loadgen.plan.planner import plan_requests
 from loadgen.records.columns import from_records, read_records
 from loadgen.records.record import RequestRecord
 from loadgen.results.merge import Lost, merge_senders, worker_lost_records
+from loadgen.run.fleet.choose import EVENTS_PER_SENDER_S, auto_workers
 from loadgen.run.fleet.clocksync import ClockOffset, cristian, measure
 from loadgen.run.fleet.shard import split_cap
-from loadgen.run.fleet.sizing import EVENTS_PER_SENDER_S, auto_workers
 
 
 def _cfg(rate=10.0, n=40, max_tokens=64, **kw) -> RunConfig:

@@ -1,7 +1,7 @@
 """The senders of a run: one in this process (the default), N local processes (``--workers N``) or N Ray actors
 (``--ray``), behind one interface (``shard.Fleet``) that the one run path (``loadgen.run.runner``) drives.
 
-This package only sizes (``sizing``, ``choose``), shards (``shard``), spawns (``shard``'s fleet of one, ``local``,
+This package only sizes (``choose``), shards (``shard``), spawns (``shard``'s fleet of one, ``local``,
 ``ray_fleet`` / ``ray_actor``, ``clocksync``) and merges (``merge``); the run owns the results folder, the target,
 the scraper, t0, the summary and the report. One process tops out near 100,000 token events/s; past that, or past
 one host, the plan is shared out::
