@@ -70,7 +70,7 @@ from loadgen.commands.experiment_plan import (
     safe_name,
 )
 from loadgen.errors import ConfigError
-from loadgen.options import SECRET_DESTS, mask_secrets
+from loadgen.options import mask_secrets
 from loadgen.records.files import COMPARE_HTML
 
 log = logging.getLogger(__name__)
@@ -141,18 +141,6 @@ def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _mask_doc(doc: Any, secret_keys: frozenset[str]) -> Any:
-    """The experiment file's tables with the values of secret options (api_key, header) masked."""
-    if isinstance(doc, dict):
-        return {
-            k: "***" if str(k).replace("-", "_") in secret_keys else _mask_doc(v, secret_keys)
-            for k, v in doc.items()
-        }
-    if isinstance(doc, list):
-        return [_mask_doc(v, secret_keys) for v in doc]
-    return doc
-
-
 def _manifest_doc(plan: ExperimentPlan, t_start: float) -> dict[str, Any]:
     """manifest.json before the first server starts: the experiment (secrets masked), every cell planned."""
     return {
@@ -160,7 +148,7 @@ def _manifest_doc(plan: ExperimentPlan, t_start: float) -> dict[str, Any]:
         "name": plan.name,
         "file": str(plan.path),
         "file_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
-        "experiment": _mask_doc(plan.doc, SECRET_DESTS),
+        "experiment": mask_secrets(plan.doc),
         "launcher": plan.launcher,
         "status": "running",
         "started_unix": t_start,

@@ -209,8 +209,7 @@ class OptionParser(argparse.ArgumentParser):
         if (
             extras
         ):  # argparse would join them into its message, and with them a mistyped option's secret value
-            names = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
-            self.error(_explain_unrecognized(extras, names))
+            self.error(_explain_unrecognized(self, extras))
         return ns
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
@@ -233,19 +232,11 @@ def _glue_sim_args(args: Sequence[str] | None) -> list[str]:
     return out
 
 
-def _explain_unrecognized(extras: Sequence[str], names: Sequence[str]) -> str:
-    """ "unrecognized arguments" with every value that follows an unknown option masked (a mistyped
-    ``--api-keyy sk-...`` is a secret all the same) and the nearest option named."""
-    out, unknown, after_option = [], [], False
-    for tok in extras:
-        if tok.startswith("-") and len(tok) > 1:
-            name, eq, _ = tok.partition("=")
-            unknown.append(name)
-            out.append(name + "=***" if eq else name)
-            after_option = not eq
-        else:
-            out.append("***" if after_option else tok)
-            after_option = False
+def _explain_unrecognized(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """ "unrecognized arguments" with every value that follows an unknown option masked (``mask_secrets``) and the
+    nearest option named."""
+    names = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    unknown = [tok.partition("=")[0] for tok in extras if tok.startswith("-") and len(tok) > 1]
     hints = []
     for name in unknown:
         longer = [n for n in names if n.startswith(name)] if len(name) > 2 else []
@@ -253,7 +244,8 @@ def _explain_unrecognized(extras: Sequence[str], names: Sequence[str]) -> str:
             hints.append(f"{name}: options are not abbreviated; did you mean {longer[0]}?")
         elif close := difflib.get_close_matches(name, names, n=1, cutoff=0.75):
             hints.append(f"{name}: did you mean {close[0]}?")
-    return "unrecognized arguments: " + " ".join(out) + (f" ({'; '.join(hints)})" if hints else "")
+    shown = " ".join(mask_secrets(extras, parser, unknown=True))
+    return "unrecognized arguments: " + shown + (f" ({'; '.join(hints)})" if hints else "")
 
 
 DESCRIPTION = (
@@ -299,28 +291,52 @@ def _finish_help(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def mask_secrets(
-    argv: Sequence[str], parser: argparse.ArgumentParser | None = None, *, keep_header_names: bool = False
-) -> list[str]:
-    """``argv`` with the value of every secret option replaced by ``***``: the one masking of a command line, for
-    anything that records or shows one (run.json, the report), then scrubbed of URL credentials (``Scrubber``).
+    argv: Any,
+    parser: argparse.ArgumentParser | None = None,
+    *,
+    keep_header_names: bool = False,
+    unknown: bool = False,
+) -> Any:
+    """``argv`` with the value of every secret option replaced by ``***``: the one masking of options, for anything
+    that records or shows them (run.json, the report, an error message, an experiment's manifest), then scrubbed of
+    URL credentials (``Scrubber``).
 
     Secret options are found by their dest (``SECRET_DESTS``), not by one spelling, so every option string the
     parser accepts for them is covered, as ``--flag VALUE`` and as ``--flag=VALUE``; so is a prefix of one that names
     no other option (``--api-k``: parsers refuse abbreviations, but a command line shown from an older run may hold
     one). ``keep_header_names``: ``--header NAME:VALUE`` shows ``NAME: ***`` (the report), else ``***``.
+    ``unknown``: ``argv`` holds options the parser refused (an error message names them): the value of every one of
+    them is masked too (a mistyped ``--api-keyy sk-...`` is a secret all the same); a word that is an option itself
+    is not its value. ``argv`` may also be an experiment file's tables (a dict): the value of every key that names a
+    secret option (``api_key`` or ``api-key``, ``header``) is masked, nested tables and lists walked.
     """
+
+    def tables(doc: Any) -> Any:
+        if isinstance(doc, Mapping):
+            return {
+                k: "***" if str(k).replace("-", "_") in SECRET_DESTS else tables(v) for k, v in doc.items()
+            }
+        return [tables(v) for v in doc] if isinstance(doc, list) else doc
+
+    if isinstance(argv, Mapping):
+        return tables(argv)
     parser = parser or build_parser()
     secret = {s for a in parser._actions if a.dest in SECRET_DESTS for s in a.option_strings}
     header = {s for a in parser._actions if a.dest == "header" for s in a.option_strings}
     others = {s for a in parser._actions for s in a.option_strings} - secret
+
+    def is_option(word: str) -> bool:
+        return word.startswith("-") and len(word) > 1
 
     def option(word: str) -> str | None:
         name = word.split("=", 1)[0]
         if name in secret:
             return name
         if name.startswith("--") and len(name) > 3 and name not in others:
-            return next((s for s in sorted(secret) if s.startswith(name)), None)
-        return None
+            return next((s for s in sorted(secret) if s.startswith(name)), None) or (
+                name if unknown else None
+            )
+        return name if unknown and is_option(name) else None
 
     def hidden(opt: str, value: str) -> str:
         if keep_header_names and opt in header and ":" in value:
@@ -330,11 +346,13 @@ def mask_secrets(
     out: list[str] = []
     pending: str | None = None
     for a in argv:
-        opt = option(a) if pending is None and a.startswith("-") else None
-        if pending is not None:
+        if pending is not None and not (unknown and is_option(a)):
             out.append(hidden(pending, a))
             pending = None
-        elif opt is None:
+            continue
+        pending = None
+        opt = option(a) if a.startswith("-") else None
+        if opt is None:
             out.append(a)
         elif "=" in a:
             out.append(f"{a.split('=', 1)[0]}={hidden(opt, a.split('=', 1)[1])}")
