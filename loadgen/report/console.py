@@ -31,19 +31,33 @@ def _same_row(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    m = summary["metrics"]
-    req = m["requests"]
+    """The final report, in the order a reader asks: what ran, how long requests took, how much got through, what
+    went wrong, the stragglers, the server's side and the groups, and whether the client can be trusted."""
+    _print_headline(summary, console)
+    console.print(_latency_table(summary["metrics"]["latency_ms"]))
+    _print_volume(summary, console)
+    _print_failures(summary, console)
+    _print_stragglers(summary, console)
+    _print_sections(summary, console)
+    _print_client_check(summary, console)
+
+
+def _print_headline(summary: dict[str, Any], console: Console) -> None:
+    req = summary["metrics"]["requests"]
     head = summary.get("target", {})
     console.print(
         f"[bold]loadgen[/] {head.get('kind', '')} {head.get('model', '')} — "
         f"{summary['schedule']['arrival']} rate {summary['schedule'].get('rate')} cv {summary['schedule'].get('cv')}"
         f" — {req['ok']}/{req['measured']} ok" + (f", {req['warmup']} warm-up" if req["warmup"] else "")
     )
+
+
+def _latency_table(lat: dict[str, Any]) -> Table:
+    """Every shown interval of ``INTERVALS`` with a count, one row each (ITL once where chunks held one token)."""
     t = Table(title="latency (ms)", show_lines=False, header_style="bold")
     t.add_column("metric")
     for col in _COLS:
         t.add_column(col.replace("_", "."), justify="right")
-    lat = m["latency_ms"]
     one_per_chunk = _same_row(lat.get("itl_per_token"), lat.get("itl_per_chunk"))
     for iv in INTERVALS:
         d = lat.get(iv.key) if iv.shown else None
@@ -51,8 +65,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             continue
         label = "ITL (per chunk = per token)" if one_per_chunk and iv.key == "itl_per_token" else iv.label
         t.add_row(label, *(_fmt(d.get(c)) for c in _COLS))
-    console.print(t)
+    return t
 
+
+def _print_volume(summary: dict[str, Any], console: Console) -> None:
+    """Throughput, the send rate against its target, tokens, answers cut at their budget, goodput."""
+    m = summary["metrics"]
+    req = m["requests"]
     thr = m["throughput"]
     rate = m["rate"]
     console.print(
@@ -84,6 +103,12 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"goodput: {gp['good_requests']:,} of {req['measured']:,} measured requests{share} met "
             f"{words.slo(gp['slo_ms'])}: {gp['requests_per_s']:.2f} req/s over the same {m['window']['duration_s']:.1f} s window as throughput"
         )
+
+
+def _print_failures(summary: dict[str, Any], console: Console) -> None:
+    """Connections (new, reused, found closed), failed requests by kind, and a run whose requests all failed."""
+    m = summary["metrics"]
+    req = m["requests"]
     conns = m.get("connections")
     if conns:
         console.print(
@@ -106,7 +131,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     outcome = summary.get("outcome") or {}
     if outcome.get("failed"):
         console.print(f"[bold red]requests failed:[/] {outcome['reason']}", highlight=False)
-    st = m["stragglers"]
+
+
+def _print_stragglers(summary: dict[str, Any], console: Console) -> None:
+    st = summary["metrics"]["stragglers"]
     console.print(
         f"stragglers ({st['rule']}, threshold {_fmt(st['threshold_ms'])} ms): {st['count']} "
         f"({st['share_of_requests']:.1%} of requests, {st['share_of_output_tokens']:.1%} of output tokens, "
@@ -118,6 +146,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     if st["count"] > len(shown):
         where = REPORT_HTML if get(summary, "config", "output", "report") is not False else SUMMARY
         console.print(f"  +{st['count'] - len(shown):,} more (see {where})")
+
+
+def _print_sections(summary: dict[str, Any], console: Console) -> None:
+    """The server's side, the groups, the turns of conversations, accuracy, and each sender's share."""
     server = summary.get("server")
     if server:
         _print_server(server, console)
@@ -138,6 +170,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 
     for line in senders_lines(summary):  # --workers / --ray: each sender's share and self-check
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_client_check(summary: dict[str, Any], console: Console) -> None:
+    """Whether the run finished and whether the client kept its schedule (its measurements can be trusted)."""
     check = summary["client_check"]
     loop_lag = check.get("event_loop_lag_ms") or {}
     if summary.get("rebuilt"):
