@@ -261,6 +261,12 @@ class WorkloadConfig:
         if self.repeats < 1:
             raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
+    @property
+    def count_is_fixed(self) -> bool:
+        """A dataset (items x repeats x budgets) or a ``--max-tokens`` sweep decides how many requests there are;
+        any other workload is cycled to the number of arrivals the schedule plans."""
+        return self.kind == "dataset" or self.budgets is not None
+
 
 HISTORY_POLICIES = ("strip-reasoning", "keep-reasoning")
 
