@@ -20,6 +20,23 @@ SLO_METRICS = ("ttft", "ttfvt", "tpot", "itl", "e2e")
 DEFAULT_NUM_REQUESTS = 100  # when neither --num-requests, --duration nor a trace bounds the run
 
 
+def _kind_and_numbers(
+    text: str, flag: str, kinds: tuple[str, ...], expected: str
+) -> tuple[str, float, float | None]:
+    """``[KIND:]A[,B]`` (KIND one of ``kinds``; fixed when left out): the kind and its one or two numbers, as a
+    distribution flag (``--input-len``, ``--think-time``) writes them; anything else is one clear ConfigError."""
+    numbers = r"\s*([0-9.eE+-]+)\s*(?:,\s*([0-9.eE+-]+))?\s*"
+    m = re.fullmatch(rf"\s*(?:({'|'.join(kinds)}):)?{numbers}", str(text))
+    if not m:
+        raise ConfigError(f"{flag} {text!r}: expected {expected}")
+    try:
+        a = float(m.group(2))
+        b = float(m.group(3)) if m.group(3) is not None else None
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: not a number") from None
+    return m.group(1) or "fixed", a, b
+
+
 @dataclass(frozen=True, slots=True)
 class LengthDist:
     """A token-length distribution: fixed, uniform(lo, hi), normal(mean, sd) or lognormal(median, sigma)."""
@@ -31,19 +48,10 @@ class LengthDist:
 
     @classmethod
     def parse(cls, text: str, flag: str) -> LengthDist:
-        m = re.fullmatch(
-            r"\s*(?:(fixed|uniform|normal|lognormal):)?\s*([0-9.eE+-]+)\s*(?:,\s*([0-9.eE+-]+))?\s*", text
-        )
-        if not m:
-            raise ConfigError(
-                f"{flag} {text!r}: expected N, uniform:LO,HI, normal:MEAN,SD or lognormal:MEDIAN,SIGMA"
-            )
-        kind = m.group(1) or "fixed"
-        try:
-            a = float(m.group(2))
-            b = float(m.group(3)) if m.group(3) is not None else None
-        except ValueError:
-            raise ConfigError(f"{flag} {text!r}: not a number") from None
+        kind, a, b = _kind_and_numbers(
+            text, flag, ("fixed", "uniform", "normal", "lognormal"),
+            "N, uniform:LO,HI, normal:MEAN,SD or lognormal:MEDIAN,SIGMA",
+        )  # fmt: skip
         if kind == "fixed":
             if b is not None:
                 raise ConfigError(f"{flag} {text!r}: a fixed length takes one number")
@@ -261,6 +269,12 @@ class WorkloadConfig:
         if self.repeats < 1:
             raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
+    @property
+    def count_is_fixed(self) -> bool:
+        """A dataset (items x repeats x budgets) or a ``--max-tokens`` sweep decides how many requests there are;
+        any other workload is cycled to the number of arrivals the schedule plans."""
+        return self.kind == "dataset" or self.budgets is not None
+
 
 HISTORY_POLICIES = ("strip-reasoning", "keep-reasoning")
 
@@ -276,21 +290,10 @@ class SecondsDist:
 
     @classmethod
     def parse(cls, text: str, flag: str) -> SecondsDist:
-        m = re.fullmatch(
-            r"\s*(?:(fixed|uniform|normal|lognormal|exponential):)?\s*([0-9.eE+-]+)\s*(?:,\s*([0-9.eE+-]+))?\s*",
-            str(text),
-        )
-        if not m:
-            raise ConfigError(
-                f"{flag} {text!r}: expected S, uniform:LO,HI, normal:MEAN,SD, lognormal:MEDIAN,SIGMA or "
-                "exponential:MEAN (seconds)"
-            )
-        kind = m.group(1) or "fixed"
-        try:
-            a = float(m.group(2))
-            b = float(m.group(3)) if m.group(3) is not None else None
-        except ValueError:
-            raise ConfigError(f"{flag} {text!r}: not a number") from None
+        kind, a, b = _kind_and_numbers(
+            text, flag, ("fixed", "uniform", "normal", "lognormal", "exponential"),
+            "S, uniform:LO,HI, normal:MEAN,SD, lognormal:MEDIAN,SIGMA or exponential:MEAN (seconds)",
+        )  # fmt: skip
         two = kind in ("uniform", "normal", "lognormal")
         if two != (b is not None):
             raise ConfigError(f"{flag} {text!r}: {kind} takes {'two numbers' if two else 'one number'}")

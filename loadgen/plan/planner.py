@@ -21,12 +21,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+
+import numpy as np
 
 from loadgen.config import DEFAULT_NUM_REQUESTS, RunConfig
 from loadgen.errors import ConfigError
 from loadgen.plan.request_plan import RequestPlan, SessionTable, merge, with_sim_hints
-from loadgen.plan.schedule import GammaSchedule, TraceSchedule, make_schedule
+from loadgen.plan.schedule import arrivals_of
+from loadgen.workload.mooncake import trace_is_mooncake
+from loadgen.workload.source import workload_requests
 from loadgen.workload.spec import RequestSpec
 from loadgen.workload.table import SpecTable
 
@@ -117,56 +120,30 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     Dataset workloads fix the number of requests (items x repeats x budgets); otherwise the schedule does.
     ``specs`` replaces the workload's requests (the schedule still decides how many are sent).
     """
-    if _conversations(cfg):  # --sessions, a mooncake trace: loadgen.plan.sessions
-        from loadgen.plan.sessions import plan_sessions
+    s, w = cfg.schedule, cfg.workload
+    mooncake = trace_is_mooncake(s.trace_format, s.trace_path)
+    if cfg.sessions.enabled or mooncake:  # conversations: loadgen.plan.sessions
+        from loadgen.plan.sessions import plan_mooncake, plan_sessions
 
         if specs is not None:
             raise ConfigError("conversations (--sessions, a mooncake trace) plan their own turns")
-        return plan_sessions(cfg)
-    s, w = cfg.schedule, cfg.workload
+        if s.warmup:
+            raise ConfigError("--warmup is not supported with conversations: every planned turn is measured")
+        return plan_mooncake(cfg) if mooncake else plan_sessions(cfg)
     check_plan_size(cfg)
-    trace = _read_trace(cfg) if s.arrival == "trace" else None
-    sched: GammaSchedule | TraceSchedule
-    if trace is not None:
-        sched = TraceSchedule.from_offsets_ns(trace.arrival_ns, s.trace_path or "", s.trace_speedup)
-    else:
-        sched = make_schedule(s.arrival, s.rate, s.cv, s.seed)
+    sched, trace = arrivals_of(s)
     n = s.num_requests
     if n is None and s.duration_s is None and trace is None:
         n = DEFAULT_NUM_REQUESTS
-
-    fixed: list[RequestSpec] | None = None
-    if w.kind == "dataset":
-        from loadgen.workload.sampling import build_dataset_workload, parse_dataset_paths
-
-        assert w.dataset is not None
-        fixed = build_dataset_workload(
-            w.dataset,
-            n or DEFAULT_NUM_REQUESTS,
-            seed=w.seed,
-            paths=parse_dataset_paths(list(w.dataset_paths), w.dataset.names) if w.dataset_paths else None,
-            replace_=w.with_replacement,
-            repeats=w.repeats,
-            max_tokens=w.budgets,
-        )
-    elif w.budgets is not None:
-        if w.budgets.per_dataset:
-            raise ConfigError("per-dataset --max-tokens budgets need --dataset")
-        if n is None:
-            raise ConfigError("a --max-tokens sweep needs --num-requests")
-        from loadgen.workload.sampling import expand
-
-        fixed = expand(list(_base_specs(cfg, n, trace)), budgets=w.budgets.sweep, seed=w.seed)
-
     planned: SpecTable
-    if fixed is not None:
-        warm = [fixed[i % len(fixed)] for i in range(s.warmup)]
-        offsets = sched.offsets_ns(len(warm) + len(fixed), s.duration_s)
-        planned = SpecTable.of((warm + fixed)[: len(offsets)])
+    if w.count_is_fixed:  # the workload's own count, warm-up requests taken from its start
+        fixed = workload_requests(w, n, trace)
+        rows = np.concatenate([np.arange(s.warmup) % len(fixed), np.arange(len(fixed))])
+        offsets = sched.offsets_ns(len(rows), s.duration_s)
+        planned = fixed.take(rows[: len(offsets)])
     else:
-        total = None if n is None else n + s.warmup
-        offsets = sched.offsets_ns(total, s.duration_s)
-        planned = _base_specs(cfg, len(offsets), trace)
+        offsets = sched.offsets_ns(None if n is None else n + s.warmup, s.duration_s)
+        planned = workload_requests(w, len(offsets), trace)
     if len(offsets) == 0:
         raise ConfigError("the schedule plans no requests: raise --duration or --num-requests")
     if len(planned) < len(offsets):
@@ -178,41 +155,3 @@ def plan_requests(cfg: RunConfig, specs: Sequence[RequestSpec] | None = None) ->
     # each spec as it is sent: its own budget, else the run's --max-tokens; simulator hints when simulated
     final = planned.final(cfg.sampling.max_tokens, with_sim_hints if cfg.endpoint.simulated else None)
     return RequestPlan.whole(sched, offsets, final, s.seed, s.warmup)
-
-
-def _conversations(cfg: RunConfig) -> bool:
-    if cfg.sessions.enabled:
-        return True
-    if not cfg.schedule.trace_path:
-        return False
-    from loadgen.plan.sessions import is_mooncake
-
-    return is_mooncake(cfg)
-
-
-def _read_trace(cfg: RunConfig) -> Any:
-    from loadgen.workload.traces import read_trace
-
-    s = cfg.schedule
-    assert s.trace_path
-    return read_trace(
-        s.trace_path, s.trace_format, speedup=s.trace_speedup, start_s=s.trace_start_s, end_s=s.trace_end_s
-    )
-
-
-def _base_specs(cfg: RunConfig, n: int, trace: Any) -> SpecTable:
-    w = cfg.workload
-    if w.kind == "file":
-        from loadgen.workload.prompts_file import load_prompts_file
-
-        assert w.path
-        return SpecTable.cycled(load_prompts_file(w.path), n)
-    if w.kind == "trace":
-        if trace is None:
-            raise ConfigError("--trace-lengths needs --trace FILE")
-        from loadgen.workload.traces import trace_to_specs
-
-        return SpecTable.cycled(trace_to_specs(trace, seed=w.seed, force_output_len=w.force_output_len), n)
-    from loadgen.workload.synthetic import synthetic_specs
-
-    return synthetic_specs(n, w.input_len, w.output_len, w.seed, w.prefix_len)

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from loadgen.config import ScheduleConfig
 from loadgen.errors import ConfigError, WorkloadError
+from loadgen.workload.traces import Trace, read_trace
 
-__all__ = ["GammaSchedule", "Schedule", "TraceSchedule", "make_schedule"]
+__all__ = ["GammaSchedule", "Schedule", "TraceSchedule", "arrivals_of", "make_schedule"]
 
 NS_PER_S = 1_000_000_000
 
@@ -174,3 +176,15 @@ def make_schedule(arrival: str, rate: float, cv: float, seed: int) -> GammaSched
     if arrival == "gamma":
         return GammaSchedule(rate, cv, seed)
     raise ConfigError(f"--arrival must be constant, poisson, gamma or trace, got {arrival!r}")
+
+
+def arrivals_of(s: ScheduleConfig) -> tuple[Schedule, Trace | None]:
+    """The run's arrival process: Gamma (rate, cv) for ``--arrival constant|poisson|gamma``, else the timestamps of
+    ``--trace``; the trace is read once here and returned too (its lengths can be the workload)."""
+    if s.arrival != "trace":
+        return make_schedule(s.arrival, s.rate, s.cv, s.seed), None
+    assert s.trace_path
+    trace = read_trace(
+        s.trace_path, s.trace_format, speedup=s.trace_speedup, start_s=s.trace_start_s, end_s=s.trace_end_s
+    )
+    return TraceSchedule.from_offsets_ns(trace.arrival_ns, s.trace_path, s.trace_speedup), trace

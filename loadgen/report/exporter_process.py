@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 import orjson
 
 from loadgen.errors import ConfigError, LoadgenError
+from loadgen.scrape.child import JsonLineChild
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ START_TIMEOUT_S = 60.0  # a cold start imports numpy and prometheus_client; a bu
 FINISH_TIMEOUT_S = 30.0
 
 
-class ExporterProcess:
+class ExporterProcess(JsonLineChild):
     """The exporter's child: ``start`` (a port that cannot be had is a ConfigError), ``count`` what is in flight,
     ``finish`` once every record is on disk, ``close`` (waits out the child's linger)."""
 
@@ -43,22 +42,11 @@ class ExporterProcess:
         self.linger_s = linger_s
         self.port: int | None = None
         self.records: int | None = None  # how many the child had folded at finish
-        self._proc: asyncio.subprocess.Process | None = None
         self._reporter: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        root = str(Path(__file__).resolve().parents[2])  # the same loadgen, however the parent found it
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
-        }
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "loadgen.report.exporter", orjson.dumps(self.args).decode(),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True,
-            )  # fmt: skip
-            assert self._proc.stdout is not None
-            line = await asyncio.wait_for(self._proc.stdout.readline(), START_TIMEOUT_S)
+            line = await self._spawn("loadgen.report.exporter", self.args, START_TIMEOUT_S)
             msg = orjson.loads(line or b"{}")
         except (OSError, TimeoutError, orjson.JSONDecodeError) as exc:
             await self.kill()
@@ -95,11 +83,10 @@ class ExporterProcess:
         if last is not None:
             self._send_count(*last)
         self._send({"finish": True})
-        proc = self._proc
-        if proc is None or proc.stdout is None:
+        if self._proc is None:
             return
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), FINISH_TIMEOUT_S)
+            line = await self._read_line(FINISH_TIMEOUT_S)
             self.records = orjson.loads(line).get("records") if line else None
         except (TimeoutError, orjson.JSONDecodeError, AttributeError):
             log.warning("the exporter process did not finish folding")
@@ -116,20 +103,6 @@ class ExporterProcess:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), self.linger_s + FINISH_TIMEOUT_S)
         await self.kill()
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        if self._proc is not None and self._proc.stdin is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self._proc.stdin.write(orjson.dumps(msg) + b"\n")
-
-    async def kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
 
 
 async def open_exporter(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Protocol
 
@@ -31,32 +30,20 @@ class SenderCounters(Protocol):
     errors: int
 
 
-@dataclass(frozen=True)
-class _Zero:
-    sent: int = 0
-    in_flight: int = 0
-    waiting_for_slot: int = 0
-    done: int = 0
-    errors: int = 0
-
-
-_NONE_YET = _Zero()
-
-
 class LiveView:
     """Keeps the lifecycle times of the last ``window`` successful requests in fixed arrays (a ring: memory never
     grows with the run) and redraws four times a second, the latencies computed as ``loadgen.analysis.metrics`` defines
     them."""
 
-    def __init__(self, console: Console, total: int, window: int = 500) -> None:
+    def __init__(self, console: Console, total: int, stats: SenderCounters, window: int = 500) -> None:
         self.console = console
         self.total = total
+        self.stats = stats  # the sender's live counters (DispatchStats), read at every redraw
         self.window = window
         self._t = {k: np.full(window, np.nan) for k in TIME_FIELDS}
         self._n = {k: np.full(window, np.nan) for k in COUNT_FIELDS}
         self._conn = np.full(window, -1, dtype=np.int8)
         self.seen = 0  # successful requests observed
-        self.stats: SenderCounters | None = None  # the sender's live counters (DispatchStats)
         self.t_start = perf_counter_ns()
         self._live: Live | None = None
 
@@ -88,7 +75,7 @@ class LiveView:
         return out
 
     def _render(self) -> Group:
-        s = self.stats or _NONE_YET
+        s = self.stats
         elapsed = (perf_counter_ns() - self.t_start) / 1e9
         line1 = (
             f"[bold]{elapsed:6.1f} s[/]  sent {s.sent}/{self.total}  in flight {s.in_flight}"

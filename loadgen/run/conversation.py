@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable, Sequence
 from time import perf_counter_ns
 from typing import Any
 
-import numpy as np
-
 from loadgen.errors import ErrorKind
-from loadgen.plan.clock import RunClock
 from loadgen.plan.planner import SessionTable
 from loadgen.records.record import STATUS_ERROR, STATUS_OK, RequestRecord
 from loadgen.run.dispatch import SPIN_NS, TIMERFD_LEAD_NS, Dispatcher, TimerFd, spin_until
@@ -49,22 +45,12 @@ class _KeepText:
 class SessionDispatcher(Dispatcher):
     """A :class:`Dispatcher` for a plan of conversations (``plan.sessions``); see the module docstring."""
 
-    def __init__(
-        self,
-        client: StreamingClient,
-        clock: RunClock | int,
-        offsets_ns: np.ndarray,
-        specs: Sequence[RequestSpec],
-        sessions: SessionTable,
-        max_concurrency: int | None,
-        on_done: Callable[[RequestRecord], None],
-        stop: asyncio.Event,
-        api: str = "chat",
-        indices: Sequence[int] | np.ndarray | None = None,
-    ) -> None:
-        super().__init__(client, clock, offsets_ns, specs, 0, max_concurrency, on_done, stop, api, indices)
+    def __init__(self, sessions: SessionTable, *pacing: Any, **options: Any) -> None:
+        """``sessions``, then :class:`Dispatcher`'s own arguments (its ``warmup`` goes unused: a turn's record never
+        counts as warm-up)."""
+        super().__init__(*pacing, **options)
         self._closed_loop = False  # a session's turns wait for each other, never for the dispatcher
-        self.client = _KeepText(client, KEEP_REASONING if sessions.history == KEEP else True)  # type: ignore[assignment]
+        self.client = _KeepText(self.client, KEEP_REASONING if sessions.history == KEEP else True)  # type: ignore[assignment]
         self.session = sessions.session.tolist()
         self.turn = sessions.turn.tolist()
         self.think = sessions.think_ns.tolist()

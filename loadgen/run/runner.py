@@ -208,9 +208,8 @@ class _Run:
             return
         from loadgen.report.live import LiveView
 
-        self.live = LiveView(console, len(self.plan))
+        self.live = LiveView(console, len(self.plan), self.fleet.stats)  # type: ignore[attr-defined]
         stack.callback(self.live.close)
-        self.live.stats = self.fleet.stats  # type: ignore[attr-defined]
         self.tap.observers.append(self.live.observe)
 
     async def send(self, install_signal_handlers: bool) -> tuple[Interrupt, list[dict[str, Any] | None]]:

@@ -59,29 +59,16 @@ class Sender:
     async def ready(self) -> None:
         """Built here, after every import the run needs: nothing may be imported while requests are sent."""
         plan = self.plan
-        if plan.sessions is not None:  # conversations: each turn due when its predecessor has ended
+        pacing = (self.client, self.clock, plan.offsets_ns, plan.specs, plan.warmup,
+                  self.cfg.schedule.max_concurrency, self.on_done, self.stop)  # fmt: skip
+        if plan.sessions is None:
+            self.dispatcher = Dispatcher(*pacing, api=self.endpoint.api, indices=plan.indices)
+        else:  # conversations: each turn due when its predecessor has ended
             from loadgen.run.conversation import SessionDispatcher
 
             self.dispatcher = SessionDispatcher(
-                self.client, self.clock, plan.offsets_ns, plan.specs, plan.sessions,
-                self.cfg.schedule.max_concurrency, self.on_done, self.stop, api=self.endpoint.api,
-                indices=plan.indices,
-            )  # fmt: skip
-            await self.client.warm()
-            self.dispatcher.prepare()
-            return
-        self.dispatcher = Dispatcher(
-            self.client,
-            self.clock,
-            plan.offsets_ns,
-            plan.specs,
-            plan.warmup,
-            self.cfg.schedule.max_concurrency,
-            self.on_done,
-            self.stop,
-            api=self.endpoint.api,
-            indices=plan.indices,
-        )
+                plan.sessions, *pacing, api=self.endpoint.api, indices=plan.indices
+            )
         await self.client.warm()
         self.dispatcher.prepare()
 

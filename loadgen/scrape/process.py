@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from loadgen.records.files import SERVER_METRICS
+from loadgen.scrape.child import JsonLineChild
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ STOP_TIMEOUT_S = 30.0  # the last scrape has its own timeout (at most 5 s); this
 NICE = 10
 
 
-class PollerProcess:
+class PollerProcess(JsonLineChild):
     """Runs a ``MetricsPoller`` in a child process; ``stats`` and ``info`` are filled in by ``stop()``."""
 
     def __init__(
@@ -64,28 +65,11 @@ class PollerProcess:
         self.stats: dict[str, Any] = {}
         self.info: dict[str, dict[str, Any]] = {}
         self.error: str | None = None
-        self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> bool:
         """Start the child and wait until it is ready to poll; False (and ``error`` set) when it cannot."""
-        root = str(Path(__file__).resolve().parents[2])  # the same loadgen, however the parent found it
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
-        }
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "loadgen.scrape.process",
-                orjson.dumps(self.args).decode(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,
-            )
-            assert self._proc.stdout is not None
-            line = await asyncio.wait_for(self._proc.stdout.readline(), START_TIMEOUT_S)
+            line = await self._spawn("loadgen.scrape.process", self.args, START_TIMEOUT_S)
             if orjson.loads(line or b"{}").get("ready") is not True:
                 raise RuntimeError(f"it said {line[:200]!r}")
         except (OSError, RuntimeError, TimeoutError, orjson.JSONDecodeError) as exc:
@@ -106,8 +90,7 @@ class PollerProcess:
             return
         self._send({"stop": True})
         try:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), STOP_TIMEOUT_S)
+            line = await self._read_line(STOP_TIMEOUT_S)
             result = orjson.loads(line) if line else None
             await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
         except (TimeoutError, orjson.JSONDecodeError) as exc:
@@ -123,23 +106,6 @@ class PollerProcess:
         if self.error:
             log.warning("%s", self.error)
             self.stats.setdefault("error", self.error)
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        if self._proc is not None and self._proc.stdin is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self._proc.stdin.write(orjson.dumps(msg) + b"\n")
-
-    async def kill(self) -> None:
-        """Make sure the child is gone (idempotent; ``stop()`` first for its stats and last scrape)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        if proc.stdin is not None:
-            proc.stdin.close()
 
 
 async def _child(args: dict[str, Any]) -> None:

@@ -235,20 +235,10 @@ class Engine:
         self.stats = EngineStats()
         self._serial = 0
 
-    def new_request(
-        self,
-        prompt_tokens: int,
-        hashes: list[bytes],
-        digest: int,
-        max_tokens: int,
-        ignore_eos: bool = False,
-        sim: Mapping[str, Any] | None = None,
-    ) -> SimRequest:
-        """Build a request with the next serial number (the serial seeds its random draws)."""
+    def next_serial(self) -> int:
+        """A new request's serial number (it seeds the request's random draws): ``SimRequest(config, serial, ...)``."""
         self._serial += 1
-        return SimRequest(
-            self.config, self._serial, prompt_tokens, hashes, digest, max_tokens, ignore_eos, sim
-        )
+        return self._serial
 
     def add(self, req: SimRequest) -> None:
         self.waiting.append(req)

@@ -381,7 +381,8 @@ class SimServer:
 
         digest = text_digest(g.prompt_text)
         hashes = block_hashes(g.tokens, cfg.block_size) if cfg.enable_prefix_caching else []
-        req = self.engine.new_request(len(g.tokens), hashes, digest, g.max_tokens, g.ignore_eos, g.sim)
+        req = SimRequest(cfg, self.engine.next_serial(), len(g.tokens), hashes, digest, g.max_tokens,
+                         g.ignore_eos, g.sim)  # fmt: skip
         req.tail_tokens = g.tokens[len(hashes) * cfg.block_size :] if hashes else g.tokens
         req.chat = chat
         req.handle = st

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from loadgen.errors import WorkloadError
+from loadgen.workload.prompts_file import json_lines
 
 __all__ = ["DatasetDef", "hub_offline_reason", "read_rows", "rows_from_hub", "rows_from_path"]
 
@@ -68,14 +69,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def _read_jsonl(p: Path, raw: bytes) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise WorkloadError(f"{p}:{lineno}: not a JSON object ({exc})") from None
+    for lineno, row in json_lines(p, raw, invalid="not a JSON object"):
         if not isinstance(row, dict):
             raise WorkloadError(f"{p}:{lineno}: expected a JSON object per line")
         rows.append(row)

@@ -51,6 +51,13 @@ def looks_like_mooncake(path: str) -> bool:
     return first.startswith(b"{") and b'"hash_ids"' in first
 
 
+def trace_is_mooncake(trace_format: str, path: str | None) -> bool:
+    """Whether ``--trace PATH`` (``--trace-format``, ``auto`` by default) is a Mooncake trace: sessions, not arrivals."""
+    if trace_format == "mooncake":
+        return True
+    return trace_format == "auto" and bool(path) and looks_like_mooncake(str(path))
+
+
 def read_mooncake(path: str) -> list[MooncakeRow]:
     """Every row of a Mooncake trace, in file order; a bad line is one clear error."""
     p = Path(path).expanduser()

@@ -6,14 +6,16 @@ Each line is an object with ``prompt`` (a string) or ``messages`` (chat messages
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from loadgen.errors import WorkloadError
 from loadgen.workload.spec import RequestSpec
 
-__all__ = ["load_prompts_file"]
+__all__ = ["json_lines", "load_prompts_file"]
 
 
 def load_prompts_file(path: str | Path) -> list[RequestSpec]:
@@ -22,7 +24,15 @@ def load_prompts_file(path: str | Path) -> list[RequestSpec]:
         raw = p.read_bytes()
     except OSError as exc:
         raise WorkloadError(f"cannot read prompts file {p}: {exc.strerror or exc}") from None
-    specs: list[RequestSpec] = []
+    specs = [_spec(obj, p, lineno) for lineno, obj in json_lines(p, raw)]
+    if not specs:
+        raise WorkloadError(f"prompts file {p} has no requests")
+    return specs
+
+
+def json_lines(p: Path, raw: bytes, invalid: str = "not valid JSON") -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of ``raw`` (the file ``p``) parsed, with its line number; a line that is not JSON is a
+    WorkloadError ``p:LINE: {invalid} (why)``."""
     for lineno, line in enumerate(raw.splitlines(), 1):
         line = line.strip()
         if not line:
@@ -30,11 +40,8 @@ def load_prompts_file(path: str | Path) -> list[RequestSpec]:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise WorkloadError(f"{p}:{lineno}: not valid JSON ({exc})") from None
-        specs.append(_spec(obj, p, lineno))
-    if not specs:
-        raise WorkloadError(f"prompts file {p} has no requests")
-    return specs
+            raise WorkloadError(f"{p}:{lineno}: {invalid} ({exc})") from None
+        yield lineno, obj
 
 
 def _spec(obj: object, p: Path, lineno: int) -> RequestSpec:

@@ -22,7 +22,10 @@ def _req(
 ):
     tokens = tokenize(prompt)
     hashes = block_hashes(tokens, engine.config.block_size)
-    return engine.new_request(len(tokens), hashes, text_digest(prompt), max_tokens, ignore_eos, sim)
+    digest = text_digest(prompt)
+    return SimRequest(
+        engine.config, engine.next_serial(), len(tokens), hashes, digest, max_tokens, ignore_eos, sim
+    )
 
 
 def _run(engine: Engine, max_steps: int = 100_000, check=None) -> list:
