@@ -61,9 +61,8 @@ class TokenBins:
         self.width = width if width is not None else self.FINE_NS
         self.bins = np.zeros(1, dtype=np.float64)
         self.last_chunk_ns = 0  # how far the bins reach, as bins of another width would (see ``at``)
-        self.spread_ns: float | None = (
-            None  # the last spread request's end: the spread reaches one bin past it
-        )
+        # the last spread request's end: the spread reaches one bin past it
+        self.spread_ns: float | None = None
 
     def _widen(self, t_max: float) -> None:
         while not self.fixed and t_max // self.width >= self.MAX_BINS:

@@ -62,7 +62,7 @@ def read_run(out_dir: Path, specs: Any = None, reducers: Sequence[Any] = ()) -> 
     cross-checked; ``reducers`` (e.g. the report's) are fed in the same pass."""
     tally = AccuracyTally(specs) if specs is not None and _has_references(specs) else None
     timings = TimingsCrosscheck()
-    own = [ChunkStats(), timings] if tally is None else [ChunkStats(), timings, tally]
+    own = [ChunkStats(), timings, *([tally] if tally is not None else [])]
     cols = read_requests(Path(out_dir) / REQUESTS, reducers=[*own, *reducers])
     return RunRecords(cols, tally.table() if tally is not None else None, timings.table())
 
@@ -208,7 +208,7 @@ def build_summary(
     }
     summary.update(turns_section(cols, cfg.sessions.history if cfg.sessions.enabled else None))
     if read.accuracy is not None:
-        summary["accuracy"] = read.accuracy
+        summary["accuracy"] = dict(read.accuracy)
         if facts.simulated:
             summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
     scrape = facts.scrape

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.scripted_server import DONE, Script, ScriptedServer, ThreadedServer, chat_chunk, usage_chunk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +48,13 @@ def run_counting(*args: str) -> tuple[int, int, str]:
     return r.returncode, int(line[-1].split()[1]), r.stderr
 
 
-def test_a_dataset_run_with_accuracy_and_report_reads_its_records_once(tmp_path):
+@pytest.mark.parametrize("senders", [(), ("--workers", "2")], ids=["one-process", "two-workers"])
+def test_a_dataset_run_with_accuracy_and_report_reads_its_records_once(tmp_path, senders):
+    """In this process or from two workers' files merged by index (the merge reads each line's index alone)."""
     out = tmp_path / "run"
     code, reads, err = run_counting(
         "--dataset", "gsm8k", "--dataset-path", str(DATA / "datasets"), "-n", "3", "--repeats", "4", "--rate", "60",
-        "--output-dir", str(out), "--quiet", "--no-live",
+        "--output-dir", str(out), "--quiet", "--no-live", *senders,
     )  # fmt: skip
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_bytes())
