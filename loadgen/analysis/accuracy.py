@@ -1,4 +1,5 @@
-"""Accuracy: final-answer extraction from the visible answer, answer equivalence, and per-group tables.
+"""Accuracy: final-answer extraction from the visible answer and answer equivalence (per-group tables:
+:mod:`loadgen.analysis.accuracy_tables`).
 
 Only ``output_text`` (the visible answer) is scored, never the reasoning. When a server without a reasoning parser
 puts the reasoning inline, everything up to the last ``</think>`` is dropped, and text still inside an unclosed
@@ -25,30 +26,26 @@ import ast
 import math
 import operator
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from loadgen.workload.datasets import ALIASES, DATASETS
-from loadgen.workload.spec import RequestSpec
 from loadgen.workload.text import last_boxed
 
 __all__ = [
     "Score",
-    "accuracy_table",
     "checker_name",
     "extract_boxed",
     "extract_letter",
     "extract_math",
     "fallback_equal",
-    "format_accuracy_table",
     "math_equal",
     "normalize_answer",
     "score",
     "scoring_kind",
     "to_number",
     "visible_answer",
-    "wilson_interval",
 ]
 
 FALLBACK_NAME = "built-in fallback (normalised LaTeX string + numeric, tolerance 1e-6)"
@@ -459,152 +456,3 @@ def score(record_like: Any, reference: str | None, dataset: str | None) -> Score
             )
     ok, checker = math_equal(extracted, reference)
     return Score(ok, extracted, f"{how}/{checker}", truncated)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tables
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """The Wilson score interval for a proportion (95% by default); ``None`` when ``n`` is 0."""
-    if n <= 0:
-        return None
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-class _Group:
-    __slots__ = ("n", "correct", "truncated", "correct_truncated", "no_answer", "errors")
-
-    def __init__(self) -> None:
-        self.n = self.correct = self.truncated = self.correct_truncated = self.no_answer = self.errors = 0
-
-    def add(self, s: Score) -> None:
-        self.n += 1
-        self.correct += s.correct
-        self.no_answer += s.extracted is None
-        if s.truncated:
-            self.truncated += 1
-            self.correct_truncated += s.correct
-
-    def as_dict(self) -> dict[str, Any]:
-        untrunc_n = self.n - self.truncated
-        ci = wilson_interval(self.correct, self.n)
-        return {
-            "n": self.n,
-            "correct": self.correct,
-            "accuracy": self.correct / self.n if self.n else None,
-            "ci95": list(ci) if ci else None,
-            "truncated": self.truncated,
-            "truncated_share": self.truncated / self.n if self.n else None,
-            "correct_truncated": self.correct_truncated,
-            "accuracy_untruncated": (self.correct - self.correct_truncated) / untrunc_n
-            if untrunc_n
-            else None,
-            "no_answer": self.no_answer,
-            "errors": self.errors,
-        }
-
-
-def _budget_key(value: Any) -> str:
-    return "default" if value is None else str(value)
-
-
-def _sorted_budgets(d: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(sorted(d.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0)))
-
-
-def _lookup(specs_or_refs: Any, index: int) -> Any:
-    if isinstance(specs_or_refs, Mapping):
-        return specs_or_refs.get(index)
-    if 0 <= index < len(specs_or_refs):
-        return specs_or_refs[index]
-    return None
-
-
-def accuracy_table(
-    records: Iterable[Any], specs_or_refs: Sequence[RequestSpec | str | None] | Mapping[int, Any]
-) -> dict[str, Any]:
-    """Accuracy per dataset, per domain, per token budget and per dataset × budget, plus overall.
-
-    ``specs_or_refs`` gives each record's reference by ``record.index``: the workload's RequestSpecs (tags are
-    taken from them when a record has none) or plain reference strings. Warm-up records and records without a
-    reference are left out; failed requests are counted as ``errors`` and kept out of the accuracy; truncated
-    answers (``finish_reason == "length"``) stay in it (budgets cause them) and are counted beside it, with the
-    accuracy of the untruncated ones.
-    """
-    overall = _Group()
-    groups: dict[str, dict[str, _Group]] = {"by_dataset": {}, "by_domain": {}, "by_budget": {}}
-    cross: dict[str, dict[str, _Group]] = {}
-    methods: dict[str, int] = {}
-    unscored = 0
-    for rec in records:
-        if getattr(rec, "warmup", False):
-            continue
-        item = _lookup(specs_or_refs, int(getattr(rec, "index", -1)))
-        reference = item.reference if isinstance(item, RequestSpec) else item
-        if reference is None:
-            unscored += 1
-            continue
-        tags = dict(item.tags) if isinstance(item, RequestSpec) else {}
-        tags.update(getattr(rec, "tags", None) or {})
-        dataset = str(tags.get("dataset", "unknown"))
-        domain = str(tags.get("domain", "unknown"))
-        budget = _budget_key(
-            tags.get("budget", getattr(rec, "max_tokens", None) or getattr(item, "max_tokens", None))
-        )
-        keys = {"by_dataset": dataset, "by_domain": domain, "by_budget": budget}
-        targets = [overall, cross.setdefault(dataset, {}).setdefault(budget, _Group())]
-        targets += [groups[g].setdefault(k, _Group()) for g, k in keys.items()]
-        if getattr(rec, "status", "ok") != "ok":
-            for g in targets:
-                g.errors += 1
-            continue
-        s = score(rec, reference, dataset)
-        methods[s.method] = methods.get(s.method, 0) + 1
-        for g in targets:
-            g.add(s)
-    return {
-        "checker": checker_name(),
-        "overall": overall.as_dict(),
-        "by_dataset": {k: g.as_dict() for k, g in sorted(groups["by_dataset"].items())},
-        "by_domain": {k: g.as_dict() for k, g in sorted(groups["by_domain"].items())},
-        "by_budget": _sorted_budgets({k: g.as_dict() for k, g in groups["by_budget"].items()}),
-        "by_dataset_budget": {
-            ds: _sorted_budgets({b: g.as_dict() for b, g in per.items()}) for ds, per in sorted(cross.items())
-        },
-        "methods": dict(sorted(methods.items(), key=lambda kv: -kv[1])),
-        "unscored": unscored,
-    }
-
-
-def format_accuracy_table(table: Mapping[str, Any]) -> str:
-    """A plain-text rendering (the console report may draw its own from the same dict)."""
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:5.1f}%"
-
-    lines = [f"accuracy (checker: {table['checker']})"]
-    header = f"  {'group':28} {'n':>6} {'correct':>8} {'acc':>7} {'95% CI':>15} {'trunc':>6} {'acc¬trunc':>9} {'err':>4}"
-    lines.append(header)
-
-    def row(label: str, g: Mapping[str, Any]) -> str:
-        ci = g["ci95"]
-        ci_s = f"{100 * ci[0]:.0f}-{100 * ci[1]:.0f}%" if ci else "-"
-        return (
-            f"  {label[:28]:28} {g['n']:>6} {g['correct']:>8} {pct(g['accuracy']):>7} {ci_s:>15} "
-            f"{g['truncated']:>6} {pct(g['accuracy_untruncated']):>9} {g['errors']:>4}"
-        )
-
-    lines.append(row("overall", table["overall"]))
-    for section, prefix in (("by_dataset", "dataset"), ("by_domain", "domain"), ("by_budget", "budget")):
-        for key, g in table[section].items():
-            lines.append(row(f"{prefix}={key}", g))
-    if len(table["by_budget"]) > 1:
-        for ds, per in table["by_dataset_budget"].items():
-            for b, g in per.items():
-                lines.append(row(f"{ds} @ {b}", g))
-    return "\n".join(lines)

@@ -24,6 +24,8 @@ import numpy as np
 
 from loadgen.records.record import STATUS_OK, RequestRecord
 
+__all__ = ["TimingsCrosscheck", "crosscheck"]
+
 QUANTILES = {"p5": 5, "p50": 50, "p95": 95}
 
 
@@ -36,35 +38,66 @@ def _stats(x: list[float]) -> dict[str, float | None]:
     return out
 
 
-def crosscheck(records: Iterable[RequestRecord]) -> dict[str, Any] | None:
-    """The distribution of client-minus-server differences over the records (see the module's docstring)."""
-    ttft, tpot, client_ms, server_ms = [], [], [], []
-    same = counted = 0
-    for r in records:
+class TimingsCrosscheck:
+    """The cross-check, a record at a time: a record reducer of :func:`loadgen.records.columns.read_requests` (it
+    reads each record's ``server_timings`` in the pass that reads the columns), or fed records (:func:`crosscheck`)."""
+
+    def __init__(self) -> None:
+        self.ttft: list[float] = []
+        self.tpot: list[float] = []
+        self.client_ms: list[float] = []
+        self.server_ms: list[float] = []
+        self.same = self.counted = 0
+
+    def add_record(self, d: dict[str, Any]) -> None:
+        """One record as parsed from requests.jsonl; only those with timings become a RequestRecord."""
+        if isinstance(d.get("server_timings"), dict):
+            self.add_one(RequestRecord.from_dict(d))
+
+    def add_one(self, r: RequestRecord) -> None:
+        """One record (a chunk reducer has `add`: this one reads no chunks)."""
         t = r.server_timings
         if r.warmup or r.status != STATUS_OK or not isinstance(t, dict) or r.send_ns is None:
-            continue
+            return
         if r.first_token_ns is not None and isinstance(t.get("prompt_ms"), int | float):
             c = (r.first_token_ns - r.send_ns) / 1e6
-            ttft.append(c - t["prompt_ms"])
+            self.ttft.append(c - t["prompt_ms"])
         n, ms = t.get("predicted_n"), t.get("predicted_ms")
         k = r.completion_tokens
         if isinstance(n, int) and n > 1 and isinstance(ms, int | float) and k and k > 1 and r.last_token_ns:
             c = (r.last_token_ns - r.first_token_ns) / 1e6 / (k - 1)
-            tpot.append(c - ms / n)
-            client_ms.append(c)
-            server_ms.append(ms / n)
+            self.tpot.append(c - ms / n)
+            self.client_ms.append(c)
+            self.server_ms.append(ms / n)
         if isinstance(n, int) and k is not None:
-            counted += 1
-            same += int(n == k)
-    if not ttft and not tpot:
-        return None
-    return {
-        "source": "llama.cpp timings on each response (server_timings in requests.jsonl)",
-        "requests": max(len(ttft), len(tpot)),
-        "ttft_minus_prompt_ms": _stats(ttft),
-        "tpot_minus_server_ms": _stats(tpot),
-        "tpot_client_ms": _stats(client_ms),
-        "tpot_server_ms": _stats(server_ms),
-        "tokens": {"compared": counted, "equal_share": round(same / counted, 4) if counted else None},
-    }
+            self.counted += 1
+            self.same += int(n == k)
+
+    def finish(self, cols: Any = None) -> None:
+        """Nothing to do at the end of the pass: :meth:`table` computes from what was added."""
+
+    def table(self) -> dict[str, Any] | None:
+        """The distribution of client-minus-server differences (see the module's docstring)."""
+        if not self.ttft and not self.tpot:
+            return None
+        counted = self.counted
+        return {
+            "source": "llama.cpp timings on each response (server_timings in requests.jsonl)",
+            "requests": max(len(self.ttft), len(self.tpot)),
+            "ttft_minus_prompt_ms": _stats(self.ttft),
+            "tpot_minus_server_ms": _stats(self.tpot),
+            "tpot_client_ms": _stats(self.client_ms),
+            "tpot_server_ms": _stats(self.server_ms),
+            "tokens": {
+                "compared": counted,
+                "equal_share": round(self.same / counted, 4) if counted else None,
+            },
+        }
+
+
+def crosscheck(records: Iterable[RequestRecord]) -> dict[str, Any] | None:
+    """The distribution of client-minus-server differences over the records (see the module's docstring)."""
+    check = TimingsCrosscheck()
+    for r in records:
+        check.add_one(r)
+    return check.table()

@@ -161,7 +161,7 @@ def _print_sections(summary: dict[str, Any], console: Console) -> None:
         print_turns(summary, console)
     acc = summary.get("accuracy")
     if acc:
-        from loadgen.analysis.accuracy import format_accuracy_table
+        from loadgen.analysis.accuracy_tables import format_accuracy_table
 
         console.print(format_accuracy_table(acc), markup=False, highlight=False)
         if acc.get("note"):

@@ -37,9 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_sweep_report(d)
     elif not (d / SUMMARY).is_file() and ((d / REQUESTS).is_file() or (d / STAGING_DIR).is_dir()):
         # a run killed before its summary (kill -9, OOM): rebuild it from what it left, and say what is missing
+        from loadgen.report.run_data import TokenBins
         from loadgen.results.rebuild import write_rebuilt_summary
 
-        rebuilt = write_rebuilt_summary(d)["rebuilt"]
+        rebuilt_summary, columns = write_rebuilt_summary(
+            d, reducers=(TokenBins(),)
+        )  # the one read of the records
+        rebuilt = rebuilt_summary["rebuilt"]
         print(
             f"loadgen: {d}: no summary.json (the run did not finish): rebuilt it from "
             f"{', '.join(rebuilt['from'])}",
@@ -47,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for m in rebuilt["missing"]:
             print(f"loadgen:   missing: {m}", file=sys.stderr)
-        path = write_run_report(d)
+        path = write_run_report(d, columns)
     elif not (d / SUMMARY).is_file():
         raise ConfigError(f"{d}: no summary.json here: give a loadgen results folder")
     else:

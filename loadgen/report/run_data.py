@@ -2,10 +2,14 @@
 histogram, output tokens received per time bin), and the scraped series its timeline shows. Both come from the
 one reader, :mod:`loadgen.records.columns`; the series' aggregation from :mod:`loadgen.scrape.series`.
 
+A run that writes its report at its end has read ``requests.jsonl`` already, for its summary: the page takes those
+columns (:func:`run_requests`; the run adds :class:`TokenBins` to that pass) and reads only the scraped series.
+``python -m loadgen report DIR`` reads the folder itself (:func:`read_requests`), once.
+
 Large files stay quick: above ``FULL_PARSE_BYTES`` the per-chunk arrays are read for every ``stride``-th request
 only (cut out of the other lines before JSON parsing: they are 90 % of a file). ITL then comes from that sample;
 received-token throughput uses the exact chunk times of the sample and, for the other requests, their completion
-tokens spread evenly from first to last token.
+tokens spread evenly from first to last token. (A run's own pass reads every chunk: its summary needs them.)
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from loadgen.records.columns import read_requests as read_request_columns
 from loadgen.records.columns import read_server as read_server_columns
 from loadgen.scrape.series import CounterSeries, GaugeSeries, KvCacheSeries
 
-__all__ = ["RunRequests", "ServerSeries", "TokenBins", "read_requests", "read_server"]
+__all__ = ["RunRequests", "ServerSeries", "TokenBins", "read_requests", "read_server", "run_requests"]
 
 FULL_PARSE_BYTES = 64_000_000  # larger requests.jsonl: per-chunk arrays of a request sample only
 SERVER_NAMES = ("kv_cache_usage", "num_running", "num_waiting", "preemptions", "generation_tokens",
@@ -42,20 +46,63 @@ class RunRequests(RequestColumns):
 
 class TokenBins:
     """A chunk reducer: output tokens received per ``width`` ns bin, every request's chunks (warm-up and failed
-    ones too); requests read without their chunks spread their completion tokens evenly from first to last token."""
+    ones too); requests read without their chunks spread their completion tokens evenly from first to last token.
 
-    def __init__(self, width: int) -> None:
-        self.width = width
+    Without ``width`` (a run's own pass: the page's width depends on the summary of that same pass) the bins are
+    ``FINE_NS`` wide, ten times wider whenever they would pass ``MAX_BINS``: powers of ten of ns, which divide
+    every width the page picks (1, 2 or 5 times a power of ten, at least 50 ms, at least the run / 300); :meth:`at`
+    sums them into the page's width."""
+
+    FINE_NS = 10_000_000
+    MAX_BINS = 100_000
+
+    def __init__(self, width: int | None = None) -> None:
+        self.fixed = width is not None
+        self.width = width if width is not None else self.FINE_NS
         self.bins = np.zeros(1, dtype=np.float64)
+        self.last_chunk_ns = 0  # how far the bins reach, as bins of another width would (see ``at``)
+        # the last spread request's end: the spread reaches one bin past it
+        self.spread_ns: float | None = None
+
+    def _widen(self, t_max: float) -> None:
+        while not self.fixed and t_max // self.width >= self.MAX_BINS:
+            self.bins = _sum_bins(self.bins, 10)
+            self.width *= 10
 
     def add(self, b: ChunkBlock) -> None:
+        if b.t.size:
+            t_max = max(int(b.t.max()), 0)
+            self._widen(t_max)
+            self.last_chunk_ns = max(self.last_chunk_ns, t_max)
         self.bins = _add_bins(self.bins, b.t, b.k, self.width)
 
     def finish(self, cols: RequestColumns) -> None:
         a, b, k = cols.t["first_token_ns"], cols.t["last_token_ns"], cols.n["completion_tokens"]
         cut = ~cols.chunks_read & ~np.isnan(a) & ~np.isnan(b) & (np.nan_to_num(k) != 0)
         if cut.any():
-            self.bins = _add_spread(self.bins, np.stack((a[cut], b[cut], k[cut]), axis=1), self.width)
+            spans = np.stack((a[cut], b[cut], k[cut]), axis=1)
+            end = float(max(spans[:, 0].max(), spans[:, 1].max()))
+            self._widen(end)
+            self.spread_ns = end
+            self.bins = _add_spread(self.bins, spans, self.width)
+
+    def at(self, width: int) -> np.ndarray | None:
+        """The bins summed into ``width`` ns, sized as bins of that width would be; None when ``width`` is not a
+        multiple of these bins' width."""
+        if width % self.width:
+            return None
+        n = self.last_chunk_ns // width + 1
+        if self.spread_ns is not None:
+            n = max(n, int(self.spread_ns // width) + 2)
+        out = _sum_bins(self.bins, width // self.width)[:n]
+        return np.pad(out, (0, n - out.size)) if out.size < n else out
+
+
+def _sum_bins(bins: np.ndarray, f: int) -> np.ndarray:
+    """Every ``f`` consecutive bins summed into one."""
+    if f == 1:
+        return bins
+    return np.pad(bins, (0, -bins.size % f)).reshape(-1, f).sum(axis=1)
 
 
 def _add_bins(acc: np.ndarray, t: np.ndarray, w: np.ndarray, width: int) -> np.ndarray:
@@ -98,11 +145,29 @@ def read_requests(path: Path, tok_bin_ns: int, full_parse_bytes: int = FULL_PARS
     stats = ChunkStats(exact_max=0)  # the page draws the histogram; exact gaps are never needed here
     bins = TokenBins(tok_bin_ns)
     cols = read_request_columns(path, reducers=[stats, bins], chunk_sample_bytes=full_parse_bytes)
+    return _page_requests(cols, stats, tok_bin_ns, bins.bins)
+
+
+def run_requests(cols: RequestColumns, tok_bin_ns: int) -> RunRequests | None:
+    """What the page draws from columns a run has read already (its summary's pass, read with ChunkStats and a
+    :class:`TokenBins` without width); None when they lack one of those or the bins do not sum into ``tok_bin_ns``
+    (then the page reads the file)."""
+    stats = next((r for r in cols.reducers if isinstance(r, ChunkStats)), None)
+    bins = next((r for r in cols.reducers if isinstance(r, TokenBins) and not r.fixed), None)
+    tok_bins = bins.at(tok_bin_ns) if bins is not None else None
+    if stats is None or tok_bins is None:
+        return None
+    return _page_requests(cols, stats, tok_bin_ns, tok_bins)
+
+
+def _page_requests(
+    cols: RequestColumns, stats: ChunkStats, tok_bin_ns: int, tok_bins: np.ndarray
+) -> RunRequests:
     return RunRequests(
         **{f.name: getattr(cols, f.name) for f in fields(RequestColumns)},
         itl_hist=stats.per_token.hist.counts,
         tok_bin_ns=tok_bin_ns,
-        tok_bins=bins.bins,
+        tok_bins=tok_bins,
         itl_requests=stats.itl_requests,
     )
 

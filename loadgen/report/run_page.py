@@ -4,7 +4,7 @@ vector files, for papers).
 
 ``write_run_report(result_dir)`` reads ``summary.json``, ``requests.jsonl`` and ``server_metrics.jsonl`` (see
 :mod:`loadgen.report.run_data`: large runs stay quick to write and to open, and the page says which reductions were
-applied). Latency rows, their labels and meanings come from the catalogue (:data:`loadgen.analysis.metrics.INTERVALS`).
+applied); a run that has just read ``requests.jsonl`` for its summary passes those columns instead. Latency rows, their labels and meanings come from the catalogue (:data:`loadgen.analysis.metrics.INTERVALS`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from loadgen.analysis.metrics import INTERVAL, INTERVALS
+from loadgen.records.columns import RequestColumns
 from loadgen.records.files import REPORT_HTML, REQUESTS, SERVER_METRICS, get, read_summary
 from loadgen.report import words
 from loadgen.report.distributions import EXACT_CDF_MAX, ITL_BINS_PER_DECADE, run_cdfs
@@ -30,7 +31,7 @@ from loadgen.report.page import (
     table,
     write_figures,
 )
-from loadgen.report.run_data import RunRequests, ServerSeries, read_requests, read_server
+from loadgen.report.run_data import RunRequests, ServerSeries, read_requests, read_server, run_requests
 from loadgen.report.run_tables import groups_section, server_section, straggler_section
 from loadgen.report.svg import esc
 from loadgen.report.timeline import TIME_BUCKETS, TimelineInfo, timeline_figure
@@ -54,9 +55,15 @@ def _bucket_ns(summary: dict[str, Any]) -> int:
 PARALLEL_BYTES = 32_000_000
 
 
-def _read_run(out: Path, bucket_ns: int) -> tuple[RunRequests | None, ServerSeries]:
-    """Both files in one pass each; a big scrape file is read in a forked process while requests are read here."""
+def _read_run(
+    out: Path, bucket_ns: int, columns: RequestColumns | None = None
+) -> tuple[RunRequests | None, ServerSeries]:
+    """Both files in one pass each (requests.jsonl not at all where the run's own ``columns`` serve); a big scrape
+    file is read in a forked process while requests are read here."""
     rpath, spath = out / REQUESTS, out / SERVER_METRICS
+    req = run_requests(columns, bucket_ns) if columns is not None else None
+    if req is not None or not rpath.is_file():
+        return req, read_server(spath)
     pool = None
     fut = None
     if spath.is_file() and rpath.is_file() and spath.stat().st_size > PARALLEL_BYTES:
@@ -69,7 +76,7 @@ def _read_run(out: Path, bucket_ns: int) -> tuple[RunRequests | None, ServerSeri
         except (OSError, ValueError):  # no fork here: read one after the other
             pool = None
     try:
-        req = read_requests(rpath, bucket_ns) if rpath.is_file() else None
+        req = read_requests(rpath, bucket_ns)
         server = fut.result() if fut is not None else read_server(spath)
     finally:
         if pool is not None:
@@ -77,13 +84,15 @@ def _read_run(out: Path, bucket_ns: int) -> tuple[RunRequests | None, ServerSeri
     return req, server
 
 
-def write_run_report(result_dir: Path | str) -> Path:
-    """Write ``result_dir/report.html`` and ``result_dir/figures/*.svg``; return the report's path."""
+def write_run_report(result_dir: Path | str, columns: RequestColumns | None = None) -> Path:
+    """Write ``result_dir/report.html`` and ``result_dir/figures/*.svg``; return the report's path. ``columns``:
+    requests.jsonl as the run read it for its summary (see :func:`loadgen.report.run_data.run_requests`), so the
+    file is not read again."""
     out = Path(result_dir)
     summary = read_summary(out, "not a loadgen results folder, or the run did not finish")
     started = time.perf_counter()
     m = summary.get("metrics") or {}
-    req, server = _read_run(out, _bucket_ns(summary))
+    req, server = _read_run(out, _bucket_ns(summary), columns)
 
     figs: dict[str, str] = {}
     notes: list[str] = []

@@ -8,22 +8,24 @@ be recovered: the client's self-check (CPU, event-loop lag), requests that were 
 (reference answers are not recorded), and, without ``run.json``, the configuration itself (then the analysis uses
 the defaults: no SLO, straggler k = 3, no target rate).
 
-``python -m loadgen report DIR`` calls it when ``DIR`` has records but no summary.
+``python -m loadgen report DIR`` calls it when ``DIR`` has records but no summary, and draws the report from the same
+read of ``requests.jsonl`` (its reducers ride along: ``write_rebuilt_summary(DIR, reducers)`` returns the columns).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from loadgen.analysis.metrics import summarize
+from loadgen.analysis.metrics import ChunkStats, summarize
+from loadgen.records.columns import RequestColumns, read_requests
 from loadgen.records.files import REQUESTS, RUN_JSON, SERVER_METRICS, STAGING_DIR, SUMMARY
 from loadgen.results.summary import (
     groups_of,
     rate_check,
-    read_run_columns,
     requests_outcome,
     server_sections,
     target_rate_of,
@@ -38,7 +40,11 @@ DEFAULT_SEND_LAG_LIMIT_MS = 5.0
 
 def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
     """The summary of the run in ``out_dir`` from its files; ``summary["rebuilt"]["missing"]`` says what is not."""
-    out = Path(out_dir)
+    return _rebuild(Path(out_dir), ())[0]
+
+
+def _rebuild(out: Path, reducers: Sequence[Any]) -> tuple[dict[str, Any], RequestColumns]:
+    """The rebuilt summary and the columns it was computed from (read with ``reducers`` too)."""
     rpath = out / REQUESTS
     from loadgen.results.merge import merge_staged
 
@@ -47,7 +53,7 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
         from loadgen.errors import ConfigError
 
         raise ConfigError(f"{out}: neither summary.json nor requests.jsonl: nothing to rebuild")
-    cols = read_run_columns(out)
+    cols = read_requests(rpath, reducers=[ChunkStats(), *reducers])
     run: dict[str, Any] | None = None
     if (out / RUN_JSON).is_file():
         run = orjson.loads((out / RUN_JSON).read_bytes())
@@ -101,7 +107,7 @@ def rebuild_summary(out_dir: Path | str) -> dict[str, Any]:
         "missing": missing,
         "note": "this run ended without writing summary.json (killed?); this summary was rebuilt from its files",
     }
-    return summary
+    return summary, cols
 
 
 def _send_lag_check(metrics: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +146,14 @@ def _rebuilt_header(out: Path, run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_rebuilt_summary(out_dir: Path | str) -> dict[str, Any]:
-    """Rebuild and write ``summary.json``; returns the summary."""
+def write_rebuilt_summary(
+    out_dir: Path | str, reducers: Sequence[Any] = ()
+) -> tuple[dict[str, Any], RequestColumns]:
+    """Rebuild and write ``summary.json``; returns the summary and the columns of requests.jsonl, read once with the
+    summary's reducers and ``reducers`` (the report's: it draws from them without reading the file again)."""
     out = Path(out_dir)
-    summary = rebuild_summary(out)
+    summary, cols = _rebuild(out, reducers)
     tmp = out / "summary.json.tmp"
     tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     tmp.replace(out / SUMMARY)
-    return summary
+    return summary, cols

@@ -1,9 +1,11 @@
 """summary.json of a finished run, computed from what the run wrote: ``requests.jsonl`` and ``server_metrics.jsonl``.
 
 During a run no record is kept in memory (each goes to the sink and is dropped), so the summary reads the records
-back as columns (:mod:`loadgen.records.columns`) and computes every number vectorised (:mod:`loadgen.analysis.metrics`): a run of
-any length costs its columns, never its records. Accuracy needs the answers' text: it streams the records, one at a
-time. :func:`build_summary` is the end of a run; :mod:`loadgen.results.rebuild` uses the same parts for a run that was
+back as columns (:mod:`loadgen.records.columns`) and computes every number vectorised
+(:mod:`loadgen.analysis.metrics`): a run of any length costs its columns, never its records. The file is read once
+(:func:`read_run`): what needs whole records (the answers' text for accuracy, llama.cpp's timings) is counted by
+record reducers in the same pass, and the run's report reuses that pass (its own reducers ride along).
+:func:`build_summary` is the end of a run; :mod:`loadgen.results.rebuild` uses the same parts for a run that was
 killed before it got there.
 """
 
@@ -11,25 +13,28 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadgen.analysis.accuracy_tables import AccuracyTally
 from loadgen.analysis.client_check import one_sender_check, sender_name, senders_check
-from loadgen.analysis.engine_timings import crosscheck
+from loadgen.analysis.engine_timings import TimingsCrosscheck
 from loadgen.analysis.metrics import ChunkStats, group_latencies, has_groups, summarize
 from loadgen.config import RunConfig
-from loadgen.records.columns import RequestColumns, iter_records, read_requests
+from loadgen.records.columns import RequestColumns, read_requests
 from loadgen.records.files import REQUESTS, SERVER_METRICS
 from loadgen.results.summary_turns import turns_section
 
 __all__ = [
     "RunFacts",
+    "RunRecords",
     "ScrapeFacts",
     "build_summary",
     "groups_of",
     "rate_check",
+    "read_run",
     "read_run_columns",
     "requests_outcome",
     "server_sections",
@@ -39,6 +44,27 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GROUP_TAGS = ("dataset", "budget")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecords:
+    """``requests.jsonl`` read once: its columns (with every reducer's result, ``cols.reducers``), the accuracy
+    table (None without reference answers) and llama.cpp's timings beside the client's (None without them)."""
+
+    cols: RequestColumns
+    accuracy: dict[str, Any] | None = None
+    engine_timings: dict[str, Any] | None = None
+
+
+def read_run(out_dir: Path, specs: Any = None, reducers: Sequence[Any] = ()) -> RunRecords:
+    """One pass over the run's ``requests.jsonl``: the columns with the chunk statistics the summary needs (ITL,
+    tokens per chunk), the answers scored where ``specs`` (the plan's) have reference answers, the engine's timings
+    cross-checked; ``reducers`` (e.g. the report's) are fed in the same pass."""
+    tally = AccuracyTally(specs) if specs is not None and _has_references(specs) else None
+    timings = TimingsCrosscheck()
+    own = [ChunkStats(), timings, *([tally] if tally is not None else [])]
+    cols = read_requests(Path(out_dir) / REQUESTS, reducers=[*own, *reducers])
+    return RunRecords(cols, tally.table() if tally is not None else None, timings.table())
 
 
 def read_run_columns(out_dir: Path) -> RequestColumns:
@@ -139,11 +165,16 @@ class RunFacts:
         return next((o["connection_note"] for o in self.outcomes if o and o.get("connection_note")), None)
 
 
-def build_summary(cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = None) -> dict[str, Any]:
+def build_summary(
+    cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = None, read: RunRecords | None = None
+) -> dict[str, Any]:
     """The summary of the run whose files are in ``out_dir`` (every record written), under config ``cfg``;
-    ``specs`` (the plan's) score the answers where the workload has reference answers."""
+    ``specs`` (the plan's) score the answers where the workload has reference answers. ``read``: the records
+    already read (:func:`read_run`, with those specs), else they are read here."""
     out_dir = Path(out_dir)
-    cols = read_run_columns(out_dir)
+    if read is None:
+        read = read_run(out_dir, specs)
+    cols = read.cols
     target_rate = target_rate_of(cfg.schedule.rate, cfg.schedule.arrival)
     metrics = summarize(
         cols,
@@ -176,11 +207,8 @@ def build_summary(cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = N
         "groups": groups_of(cols),
     }
     summary.update(turns_section(cols, cfg.sessions.history if cfg.sessions.enabled else None))
-    if specs is not None and _has_references(specs):
-        from loadgen.analysis.accuracy import accuracy_table
-
-        records = sorted(iter_records(out_dir / REQUESTS, chunks=False), key=lambda r: r.index)
-        summary["accuracy"] = accuracy_table(records, specs)
+    if read.accuracy is not None:
+        summary["accuracy"] = dict(read.accuracy)
         if facts.simulated:
             summary["accuracy"]["note"] = "simulated answers: the simulator is not a model"
     scrape = facts.scrape
@@ -190,7 +218,7 @@ def build_summary(cfg: RunConfig, out_dir: Path, facts: RunFacts, specs: Any = N
         else:
             summary.update(server_sections(out_dir, metrics, dict(scrape.stats or {}), dict(scrape.engines)))
     if (summary.get("server") or {}).get("dialect") == "llamacpp":  # its per-response timings, beside ours
-        summary["engine_timings"] = crosscheck(iter_records(out_dir / REQUESTS, chunks=False))
+        summary["engine_timings"] = read.engine_timings
     if facts.senders is not None:
         summary["senders"] = dict(facts.senders)
     return summary

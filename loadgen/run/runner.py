@@ -48,7 +48,7 @@ from loadgen.results.merge import (
     sender_file,
     senders_section,
 )
-from loadgen.results.summary import RunFacts, ScrapeFacts, build_summary
+from loadgen.results.summary import RunFacts, ScrapeFacts, build_summary, read_run
 from loadgen.run.fleet.choose import Sizing, choose_fleet
 from loadgen.run.fleet.shard import Fleet, ShardJob, shard_jobs, wait_bound_s
 from loadgen.run.stopping import Interrupt
@@ -303,23 +303,35 @@ async def run_async(
         interrupt, outcomes = await run.send(install_signal_handlers)
         await run.records_on_disk()
         facts = run.merge(interrupt, outcomes)
-        summary = build_summary(cfg, run.out_dir, facts, specs=run.plan.specs)
+        # requests.jsonl is read once: the summary's columns, accuracy, engine timings and the report's reductions
+        read = read_run(run.out_dir, run.plan.specs, reducers=_report_reducers() if cfg.output.report else ())
+        summary = build_summary(cfg, run.out_dir, facts, read=read)
         (run.out_dir / SUMMARY).write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
         )
         if cfg.output.report:
-            write_report(run.out_dir, console)
+            write_report(run.out_dir, console, read.cols)
         return RunResult(run.out_dir, summary, interrupt.interrupted, summary["outcome"]["reason"])
 
 
-def write_report(out_dir: Path, console: Any) -> None:
-    """report.html beside the results; a failure here never costs the run its data."""
+def _report_reducers() -> tuple[Any, ...]:
+    """What the report draws from the records' chunks beyond the summary's statistics: tokens received over time."""
+    try:
+        from loadgen.report.run_data import TokenBins
+    except ImportError:
+        return ()
+    return (TokenBins(),)
+
+
+def write_report(out_dir: Path, console: Any, columns: Any = None) -> None:
+    """report.html beside the results (from the summary's ``columns`` where given: the file is read once); a
+    failure here never costs the run its data."""
     try:
         from loadgen.report.html import write_run_report
     except ImportError:
         return
     try:
-        write_run_report(out_dir)
+        write_run_report(out_dir, columns)
     except Exception as exc:
         log.warning("report.html not written: %s", exc)
         if console is not None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 
 from loadgen.analysis.accuracy import (
-    accuracy_table,
     checker_name,
     extract_boxed,
     extract_letter,
     fallback_equal,
-    format_accuracy_table,
     normalize_answer,
     score,
     visible_answer,
 )
+from loadgen.analysis.accuracy_tables import accuracy_table, format_accuracy_table
 from loadgen.records.record import RequestRecord
 from loadgen.workload.spec import RequestSpec
 

@@ -1,10 +1,12 @@
 """A run's files as numpy columns: ``requests.jsonl`` and ``server_metrics.jsonl``, read in blocks.
 
-This is the one reader of both files for numbers: everything that computes from them (the summary, the report,
-compare, sweep, the server summary) goes through it, so a field is parsed one way everywhere. Where whole records
-are needed (the answers' text for accuracy, ``RunResult.records``), :func:`iter_records` (``columns.records``)
-yields them one at a time. Modules: :mod:`~loadgen.records.columns.requests`, :mod:`~loadgen.records.columns.server`, and their building blocks
-in :mod:`~loadgen.records.columns.arrays`.
+This is the one reader of both files: everything that computes from them (the summary, the report, compare, sweep,
+the server summary) goes through it, so a field is parsed one way everywhere. ``requests.jsonl``'s lines are parsed
+by :class:`RecordLines` (``columns.records``) alone; a finished run parses them once: what needs whole records (the
+answers' text for accuracy, llama.cpp's timings) is a *record reducer* fed in the same pass as the columns, and the
+run's report reuses the columns. :func:`iter_records` yields records one at a time from the same parser (for
+``RunResult.records`` and users). Modules: :mod:`~loadgen.records.columns.requests`,
+:mod:`~loadgen.records.columns.server`, and their building blocks in :mod:`~loadgen.records.columns.arrays`.
 
 ``requests.jsonl`` becomes :class:`RequestColumns`: one row per record, in file order; times as float64 ns since
 t0 (NaN where never reached: exact up to 2^53 ns, 104 days), token counts as float64 (NaN for None), strings as
@@ -23,13 +25,14 @@ Torn lines (a run killed mid-write) and scrape error lines are skipped and count
 """
 
 from loadgen.records.columns.arrays import BLOCK_ROWS, Categorical
-from loadgen.records.columns.records import iter_records, read_records
+from loadgen.records.columns.records import RecordLines, iter_records, read_records
 from loadgen.records.columns.requests import (
     BLOCK_CHUNKS,
     COUNT_FIELDS,
     TIME_FIELDS,
     ChunkBlock,
     ChunkReducer,
+    RecordReducer,
     RequestColumns,
     from_records,
     read_requests,
@@ -47,6 +50,8 @@ __all__ = [
     "ChunkBlock",
     "ChunkReducer",
     "HistRows",
+    "RecordLines",
+    "RecordReducer",
     "RequestColumns",
     "ServerColumns",
     "from_records",

@@ -1,5 +1,5 @@
 """``requests.jsonl`` as columns: one row per record, in file order, its chunk arrays handed to reducers a block at
-a time (see :mod:`loadgen.records.columns`)."""
+a time, and each parsed record to the reducers that read whole records (see :mod:`loadgen.records.columns`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import orjson
 
 from loadgen.records.columns.arrays import BLOCK_ROWS, Categorical, Codes, float_col
-from loadgen.records.columns.records import without_chunks
+from loadgen.records.columns.records import RecordLines
 from loadgen.records.record import record_dict
 
 __all__ = [
@@ -22,6 +21,7 @@ __all__ = [
     "COUNT_FIELDS",
     "ChunkBlock",
     "ChunkReducer",
+    "RecordReducer",
     "RequestColumns",
     "TIME_FIELDS",
     "from_records",
@@ -91,6 +91,16 @@ class ChunkBlock:
 
 class ChunkReducer(Protocol):
     def add(self, block: ChunkBlock) -> None: ...
+
+    def finish(self, cols: RequestColumns) -> None: ...
+
+
+class RecordReducer(Protocol):
+    """A reducer of whole records (accuracy needs the answers' text, the engine cross-check each response's
+    timings): handed each record as parsed, in file order, in the same pass as the columns. A reducer may be both
+    kinds: it gets what it has a method for."""
+
+    def add_record(self, d: dict[str, Any]) -> None: ...
 
     def finish(self, cols: RequestColumns) -> None: ...
 
@@ -181,6 +191,8 @@ class _RequestBuilder:
 
     def __init__(self, reducers: Iterable[Any]) -> None:
         self.reducers = tuple(reducers)
+        self.chunk_reducers = tuple(r for r in self.reducers if hasattr(r, "add"))
+        self.record_reducers = tuple(r.add_record for r in self.reducers if hasattr(r, "add_record"))
         self.rows = 0
         self.parts: list[dict[str, np.ndarray]] = []
         self.cats = {name: Codes() for name, _ in _CATEGORICAL_FIELDS}
@@ -209,6 +221,8 @@ class _RequestBuilder:
         row = self.rows
         self.rows += 1
         get = d.get
+        for add_record in self.record_reducers:
+            add_record(d)
         for k in TIME_FIELDS:
             b[k].append(get(k))
         for k in COUNT_FIELDS:
@@ -252,7 +266,7 @@ class _RequestBuilder:
             self._flush_rows()
 
     def _flush_chunks(self) -> None:
-        if self.c_rows and self.reducers:
+        if self.c_rows and self.chunk_reducers:
             block = ChunkBlock(
                 rows=np.asarray(self.c_rows, dtype=np.int64),
                 lens=np.asarray(self.c_lens, dtype=np.int64),
@@ -260,7 +274,7 @@ class _RequestBuilder:
                 k=np.asarray(self.c_k, dtype=np.int64),
                 measured_ok=np.asarray(self.c_ok, dtype=bool),
             )
-            for r in self.reducers:
+            for r in self.chunk_reducers:
                 r.add(block)
         self._new_chunks()
 
@@ -323,7 +337,8 @@ def read_requests(
     chunks: bool = True,
     chunk_sample_bytes: int | None = None,
 ) -> RequestColumns:
-    """``requests.jsonl`` as :class:`RequestColumns`, its chunks handed to ``reducers`` block by block.
+    """``requests.jsonl`` as :class:`RequestColumns`, in one pass: its chunks handed to ``reducers`` block by block,
+    each record to those that read records (:class:`RecordReducer`); every reducer finishes with the columns.
 
     ``chunks=False`` cuts every line's chunk arrays out before parsing (3-10x faster; for what needs no chunks).
     ``chunk_sample_bytes``: a file larger than that has its chunk arrays read for every ``stride``-th line only
@@ -336,19 +351,10 @@ def read_requests(
     elif chunk_sample_bytes is not None:
         stride = max(1, math.ceil(path.stat().st_size / max(chunk_sample_bytes, 1)))
     b = _RequestBuilder(reducers)
-    skipped = 0
-    loads = orjson.loads
-    with open(path, "rb") as fh:
-        for n_line, line in enumerate(fh):
-            if stride != 1 and (stride == 0 or n_line % stride != 0):
-                line = without_chunks(line)
-            try:
-                d = loads(line)
-            except orjson.JSONDecodeError:
-                skipped += line.strip() != b""
-                continue
-            b.add(d)
-    return b.finish(skipped, max(stride, 1) if chunks else 0)
+    lines = RecordLines(path, stride)
+    for d in lines:
+        b.add(d)
+    return b.finish(lines.skipped, max(stride, 1) if chunks else 0)
 
 
 def from_records(records: Iterable[Any], *, reducers: Iterable[Any] = ()) -> RequestColumns:
