@@ -179,11 +179,12 @@ def ensure_venv(path: Path | str | None = None, *, python: str | None = None) ->
     Raises ``LocalVllmUnavailable`` with one clear reason when it cannot be had.
     """
     venv = Path(path) if path else default_venv_path()
-    if _venv_ready(venv):
-        return venv
+    # the CPU first: a virtualenv built on another host (a shared cache) cannot run on this one either
     reason = cpu_unsupported_reason()
     if reason:
         raise LocalVllmUnavailable(reason, hardware=True)
+    if _venv_ready(venv):
+        return venv
     with file_lock(venv.parent / f"{venv.name}.lock", f"virtualenv {venv}"):
         if _venv_ready(venv):
             return venv

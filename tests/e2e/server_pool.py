@@ -77,11 +77,11 @@ class EngineSetup(Generic[T]):
         return self.result
 
     def _prepare(self, say: Callable[[str], None]) -> T:
-        if self.is_set_up():
-            return self.prepare()
-        hardware = self.hardware_reason()
+        hardware = self.hardware_reason()  # first: what was set up elsewhere (a shared cache) cannot run here
         if hardware:
             raise EngineUnavailable(hardware, hardware=True)
+        if self.is_set_up():
+            return self.prepare()
         if not build_asked():
             raise EngineUnavailable(
                 f"not set up; `{self.command}` sets it up (or LOADGEN_BUILD_ENGINES=1 lets the tests build it)"

@@ -114,6 +114,22 @@ def test_vllm_not_set_up_without_avx512_skips_in_ci_without_building(monkeypatch
         setup.require()
 
 
+def test_vllm_set_up_elsewhere_skips_on_a_cpu_without_avx512(monkeypatch, tmp_path):
+    # a virtualenv from a shared cache, made on a host with AVX-512: it cannot run here, so neither the tier nor the
+    # set-up script may use it
+    monkeypatch.setattr(local_vllm, "is_set_up", lambda: True)
+    monkeypatch.setattr(local_vllm, "_venv_ready", lambda _venv: True)
+    monkeypatch.setattr(local_vllm, "cpu_unsupported_reason", lambda: "CPU lacks AVX-512 (avx512f)")
+    monkeypatch.setenv("CI", "true")
+    setup = vllm_tier.new_setup()
+    setup.prepare = _must_not_build
+    with pytest.raises(pytest.skip.Exception, match="AVX-512"):
+        setup.require()
+    with pytest.raises(local_vllm.LocalVllmUnavailable, match="AVX-512") as exc:
+        local_vllm.ensure_venv(tmp_path / "venv")
+    assert exc.value.hardware
+
+
 def test_a_build_asked_for_prints_its_progress_lines(monkeypatch):
     import logging
 
