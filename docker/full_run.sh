@@ -206,6 +206,16 @@ query() { # query NAME PROMQL: Prometheus's answer, as its HTTP API gives it
 }
 query loadgen_requests_total "loadgen_requests_total{run=\"$label\"}"
 query loadgen_ttft_count "loadgen_ttft_seconds_count{run=\"$label\"}"
+# loadgen's figures are asked for first: its exporter has just gone, and the next scrape of it marks them stale.
+# The engine's as they stand after the run: wait (bounded: four scrape intervals) for a scrape of the engine
+# that began after loadgen ended and brought samples (one taken while it was busy or loading can bring none)
+ended="$(date +%s)"
+for _ in $(seq 1 40); do
+    curl -fsS -G --max-time 5 "http://127.0.0.1:$prom_port/api/v1/query" \
+        --data-urlencode "query=scrape_samples_scraped{job=\"engine\"} > 0 and timestamp(up{job=\"engine\"}) > $ended" \
+        2>/dev/null | grep -q '"value"' && break
+    sleep 0.5
+done
 query engine_prompt_tokens 'llamacpp:prompt_tokens_total'
 query engine_tokens_predicted 'llamacpp:tokens_predicted_total'
 query up 'up'
